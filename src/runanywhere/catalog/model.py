@@ -1,0 +1,124 @@
+"""Immutable model metadata: the seed's ``ModelMetadata`` plus files, archive and mirrors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ModelType = str  # "vad" | "stt" | "tts" | "llm" | future types
+ModelFormat = Literal["onnx", "tflite", "tensorflow", "pytorch", "safetensors", "gguf", "custom"]
+ArchiveKind = Literal["tar.gz", "tar.bz2", "tar.xz", "zip"]
+Compute = Literal["cpu", "gpu", "webgpu"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One file of a model: where it lives in the model's folder, where it comes from."""
+
+    path: str
+    url: str
+    size: int
+    #: ``"sha256:<hex>"``, or None when the catalog gives none (trust on first use).
+    hash: str | None = None
+    mirrors: tuple[str, ...] = ()
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hash.split(":", 1)[1] if self.hash else None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.mirrors)
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    memory: int
+    compute: Compute = "cpu"
+
+
+@dataclass(frozen=True, slots=True)
+class Performance:
+    latency: str = ""
+    throughput: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    id: str
+    name: str
+    type: ModelType
+    provider: str
+    size: int
+    format: ModelFormat
+    version: str
+    files: tuple[ModelFile, ...]
+    #: True when the catalog used the single-file form (``url`` + ``hash``).
+    single_file: bool = True
+    archive: ArchiveKind | None = None
+    requirements: Requirements | None = None
+    supported_languages: tuple[str, ...] = ()
+    performance: Performance | None = None
+    description: str = ""
+    license: str = ""
+    #: Where this entry was read from ("builtin", a file path, or "registered").
+    source: str = "registered"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def url(self) -> str:
+        """The seed's ``url``: the first (for single-file models, the only) file's URL."""
+        return self.files[0].url
+
+    @property
+    def hash(self) -> str | None:
+        return self.files[0].hash if self.single_file else None
+
+    @property
+    def mirrors(self) -> tuple[str, ...]:
+        return self.files[0].mirrors if self.single_file else ()
+
+    @property
+    def is_multi_file(self) -> bool:
+        return not self.single_file
+
+    def to_dict(self) -> dict[str, Any]:
+        """The catalog JSON form of this entry (snake_case keys)."""
+        d: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "provider": self.provider,
+            "version": self.version,
+            "format": self.format,
+            "size": self.size,
+        }
+        if self.single_file:
+            f = self.files[0]
+            d["url"] = f.url
+            if f.hash:
+                d["hash"] = f.hash
+            if f.mirrors:
+                d["mirrors"] = list(f.mirrors)
+        else:
+            d["files"] = [
+                {k: v for k, v in (("path", f.path), ("url", f.url), ("size", f.size),
+                                   ("hash", f.hash), ("mirrors", list(f.mirrors) or None))
+                 if v is not None}
+                for f in self.files
+            ]
+        if self.archive:
+            d["archive"] = self.archive
+        if self.requirements:
+            d["requirements"] = {"memory": self.requirements.memory,
+                                 "compute": self.requirements.compute}
+        if self.supported_languages:
+            d["supported_languages"] = list(self.supported_languages)
+        if self.performance:
+            d["performance"] = {"latency": self.performance.latency,
+                                "throughput": self.performance.throughput}
+        if self.description:
+            d["description"] = self.description
+        if self.license:
+            d["license"] = self.license
+        return d

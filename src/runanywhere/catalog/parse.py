@@ -1,0 +1,282 @@
+"""Catalog JSON -> validated :class:`ModelMetadata`, with errors that name file, model and field.
+
+Validation is strict on anything that becomes a path or decides what bytes are trusted (ids, file
+paths, sizes, hashes, URL schemes) and lenient on descriptive text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from ..errors import InvalidCatalogError
+from .model import ModelFile, ModelMetadata, Performance, Requirements
+
+FORMAT_VERSION = 1
+ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+HEX64_RE = re.compile(r"[0-9a-f]{64}")
+TYPES = {"vad", "stt", "tts", "llm", "embedding", "vision", "custom"}
+FORMATS = {"onnx", "tflite", "tensorflow", "pytorch", "safetensors", "gguf", "custom"}
+ARCHIVES = {"tar.gz", "tar.bz2", "tar.xz", "zip"}
+COMPUTES = {"cpu", "gpu", "webgpu"}
+URL_SCHEMES = {"http", "https", "s3"}
+#: No single model we manage is bigger than this; a larger size is a typo or an attack.
+MAX_SIZE = 2**44  # 16 TiB
+#: The seed's camelCase spellings, accepted as aliases.
+ALIASES = {"supportedLanguages": "supported_languages"}
+
+
+class _Where:
+    """Builds error messages: ``catalog models.json, model 'x': size must be ...``."""
+
+    def __init__(self, source: str, model_id: str | None = None) -> None:
+        self.source = source
+        self.model_id = model_id
+
+    def error(self, msg: str) -> InvalidCatalogError:
+        where = f"catalog {self.source}"
+        if self.model_id is not None:
+            where += f", model {self.model_id!r}"
+        return InvalidCatalogError(f"{where}: {msg}")
+
+
+def validate_id(model_id: object) -> str:
+    """Return the id if it is a safe, canonical model id, else raise ``ValueError``."""
+    if not isinstance(model_id, str):
+        raise ValueError("id must be a string")
+    if not ID_RE.fullmatch(model_id) or ".." in model_id:
+        raise ValueError(
+            f"id {model_id!r} is not allowed (use 1-128 of a-z 0-9 . _ -, starting with a letter"
+            " or digit, no '..')"
+        )
+    return model_id
+
+
+def normalize_hash(value: object) -> str:
+    """``"sha256:<hex>"`` from ``"sha256:<hex>"`` or a bare 64-hex string; else ``ValueError``."""
+    if not isinstance(value, str):
+        raise ValueError("hash must be a string like 'sha256:<64 hex digits>'")
+    text = value.strip()
+    alg, sep, digest = text.partition(":")
+    if not sep:
+        alg, digest = "sha256", text
+    digest = digest.lower()
+    if alg.lower() != "sha256" or not HEX64_RE.fullmatch(digest):
+        raise ValueError(f"hash {value!r} is malformed (expected 'sha256:<64 hex digits>')")
+    return f"sha256:{digest}"
+
+
+def _check_url(where: _Where, value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise where.error(f"{field} must be a non-empty string")
+    parts = urlsplit(value)
+    if parts.scheme not in URL_SCHEMES or not parts.netloc:
+        raise where.error(f"{field} {value!r} must be an http(s) URL")
+    return value
+
+
+def _check_size(where: _Where, value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise where.error(f"{field} must be a positive integer")
+    if value > MAX_SIZE:
+        raise where.error(f"{field} {value} is absurdly large (limit {MAX_SIZE} bytes)")
+    return value
+
+
+def _check_rel_path(where: _Where, value: object, field: str) -> str:
+    if not isinstance(value, str) or not value or "\x00" in value or "\\" in value:
+        raise where.error(f"{field} must be a relative path without NUL or backslash")
+    p = PurePosixPath(value)
+    if p.is_absolute() or any(part in ("..", ".", "") for part in value.split("/")):
+        raise where.error(f"{field} {value!r} must be relative and must not contain '..'")
+    return str(p)
+
+
+def _opt_hash(where: _Where, value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize_hash(value)
+    except ValueError as e:
+        raise where.error(f"{field}: {e}") from None
+
+
+def _mirrors(where: _Where, value: object, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise where.error(f"{field} must be a list of URLs")
+    return tuple(_check_url(where, u, f"{field}[{i}]") for i, u in enumerate(value))
+
+
+def _str(where: _Where, raw: Mapping[str, Any], key: str, *, required: bool = True) -> str:
+    value = raw.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise where.error(f"{key} must be a non-empty string")
+    return value
+
+
+def parse_model(raw: object, source: str = "registered", index: int | None = None) -> ModelMetadata:
+    """Validate one catalog entry (a JSON object) and build its metadata."""
+    label = f"models[{index}]" if index is not None else "entry"
+    if not isinstance(raw, dict):
+        raise _Where(source).error(f"{label} must be an object")
+    raw = {ALIASES.get(k, k): v for k, v in raw.items()}
+    model_id = raw.get("id")
+    where = _Where(source, model_id if isinstance(model_id, str) else None)
+    if where.model_id is None:
+        where = _Where(source + f" {label}")
+    try:
+        validate_id(model_id)
+    except ValueError as e:
+        raise where.error(str(e)) from None
+
+    mtype = _str(where, raw, "type")
+    if mtype not in TYPES:
+        raise where.error(f"type must be one of {sorted(TYPES)}, not {mtype!r}")
+    fmt = _str(where, raw, "format")
+    if fmt not in FORMATS:
+        raise where.error(f"format must be one of {sorted(FORMATS)}, not {fmt!r}")
+    size = _check_size(where, raw.get("size"), "size")
+
+    archive = raw.get("archive")
+    if archive is not None and archive not in ARCHIVES:
+        raise where.error(f"archive must be one of {sorted(ARCHIVES)}, not {archive!r}")
+
+    if "files" in raw and raw["files"] is not None:
+        if "url" in raw:
+            raise where.error("give either url (single file) or files (multi-file), not both")
+        if archive is not None:
+            raise where.error("archive applies to single-file models only")
+        rfiles = raw["files"]
+        if not isinstance(rfiles, list) or not rfiles:
+            raise where.error("files must be a non-empty list")
+        files: list[ModelFile] = []
+        seen: set[str] = set()
+        for i, rf in enumerate(rfiles):
+            f = f"files[{i}]"
+            if not isinstance(rf, dict):
+                raise where.error(f"{f} must be an object")
+            path = _check_rel_path(where, rf.get("path"), f"{f}.path")
+            if path.lower() in seen:
+                raise where.error(f"{f}.path {path!r} appears twice")
+            seen.add(path.lower())
+            files.append(ModelFile(
+                path=path,
+                url=_check_url(where, rf.get("url"), f"{f}.url"),
+                size=_check_size(where, rf.get("size"), f"{f}.size"),
+                hash=_opt_hash(where, rf.get("hash"), f"{f}.hash"),
+                mirrors=_mirrors(where, rf.get("mirrors"), f"{f}.mirrors"),
+            ))
+        total = sum(f.size for f in files)
+        if total != size:
+            raise where.error(f"size {size} does not equal the sum of files[].size ({total})")
+        single = False
+    else:
+        url = _check_url(where, raw.get("url"), "url")
+        name = PurePosixPath(urlsplit(url).path).name or model_id
+        if archive is not None:
+            name = f"{model_id}.{archive}"
+        files = [ModelFile(path=_safe_leaf(name, str(model_id)), url=url, size=size,
+                           hash=_opt_hash(where, raw.get("hash"), "hash"),
+                           mirrors=_mirrors(where, raw.get("mirrors"), "mirrors"))]
+        single = True
+
+    requirements = None
+    rreq = raw.get("requirements")
+    if rreq is not None:
+        if not isinstance(rreq, dict):
+            raise where.error("requirements must be an object")
+        compute = rreq.get("compute", "cpu")
+        if compute not in COMPUTES:
+            raise where.error(f"requirements.compute must be one of {sorted(COMPUTES)}")
+        requirements = Requirements(
+            memory=_check_size(where, rreq.get("memory"), "requirements.memory"),
+            compute=compute,
+        )
+    perf = raw.get("performance")
+    performance = None
+    if perf is not None:
+        if not isinstance(perf, dict):
+            raise where.error("performance must be an object")
+        performance = Performance(str(perf.get("latency", "")), str(perf.get("throughput", "")))
+    langs = raw.get("supported_languages") or []
+    if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
+        raise where.error("supported_languages must be a list of strings")
+
+    return ModelMetadata(
+        id=cast(str, model_id),
+        name=_str(where, raw, "name"),
+        type=mtype,
+        provider=_str(where, raw, "provider", required=False) or "unknown",
+        size=size,
+        format=cast(Any, fmt),
+        version=str(raw.get("version", "1")),
+        files=tuple(files),
+        single_file=single,
+        archive=cast(Any, archive),
+        requirements=requirements,
+        supported_languages=tuple(langs),
+        performance=performance,
+        description=_str(where, raw, "description", required=False),
+        license=_str(where, raw, "license", required=False),
+        source=source,
+    )
+
+
+def _safe_leaf(name: str, fallback: str) -> str:
+    """A file name taken from a URL, made safe to use as a path component."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
+    return cleaned[:200] or fallback
+
+
+def parse_catalog(data: object, source: str) -> list[ModelMetadata]:
+    """Validate a whole catalog document."""
+    where = _Where(source)
+    if not isinstance(data, dict):
+        raise where.error("top level must be an object with 'format_version' and 'models'")
+    version = data.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise where.error(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    models = data.get("models")
+    if not isinstance(models, list):
+        raise where.error("models must be a list")
+    out: list[ModelMetadata] = []
+    ids: set[str] = set()
+    for i, raw in enumerate(models):
+        meta = parse_model(raw, source, i)
+        if meta.id in ids:
+            raise _Where(source, meta.id).error("id appears twice in this catalog")
+        ids.add(meta.id)
+        out.append(meta)
+    return out
+
+
+def load_catalog_file(path: Path) -> list[ModelMetadata]:
+    """Read and validate a catalog JSON file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidCatalogError(f"catalog {source}: cannot read: {e.strerror or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidCatalogError(
+            f"catalog {source}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        ) from None
+    return parse_catalog(data, source)
+
+
+def load_builtin() -> list[ModelMetadata]:
+    """The catalog shipped inside the package."""
+    from importlib.resources import files
+
+    text = files("runanywhere.catalog").joinpath("builtin.json").read_text(encoding="utf-8")
+    return parse_catalog(json.loads(text), "builtin")

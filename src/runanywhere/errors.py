@@ -1,0 +1,89 @@
+"""The typed errors of runanywhere.
+
+Every failure a user can meet is a subclass of :class:`ModelError`, so one ``except`` catches them
+all and a narrower one picks a case. Each error carries a one-line message fit for a terminal.
+"""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base of every runanywhere error."""
+
+    #: Process exit status the CLI uses for this kind of failure.
+    exit_code = 1
+
+
+class ModelNotFoundError(ModelError, LookupError):
+    """No model with this id in any loaded catalog (or not in the cache, where that is asked)."""
+
+    def __init__(self, model_id: str, suggestions: list[str] | None = None) -> None:
+        self.model_id = model_id
+        self.suggestions = suggestions or []
+        hint = f" (did you mean: {', '.join(self.suggestions)}?)" if self.suggestions else ""
+        super().__init__(f"unknown model '{model_id}'{hint}")
+
+
+class InvalidCatalogError(ModelError, ValueError):
+    """A catalog file (or a registered entry) breaks the catalog format."""
+
+    exit_code = 2
+
+
+class DownloadError(ModelError):
+    """The bytes could not be fetched (network, HTTP status, server misbehaviour)."""
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class IntegrityError(DownloadError):
+    """Bytes arrived (or sat in the cache) but do not match the expected size or hash."""
+
+    def __init__(
+        self, message: str, *, expected: str | None = None, actual: str | None = None
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
+
+
+class DownloadCancelledError(ModelError):
+    """The download was cancelled by the caller; the partial bytes are kept for a resume."""
+
+
+class InsufficientStorageError(ModelError, OSError):
+    """Not enough free disk space for what is still to be downloaded."""
+
+    def __init__(self, message: str, *, needed: int = 0, available: int = 0) -> None:
+        self.needed = needed
+        self.available = available
+        super().__init__(message)
+
+
+class OfflineError(ModelError):
+    """Offline mode is on and the model is not in the cache."""
+
+
+class RuntimeUnavailableError(ModelError, ImportError):
+    """The runtime a model needs is not installed (names the extra to install)."""
+
+
+class CacheError(ModelError):
+    """The cache cannot do what was asked (newer index schema, entry in use, ...)."""
+
+
+__all__ = [
+    "CacheError",
+    "DownloadCancelledError",
+    "DownloadError",
+    "InsufficientStorageError",
+    "IntegrityError",
+    "InvalidCatalogError",
+    "ModelError",
+    "ModelNotFoundError",
+    "OfflineError",
+    "RuntimeUnavailableError",
+]

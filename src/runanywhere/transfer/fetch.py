@@ -1,0 +1,568 @@
+"""Fetch one file: parallel HTTP ranges written in place, resumable, verified as it lands.
+
+Design (numbers are the defaults of :class:`FetchConfig`):
+
+* The first request asks for the first missing range. A ``206`` with a matching ``Content-Range``
+  opens up to 8 connections, each on its own range of at least 8 MiB; a ``200`` means the server
+  ignores ``Range`` and the same response is streamed from byte 0 instead.
+* Every range carries ``If-Range`` with the validator (strong ETag, else Last-Modified) seen first,
+  so all bytes come from one version of the file; a change restarts cleanly from zero.
+* Bytes are ``pwrite``-n into one sparse partial file and journaled (see ``partial.py``). A worker
+  with nothing left steals the far half of the range with the most bytes still to come, so the
+  last percent does not crawl on one slow connection.
+* sha256 is computed by one thread that follows the contiguous prefix of written bytes (reading
+  them back from the page cache) while the network threads keep receiving: the hash is ready a
+  moment after the last byte, and a large file is never read a second time afterwards.
+* A watchdog aborts connections slower than ``min_speed`` over ``stall_window`` (a trickle that a
+  socket timeout never catches) and, in durable mode, ``fdatasync``-s as the download goes so the
+  final flush before publication is short.
+* Each range retries alone with backoff; after ``retry_attempts`` the next mirror is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DownloadCancelledError, DownloadError, IntegrityError
+from .http import Response, open_url, retry_after_seconds
+from .partial import Partial, PartialMeta, adopt, new_owner
+from .progress import ProgressTracker, Stage
+from .retry import RETRY_STATUSES, SourceChanged, TransientError, backoff
+
+MiB = 2**20
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_HTML_START = (b"<!doctype html", b"<html", b"<?xml", b"<head")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    connections: int = 8
+    #: Files smaller than this use one connection.
+    split_threshold: int = 32 * MiB
+    min_part: int = 8 * MiB
+    chunk_size: int = MiB
+    retry_attempts: int = 3
+    retry_delay: float = 1.0
+    retry_cap: float = 30.0
+    timeout: float = 60.0
+    #: A connection averaging fewer bytes/s than this over ``stall_window`` is dropped and retried.
+    min_speed: float = 16 * 1024
+    stall_window: float = 20.0
+    durable: bool = True
+    flush_every: int = 64 * MiB
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """A complete, verified file, still in the partials folder, ready to be published."""
+
+    path: Path
+    sha256: str
+    size: int
+    partial: Partial = field(repr=False, compare=False)
+
+    def release(self) -> None:
+        """Drop the journal and metadata once the data file was moved into the store."""
+        self.partial.drop_sidecars()
+
+
+@dataclass
+class _Segment:
+    start: int
+    end: int
+    pos: int
+    owner: int | None = None  # worker index
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+
+@dataclass
+class _Conn:
+    resp: Response
+    opened: float
+    bytes: int = 0
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    stalled: bool = False
+
+
+class _Restart(Exception):
+    """Internal: start the whole file again (source changed, Range ignored on a resume)."""
+
+
+class FileFetch:
+    """Downloads one file into a partial and verifies it. Blocking; run it in a thread."""
+
+    def __init__(self, urls: Sequence[str], size: int, sha256: str | None, *,
+                 partial_dir: Path, key: str, config: FetchConfig,
+                 tracker: ProgressTracker, cancel: threading.Event) -> None:
+        if not urls:
+            raise ValueError("no URL to fetch")
+        self.urls = list(urls)
+        self.size = size
+        self.expected = sha256
+        self.partial_dir = partial_dir
+        self.key = key
+        self.cfg = config
+        self.tracker = tracker
+        self.cancel = cancel
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._segments: list[_Segment] = []
+        self._conns: dict[int, _Conn] = {}
+        self._error: BaseException | None = None
+        self._url_index = 0
+        self._validators: dict[str, tuple[str | None, str | None]] = {}
+        self._ranges_ok: bool | None = None  # unknown until the first response
+        self._hasher = hashlib.sha256()
+        self._hashed = 0
+        self._unflushed = 0
+        self._partial: Partial | None = None
+        self._html_checked = False
+        self.bytes_from_network = 0
+
+    # -- public --------------------------------------------------------------------------------
+    def run(self) -> FetchedFile:
+        meta = PartialMeta(url=self.urls[0], size=self.size, sha256=self.expected)
+        partial = adopt(self.partial_dir, self.key, meta, new_owner())
+        partial.open(meta)
+        self._partial = partial
+        if meta.etag or meta.last_modified:
+            self._validators[self.urls[0]] = (meta.etag, meta.last_modified)
+        resumed = partial.ranges.covered()
+        self.tracker.add_resumed(resumed)
+        restarted = False
+        try:
+            while True:
+                try:
+                    self._download()
+                    digest = self._finish_hash()
+                    if self.expected and digest != self.expected:
+                        if resumed and not restarted:
+                            # Bytes we kept from before were bad (power loss, or a changed
+                            # source): never trust them again, start over once.
+                            raise _Restart
+                        raise IntegrityError(
+                            f"sha256 mismatch for {self.urls[0]}: expected {self.expected},"
+                            f" got {digest}", expected=self.expected, actual=digest)
+                    break
+                except _Restart:
+                    if restarted:
+                        raise DownloadError(f"{self.urls[0]} keeps changing while it downloads",
+                                            url=self.urls[0]) from None
+                    restarted, resumed = True, 0
+                    self.tracker.rewind(partial.ranges.covered())
+                    self._reset()
+            if self.cfg.durable:
+                os.fdatasync(partial.fd)
+            partial.close()
+            return FetchedFile(partial.data_path, digest, self.size, partial)
+        except DownloadCancelledError:
+            partial.close()  # keep the bytes for a later resume
+            raise
+        except IntegrityError:
+            partial.discard()  # known bad: nothing to resume from
+            raise
+        except BaseException:
+            partial.close()
+            raise
+
+    def abort_all(self) -> None:
+        """Break every blocked read now (used by cancel)."""
+        with self._lock:
+            conns = list(self._conns.values())
+        for c in conns:
+            c.resp.abort()
+
+    # -- the download proper ---------------------------------------------------------------------
+    def _reset(self) -> None:
+        assert self._partial is not None
+        self._partial.reset()
+        self._validators.clear()
+        self._hasher = hashlib.sha256()
+        self._hashed = 0
+        self._ranges_ok = None
+        self._error = None
+        self._html_checked = False
+
+    def _download(self) -> None:
+        assert self._partial is not None
+        gaps = self._partial.ranges.missing(self.size)
+        if not gaps:
+            return
+        # One range first: its answer tells whether the server honours Range at all.
+        first_end = min(gaps[0][1], gaps[0][0] + max(self.cfg.min_part, self.cfg.chunk_size))
+        if self.size < self.cfg.split_threshold or self.cfg.connections <= 1:
+            first_end = gaps[0][1]
+        self._segments = [_Segment(gaps[0][0], first_end, gaps[0][0])]
+        rest = [(first_end, gaps[0][1]), *gaps[1:]] if first_end < gaps[0][1] else gaps[1:]
+        self._pending_gaps = rest
+        self._error = None
+        stop = threading.Event()
+        hasher = threading.Thread(target=self._hash_loop, args=(stop,), daemon=True,
+                                  name="ra-hash")
+        watchdog = threading.Thread(target=self._watch_loop, args=(stop,), daemon=True,
+                                    name="ra-watchdog")
+        hasher.start()
+        watchdog.start()
+        workers: list[threading.Thread] = []
+        try:
+            first = threading.Thread(target=self._worker, args=(0,), daemon=True, name="ra-get-0")
+            first.start()
+            workers.append(first)
+            with self._cond:
+                while self._ranges_ok is None and self._error is None and first.is_alive():
+                    self._cond.wait(0.1)
+                parallel = bool(self._ranges_ok) and self.size >= self.cfg.split_threshold
+                if parallel and self._pending_gaps:
+                    from .ranges import split
+
+                    n = max(1, self.cfg.connections - 1)
+                    for s, e in split(self._pending_gaps, n, self.cfg.min_part):
+                        self._segments.append(_Segment(s, e, s))
+                    self._pending_gaps = []
+                    self._cond.notify_all()
+            if parallel:
+                for i in range(1, self.cfg.connections):
+                    t = threading.Thread(target=self._worker, args=(i,), daemon=True,
+                                         name=f"ra-get-{i}")
+                    t.start()
+                    workers.append(t)
+            for t in workers:
+                while t.is_alive():
+                    t.join(0.2)
+                    if self.cancel.is_set():
+                        self.abort_all()
+        finally:
+            stop.set()
+            hasher.join()
+            watchdog.join()
+        if self.cancel.is_set():
+            raise DownloadCancelledError("download cancelled")
+        if self._error is not None:
+            raise self._error
+        if self._pending_gaps:  # single-connection mode leaves gaps for the next pass
+            self._download()
+
+    def _next_segment(self, idx: int) -> _Segment | None:
+        with self._lock:
+            for seg in self._segments:
+                if seg.owner is None and seg.remaining > 0:
+                    seg.owner = idx
+                    return seg
+            if not self._ranges_ok and self._pending_gaps:
+                s, e = self._pending_gaps.pop(0)
+                seg = _Segment(s, e, s, idx)
+                self._segments.append(seg)
+                return seg
+            if not self._ranges_ok:
+                return None
+            # Steal the far half of the range with the most left to fetch.
+            victim = max((s for s in self._segments if s.owner is not None),
+                         key=lambda s: s.remaining, default=None)
+            if victim is None or victim.remaining < 2 * max(self.cfg.chunk_size, 4 * MiB):
+                return None
+            mid = victim.pos + victim.remaining // 2
+            mid -= mid % self.cfg.chunk_size or 0
+            if mid <= victim.pos:
+                return None
+            seg = _Segment(mid, victim.end, mid, idx)
+            victim.end = mid
+            self._segments.append(seg)
+            return seg
+
+    def _worker(self, idx: int) -> None:
+        buf = bytearray(self.cfg.chunk_size)
+        view = memoryview(buf)
+        try:
+            while self._error is None and not self.cancel.is_set():
+                seg = self._next_segment(idx)
+                if seg is None:
+                    return
+                self._fetch_segment(idx, seg, view)
+        except BaseException as e:  # handed to run() through self._error
+            with self._cond:
+                if self._error is None:
+                    self._error = e
+                self._cond.notify_all()
+            self.abort_all()
+
+    def _fetch_segment(self, idx: int, seg: _Segment, view: memoryview) -> None:
+        attempt = 0
+        while seg.pos < seg.end:
+            if self.cancel.is_set():
+                raise DownloadCancelledError("download cancelled")
+            url = self.urls[self._url_index]
+            before = seg.pos
+            try:
+                self._request_into(idx, url, seg, view)
+            except TransientError as e:
+                if seg.pos - before >= self.cfg.chunk_size:
+                    attempt = 0  # progress was made: this is a new failure, not the same one
+                attempt += 1
+                if attempt > self.cfg.retry_attempts:
+                    if not self._next_url(url):
+                        raise DownloadError(
+                            f"giving up on {url} after {self.cfg.retry_attempts} retries: {e}",
+                            url=url, status=e.status) from e
+                    attempt = 0
+                    continue
+                delay = backoff(attempt - 1, self.cfg.retry_delay, self.cfg.retry_cap,
+                                e.retry_after)
+                if self.cancel.wait(delay):
+                    raise DownloadCancelledError("download cancelled") from None
+            except DownloadError as e:
+                if isinstance(e, IntegrityError | SourceChanged) or not self._next_url(url):
+                    raise
+        with self._lock:
+            seg.owner = None
+
+    def _next_url(self, failed: str) -> bool:
+        """Move to the next mirror after ``failed``; False if there is none."""
+        with self._lock:
+            if self.urls[self._url_index] != failed:
+                return True  # another worker moved on already
+            if self._url_index + 1 >= len(self.urls):
+                return False
+            self._url_index += 1
+            return True
+
+    def _request_into(self, idx: int, url: str, seg: _Segment, view: memoryview) -> None:
+        etag, last_mod = self._validators.get(url, (None, None))
+        headers = {"Range": f"bytes={seg.pos}-{seg.end - 1}"}
+        if etag or last_mod:
+            headers["If-Range"] = etag or last_mod or ""
+        try:
+            resp = open_url(url, headers, timeout=self.cfg.timeout, token=self.cfg.token)
+        except DownloadError:
+            raise
+        except (OSError, ValueError) as e:  # connection refused, DNS, TLS, timeout
+            raise TransientError(f"cannot connect to {url}: {e}", url=url) from e
+        except Exception as e:  # http.client protocol errors
+            raise TransientError(f"bad response from {url}: {e!r}", url=url) from e
+        conn = _Conn(resp, time.monotonic())
+        with self._lock:
+            self._conns[idx] = conn
+        try:
+            start, length = self._check_response(resp, url, seg)
+            self._read_body(resp, conn, seg, view, start, length)
+        except (OSError, ValueError) as e:
+            reason = "stalled (below the minimum speed)" if conn.stalled else str(e) or repr(e)
+            if self.cancel.is_set():
+                raise DownloadCancelledError("download cancelled") from None
+            raise TransientError(f"connection to {url} failed: {reason}", url=url) from e
+        except Exception as e:
+            if isinstance(e, DownloadError | _Restart | DownloadCancelledError):
+                raise
+            raise TransientError(f"bad response from {url}: {e!r}", url=url) from e
+        finally:
+            with self._lock:
+                self._conns.pop(idx, None)
+            resp.close()
+
+    def _check_response(self, resp: Response, url: str, seg: _Segment) -> tuple[int, int | None]:
+        """Validate status and headers; returns (offset the body starts at, body length)."""
+        status = resp.status
+        if status in RETRY_STATUSES:
+            body = resp.read_small(512)
+            raise TransientError(
+                f"{url} answered HTTP {status}{': ' + body[:80].decode(errors='replace') if body else ''}",
+                url=url, status=status, retry_after=retry_after_seconds(resp.header("Retry-After")))
+        if status not in (200, 206):
+            raise DownloadError(f"{url} answered HTTP {status}", url=url, status=status)
+        encoding = (resp.header("Content-Encoding") or "identity").strip().lower()
+        if encoding not in ("identity", ""):
+            raise DownloadError(f"{url} sent Content-Encoding {encoding!r} although identity was"
+                                " asked for", url=url, status=status)
+        etag = resp.header("ETag")
+        strong = etag if etag and not etag.startswith("W/") else None
+        last_mod = resp.header("Last-Modified")
+        known = self._validators.get(url)
+        with self._lock:
+            if status == 206:
+                m = _CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
+                if not m:
+                    raise TransientError(f"{url}: 206 without a valid Content-Range", url=url)
+                first, last, total = int(m[1]), int(m[2]), m[3]
+                if total != "*" and int(total) != self.size:
+                    raise IntegrityError(
+                        f"{url} has {total} bytes but the catalog says {self.size}",
+                        expected=str(self.size), actual=total)
+                if first != seg.pos or last < first:
+                    raise TransientError(f"{url}: Content-Range {first}-{last} does not match the"
+                                         f" requested {seg.pos}-{seg.end - 1}", url=url)
+                if known and known[0] and strong and known[0] != strong:
+                    raise SourceChanged(f"{url} changed while downloading (ETag {known[0]} ->"
+                                        f" {strong})", url=url)
+                if not known:
+                    self._validators[url] = (strong, last_mod)
+                    self._save_validators(url)
+                self._ranges_ok = True
+                self._cond.notify_all()
+                return first, last - first + 1
+            # 200: the whole file from byte 0.
+            length = resp.content_length
+            if length is not None and length != self.size:
+                raise IntegrityError(
+                    f"{url} sent {length} bytes (Content-Length) but the catalog says {self.size}"
+                    + (" - an error page?" if length < self.size else ""),
+                    expected=str(self.size), actual=str(length))
+            changed = known is not None and (known[0] or known[1]) and (
+                (known[0] and known[0] != strong) or (not known[0] and known[1] != last_mod))
+            assert self._partial is not None
+            had_bytes = self._partial.ranges.covered() > 0 or seg.pos > 0
+            self._validators[url] = (strong, last_mod)
+            self._save_validators(url)
+            if self._ranges_ok and not changed:
+                raise TransientError(f"{url} ignored Range on a later request", url=url)
+            if had_bytes:
+                # Either the file changed (If-Range failed) or the server ignores Range: the
+                # bytes we hold cannot be trusted to match this response; start over with it.
+                self._ranges_ok = False
+                self._cond.notify_all()
+                raise _Restart
+            self._ranges_ok = False
+            self._cond.notify_all()
+            # Single stream: this worker takes the whole file.
+            seg.end = self.size
+            for other in self._segments:
+                if other is not seg:
+                    other.end = other.pos
+            self._pending_gaps = []
+            return 0, length
+
+    def _save_validators(self, url: str) -> None:
+        p = self._partial
+        if p is not None and p.meta is not None and url == self.urls[0]:
+            p.meta.etag, p.meta.last_modified = self._validators[url]
+            p.save_meta()
+
+    def _read_body(self, resp: Response, conn: _Conn, seg: _Segment, view: memoryview,
+                   start: int, length: int | None) -> None:
+        assert self._partial is not None
+        fd = self._partial.fd
+        pos = start
+        body_end = start + length if length is not None else None
+        chunk = len(view)
+        while True:
+            with self._lock:
+                end = seg.end  # may shrink when another worker steals the tail
+            if pos >= end:
+                return
+            want = min(chunk, end - pos)
+            filled = 0
+            while filled < want:
+                n = resp.readinto1(view[filled:want])
+                if n == 0:
+                    break
+                filled += n
+                conn.bytes += n
+            if filled:
+                if not self._html_checked and pos == 0 and self.expected is None:
+                    self._reject_html(resp, bytes(view[:min(filled, 64)]))
+                written = os.pwrite(fd, view[:filled], pos)
+                with self._lock:
+                    self._partial.record(pos, pos + written)
+                    self._unflushed += written
+                    seg.pos = pos + written
+                    self._cond.notify_all()
+                pos += written
+                self.bytes_from_network += written
+                self.tracker.add(written)
+            if self.cancel.is_set():
+                raise DownloadCancelledError("download cancelled")
+            if filled < want:
+                if body_end is None and pos < self.size and filled == 0:
+                    raise TransientError(f"{resp.url}: connection closed at byte {pos} of"
+                                         f" {self.size}", url=resp.url)
+                if body_end is not None and pos < body_end:
+                    raise TransientError(f"{resp.url}: body ended early at byte {pos}"
+                                         f" (expected {body_end})", url=resp.url)
+                if pos < end:
+                    raise TransientError(f"{resp.url}: connection closed at byte {pos}",
+                                         url=resp.url)
+            if pos >= self.size and length is None:
+                # No Content-Length: the server must close now; more bytes mean a wrong file.
+                extra = resp.readinto1(view[:1])
+                if extra:
+                    raise IntegrityError(f"{resp.url} sent more than the {self.size} bytes the"
+                                         " catalog says", expected=str(self.size))
+                return
+
+    def _reject_html(self, resp: Response, head: bytes) -> None:
+        self._html_checked = True
+        ctype = (resp.header("Content-Type") or "").lower()
+        if "html" in ctype and head.lstrip().lower().startswith(_HTML_START):
+            raise IntegrityError(f"{resp.url} returned an HTML page instead of the model",
+                                 expected="model bytes", actual=ctype)
+
+    # -- hashing, flushing, watchdog -------------------------------------------------------------
+    def _hash_loop(self, stop: threading.Event) -> None:
+        assert self._partial is not None
+        fd = self._partial.fd
+        buf = bytearray(4 * MiB)
+        view = memoryview(buf)
+        while True:
+            with self._cond:
+                upto = self._partial.ranges.prefix_end()
+                if upto <= self._hashed:
+                    if stop.is_set():
+                        return
+                    self._cond.wait(0.05)
+                    continue
+            while self._hashed < upto:
+                n = os.preadv(fd, [view[: min(len(buf), upto - self._hashed)]], self._hashed)
+                if n <= 0:
+                    break
+                self._hasher.update(view[:n])
+                self._hashed += n
+
+    def _finish_hash(self) -> str:
+        assert self._partial is not None
+        end = self._partial.ranges.prefix_end()
+        if end != self.size or self._partial.ranges.covered() != self.size:
+            raise DownloadError(f"download of {self.urls[0]} ended with {end} of {self.size} bytes")
+        if self._hashed < self.size:  # the hasher stopped with the workers; finish the tail
+            self.tracker.set_stage(Stage.VERIFYING, "verifying sha256")
+            fd, buf = self._partial.fd, bytearray(4 * MiB)
+            while self._hashed < self.size:
+                n = os.preadv(fd, [memoryview(buf)[: self.size - self._hashed]], self._hashed)
+                if n <= 0:
+                    raise DownloadError("partial file shrank while hashing")
+                self._hasher.update(memoryview(buf)[:n])
+                self._hashed += n
+        return self._hasher.hexdigest()
+
+    def _watch_loop(self, stop: threading.Event) -> None:
+        assert self._partial is not None
+        window = self.cfg.stall_window
+        while not stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                conns = list(self._conns.values())
+                flush = self.cfg.durable and self._unflushed >= self.cfg.flush_every
+                if flush:
+                    self._unflushed = 0
+            for c in conns:
+                c.samples.append((now, c.bytes))
+                while c.samples and now - c.samples[0][0] > window:
+                    c.samples.pop(0)
+                if now - c.opened >= window and c.samples:
+                    t0, b0 = c.samples[0]
+                    rate = (c.bytes - b0) / max(now - t0, 1e-3)
+                    if now - t0 >= window * 0.9 and rate < self.cfg.min_speed:
+                        c.stalled = True
+                        c.resp.abort()
+            if flush:
+                with contextlib.suppress(OSError):
+                    os.fdatasync(self._partial.fd)
