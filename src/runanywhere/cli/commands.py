@@ -1,0 +1,244 @@
+"""The CLI's commands, each a small function over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from ..catalog import ModelMetadata
+from ..errors import ModelError
+from ..registry import ModelRegistry
+from ..settings import Settings, parse_size
+from .render import human_age, human_size, print_json, print_table
+
+
+def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "demo":
+        from ..demo import run_demo
+
+        return run_demo(keep=args.keep, durable=settings.durable)
+    registry = ModelRegistry(settings=settings)
+    registry.load_catalogs()
+    handler = {
+        "list": cmd_list, "info": cmd_info, "pull": cmd_pull, "cache": cmd_cache,
+        "import": cmd_import, "load": cmd_load,
+    }[args.command]
+    return handler(args, registry)
+
+
+def _model_summary(m: ModelMetadata) -> dict[str, Any]:
+    d = m.to_dict()
+    d["source"] = m.source
+    return d
+
+
+def cmd_list(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    models = reg.list_models(type=args.type, format=args.format, search=args.search)
+    if args.json:
+        print_json({"models": [_model_summary(m) for m in models]})
+        return 0
+    cached = {e.model_id for e in reg.cache.entries()} if reg.settings.home.exists() else set()
+    rows = [(m.id, m.type, m.format, human_size(m.size), len(m.files),
+             "yes" if m.id in cached else "", m.name) for m in models]
+    print_table(["ID", "TYPE", "FORMAT", "SIZE", "FILES", "CACHED", "NAME"], rows)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    m = reg.require_model(args.id)
+    entry = reg.cache.lookup(m.id)
+    if args.json:
+        doc = _model_summary(m)
+        doc["cached"] = entry.to_dict() if entry else None
+        print_json(doc)
+        return 0
+    lines = [
+        ("id", m.id), ("name", m.name), ("type", m.type), ("format", m.format),
+        ("provider", m.provider), ("version", m.version), ("size", human_size(m.size)),
+        ("memory needed", human_size(m.requirements.memory) if m.requirements else "-"),
+        ("languages", ", ".join(m.supported_languages) or "-"), ("license", m.license or "-"),
+        ("archive", m.archive or "-"), ("catalog", m.source),
+        ("cached", str(entry.path) if entry else "no"),
+    ]
+    if m.description:
+        lines.append(("description", m.description))
+    width = max(len(k) for k, _ in lines)
+    for k, v in lines:
+        print(f"{k:<{width}}  {v}")
+    print("files:")
+    for f in m.files:
+        print(f"  {f.path}  {human_size(f.size)}  {f.hash or 'no hash (trust on first use)'}")
+        print(f"    {f.url}")
+        for mirror in f.mirrors:
+            print(f"    mirror: {mirror}")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from .progress_view import PullProgress
+
+    metas = [reg.require_model(i) for i in dict.fromkeys(args.ids)]
+    results: dict[str, dict[str, Any]] = {}
+
+    async def run() -> None:
+        view = PullProgress([(m.id, m.size) for m in metas], quiet=args.quiet or args.json)
+        with view:
+            async def one(m: ModelMetadata) -> None:
+                t0 = time.perf_counter()
+                was_cached = reg.cache.lookup(m.id) is not None
+                r = await reg.download_model(m.id, on_detail=view.update)
+                dt = time.perf_counter() - t0
+                results[m.id] = {"id": m.id, "ok": r.success, "seconds": round(dt, 3),
+                                 "size": m.size, "cached_before": was_cached,
+                                 "path": str(r.value) if r.success else None,
+                                 "error": str(r.error) if r.error else None,
+                                 "error_type": type(r.error).__name__ if r.error else None}
+            await asyncio.gather(*(one(m) for m in metas))
+
+    asyncio.run(run())
+    failed = [r for r in results.values() if not r["ok"]]
+    if args.json:
+        print_json({"models": [results[m.id] for m in metas], "ok": not failed})
+    elif not args.quiet:
+        for m in metas:
+            r = results[m.id]
+            if r["ok"]:
+                how = "cached" if r["cached_before"] else f"{r['seconds']:.2f}s"
+                print(f"{m.id}: {r['path']} ({human_size(m.size)}, {how})")
+    for r in failed:
+        sys.stderr.write(f"runanywhere: error: {r['id']}: {r['error']}\n")
+    return 1 if failed else 0
+
+
+def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    cache = reg.cache
+    action = args.cache_command
+    if action == "ls":
+        entries = cache.entries()
+        if args.json:
+            print_json({"models": [e.to_dict() for e in entries], "total_size": cache.size()})
+            return 0
+        rows = [(e.model_id, e.version, human_size(e.size), e.tier, human_age(e.last_access),
+                 e.hits, "yes" if e.pinned else "", e.sha256[:12] if e.sha256 else "-")
+                for e in entries]
+        print_table(["ID", "VERSION", "SIZE", "TIER", "LAST USED", "HITS", "PINNED", "SHA256"],
+                    rows)
+        print(f"total {human_size(cache.size())} in {cache.directory}")
+        return 0
+    if action == "size":
+        size = cache.size()
+        if args.json:
+            print_json({"size": size, "models": len(cache.entries()),
+                        "directory": str(cache.directory)})
+        else:
+            print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
+        return 0
+    if action == "verify":
+        results = cache.verify(args.id)
+        bad = [r for r in results if not r.ok]
+        if args.json:
+            print_json({"results": [{"id": r.model_id, "ok": r.ok, "problems": r.problems}
+                                    for r in results], "ok": not bad})
+        else:
+            for r in results:
+                print(f"{r.model_id}: {'ok' if r.ok else 'CORRUPT (quarantined)'}")
+                for p in r.problems:
+                    print(f"  {p}")
+        return 1 if bad else 0
+    if action == "rm":
+        if cache.lookup(args.id) is None and args.id not in {e.model_id for e in cache.entries()}:
+            raise ModelError(f"{args.id} is not in the cache")
+        freed = asyncio.run(reg.clear_cache(args.id))
+        _report_freed(args, freed, f"removed {args.id}")
+        return 0
+    if action == "clear":
+        freed = asyncio.run(reg.clear_cache(None))
+        _report_freed(args, freed, "cleared the cache")
+        return 0
+    if action == "prune":
+        limit = parse_size(args.max_size) if args.max_size else None
+        plan = cache.plan_prune(limit, orphan_age=args.orphan_age)
+        freed = 0 if args.dry_run else plan.execute()
+        if args.json:
+            print_json({**plan.to_dict(), "dry_run": args.dry_run, "freed": freed})
+            return 0
+        verb = "would remove" if args.dry_run else "removed"
+        for e in plan.evict:
+            print(f"{verb} {e.model_id} ({human_size(e.size)}, last used"
+                  f" {human_age(e.last_access)})")
+        for p in (*plan.orphan_partials, *plan.orphan_blobs, *plan.stray_dirs):
+            print(f"{verb} orphan {p.name}")
+        done = plan.freed_bytes if args.dry_run else freed
+        print(f"{'would free' if args.dry_run else 'freed'} {human_size(done)}")
+        return 0
+    if action == "pin":
+        if not cache.pin(args.id, not args.off):
+            raise ModelError(f"{args.id} is not in the cache")
+        print(f"{'unpinned' if args.off else 'pinned'} {args.id}")
+        return 0
+    if action == "push":
+        from ..shared import push_models
+
+        pushed = push_models(reg, args.id)
+        if args.json:
+            print_json({"pushed": pushed})
+        else:
+            for line in pushed:
+                print(line)
+        return 0
+    raise AssertionError(action)
+
+
+def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:
+    if args.json:
+        print_json({"freed": freed})
+    else:
+        print(f"{what}: freed {human_size(freed)}")
+
+
+def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from ..importer import import_model
+
+    entry = import_model(reg, args.id, args.path)
+    if args.json:
+        print_json(entry.to_dict())
+    else:
+        print(f"imported {args.id}: {entry.path} ({human_size(entry.size)}, verified)")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    t0 = time.perf_counter()
+    session = asyncio.run(reg.load_model(args.id, args.runtime)).unwrap()
+    dt = time.perf_counter() - t0
+    desc = describe_session(session)
+    if args.json:
+        print_json({"id": args.id, "runtime": args.runtime, "seconds": round(dt, 3), **desc})
+        return 0
+    print(f"{args.id}: loaded in {dt:.2f}s ({type(session).__module__}.{type(session).__name__})")
+    for kind in ("inputs", "outputs"):
+        for io in desc.get(kind, []):
+            print(f"  {kind[:-1]:<6} {io['name']:<24} {io['type']:<22} {io['shape']}")
+    return 0
+
+
+def describe_session(session: Any) -> dict[str, Any]:
+    """Inputs and outputs of an ONNX Runtime session (or the keys of a tensor dict)."""
+    if hasattr(session, "get_inputs"):
+        def io(x: Any) -> dict[str, Any]:
+            return {"name": x.name, "type": x.type, "shape": list(x.shape)}
+        return {"inputs": [io(x) for x in session.get_inputs()],
+                "outputs": [io(x) for x in session.get_outputs()]}
+    if hasattr(session, "get_input_details"):
+        return {"inputs": [{"name": d["name"], "type": str(d["dtype"]), "shape": list(d["shape"])}
+                           for d in session.get_input_details()],
+                "outputs": [{"name": d["name"], "type": str(d["dtype"]),
+                             "shape": list(d["shape"])} for d in session.get_output_details()]}
+    if isinstance(session, dict):
+        return {"inputs": [], "outputs": [
+            {"name": k, "type": str(getattr(v, "dtype", type(v).__name__)),
+             "shape": list(getattr(v, "shape", []))} for k, v in session.items()]}
+    return {"inputs": [], "outputs": []}

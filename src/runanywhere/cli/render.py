@@ -1,0 +1,47 @@
+"""Output helpers: human sizes, tables (rich) and JSON documents."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def human_size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_age(ts: float) -> str:
+    if not ts:
+        return "-"
+    d = max(0.0, time.time() - ts)
+    for unit, sec in (("d", 86400), ("h", 3600), ("m", 60)):
+        if d >= sec:
+            return f"{d / sec:.0f}{unit} ago"
+    return "just now"
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+                ) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold", box=None, pad_edge=False)
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="right" if h.lower() in ("size", "hits", "memory") and i
+                         else "left", overflow="fold")
+    for r in rows:
+        table.add_row(*(str(c) for c in r))
+    Console(soft_wrap=False).print(table)

@@ -1,0 +1,84 @@
+"""Shared fixtures: a real nginx on 127.0.0.1, payloads, catalogs and a fresh cache home."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.nginx import Nginx, nginx_binary  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's cache, catalogs or proxies."""
+    for var in ("RUNANYWHERE_HOME", "RUNANYWHERE_CATALOG", "RUNANYWHERE_OFFLINE",
+                "RUNANYWHERE_DISK_LIMIT", "RUNANYWHERE_SHARED_CACHE", "HF_TOKEN",
+                "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RUNANYWHERE_HOME", str(tmp_path / "default-home"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def origin_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder nginx serves; tests drop payloads into it."""
+    return tmp_path_factory.mktemp("origin")
+
+
+@pytest.fixture(scope="session")
+def nginx(origin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    if nginx_binary() is None:
+        pytest.fail("nginx is not installed: run .ci/run or apt-get install nginx")
+    server = Nginx(origin_root, tmp_path_factory.mktemp("nginx"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def payload(origin_root: Path) -> Callable[[str, int], tuple[str, str, int]]:
+    """Write ``size`` random bytes as ``name`` in the origin; returns (name, sha256, size)."""
+
+    def make(name: str, size: int) -> tuple[str, str, int]:
+        data = os.urandom(size)
+        (origin_root / name).write_bytes(data)
+        return name, hashlib.sha256(data).hexdigest(), size
+
+    return make
+
+
+def model_entry(model_id: str, url: str, size: int, sha256: str | None, **extra: Any
+                ) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": model_id, "name": model_id, "type": "custom", "format": "custom",
+                         "provider": "tests", "version": "1", "size": size, "url": url}
+    if sha256:
+        d["hash"] = f"sha256:{sha256}"
+    d.update(extra)
+    return d
+
+
+@pytest.fixture
+def write_catalog(tmp_path: Path) -> Callable[[list[dict[str, Any]]], Path]:
+    counter = iter(range(1000))
+
+    def write(models: list[dict[str, Any]]) -> Path:
+        p = tmp_path / f"catalog-{next(counter)}.json"
+        p.write_text(json.dumps({"format_version": 1, "models": models}))
+        return p
+
+    return write
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
