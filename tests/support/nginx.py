@@ -29,6 +29,7 @@ def free_port() -> int:
 
 
 CONF = """
+user root;
 worker_processes 2;
 daemon off;
 master_process on;
