@@ -71,6 +71,10 @@ class RuntimeUnavailableError(ModelError, ImportError):
     """The runtime a model needs is not installed (names the extra to install)."""
 
 
+class ModelLoadError(ModelError):
+    """The runtime is installed but could not load the model (bad bytes, bad options)."""
+
+
 class CacheError(ModelError):
     """The cache cannot do what was asked (newer index schema, entry in use, ...)."""
 
@@ -83,6 +87,7 @@ __all__ = [
     "IntegrityError",
     "InvalidCatalogError",
     "ModelError",
+    "ModelLoadError",
     "ModelNotFoundError",
     "OfflineError",
     "RuntimeUnavailableError",

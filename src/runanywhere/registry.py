@@ -179,16 +179,20 @@ class ModelRegistry:
             rt = get_runtime(runtime or default_runtime_for(meta.format))
             downloaded = await self.download_model(model_id, on_progress)
             path = downloaded.unwrap()
-            self.cache.hold(model_id)
-            session = await asyncio.to_thread(rt.load, path, meta, **options)
+            self.cache.hold(model_id)  # no eviction while a session uses the files
+            try:
+                session = await asyncio.to_thread(rt.load, path, meta, **options)
+            except BaseException:
+                self.cache.release(model_id)
+                raise
             self._sessions[key] = session
             return Result.ok(session)
         except ModelError as e:
             return Result.err(e)
         except Exception as e:  # a runtime's own error (bad model bytes, bad options)
-            from .errors import RuntimeUnavailableError
+            from .errors import ModelLoadError
 
-            return Result.err(RuntimeUnavailableError(
+            return Result.err(ModelLoadError(
                 f"could not load {model_id} into {runtime or 'its runtime'}: {e}"))
 
     def unload(self, model_id: str, runtime: str | None = None) -> int:

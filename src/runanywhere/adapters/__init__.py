@@ -1,0 +1,151 @@
+"""Adapters: task-level wrappers (VAD, STT, TTS) over models the registry downloads and loads.
+
+``get_adapter(name)`` returns an adapter class (or factory) by name: the built-ins
+(``silero-vad``, ``whisper``) first, then the entry points of the group ``runanywhere.adapters``,
+so a third-party adapter package plugs in by being installed::
+
+    [project.entry-points."runanywhere.adapters"]
+    piper-tts = "my_pkg.piper:PiperTTSAdapter"
+
+    vad = get_adapter("silero-vad")()
+    await vad.load_model()               # catalog id "silero-vad" by default
+    segments = vad.detect(audio, 16000)
+
+Importing this package is cheap: the base types come from ``.base`` (no numpy); the adapters
+themselves (which need numpy and onnxruntime, extra ``onnx``) load on first use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelError, RuntimeUnavailableError
+from .base import (
+    AdapterError,
+    BaseAdapter,
+    Event,
+    ModelLoaded,
+    ModelLoading,
+    RegistryLike,
+    SpeechEnd,
+    SpeechSegment,
+    SpeechStart,
+    STTAdapter,
+    Transcript,
+    TTSAdapter,
+    VADAdapter,
+)
+
+if TYPE_CHECKING:
+    from .silero_vad import SileroVADAdapter
+    from .whisper import WhisperSTTAdapter
+
+ENTRY_POINT_GROUP = "runanywhere.adapters"
+
+#: Built-in adapters: name -> ("module:attribute", pip extra).
+BUILTIN_ADAPTERS: dict[str, tuple[str, str]] = {
+    "silero-vad": ("runanywhere.adapters.silero_vad:SileroVADAdapter", "onnx"),
+    "whisper": ("runanywhere.adapters.whisper:WhisperSTTAdapter", "onnx"),
+}
+
+_LAZY = {
+    "SileroVADAdapter": "runanywhere.adapters.silero_vad",
+    "WhisperSTTAdapter": "runanywhere.adapters.whisper",
+    "read_wav": "runanywhere.adapters.audio",
+}
+
+AdapterFactory = Callable[..., Any]
+
+
+class UnknownAdapterError(ModelError, LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        super().__init__(f"unknown adapter '{name}' (known adapters: {', '.join(known)}){hint}")
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_adapters() -> list[str]:
+    """Names of the built-in and installed adapters, sorted."""
+    return sorted(set(BUILTIN_ADAPTERS) | set(_entry_points()))
+
+
+def get_adapter(name: str) -> AdapterFactory:
+    """The adapter class (or factory) called ``name``.
+
+    Raises :class:`UnknownAdapterError` (listing the known names) or
+    :class:`~runanywhere.errors.RuntimeUnavailableError` when its dependencies are missing.
+    """
+    builtin = BUILTIN_ADAPTERS.get(name)
+    if builtin is not None:
+        target, extra = builtin
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise RuntimeUnavailableError(
+                f"adapter '{name}' needs {e.name or 'a missing module'}: "
+                f"pip install 'runanywhere[{extra}]'") from e
+        factory: AdapterFactory = getattr(module, attr)
+        return factory
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise UnknownAdapterError(name, available_adapters())
+    try:
+        loaded = ep.load()
+    except ImportError as e:
+        dist = ep.dist.name if ep.dist is not None else ep.value
+        raise RuntimeUnavailableError(
+            f"adapter '{name}' (from {dist}) cannot be imported: {e}") from e
+    if not callable(loaded):
+        raise ModelError(f"entry point '{ep.name} = {ep.value}' is not an adapter class/factory")
+    return loaded  # type: ignore[no-any-return]
+
+
+def create_adapter(name: str, *args: Any, **kwargs: Any) -> Any:
+    """``get_adapter(name)(*args, **kwargs)``."""
+    return get_adapter(name)(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runanywhere.adapters' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "BUILTIN_ADAPTERS",
+    "ENTRY_POINT_GROUP",
+    "AdapterError",
+    "BaseAdapter",
+    "Event",
+    "ModelLoaded",
+    "ModelLoading",
+    "RegistryLike",
+    "STTAdapter",
+    "SileroVADAdapter",
+    "SpeechEnd",
+    "SpeechSegment",
+    "SpeechStart",
+    "TTSAdapter",
+    "Transcript",
+    "UnknownAdapterError",
+    "VADAdapter",
+    "WhisperSTTAdapter",
+    "available_adapters",
+    "create_adapter",
+    "get_adapter",
+    "read_wav",
+]

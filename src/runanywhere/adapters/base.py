@@ -1,0 +1,327 @@
+"""The adapter base: typed events, and model loading through the registry (the seed's pattern).
+
+An adapter wraps one kind of model (VAD, STT, TTS) behind a small task interface and reports what
+it does through events. Events are frozen dataclasses; subscribe by class (typed) or by the seed's
+event name::
+
+    vad = SileroVADAdapter()
+    vad.on(ModelLoading, lambda e: print(f"{e.progress:5.1f}% {e.message}"))
+    vad.on("speech_start", lambda e: print("speech at", e.time_s))
+    result = await vad.load_model("silero-vad")   # Result[None]: never raises for model errors
+
+``load_model`` follows the seed: ``registry.download_model`` (progress -> ``model_loading``
+events), then ``registry.load_model(id, runtime)`` (-> ``model_loaded``); on failure it emits
+``error`` and returns the error ``Result``. Handlers run synchronously in the thread that emits
+(download progress may come from a worker thread); an exception in a handler is logged and does
+not stop the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
+
+from ..errors import ModelError
+from ..result import Result
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+log = logging.getLogger("runanywhere.adapters")
+
+# -- events ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every adapter event; ``name`` is the seed's event name."""
+
+    name: ClassVar[str] = "event"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoading(Event):
+    """Download/load progress: ``progress`` in percent (0-100)."""
+
+    name: ClassVar[str] = "model_loading"
+    model_id: str
+    progress: float
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoaded(Event):
+    name: ClassVar[str] = "model_loaded"
+    model_id: str
+    load_time_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterError(Event):
+    name: ClassVar[str] = "error"
+    error: BaseException
+    model_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStart(Event):
+    """Speech begins ``time_s`` seconds into the audio."""
+
+    name: ClassVar[str] = "speech_start"
+    time_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnd(Event):
+    name: ClassVar[str] = "speech_end"
+    time_s: float
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript(Event):
+    name: ClassVar[str] = "transcript"
+    text: str
+
+
+#: The events each kind of adapter emits (type arguments of ``BaseAdapter``).
+CommonEvent = ModelLoading | ModelLoaded | AdapterError
+VADEvent = ModelLoading | ModelLoaded | AdapterError | SpeechStart | SpeechEnd
+STTEvent = ModelLoading | ModelLoaded | AdapterError | Transcript
+TTSEvent = ModelLoading | ModelLoaded | AdapterError
+
+EventsT = TypeVar("EventsT", bound=Event)
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any], object]
+
+# -- task interfaces -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSegment:
+    """A stretch of speech, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@runtime_checkable
+class VADAdapter(Protocol):
+    def detect(self, audio: NDArray[np.float32], sample_rate: int = 16000
+               ) -> list[SpeechSegment]:
+        """The speech segments of a mono float32 signal (samples in [-1, 1])."""
+        ...
+
+
+@runtime_checkable
+class STTAdapter(Protocol):
+    def transcribe(self, audio: NDArray[np.float32], sample_rate: int = 16000) -> str:
+        """The text spoken in a mono float32 signal."""
+        ...
+
+
+@runtime_checkable
+class TTSAdapter(Protocol):
+    def synthesize(self, text: str) -> tuple[NDArray[np.float32], int]:
+        """Mono float32 audio for ``text`` and its sample rate."""
+        ...
+
+
+class RegistryLike(Protocol):
+    """What an adapter needs from ``runanywhere.registry.ModelRegistry``."""
+
+    def download_model(self, model_id: str, on_progress: Callable[[float, str], None] | None = ...
+                       ) -> Awaitable[Result[Path, ModelError]]: ...
+
+    def load_model(self, model_id: str, runtime: str | None = ..., **options: Any
+                   ) -> Awaitable[Result[Any, ModelError]]: ...
+
+
+# -- the base --------------------------------------------------------------------------------------
+
+
+class BaseAdapter(Generic[EventsT]):
+    """Typed events plus ``load_model`` through the registry. Subclasses set the class fields."""
+
+    #: Event classes this adapter emits; ``on`` rejects any other (catches typos).
+    events: ClassVar[tuple[type[Event], ...]] = (ModelLoading, ModelLoaded, AdapterError)
+    #: Runtime passed to ``registry.load_model``.
+    runtime: ClassVar[str] = "onnx"
+    #: Catalog id used when ``load_model()`` is called without one.
+    default_model_id: ClassVar[str | None] = None
+
+    def __init__(self, registry: RegistryLike | None = None) -> None:
+        self._registry = registry
+        self._handlers: dict[type[Event], list[Handler]] = {}
+        self._lock = threading.Lock()
+        self.model: Any = None
+        self.model_id: str | None = None
+
+    # -- registry ----------------------------------------------------------------------------------
+    @property
+    def registry(self) -> RegistryLike:
+        """The registry given to the constructor, else the process-wide one (made on first use)."""
+        if self._registry is None:
+            from ..registry import ModelRegistry
+
+            self._registry = ModelRegistry.get_instance()
+        return self._registry
+
+    # -- events ------------------------------------------------------------------------------------
+    def _event_class(self, event: type[Event] | str) -> type[Event]:
+        for cls in self.events:
+            if (event == cls.name) if isinstance(event, str) else (event is cls):
+                return cls
+        known = ", ".join(f"{c.__name__} ('{c.name}')" for c in self.events)
+        label = event if isinstance(event, str) else event.__name__
+        raise ValueError(f"{type(self).__name__} emits no event {label!r} (it emits: {known})")
+
+    @overload
+    def on(self, event: type[E], handler: Callable[[E], object]) -> Callable[[], None]: ...
+
+    @overload
+    def on(self, event: str, handler: Handler) -> Callable[[], None]: ...
+
+    def on(self, event: type[Event] | str, handler: Handler) -> Callable[[], None]:
+        """Call ``handler(payload)`` on each ``event``; returns a function that unsubscribes."""
+        cls = self._event_class(event)
+        with self._lock:
+            self._handlers.setdefault(cls, []).append(handler)
+        return lambda: self.off(cls, handler)
+
+    def off(self, event: type[Event] | str, handler: Handler | None = None) -> None:
+        """Remove one handler of ``event`` (or all of them when ``handler`` is None)."""
+        cls = self._event_class(event)
+        with self._lock:
+            handlers = self._handlers.get(cls, [])
+            if handler is None:
+                handlers.clear()
+            elif handler in handlers:
+                handlers.remove(handler)
+
+    def emit(self, event: EventsT) -> None:
+        """Deliver ``event`` to its handlers, in subscription order."""
+        self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        with self._lock:
+            handlers = list(self._handlers.get(type(event), ()))
+        for handler in handlers:
+            try:
+                handler(event)
+            except Exception:
+                log.exception("handler %r of %s raised", handler, type(event).__name__)
+
+    # -- loading -----------------------------------------------------------------------------------
+    async def load_model(self, model_id: str | None = None, **options: Any
+                         ) -> Result[None, ModelError]:
+        """Download (with ``model_loading`` progress) and load into the runtime.
+
+        Returns ``Result.ok(None)`` after emitting ``model_loaded``, or the error ``Result`` after
+        emitting ``error``. ``options`` go to the runtime (e.g. ``providers=[...]``).
+        """
+        mid = model_id or self.default_model_id
+        if not mid:
+            return self._fail("", ModelError(f"{type(self).__name__}.load_model needs a model id"))
+        start = time.perf_counter()
+
+        def progress(percent: float, message: str) -> None:
+            self._dispatch(ModelLoading(mid, float(percent), message or f"Loading {mid}..."))
+
+        progress(0.0, f"Loading {mid}...")
+        try:
+            downloaded = await self.registry.download_model(mid, on_progress=progress)
+            if not downloaded.success:
+                return self._fail(mid, downloaded.error)
+            path = Path(downloaded.unwrap())
+            loaded = await self._load_runtime(mid, path, **options)
+            if not loaded.success:
+                return self._fail(mid, loaded.error)
+            self._attach(mid, path, loaded.value)
+        except ModelError as e:
+            return self._fail(mid, e)
+        except Exception as e:  # a bug or a runtime's own exception: still an error Result
+            err = ModelError(f"loading {mid} into {type(self).__name__} failed: {e}")
+            err.__cause__ = e
+            return self._fail(mid, err)
+        self.model_id = mid
+        self._dispatch(ModelLoaded(mid, time.perf_counter() - start))
+        return Result.ok(None)
+
+    def load_model_sync(self, model_id: str | None = None, **options: Any
+                        ) -> Result[None, ModelError]:
+        """``load_model`` for scripts and notebooks (works when an event loop is running)."""
+        coro = self.load_model(model_id, **options)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        box: list[Result[None, ModelError]] = []
+        worker = threading.Thread(target=lambda: box.append(asyncio.run(coro)))
+        worker.start()
+        worker.join()
+        return box[0]
+
+    async def _load_runtime(self, model_id: str, path: Path, **options: Any
+                            ) -> Result[Any, ModelError]:
+        """Load the downloaded model; the default asks the registry for ``self.runtime``."""
+        return await self.registry.load_model(model_id, runtime=self.runtime, **options)
+
+    def _attach(self, model_id: str, path: Path, model: Any) -> None:
+        """Keep the loaded model (subclasses build their state from it)."""
+        self.model = model
+
+    def _fail(self, model_id: str, error: ModelError | None) -> Result[None, ModelError]:
+        err = error if error is not None else ModelError(f"loading {model_id} failed")
+        self._dispatch(AdapterError(err, model_id or None))
+        return Result.err(err)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.model is not None
+
+    def require_model(self) -> Any:
+        if self.model is None:
+            raise ModelError(f"{type(self).__name__}: no model loaded (call load_model first)")
+        return self.model
+
+
+__all__ = [
+    "AdapterError",
+    "BaseAdapter",
+    "CommonEvent",
+    "Event",
+    "ModelLoaded",
+    "ModelLoading",
+    "RegistryLike",
+    "STTAdapter",
+    "STTEvent",
+    "SpeechEnd",
+    "SpeechSegment",
+    "SpeechStart",
+    "TTSAdapter",
+    "TTSEvent",
+    "Transcript",
+    "VADAdapter",
+    "VADEvent",
+]
