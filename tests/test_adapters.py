@@ -39,7 +39,7 @@ from runanywhere.adapters.whisper import WhisperSTTAdapter
 from runanywhere.errors import ModelError, ModelNotFoundError, RuntimeUnavailableError
 from runanywhere.result import Result
 from runanywhere.runtimes import get_runtime
-from silero_fixture import silero_data_dir, silero_wheel_dir
+from support.silero_wheel import silero_data_dir, silero_wheel_dir
 
 SENTENCE = "hello world, this is a test of voice activity detection"
 

@@ -26,7 +26,7 @@ from runanywhere.runtimes.onnx import OnnxRuntime
 from runanywhere.runtimes.safetensors_rt import SafetensorsRuntime
 from runanywhere.runtimes.tflite import TFLiteRuntime
 from runanywhere.runtimes.torchscript import TorchScriptRuntime
-from silero_fixture import silero_data_dir
+from support.silero_wheel import silero_data_dir
 
 
 @pytest.fixture(scope="session")
