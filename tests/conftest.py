@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.nginx import Nginx, nginx_binary  # noqa: E402
+from support.nginx import Nginx, nginx_binary
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import model_entry
 
+from conftest import model_entry
 from runanywhere.catalog import load_builtin, load_catalog_file, normalize_hash, parse_catalog
 from runanywhere.errors import InvalidCatalogError
 

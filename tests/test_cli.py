@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import model_entry
 
+from conftest import model_entry
 from runanywhere.cli.main import main
 
 

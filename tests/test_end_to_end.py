@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import model_entry
-from support.invariants import check_cache
-from support.silero import silero_onnx_bytes
 
+from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.errors import ModelLoadError, RuntimeUnavailableError
+from support.invariants import check_cache
+from support.silero import silero_onnx_bytes
 
 
 @pytest.fixture

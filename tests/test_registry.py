@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import model_entry
 
+from conftest import model_entry
 from runanywhere import BlockingRegistry, ModelRegistry
 from runanywhere.errors import InvalidCatalogError, ModelNotFoundError, OfflineError
 

@@ -94,7 +94,7 @@ async def _demo(*, keep: bool, durable: bool) -> int:
             registry = ModelRegistry(settings=settings)
             await registry.initialize()
             print(f"1. origin  {origin.url} serves {model_file.name}"
-                  f" ({builtin.size:,} bytes, sha256 {builtin.files[0].sha256[:16]}...)")
+                  f" ({builtin.size:,} bytes, sha256 {(builtin.files[0].sha256 or '?')[:16]}...)")
             print(f"   cache   {settings.home}")
 
             print("2. pull    (ranged download, sha256 verified while it lands, fsync, publish)")

@@ -43,7 +43,8 @@ def _handler(root: Path) -> type[BaseHTTPRequestHandler]:
                 return
             size = p.stat().st_size
             if p not in etags:
-                etags[p] = '"' + hashlib.sha1(f"{p}:{p.stat().st_mtime_ns}".encode()).hexdigest() + '"'
+                stamp = f"{p}:{p.stat().st_mtime_ns}".encode()
+                etags[p] = '"' + hashlib.sha1(stamp).hexdigest() + '"'
             etag = etags[p]
             start, end, status = 0, size - 1, 200
             m = _RANGE.match(self.headers.get("Range", ""))

@@ -145,7 +145,7 @@ class ModelRegistry:
                                        resolve=self.require_model, **self._loader_options)
         return self._loader
 
-    # -- the seed's API ------------------------------------------------------------------------------
+    # -- the seed's API ----------------------------------------------------------------------
     async def download_model(self, model_id: str, on_progress: SimpleProgress | None = None,
                              *, on_detail: Callable[[Any], None] | None = None
                              ) -> Result[Path, ModelError]:

@@ -127,7 +127,7 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
     label = f"models[{index}]" if index is not None else "entry"
     if not isinstance(raw, dict):
         raise _Where(source).error(f"{label} must be an object")
-    raw = {ALIASES.get(k, k): v for k, v in raw.items()}
+    raw = {ALIASES.get(str(k), str(k)): v for k, v in raw.items()}
     model_id = raw.get("id")
     where = _Where(source, model_id if isinstance(model_id, str) else None)
     if where.model_id is None:
@@ -183,7 +183,7 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
         name = PurePosixPath(urlsplit(url).path).name or model_id
         if archive is not None:
             name = f"{model_id}.{archive}"
-        files = [ModelFile(path=_safe_leaf(name, str(model_id)), url=url, size=size,
+        files = [ModelFile(path=_safe_leaf(str(name), str(model_id)), url=url, size=size,
                            hash=_opt_hash(where, raw.get("hash"), "hash"),
                            mirrors=_mirrors(where, raw.get("mirrors"), "mirrors"))]
         single = True
@@ -243,7 +243,9 @@ def parse_catalog(data: object, source: str) -> list[ModelMetadata]:
         raise where.error("top level must be an object with 'format_version' and 'models'")
     version = data.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
-        raise where.error(f"format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        raise where.error(
+            f"format_version {version!r} is not supported (expected {FORMAT_VERSION})"
+        )
     models = data.get("models")
     if not isinstance(models, list):
         raise where.error("models must be a list")
