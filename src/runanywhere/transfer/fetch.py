@@ -3,20 +3,26 @@
 Design (numbers are the defaults of :class:`FetchConfig`):
 
 * The first request asks for the first missing range. A ``206`` with a matching ``Content-Range``
-  opens up to 8 connections, each on its own range of at least 8 MiB; a ``200`` means the server
-  ignores ``Range`` and the same response is streamed from byte 0 instead.
+  plans the rest as ranges of at least 8 MiB and opens one connection per range, up to 8; a
+  ``200`` means the server ignores ``Range`` and the same response is streamed from byte 0
+  instead. If a server stops honouring ``Range`` midway (same validator), one worker becomes
+  that single stream and skips the bytes already held; the others stop.
 * Every range carries ``If-Range`` with the validator (strong ETag, else Last-Modified) seen first,
-  so all bytes come from one version of the file; a change restarts cleanly from zero.
-* Bytes are ``pwrite``-n into one sparse partial file and journaled (see ``partial.py``). A worker
-  with nothing left steals the far half of the range with the most bytes still to come, so the
-  last percent does not crawl on one slow connection.
+  so all bytes come from one version of the file; a change restarts cleanly from zero (once).
+* Bytes are ``pwrite``-n into one sparse partial file and journaled (see ``partial.py``), including
+  what arrived before a connection broke. A worker with nothing left steals the far half of the
+  range with the most bytes still to come (if that half is worth a connection), so the last
+  percent does not crawl on one slow connection.
 * sha256 is computed by one thread that follows the contiguous prefix of written bytes (reading
   them back from the page cache) while the network threads keep receiving: the hash is ready a
   moment after the last byte, and a large file is never read a second time afterwards.
 * A watchdog aborts connections slower than ``min_speed`` over ``stall_window`` (a trickle that a
-  socket timeout never catches) and, in durable mode, ``fdatasync``-s as the download goes so the
-  final flush before publication is short.
-* Each range retries alone with backoff; after ``retry_attempts`` the next mirror is used.
+  socket timeout never catches), and requests whose headers take longer than ``timeout`` (a
+  dribbled header). In durable mode it also ``fdatasync``-s as the download goes, so the final
+  flush before publication is short.
+* Each range retries alone with backoff (``Retry-After`` wins); after ``retry_attempts`` the next
+  mirror is used. A 4xx moves to the next mirror at once. Local disk failures are typed
+  (``InsufficientStorageError``, ``CacheError``) and never retried as network errors.
 """
 
 from __future__ import annotations
@@ -25,17 +31,21 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
-from ..errors import DownloadCancelledError, DownloadError, IntegrityError
+from ..errors import DownloadCancelledError, DownloadError, IntegrityError, ModelError
+from ..store.fsutil import crash_point
 from .http import Response, open_url, retry_after_seconds
 from .partial import Partial, PartialMeta, adopt, new_owner
 from .progress import ProgressTracker, Stage
-from .retry import RETRY_STATUSES, SourceChanged, TransientError, backoff
+from .retry import RETRY_STATUSES, TransientError, backoff, disk_error
 
 MiB = 2**20
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -71,8 +81,13 @@ class FetchedFile:
     partial: Partial = field(repr=False, compare=False)
 
     def release(self) -> None:
-        """Drop the journal and metadata once the data file was moved into the store."""
-        self.partial.drop_sidecars()
+        """Drop the journal and metadata once the data file was moved into the store.
+
+        If it is still here (publishing failed), they stay: the next run adopts the complete,
+        journaled partial and re-hashes it instead of downloading it again.
+        """
+        if not self.path.exists():
+            self.partial.drop_sidecars()
 
 
 @dataclass
@@ -89,15 +104,43 @@ class _Segment:
 
 @dataclass
 class _Conn:
-    resp: Response
+    """One request in flight, from the connect on: watched by the watchdog, broken by cancel."""
+
     opened: float
+    sock: socket.socket | None = None
+    #: When the response headers arrived (None while connecting or waiting for them).
+    answered: float | None = None
     bytes: int = 0
-    samples: list[tuple[float, int]] = field(default_factory=list)
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
     stalled: bool = False
+    aborted: bool = False
+
+    def attach(self, sock: socket.socket) -> None:
+        """Called by ``open_url`` right after each connect (redirects connect again)."""
+        self.sock = sock
+        if self.aborted:  # abort() ran before the socket existed
+            _shutdown(sock)
+
+    def abort(self) -> None:
+        """Break a blocked connect, header wait or body read from another thread."""
+        self.aborted = True
+        sock = self.sock
+        if sock is not None:
+            _shutdown(sock)
+
+
+def _one_line(text: str) -> str:
+    """Server-provided text (error bodies, bad status lines) folded for a one-line message."""
+    return " ".join(text.split())
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Restart(Exception):
-    """Internal: start the whole file again (source changed, Range ignored on a resume)."""
+    """Internal: start the whole file again (the source changed, or bytes held are suspect)."""
 
 
 class FileFetch:
@@ -134,37 +177,47 @@ class FileFetch:
     # -- public --------------------------------------------------------------------------------
     def run(self) -> FetchedFile:
         meta = PartialMeta(url=self.urls[0], size=self.size, sha256=self.expected)
-        partial = adopt(self.partial_dir, self.key, meta, new_owner())
-        partial.open(meta)
+        try:
+            partial = adopt(self.partial_dir, self.key, meta, new_owner())
+            partial.open(meta)
+        except OSError as e:
+            raise disk_error(e, f"opening a partial file in {self.partial_dir}") from e
         self._partial = partial
         if meta.etag or meta.last_modified:
             self._validators[self.urls[0]] = (meta.etag, meta.last_modified)
         resumed = partial.ranges.covered()
         self.tracker.add_resumed(resumed)
+        if resumed:
+            self.tracker.emit(f"resuming: {resumed} of {self.size} bytes already here",
+                              force=True)
         restarted = False
         try:
             while True:
                 try:
                     self._download()
+                    crash_point("fetch:complete")  # every byte journaled, not yet verified
                     digest = self._finish_hash()
                     if self.expected and digest != self.expected:
                         if resumed and not restarted:
                             # Bytes we kept from before were bad (power loss, or a changed
                             # source): never trust them again, start over once.
-                            raise _Restart
+                            raise _Restart("the bytes kept from an earlier run were bad")
                         raise IntegrityError(
                             f"sha256 mismatch for {self.urls[0]}: expected {self.expected},"
                             f" got {digest}", expected=self.expected, actual=digest)
                     break
-                except _Restart:
+                except _Restart as why:
                     if restarted:
-                        raise DownloadError(f"{self.urls[0]} keeps changing while it downloads",
+                        raise DownloadError(f"{self.urls[0]}: had to start over twice ({why})",
                                             url=self.urls[0]) from None
                     restarted, resumed = True, 0
                     self.tracker.rewind(partial.ranges.covered())
                     self._reset()
             if self.cfg.durable:
-                os.fdatasync(partial.fd)
+                try:
+                    os.fdatasync(partial.fd)
+                except OSError as e:
+                    raise disk_error(e, f"flushing {partial.data_path.name}") from e
             partial.close()
             return FetchedFile(partial.data_path, digest, self.size, partial)
         except DownloadCancelledError:
@@ -182,7 +235,7 @@ class FileFetch:
         with self._lock:
             conns = list(self._conns.values())
         for c in conns:
-            c.resp.abort()
+            c.abort()
 
     # -- the download proper ---------------------------------------------------------------------
     def _reset(self) -> None:
@@ -233,7 +286,11 @@ class FileFetch:
                     self._pending_gaps = []
                     self._cond.notify_all()
             if parallel:
-                for i in range(1, self.cfg.connections):
+                # One connection per planned range: more would start by stealing halves of
+                # ranges already requested, wasting what the server sent for them meanwhile.
+                # Stealing is for the tail, when a connection finished early.
+                waiting = sum(1 for s in self._segments if s.owner is None)
+                for i in range(1, min(self.cfg.connections, 1 + waiting)):
                     t = threading.Thread(target=self._worker, args=(i,), daemon=True,
                                          name=f"ra-get-{i}")
                     t.start()
@@ -267,10 +324,12 @@ class FileFetch:
                 return seg
             if not self._ranges_ok:
                 return None
-            # Steal the far half of the range with the most left to fetch.
+            # Steal the far half of the range with the most left to fetch, if that half is worth
+            # a connection (>= min_part): the victim's bytes in flight past the cut are wasted.
             victim = max((s for s in self._segments if s.owner is not None),
                          key=lambda s: s.remaining, default=None)
-            if victim is None or victim.remaining < 2 * max(self.cfg.chunk_size, 4 * MiB):
+            worth = max(self.cfg.min_part, self.cfg.chunk_size, 4 * MiB)
+            if victim is None or victim.remaining < 2 * worth:
                 return None
             mid = victim.pos + victim.remaining // 2
             mid -= mid % self.cfg.chunk_size or 0
@@ -322,7 +381,7 @@ class FileFetch:
                 if self.cancel.wait(delay):
                     raise DownloadCancelledError("download cancelled") from None
             except DownloadError as e:
-                if isinstance(e, IntegrityError | SourceChanged) or not self._next_url(url):
+                if isinstance(e, IntegrityError) or not self._next_url(url):
                     raise
         with self._lock:
             seg.owner = None
@@ -342,42 +401,47 @@ class FileFetch:
         headers = {"Range": f"bytes={seg.pos}-{seg.end - 1}"}
         if etag or last_mod:
             headers["If-Range"] = etag or last_mod or ""
-        try:
-            resp = open_url(url, headers, timeout=self.cfg.timeout, token=self.cfg.token)
-        except DownloadError:
-            raise
-        except (OSError, ValueError) as e:  # connection refused, DNS, TLS, timeout
-            raise TransientError(f"cannot connect to {url}: {e}", url=url) from e
-        except Exception as e:  # http.client protocol errors
-            raise TransientError(f"bad response from {url}: {e!r}", url=url) from e
-        conn = _Conn(resp, time.monotonic())
+        conn = _Conn(time.monotonic())
         with self._lock:
             self._conns[idx] = conn
         try:
-            start, length = self._check_response(resp, url, seg)
-            self._read_body(resp, conn, seg, view, start, length)
-        except (OSError, ValueError) as e:
-            reason = "stalled (below the minimum speed)" if conn.stalled else str(e) or repr(e)
-            if self.cancel.is_set():
-                raise DownloadCancelledError("download cancelled") from None
-            raise TransientError(f"connection to {url} failed: {reason}", url=url) from e
-        except Exception as e:
-            if isinstance(e, DownloadError | _Restart | DownloadCancelledError):
+            try:
+                resp = open_url(url, headers, timeout=self.cfg.timeout, token=self.cfg.token,
+                                on_socket=conn.attach)
+            except ModelError:
                 raise
-            raise TransientError(f"bad response from {url}: {e!r}", url=url) from e
+            except Exception as e:  # refused, DNS, TLS, timeout, aborted, protocol errors
+                self._raise_transient(conn, url, "cannot get an answer from", e)
+            conn.answered = time.monotonic()
+            try:
+                start, length = self._check_response(resp, url, seg)
+                self._read_body(resp, conn, seg, view, start, length)
+            except (ModelError, _Restart):  # typed already (download, disk, cancel)
+                raise
+            except Exception as e:  # OSError, ValueError, http.client protocol errors
+                self._raise_transient(conn, url, "connection failed:", e)
+            finally:
+                resp.close()
         finally:
             with self._lock:
                 self._conns.pop(idx, None)
-            resp.close()
+
+    def _raise_transient(self, conn: _Conn, url: str, what: str, e: Exception) -> NoReturn:
+        if self.cancel.is_set():
+            raise DownloadCancelledError("download cancelled") from None
+        reason = ("stalled (below the minimum speed)" if conn.stalled
+                  else _one_line(f"{type(e).__name__}: {e}"))
+        raise TransientError(f"{url}: {what} {reason}", url=url) from e
 
     def _check_response(self, resp: Response, url: str, seg: _Segment) -> tuple[int, int | None]:
         """Validate status and headers; returns (offset the body starts at, body length)."""
         status = resp.status
         if status in RETRY_STATUSES:
             body = resp.read_small(512)
+            detail = ": " + _one_line(body[:80].decode(errors="replace")) if body else ""
             raise TransientError(
-                f"{url} answered HTTP {status}{': ' + body[:80].decode(errors='replace') if body else ''}",
-                url=url, status=status, retry_after=retry_after_seconds(resp.header("Retry-After")))
+                f"{url} answered HTTP {status}{detail}", url=url, status=status,
+                retry_after=retry_after_seconds(resp.header("Retry-After")))
         if status not in (200, 206):
             raise DownloadError(f"{url} answered HTTP {status}", url=url, status=status)
         encoding = (resp.header("Content-Encoding") or "identity").strip().lower()
@@ -402,8 +466,10 @@ class FileFetch:
                     raise TransientError(f"{url}: Content-Range {first}-{last} does not match the"
                                          f" requested {seg.pos}-{seg.end - 1}", url=url)
                 if known and known[0] and strong and known[0] != strong:
-                    raise SourceChanged(f"{url} changed while downloading (ETag {known[0]} ->"
-                                        f" {strong})", url=url)
+                    # If-Range should have made this a 200; the server ignored it. The bytes we
+                    # hold are from another version of the file: start over with this one.
+                    raise _Restart(f"{url} changed while downloading (ETag {known[0]} ->"
+                                   f" {strong})")
                 if not known:
                     self._validators[url] = (strong, last_mod)
                     self._save_validators(url)
@@ -419,21 +485,24 @@ class FileFetch:
                     expected=str(self.size), actual=str(length))
             changed = known is not None and (known[0] or known[1]) and (
                 (known[0] and known[0] != strong) or (not known[0] and known[1] != last_mod))
+            same_version = known is not None and bool(known[0] or known[1]) and not changed
             assert self._partial is not None
             had_bytes = self._partial.ranges.covered() > 0 or seg.pos > 0
             self._validators[url] = (strong, last_mod)
             self._save_validators(url)
-            if self._ranges_ok and not changed:
-                raise TransientError(f"{url} ignored Range on a later request", url=url)
-            if had_bytes:
-                # Either the file changed (If-Range failed) or the server ignores Range: the
-                # bytes we hold cannot be trusted to match this response; start over with it.
-                self._ranges_ok = False
-                self._cond.notify_all()
-                raise _Restart
             self._ranges_ok = False
             self._cond.notify_all()
-            # Single stream: this worker takes the whole file.
+            if changed:
+                raise _Restart(f"{url} changed while downloading (If-Range answered 200)")
+            if had_bytes and not same_version:
+                raise _Restart(f"{url} ignores Range and gives no ETag or Last-Modified to"
+                               " resume against")
+            if seg.remaining <= 0:
+                return 0, length  # another worker took over as the one stream: nothing to read
+            # One stream from here on (Range is ignored, now or from the start): this worker
+            # takes every byte still missing, reading from 0 and skipping what we hold; the
+            # other workers stop at their next chunk. Bytes they write meanwhile are the same.
+            seg.pos = min(seg.pos, self._partial.ranges.prefix_end())
             seg.end = self.size
             for other in self._segments:
                 if other is not seg:
@@ -451,36 +520,48 @@ class FileFetch:
                    start: int, length: int | None) -> None:
         assert self._partial is not None
         fd = self._partial.fd
-        pos = start
         body_end = start + length if length is not None else None
+        with self._lock:
+            if seg.pos >= seg.end:
+                return  # the segment was taken over while we waited for the answer
+        if start < seg.pos:  # a 200 to a resumed request: skip to where we are
+            self._skip(resp, conn, seg.pos - start, view)
+            start = seg.pos
+        pos = start
         chunk = len(view)
         while True:
             with self._lock:
                 end = seg.end  # may shrink when another worker steals the tail
+            if body_end is not None:
+                # A server may answer a shorter range than asked (RFC 9110 14.1); what follows
+                # on the wire is not ours to write. The caller asks again for the rest.
+                end = min(end, body_end)
             if pos >= end:
                 return
             want = min(chunk, end - pos)
-            filled = 0
-            while filled < want:
-                n = resp.readinto1(view[filled:want])
-                if n == 0:
-                    break
-                filled += n
-                conn.bytes += n
+            filled, broken = self._fill(resp, conn, view, want)
             if filled:
-                if not self._html_checked and pos == 0 and self.expected is None:
+                if not self._html_checked and pos == 0:
                     self._reject_html(resp, bytes(view[:min(filled, 64)]))
-                written = os.pwrite(fd, view[:filled], pos)
-                with self._lock:
-                    self._partial.record(pos, pos + written)
-                    self._unflushed += written
-                    seg.pos = pos + written
-                    self._cond.notify_all()
+                try:
+                    written = os.pwrite(fd, view[:filled], pos)
+                    with self._lock:
+                        self._partial.record(pos, pos + written)
+                        self._unflushed += written
+                        seg.pos = pos + written
+                        self._cond.notify_all()
+                except OSError as e:
+                    raise disk_error(e, f"writing {self._partial.data_path.name}") from e
                 pos += written
                 self.bytes_from_network += written
                 self.tracker.add(written)
             if self.cancel.is_set():
                 raise DownloadCancelledError("download cancelled")
+            if broken is not None:
+                raise broken
+            if filled < want and conn.stalled:
+                raise TransientError(f"{resp.url}: stalled (below the minimum speed of"
+                                     f" {self.cfg.min_speed:.0f} bytes/s)", url=resp.url)
             if filled < want:
                 if body_end is None and pos < self.size and filled == 0:
                     raise TransientError(f"{resp.url}: connection closed at byte {pos} of"
@@ -498,6 +579,35 @@ class FileFetch:
                     raise IntegrityError(f"{resp.url} sent more than the {self.size} bytes the"
                                          " catalog says", expected=str(self.size))
                 return
+
+    @staticmethod
+    def _fill(resp: Response, conn: _Conn, view: memoryview, want: int
+              ) -> tuple[int, Exception | None]:
+        """Read up to ``want`` bytes into ``view``. If the connection breaks, return what arrived
+        before it did (with the error): those bytes are good and must not be fetched again."""
+        filled = 0
+        try:
+            while filled < want:
+                n = resp.readinto1(view[filled:want])
+                if n == 0:
+                    break
+                filled += n
+                conn.bytes += n
+        except (OSError, ValueError) as e:
+            return filled, e
+        return filled, None
+
+    def _skip(self, resp: Response, conn: _Conn, n: int, view: memoryview) -> None:
+        """Read and drop ``n`` bytes of the body (bytes we hold already)."""
+        while n > 0:
+            got = resp.readinto1(view[: min(len(view), n)])
+            if got == 0:
+                raise TransientError(f"{resp.url}: connection closed before the resume point",
+                                     url=resp.url)
+            n -= got
+            conn.bytes += got
+            if self.cancel.is_set():
+                raise DownloadCancelledError("download cancelled")
 
     def _reject_html(self, resp: Response, head: bytes) -> None:
         self._html_checked = True
@@ -527,6 +637,19 @@ class FileFetch:
                 self._hasher.update(view[:n])
                 self._hashed += n
 
+    def _too_slow(self, c: _Conn, now: float) -> bool:
+        if c.answered is None:
+            # Connecting or waiting for headers. The socket timeout only catches silence, so a
+            # server dribbling its headers a byte at a time would hold us forever without this.
+            return now - c.opened > self.cfg.timeout
+        window = self.cfg.stall_window
+        c.samples.append((now, c.bytes))
+        # Keep one sample at least a window old, so the rate always spans a whole window.
+        while len(c.samples) >= 2 and now - c.samples[1][0] >= window:
+            c.samples.popleft()
+        t0, b0 = c.samples[0]
+        return now - t0 >= window and (c.bytes - b0) / (now - t0) < self.cfg.min_speed
+
     def _finish_hash(self) -> str:
         assert self._partial is not None
         end = self._partial.ranges.prefix_end()
@@ -545,8 +668,7 @@ class FileFetch:
 
     def _watch_loop(self, stop: threading.Event) -> None:
         assert self._partial is not None
-        window = self.cfg.stall_window
-        while not stop.wait(0.25):
+        while not stop.wait(min(0.25, self.cfg.stall_window / 4)):
             now = time.monotonic()
             with self._lock:
                 conns = list(self._conns.values())
@@ -554,15 +676,12 @@ class FileFetch:
                 if flush:
                     self._unflushed = 0
             for c in conns:
-                c.samples.append((now, c.bytes))
-                while c.samples and now - c.samples[0][0] > window:
-                    c.samples.pop(0)
-                if now - c.opened >= window and c.samples:
-                    t0, b0 = c.samples[0]
-                    rate = (c.bytes - b0) / max(now - t0, 1e-3)
-                    if now - t0 >= window * 0.9 and rate < self.cfg.min_speed:
-                        c.stalled = True
-                        c.resp.abort()
+                if self._too_slow(c, now):
+                    c.stalled = True
+                    c.abort()
+            # Reports are otherwise made when bytes arrive: without this, the end of a burst
+            # (or a stall, with its falling speed) would go unreported until the next bytes.
+            self.tracker.emit()
             if flush:
                 with contextlib.suppress(OSError):
                     os.fdatasync(self._partial.fd)

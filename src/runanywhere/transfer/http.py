@@ -7,12 +7,14 @@ stays free of third-party HTTP stacks. Only http and https are ever followed.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import socket
 import ssl
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -77,10 +79,8 @@ class Response:
         self.aborted = True
         sock = self._sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         try:
@@ -139,11 +139,13 @@ def open_url(
     timeout: float = 60.0,
     token: str | None = None,
     token_hosts: tuple[str, ...] = ("huggingface.co", "hf.co"),
+    on_socket: Callable[[socket.socket], None] | None = None,
 ) -> Response:
     """GET ``url`` following at most 10 http(s) redirects; the body is left unread.
 
     ``token`` is sent as a bearer token only to hosts in ``token_hosts`` (and never after a
-    redirect to another host, like requests does).
+    redirect to another host, like requests does). ``on_socket`` receives each new socket right
+    after it connects, so another thread can break a request that hangs before its headers.
     """
     seen: set[str] = set()
     for _ in range(MAX_REDIRECTS + 1):
@@ -160,6 +162,8 @@ def open_url(
         try:
             conn.connect()
             sock = conn.sock
+            if on_socket is not None and sock is not None:
+                on_socket(sock)
             conn.request("GET", target, headers=hdrs)
             resp = conn.getresponse()
         except BaseException:

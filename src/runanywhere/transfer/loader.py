@@ -20,7 +20,7 @@ import shutil
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,9 +35,11 @@ from ..errors import (
 )
 from ..settings import Settings
 from ..store import CacheEntry, ModelCache, StagedFile
+from ..store.fsutil import crash_point
 from .archive import extract
 from .fetch import FetchConfig, FetchedFile, FileFetch
 from .progress import DownloadProgress, ProgressCallback, ProgressTracker, Stage
+from .retry import disk_error
 
 log = logging.getLogger("runanywhere")
 #: Room kept free on the disk besides what a download needs.
@@ -150,7 +152,7 @@ class ModelLoader:
         job = self._jobs.get(model_id)
         return job.last if job else None
 
-    # -- queue ---------------------------------------------------------------------------------------
+    # -- queue -----------------------------------------------------------------------------------
     def _meta(self, model: str | ModelMetadata) -> ModelMetadata:
         if isinstance(model, ModelMetadata):
             return model
@@ -197,12 +199,14 @@ class ModelLoader:
             except Exception:  # a broken callback must not break the download
                 log.exception("progress callback failed")
 
-    # -- the download of one model (runs in a worker thread) -------------------------------------------
+    # -- the download of one model (runs in a worker thread) -------------------------------------
     def _download_blocking(self, job: _Job, loop: asyncio.AbstractEventLoop) -> Path:
         meta = job.meta
-        tracker = ProgressTracker(
-            meta.id, meta.size,
-            lambda p: loop.call_soon_threadsafe(self._emit, job, p))
+
+        def post(p: DownloadProgress) -> None:  # callbacks run on the event loop's thread
+            loop.call_soon_threadsafe(self._emit, job, p)
+
+        tracker = ProgressTracker(meta.id, meta.size, post)
         entry = self._cached(meta)
         if entry is not None:
             tracker.add_resumed(meta.size)
@@ -233,9 +237,10 @@ class ModelLoader:
         return None
 
     @contextlib.contextmanager
-    def _process_lock(self, meta: ModelMetadata, cancel: threading.Event):  # type: ignore[no-untyped-def]
+    def _process_lock(self, meta: ModelMetadata, cancel: threading.Event
+                      ) -> Iterator[CacheEntry | None]:
         """Hold the model's download lock, or yield the entry another process published."""
-        path = self.cache.disk.lock_dir / f"download-{meta.id}.lock"
+        path = self._working_dir(self.cache.disk.lock_dir) / f"download-{meta.id}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             delay = 0.02
@@ -259,17 +264,28 @@ class ModelLoader:
     def _key(self, f: ModelFile, expected: str | None) -> str:
         return expected or "url-" + hashlib.sha256(f"{f.url}|{f.size}".encode()).hexdigest()[:40]
 
+    @staticmethod
+    def _working_dir(path: Path) -> Path:
+        """``partials/`` or ``locks/``, recreated if someone removed it while we ran."""
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise disk_error(e, f"creating {path}") from e
+        return path
+
     def _fetch_and_publish(self, job: _Job, tracker: ProgressTracker) -> Path:
         meta = job.meta
         disk = self.cache.disk
+        self._working_dir(disk.partial_dir)
         trusted = self._trusted(meta)
         todo: list[tuple[ModelFile, str | None]] = []
         staged: dict[str, StagedFile] = {}
         for f in meta.files:
             expected = f.sha256 or trusted(f)
-            if expected and disk.has_blob(expected, f.size):
-                # Same bytes already stored (another model, or a crash before the index commit).
-                staged[f.path] = StagedFile(f.path, disk.blob_path(expected), expected, f.size)
+            # Same bytes already stored (another model, or a crash before the index commit)?
+            reused = self._stage_stored_blob(f, expected) if expected else None
+            if reused is not None:
+                staged[f.path] = reused
                 tracker.add_resumed(f.size)
             else:
                 todo.append((f, expected))
@@ -303,6 +319,7 @@ class ModelLoader:
             if expected is None:  # trust on first use: enforced from now on
                 disk.index.set_trusted(meta.id, f.path, f.url, got.sha256, got.size)
             staged[f.path] = StagedFile(f.path, got.path, got.sha256, got.size)
+        crash_point("download:verified")  # verified and flushed, nothing published yet
         try:
             if meta.archive:
                 return self._publish_archive(meta, staged[meta.files[0].path], tracker)
@@ -311,10 +328,37 @@ class ModelLoader:
             entry = self.cache.publish(meta.id, meta.version, files,
                                        kind="file" if meta.single_file else "dir",
                                        source_sha256=files[0].sha256 if meta.single_file else None)
+            crash_point("download:published")  # visible; the partial's journal not yet dropped
             return entry.path
+        except OSError as e:
+            if isinstance(e, ModelError):
+                raise
+            raise disk_error(e, f"publishing {meta.id} into {disk.root}") from e
         finally:
             for got in fetched.values():
                 got.release()
+            for sf in staged.values():  # reuse links that publishing did not consume
+                if sf.src.parent == disk.partial_dir and ".reuse-" in sf.src.name:
+                    with contextlib.suppress(FileNotFoundError):
+                        sf.src.unlink()
+
+    def _stage_stored_blob(self, f: ModelFile, sha256: str) -> StagedFile | None:
+        """Stage a hard link to an existing blob with these bytes, or None if there is none.
+
+        Publishing *moves* a staged file into ``blobs/`` and drops it when the blob exists, so the
+        blob itself must never be staged: a link in ``partials/`` is, and it costs no copy.
+        """
+        disk = self.cache.disk
+        if not disk.has_blob(sha256, f.size):
+            return None
+        link = disk.partial_dir / f"{sha256}.reuse-{uuid.uuid4().hex[:8]}.part"
+        try:
+            os.link(disk.blob_path(sha256), link)
+        except FileNotFoundError:
+            return None  # pruned a moment ago: download it
+        except OSError:  # no hard links here: a copy is still cheaper than the network
+            shutil.copyfile(disk.blob_path(sha256), link)
+        return StagedFile(f.path, link, sha256, f.size)
 
     def _publish_archive(self, meta: ModelMetadata, archive: StagedFile,
                          tracker: ProgressTracker) -> Path:
@@ -332,11 +376,17 @@ class ModelLoader:
                                        source_sha256=archive.sha256)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        # The unpacked files are the model now; the archive blob is only kept if shared.
-        if archive.sha256 not in disk.index.blob_refs():
-            with contextlib.suppress(FileNotFoundError):
-                blob.unlink()
+            self._drop_unshared_blob(archive.sha256)
         return entry.path
+
+    def _drop_unshared_blob(self, sha256: str) -> None:
+        """An archive is not the model (its unpacked files are), and a refused one must not stay:
+        drop its blob unless some model uses the same bytes."""
+        disk = self.cache.disk
+        with disk.lock("gc"):  # the store's guard against racing a publisher that uses it
+            if sha256 not in disk.index.blob_refs():
+                with contextlib.suppress(FileNotFoundError):
+                    disk.blob_path(sha256).unlink()
 
     def _check_space(self, todo: list[tuple[ModelFile, str | None]], archive: bool) -> None:
         if not todo:

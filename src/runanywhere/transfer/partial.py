@@ -136,10 +136,8 @@ def last_activity(folder: Path, key: str, owner: str) -> float:
     """Newest mtime among a partial's files (its heartbeat)."""
     newest = 0.0
     for suffix in (".part", ".log", ".json"):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             newest = max(newest, (folder / f"{key}.{owner}{suffix}").stat().st_mtime)
-        except FileNotFoundError:
-            pass
     return newest
 
 
@@ -186,7 +184,9 @@ def adopt(folder: Path, key: str, expected: PartialMeta, owner: str,
         meta.setdefault("owner", other)
         if _is_live(meta, idle, stale_after):
             continue  # someone alive is writing it
-        if meta.get("size") != expected.size or meta.get("sha256") != expected.sha256:
+        if (meta.get("size") != expected.size or meta.get("sha256") != expected.sha256
+                or not (folder / f"{key}.{other}.part").exists()):
+            # Another source, or only sidecars are left (the data was published or lost).
             Partial(folder, key, other).discard()
             continue
         have = _read_journal(folder / f"{key}.{other}.log").covered()

@@ -111,7 +111,8 @@ class ProgressTracker:
         if self._callback is None:
             return
         now = time.monotonic()
-        if not force and now - self._last_emit < self._interval:
-            return
-        self._last_emit = now
+        with self._lock:  # many network threads race here: only one may take the slot
+            if not force and now - self._last_emit < self._interval:
+                return
+            self._last_emit = now
         self._callback(self.snapshot(message))

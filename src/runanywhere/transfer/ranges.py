@@ -72,14 +72,15 @@ class RangeSet:
 
 
 def split(gaps: list[tuple[int, int]], parts: int, min_part: int) -> list[tuple[int, int]]:
-    """Split the gaps into about ``parts`` pieces, none smaller than ``min_part`` (unless a gap is)."""
+    """Split the gaps into about ``parts`` pieces, none smaller than ``min_part`` unless the gap
+    itself is."""
     total = sum(e - s for s, e in gaps)
     if total == 0:
         return []
-    target = max(min_part, -(-total // max(1, parts)))
     out: list[tuple[int, int]] = []
     for s, e in gaps:
-        n = max(1, round((e - s) / target))
-        step = -(-(e - s) // n)
-        out.extend((p, min(e, p + step)) for p in range(s, e, step))
+        # The gap's share of the pieces, but no more than keeps each >= min_part. Cutting evenly
+        # (pieces differ by one byte at most) never leaves a short tail piece.
+        n = max(1, min((e - s) * parts // total, (e - s) // max(1, min_part)))
+        out.extend((s + (e - s) * i // n, s + (e - s) * (i + 1) // n) for i in range(n))
     return out

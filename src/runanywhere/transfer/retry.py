@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import random
 
-from ..errors import DownloadError
+from ..errors import CacheError, DownloadError, InsufficientStorageError, ModelError
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
@@ -18,8 +19,11 @@ class TransientError(DownloadError):
         self.retry_after = retry_after
 
 
-class SourceChanged(DownloadError):
-    """The file on the server changed between requests (ETag/Last-Modified moved)."""
+def disk_error(e: OSError, doing: str) -> ModelError:
+    """A local disk failure, typed: never retried as if the network had failed."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorageError(f"disk full while {doing}: {e.strerror or e}")
+    return CacheError(f"disk error while {doing}: {e.strerror or e}")
 
 
 def backoff(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
