@@ -114,82 +114,123 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 
 def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    cache = reg.cache
-    action = args.cache_command
-    if action == "ls":
-        entries = cache.entries()
-        if args.json:
-            print_json({"models": [e.to_dict() for e in entries], "total_size": cache.size()})
-            return 0
-        rows = [(e.model_id, e.version, human_size(e.size), e.tier, human_age(e.last_access),
-                 e.hits, "yes" if e.pinned else "", e.sha256[:12] if e.sha256 else "-")
-                for e in entries]
-        print_table(["ID", "VERSION", "SIZE", "TIER", "LAST USED", "HITS", "PINNED", "SHA256"],
-                    rows)
-        print(f"total {human_size(cache.size())} in {cache.directory}")
-        return 0
-    if action == "size":
-        size = cache.size()
-        if args.json:
-            print_json({"size": size, "models": len(cache.entries()),
-                        "directory": str(cache.directory)})
-        else:
-            print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
-        return 0
-    if action == "verify":
-        results = cache.verify(args.id)
-        bad = [r for r in results if not r.ok]
-        if args.json:
-            print_json({"results": [{"id": r.model_id, "ok": r.ok, "problems": r.problems}
-                                    for r in results], "ok": not bad})
-        else:
-            for r in results:
-                print(f"{r.model_id}: {'ok' if r.ok else 'CORRUPT (quarantined)'}")
-                for p in r.problems:
-                    print(f"  {p}")
-        return 1 if bad else 0
-    if action == "rm":
-        if cache.lookup(args.id) is None and args.id not in {e.model_id for e in cache.entries()}:
-            raise ModelError(f"{args.id} is not in the cache")
-        freed = asyncio.run(reg.clear_cache(args.id))
-        _report_freed(args, freed, f"removed {args.id}")
-        return 0
-    if action == "clear":
-        freed = asyncio.run(reg.clear_cache(None))
-        _report_freed(args, freed, "cleared the cache")
-        return 0
-    if action == "prune":
-        limit = parse_size(args.max_size) if args.max_size else None
-        plan = cache.plan_prune(limit, orphan_age=args.orphan_age)
-        freed = 0 if args.dry_run else plan.execute()
-        if args.json:
-            print_json({**plan.to_dict(), "dry_run": args.dry_run, "freed": freed})
-            return 0
-        verb = "would remove" if args.dry_run else "removed"
-        for e in plan.evict:
-            print(f"{verb} {e.model_id} ({human_size(e.size)}, last used"
-                  f" {human_age(e.last_access)})")
-        for p in (*plan.orphan_partials, *plan.orphan_blobs, *plan.stray_dirs):
-            print(f"{verb} orphan {p.name}")
-        done = plan.freed_bytes if args.dry_run else freed
-        print(f"{'would free' if args.dry_run else 'freed'} {human_size(done)}")
-        return 0
-    if action == "pin":
-        if not cache.pin(args.id, not args.off):
-            raise ModelError(f"{args.id} is not in the cache")
-        print(f"{'unpinned' if args.off else 'pinned'} {args.id}")
-        return 0
-    if action == "push":
-        from ..shared import push_models
+    handler = {
+        "ls": _cache_ls, "size": _cache_size, "verify": _cache_verify, "rm": _cache_rm,
+        "clear": _cache_clear, "prune": _cache_prune, "pin": _cache_pin, "push": _cache_push,
+    }[args.cache_command]
+    return handler(args, reg)
 
-        pushed = push_models(reg, args.id)
-        if args.json:
-            print_json({"pushed": pushed})
-        else:
-            for line in pushed:
-                print(line)
+
+def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    cache = reg.cache
+    entries = cache.entries()
+    if args.json:
+        print_json({"models": [e.to_dict() for e in entries], "total_size": cache.size(),
+                    "directory": str(cache.directory), "degraded": cache.degraded})
         return 0
-    raise AssertionError(action)
+    rows = [(e.model_id, e.version, human_size(e.size), e.tier, human_age(e.last_access),
+             e.hits, "yes" if e.pinned else "", e.sha256[:12] if e.sha256 else "-")
+            for e in entries]
+    print_table(["ID", "VERSION", "SIZE", "TIER", "LAST USED", "HITS", "PINNED", "SHA256"], rows)
+    print(f"total {human_size(cache.size())} in {cache.directory}")
+    return 0
+
+
+def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    cache = reg.cache
+    size = cache.size()
+    if args.json:
+        print_json({"size": size, "models": len(cache.entries()),
+                    "directory": str(cache.directory)})
+    else:
+        print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
+    return 0
+
+
+def _cache_verify(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    cache = reg.cache
+    if args.id and cache.lookup(args.id) is None and args.id not in _cached_ids(reg):
+        raise ModelError(f"{args.id} is not in the cache")
+    results = cache.verify(args.id)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        print_json({"results": [{"id": r.model_id, "ok": r.ok, "problems": r.problems,
+                                 "repaired": r.repaired} for r in results], "ok": not bad})
+        return 1 if bad else 0
+    for r in results:
+        state = "ok" if r.ok else "CORRUPT (quarantined)"
+        print(f"{r.model_id}: {state}{' (repaired)' if r.repaired else ''}")
+        for p in r.problems:
+            print(f"  {p}")
+        for p in r.repaired:
+            print(f"  repaired: {p}")
+    if not results:
+        print("the cache is empty")
+    return 1 if bad else 0
+
+
+def _cached_ids(reg: ModelRegistry) -> set[str]:
+    return {e.model_id for e in reg.cache.entries()}
+
+
+def _cache_rm(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    if args.id not in _cached_ids(reg):
+        raise ModelError(f"{args.id} is not in the cache")
+    freed = asyncio.run(reg.clear_cache(args.id))
+    _report_freed(args, freed, f"removed {args.id}")
+    return 0
+
+
+def _cache_clear(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    freed = asyncio.run(reg.clear_cache(None))
+    _report_freed(args, freed, "cleared the cache")
+    return 0
+
+
+def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    limit = parse_size(args.max_size) if args.max_size else None
+    plan = reg.cache.plan_prune(limit, orphan_age=args.orphan_age)
+    freed = 0 if args.dry_run else plan.execute()
+    if args.json:
+        print_json({**plan.to_dict(), "dry_run": args.dry_run, "freed": freed})
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    rows = [(verb, e.model_id, human_size(e.size), human_age(e.last_access)) for e in plan.evict]
+    rows += [(verb, f"orphan blob {p.name[:12]}", "", "") for p in plan.orphan_blobs]
+    rows += [(verb, f"abandoned partial {p.name}", "", "") for p in plan.orphan_partials]
+    rows += [(verb, f"stray {p.parent.name}/{p.name}", "", "") for p in plan.stray]
+    if rows:
+        print_table(["ACTION", "WHAT", "SIZE", "LAST USED"], rows)
+    for mid in plan.kept:
+        print(f"kept {mid} (pinned or in use)")
+    if args.dry_run:
+        print(f"would free {human_size(plan.freed_bytes)}; cache size"
+              f" {human_size(plan.size_before)} -> {human_size(plan.size_after)}")
+    else:
+        print(f"freed {human_size(freed)}")
+    return 0
+
+
+def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    if not reg.cache.pin(args.id, not args.off):
+        raise ModelError(f"{args.id} is not in the cache")
+    if getattr(args, "json", False):
+        print_json({"id": args.id, "pinned": not args.off})
+    else:
+        print(f"{'unpinned' if args.off else 'pinned'} {args.id}")
+    return 0
+
+
+def _cache_push(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from ..shared import push_models
+
+    pushed = push_models(reg, args.id)
+    if args.json:
+        print_json({"pushed": pushed})
+    else:
+        for line in pushed:
+            print(line)
+    return 0
 
 
 def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:

@@ -2,8 +2,10 @@
 
 from .cache import CacheHit, ModelCache
 from .disk import CacheEntry, DiskTier, StagedFile, VerifyResult
+from .fsutil import CacheBusy
+from .index import FileRow
 from .memory import MemoryLRU
 from .prune import PrunePlan
 
-__all__ = ["CacheEntry", "CacheHit", "DiskTier", "MemoryLRU", "ModelCache", "PrunePlan",
-           "StagedFile", "VerifyResult"]
+__all__ = ["CacheBusy", "CacheEntry", "CacheHit", "DiskTier", "FileRow", "MemoryLRU",
+           "ModelCache", "PrunePlan", "StagedFile", "VerifyResult"]

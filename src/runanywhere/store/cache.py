@@ -1,10 +1,15 @@
 """``ModelCache``: the seed's two-tier cache, a memory LRU in front of the disk tier.
 
-* ``get(id)`` -> a :class:`CacheHit` (memory tier: a dict lookup; disk tier: one index row, one
-  ``stat``, an ``mmap`` of the file, never a copy or a re-hash) and promotes it to memory.
-* ``put``/``publish`` is called by the loader with verified files; ``import_path`` sideloads.
-* Faults degrade, never crash: an unwritable cache folder or an index locked too long turns the
-  cache into memory + a scratch folder for this process, with one warning.
+* ``get(id)`` -> a :class:`CacheHit`. Memory tier: a dict lookup (~1 µs). Disk tier: one index
+  statement, one ``lstat`` per file, an ``mmap`` of the file: never a copy or a re-hash. A disk
+  hit is promoted to memory unless it is bigger than the whole memory limit.
+* ``publish`` is called by the loader with verified files; ``import_path`` sideloads a file.
+* Hit counts and last-access times are batched (one transaction every few seconds, never on the
+  hit path) and written with a short lock wait: statistics never block a hit.
+* Faults degrade, never crash, with one warning each: an unwritable cache folder or an index
+  that cannot be opened turns the cache into a read-only view of the folder plus a scratch folder
+  for this process; a corrupt index is rebuilt from the blobs and manifests; a publish that meets
+  an index locked too long stays visible to this process and is committed later.
 """
 
 from __future__ import annotations
@@ -19,242 +24,464 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import CacheError
-from .disk import CacheEntry, DiskTier, StagedFile, VerifyResult
-from .fsutil import is_writable_dir
+from .disk import CacheEntry, DiskTier, Prepared, StagedFile, VerifyResult
+from .fsutil import CacheBusy, is_writable_dir, try_flock
+from .index import dump_manifest, is_busy
 from .memory import MemoryLRU
-from .prune import PrunePlan, plan_prune
+from .prune import PrunePlan, evict_unused, plan_prune
+
+if TYPE_CHECKING:
+    from ..catalog import ModelMetadata
 
 log = logging.getLogger("runanywhere")
 DEFAULT_MEMORY_LIMIT = 500 * 2**20
+#: Seconds between two writes of batched hit statistics.
+FLUSH_EVERY = 5.0
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CacheHit:
     entry: CacheEntry
     tier: str  # "memory" or "disk"
-    #: The file's bytes (mmap) for single-file models; None for folders.
+    #: The file's bytes (a read-only mmap) for single-file models; None for folders.
     buffer: Any | None
 
     @property
     def path(self) -> Path:
         return self.entry.path
 
+    @property
+    def model_id(self) -> str:
+        return self.entry.model_id
+
+
+def _env_disk_limit() -> int | None:
+    text = os.environ.get("RUNANYWHERE_DISK_LIMIT")
+    if not text:
+        return None
+    from ..settings import parse_size
+
+    return parse_size(text)
+
+
+#: Open caches, so batched statistics are written when the interpreter exits.
+_OPEN: weakref.WeakSet[ModelCache] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for cache in list(_OPEN):
+        with contextlib.suppress(Exception):
+            cache.flush()
+
 
 class ModelCache:
-    def __init__(self, memory_limit: int = DEFAULT_MEMORY_LIMIT, directory: Path | str | None = None,
-                 *, durable: bool = True, disk_limit: int | None = None) -> None:
+    """Two tiers: a byte-bounded memory LRU in front of the disk tier (see the module doc)."""
+
+    def __init__(self, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                 directory: Path | str | None = None, *, durable: bool = True,
+                 disk_limit: int | None = None, lock_timeout: float = 10.0) -> None:
+        """``disk_limit`` (bytes; default ``RUNANYWHERE_DISK_LIMIT``) is enforced by LRU eviction
+        after each publish. ``lock_timeout``: how long to wait for another process's lock on the
+        index before degrading with a warning."""
         if directory is None:
             from ..settings import Settings
 
             directory = Settings.from_env().home
         self.directory = Path(directory)
         self.durable = durable
-        self.disk_limit = disk_limit
+        self.disk_limit = disk_limit if disk_limit is not None else _env_disk_limit()
+        self.lock_timeout = lock_timeout
         self.memory = MemoryLRU(memory_limit)
         self.degraded: str | None = None
+        self._fallback: DiskTier | None = None  # read-only view of the real folder, if degraded
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
-        self._readonly_index = None
+        self._volatile: dict[str, tuple[Prepared, CacheEntry]] = {}
         self._pending: dict[str, tuple[int, float]] = {}
         self._pending_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._use_fds: dict[str, list[int]] = {}
+        self._warned: set[str] = set()
+        self._recovered = False
         self.disk = self._open_disk()
-        atexit.register(self.flush)
+        _OPEN.add(self)
 
     # -- opening and graceful fallback ----------------------------------------------------------
     def _open_disk(self) -> DiskTier:
-        if is_writable_dir(self.directory):
-            try:
-                return DiskTier(self.directory, durable=self.durable)
-            except CacheError:
-                raise
-            except (OSError, sqlite3.Error) as e:
-                reason = f"cannot use the cache index in {self.directory} ({e})"
-        else:
-            reason = f"cache folder {self.directory} is not writable"
-        return self._fallback(reason)
+        if not is_writable_dir(self.directory):
+            return self._degrade(f"cache folder {self.directory} is not writable")
+        try:
+            return DiskTier(self.directory, durable=self.durable, busy_timeout=self.lock_timeout)
+        except CacheBusy as e:
+            return self._degrade(f"cache index in {self.directory} is busy ({e})")
+        except CacheError:
+            raise  # an index from a newer runanywhere: refuse, never touch it
+        except (OSError, sqlite3.Error) as e:
+            return self._degrade(f"cannot use the cache index in {self.directory} ({e})")
 
-    def _fallback(self, reason: str) -> DiskTier:
-        self._scratch = tempfile.TemporaryDirectory(prefix="runanywhere-scratch-")
+    def _degrade(self, reason: str) -> DiskTier:
         self.degraded = reason
-        log.warning("%s; using memory and a temporary folder for this run (nothing will persist)",
-                    reason)
-        ro_db = self.directory / "index.db"
-        if ro_db.exists():
-            from .index import Index
+        served = "nothing (it has no index)"
+        if (self.directory / "index.db").exists():
+            try:
+                self._fallback = DiskTier(self.directory, readonly=True,
+                                          busy_timeout=self.lock_timeout)
+                served = "what it holds, read-only"
+            except (OSError, sqlite3.Error, CacheError) as e:
+                served = f"nothing from it (its index cannot be read either: {e})"
+        self._warn("degraded", f"{reason}; serving {served}; new downloads go to a temporary"
+                   " folder for this run (nothing new will persist)")
+        self._scratch = tempfile.TemporaryDirectory(prefix="runanywhere-scratch-")
+        return DiskTier(Path(self._scratch.name), durable=False, busy_timeout=self.lock_timeout)
 
-            with contextlib.suppress(sqlite3.Error, OSError, CacheError):
-                self._readonly_index = Index(ro_db, readonly=True)
-        return DiskTier(Path(self._scratch.name), durable=False)
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
+
+    def _guarded(self, call: Callable[[], T], default: T, what: str,
+                 tier: DiskTier | None = None) -> T:
+        """Run an index read of ``tier`` (default: the writable one). A busy index answers
+        ``default``; a corrupt writable one is rebuilt once, a corrupt read-only one ignored."""
+        tier = tier or self.disk
+        try:
+            return call()
+        except sqlite3.OperationalError as e:
+            if not is_busy(e):
+                raise
+            self._warn("busy-read", f"cache index busy ({e}); {what} answered without it")
+            return default
+        except sqlite3.DatabaseError as e:
+            if tier.readonly:
+                self._warn("ro-corrupt", f"the read-only cache index is damaged ({e})")
+                return default
+            if self._recovered:
+                raise
+            self._recovered = True
+            tier.recover(e)
+            return call()
 
     def close(self) -> None:
         self.flush()
+        _OPEN.discard(self)
+        for fds in self._use_fds.values():
+            for fd in fds:
+                os.close(fd)
+        self._use_fds.clear()
+        self.memory.clear()
         self.disk.close()
+        if self._fallback is not None:
+            self._fallback.close()
         if self._scratch is not None:
             self._scratch.cleanup()
 
+    def __enter__(self) -> ModelCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- reads ----------------------------------------------------------------------------------
     def get(self, model_id: str, *, promote: bool = True) -> CacheHit | None:
+        """The model's bytes (mmap) and path, or None; counts a hit."""
         mem = self.memory.get(model_id)
         if mem is not None:
-            entry = mem.buffer[0]
             self._touch(model_id)
-            return CacheHit(entry, "memory", mem.buffer[1])
-        entry = self.lookup(model_id)
-        if entry is None:
+            return mem.buffer  # type: ignore[no-any-return]
+        for _ in range(3):  # another process may replace the file between check and open
+            entry = self.lookup(model_id)
+            if entry is None:
+                return None
+            try:
+                buffer = self._map(entry) if entry.kind == "file" else None
+                break
+            except OSError:  # removed or replaced by another process a moment ago
+                continue
+        else:
             return None
-        buffer = self._map(entry) if entry.kind == "file" else None
-        if promote and entry.size <= self.memory.max_bytes:
-            self.memory.put(model_id, (entry, buffer), entry.size)
         self._touch(model_id)
+        if promote and entry.size <= self.memory.max_bytes:
+            self.memory.put(model_id, CacheHit(entry.with_tier("memory"), "memory", buffer),
+                            entry.size)
         return CacheHit(entry, "disk", buffer)
 
     def lookup(self, model_id: str) -> CacheEntry | None:
         """The disk entry (cheap checks only), without promoting or counting a hit."""
-        try:
-            entry = self.disk.lookup(model_id)
-        except sqlite3.OperationalError as e:
-            log.warning("cache index busy (%s); treating %s as a miss", e, model_id)
-            return None
-        if entry is None and self._readonly_index is not None:
-            entry = self._readonly_lookup(model_id)
+        entry = self._guarded(lambda: self.disk.lookup(model_id), None, f"lookup of {model_id}")
+        if entry is None and model_id in self._volatile:
+            entry = self._volatile[model_id][1]
+        if entry is None and self._fallback is not None:
+            entry = self._guarded(lambda: self._fallback_lookup(model_id), None, "lookup",
+                                  self._fallback)
         if entry is None:
             self.memory.pop(model_id)  # a stale memory copy must not outlive the disk entry
         return entry
 
-    def _readonly_lookup(self, model_id: str) -> CacheEntry | None:
-        idx = self._readonly_index
-        assert idx is not None
-        row = idx.model(model_id)
-        if row is None:
-            return None
-        files = idx.files(model_id)
-        entry = CacheEntry(row.id, row.version, self.directory / row.entry, row.kind, row.size,
-                           tuple(files), row.source_sha256, row.created, row.last_access,
-                           row.hits, row.pinned, "disk", row.origin)
-        base = entry.path if entry.kind == "dir" else entry.path.parent
-        for f in files:
-            try:
-                if (base / f.path).stat().st_size != f.size:
-                    return None
-            except OSError:
-                return None
-        return entry
+    def _fallback_lookup(self, model_id: str) -> CacheEntry | None:
+        assert self._fallback is not None
+        return self._fallback.lookup(model_id)
 
     def has(self, model_id: str) -> bool:
         return model_id in self.memory or self.lookup(model_id) is not None
 
+    def __contains__(self, model_id: object) -> bool:
+        return isinstance(model_id, str) and self.has(model_id)
+
     @staticmethod
     def _map(entry: CacheEntry) -> Any:
-        if entry.size == 0:
-            return b""
+        """Map the file the cheap check approved (same inode), never one that replaced it."""
         with open(entry.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if entry.checked_inode not in (None, (st.st_dev, st.st_ino)):
+                raise FileNotFoundError(f"{entry.path} was replaced")
+            if entry.size == 0:
+                return b""
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
     def entries(self) -> list[CacheEntry]:
-        out = {e.model_id: e for e in self.disk.entries()}
-        if self._readonly_index is not None:
-            for row in self._readonly_index.models():
-                if row.id not in out:
-                    ro = self._readonly_lookup(row.id)
-                    if ro is not None:
-                        out[row.id] = ro
-        return sorted(out.values(), key=lambda e: e.model_id)
+        """Every visible model (sorted by id); ``tier`` says whether it is in memory too."""
+        self._flush_stats()
+        none: list[CacheEntry] = []
+        out = self._guarded(self.disk.entries, none, "listing")
+        seen = {e.model_id for e in out}
+        extra = [e for _, e in self._volatile.values() if e.model_id not in seen]
+        if self._fallback is not None:
+            extra += [e for e in self._guarded(self._fallback.entries, none, "listing",
+                                               self._fallback)
+                      if e.model_id not in seen and e.model_id not in self._volatile]
+        if extra:
+            out = sorted(out + extra, key=lambda e: e.model_id)
+        if len(self.memory):
+            out = [e.with_tier("memory") if e.model_id in self.memory else e for e in out]
+        return out
+
+    def info(self, model_id: str) -> CacheEntry | None:
+        """Per-model facts (size, hash, tier, last access, hits, pinned), statistics flushed."""
+        self._flush_stats()
+        entry = self.lookup(model_id)
+        if entry is not None and model_id in self.memory:
+            entry = entry.with_tier("memory")
+        return entry
 
     def size(self) -> int:
-        """Bytes held, each counted once (memory copies of disk entries are not added again)."""
-        return self.disk.size()
+        """Bytes stored, each counted once (shared blobs and memory copies are not added again)."""
+        total = self._guarded(self.disk.size, 0, "size")
+        blobs = {f.sha256: f.size for _, e in self._volatile.values() for f in e.files}
+        total += sum(blobs.values())
+        if self._fallback is not None:
+            total += self._guarded(self._fallback.size, 0, "size", self._fallback)
+        return total
 
     def memory_size(self) -> int:
         return self.memory.bytes
 
     # -- writes ---------------------------------------------------------------------------------
     def publish(self, model_id: str, version: str, files: list[StagedFile], *, kind: str,
-                source_sha256: str | None, origin: str = "download") -> CacheEntry:
-        entry = self.disk.publish(model_id, version, files, kind=kind,
-                                  source_sha256=source_sha256, origin=origin)
+                source_sha256: str | None, origin: str = "download",
+                pinned: bool | None = None) -> CacheEntry:
+        """Make verified files visible as a model (the files are moved into the store)."""
+        try:
+            entry = self.disk.publish(model_id, version, files, kind=kind,
+                                      source_sha256=source_sha256, origin=origin, pinned=pinned)
+            self._volatile.pop(model_id, None)
+        except CacheBusy as e:
+            prepared: Prepared | None = getattr(e, "prepared", None)
+            if prepared is None:
+                raise
+            entry = self._keep_volatile(prepared, str(e))
         self.memory.pop(model_id)
         if self.disk_limit is not None:
             self.enforce_limit(protect={model_id})
         return entry
 
-    def delete(self, model_id: str) -> int:
+    def _keep_volatile(self, p: Prepared, why: str) -> CacheEntry:
+        self._warn("busy-write", f"{why}; {p.doc['id']} is usable by this process now and will"
+                   " be recorded once the index is free")
+        entry = CacheEntry(str(self.disk.root), p.doc["id"], dump_manifest(p.doc), time.time(), 0,
+                           bool(p.pinned))
+        self._volatile[p.doc["id"]] = (p, entry)
+        return entry
+
+    def import_path(self, meta: ModelMetadata, path: Path | str) -> CacheEntry:
+        """Sideload a local file or folder, verified against ``meta`` before it is visible."""
+        from ..importer import import_into
+
+        return import_into(self, meta, Path(path))
+
+    def delete(self, model_id: str, *, force: bool = False) -> int:
+        """Remove a model (even pinned); refuses one another process holds unless ``force``."""
+        self._release_all(model_id)  # this process asked for the deletion: its holds end
+        if self.disk.index.row(model_id) is None and model_id not in self._volatile:
+            self._refuse_readonly(model_id)
+        fd = try_flock(self.disk.lock_dir / f"use-{model_id}.lock")
+        if fd is None and not force:
+            raise CacheError(f"{model_id} is in use by another process; close it first")
+        try:
+            freed = self.disk.remove([model_id])
+        finally:
+            if fd is not None:
+                os.close(fd)
         self.memory.pop(model_id)
-        return self.disk.remove([model_id])
+        self._volatile.pop(model_id, None)
+        return freed
 
     def clear(self) -> int:
+        """Remove every model nobody else is using (pinned ones too); returns bytes freed."""
+        for mid in list(self._use_fds):
+            self._release_all(mid)
+        ids: list[str] = self._guarded(self.disk.index.ids, list[str](), "clear")
+        freed, removed = evict_unused(self.disk, ids, keep_pinned=False)
+        left = sorted(set(ids) - set(removed))
+        if left:
+            log.warning("kept %s: in use by another process", ", ".join(left))
         self.memory.clear()
-        ids = [e.model_id for e in self.disk.entries()]
-        return self.disk.remove(ids) if ids else 0
+        self._volatile.clear()
+        return freed
 
     def set_max_memory_size(self, max_bytes: int) -> None:
+        """Change the memory limit; evicts least-recently-used entries at once if needed."""
         self.memory.set_max_bytes(max_bytes)
 
     def pin(self, model_id: str, pinned: bool = True) -> bool:
-        return self.disk.index.set_pinned(model_id, pinned)
+        """Never evict this model (``pinned=False`` to undo). False if it is not cached."""
+        if self.disk.set_pinned(model_id, pinned):
+            return True
+        self._refuse_readonly(model_id)
+        return False
+
+    def _refuse_readonly(self, model_id: str) -> None:
+        if self._fallback is not None and self._fallback.lookup(model_id) is not None:
+            raise CacheError(f"{model_id} is in a cache this process cannot change"
+                             f" ({self.degraded})")
 
     # -- in use ---------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def in_use(self, model_id: str) -> Iterator[None]:
+    def in_use(self, model_id: str) -> Iterator[CacheEntry | None]:
+        """Hold the model for the block (no process evicts it); yields its entry or None."""
         self.hold(model_id)
         try:
-            yield
+            yield self.lookup(model_id)
         finally:
             self.release(model_id)
 
     def hold(self, model_id: str) -> None:
-        """Mark a model as in use (by this process) so no eviction removes it."""
-        with contextlib.suppress(OSError):
-            fd = os.open(self.disk.lock_dir / f"use-{model_id}.lock", os.O_RDWR | os.O_CREAT,
-                         0o644)
+        """Mark a model as in use by this process (a shared flock) so no eviction removes it.
+
+        Waits while an eviction of the model is running; look the model up *after* holding it.
+        """
+        path = self.disk.lock_dir / f"use-{model_id}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            self._use_fds.setdefault(model_id, []).append(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._use_fds.setdefault(model_id, []).append(fd)
 
     def release(self, model_id: str) -> None:
         fds = self._use_fds.get(model_id)
         if fds:
             os.close(fds.pop())
+        if not fds:
+            self._use_fds.pop(model_id, None)
 
-    # -- eviction, pruning, verification ------------------------------------------------------------
+    def _release_all(self, model_id: str) -> None:
+        for fd in self._use_fds.pop(model_id, []):
+            os.close(fd)
+
+    def held(self, model_id: str) -> bool:
+        """Is the model held by any process (this one included)?"""
+        if self._use_fds.get(model_id):
+            return True
+        fd = try_flock(self.disk.lock_dir / f"use-{model_id}.lock")
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+
+    # -- eviction, pruning, verification --------------------------------------------------------
     def plan_prune(self, max_size: int | None = None, *, orphan_age: float = 24 * 3600
                    ) -> PrunePlan:
+        """What ``prune`` would remove: LRU models above ``max_size`` bytes, and orphans idle
+        for ``orphan_age`` seconds. Nothing changes until ``plan.execute()``."""
+        self._flush_stats()
         return plan_prune(self.disk, max_size=max_size, orphan_age=orphan_age,
-                          in_use={k for k, v in self._use_fds.items() if v},
-                          on_evict=lambda ids: [self.memory.pop(i) for i in ids] and None)
+                          in_use=set(self._use_fds), on_evict=self._forget)
 
-    def enforce_limit(self, protect: set[str] = frozenset()) -> int:  # type: ignore[assignment]
+    def prune(self, max_size: int | None = None, *, orphan_age: float = 24 * 3600) -> int:
+        return self.plan_prune(max_size, orphan_age=orphan_age).execute()
+
+    def _forget(self, ids: list[str]) -> None:
+        for i in ids:
+            self.memory.pop(i)
+            self._volatile.pop(i, None)
+
+    def enforce_limit(self, protect: set[str] | None = None) -> int:
+        """Evict least-recently-used models until the disk limit holds; returns bytes freed."""
         if self.disk_limit is None:
             return 0
+        self._flush_stats()
+        in_use = set(self._use_fds) | (protect or set())
         plan = plan_prune(self.disk, max_size=self.disk_limit, orphan_age=float("inf"),
-                          in_use=protect | {k for k, v in self._use_fds.items() if v})
+                          in_use=in_use, on_evict=self._forget)
+        if plan.size_after > self.disk_limit:
+            self._warn("limit", f"the cache holds more than its disk limit of {self.disk_limit}"
+                       f" bytes: {', '.join(plan.kept) or 'nothing'} pinned or in use")
         return plan.execute() if plan.evict else 0
 
     def verify(self, model_id: str | None = None) -> list[VerifyResult]:
-        results = self.disk.verify([model_id] if model_id else None)
+        """Re-hash cached files; corrupt models are quarantined (and no longer visible)."""
+        ids = [model_id] if model_id else None
+        results = self.disk.verify(ids)
+        if self._fallback is not None:
+            fb_ids = ids or [e.model_id for e in self._fallback.entries()]
+            known = {r.model_id for r in results if r.problems != ["not in the cache"]}
+            results = [r for r in results if r.model_id not in fb_ids or r.model_id in known]
+            results += self._fallback.verify([i for i in fb_ids if i not in known],
+                                             quarantine=False)
         for r in results:
             if not r.ok:
                 self.memory.pop(r.model_id)
         return results
 
-    # -- access statistics (batched: a hit must not cost a disk transaction) ------------------------
+    # -- access statistics (batched: a hit must not cost a disk transaction) --------------------
     def _touch(self, model_id: str) -> None:
         now = time.time()
         with self._pending_lock:
             n, _ = self._pending.get(model_id, (0, 0.0))
             self._pending[model_id] = (n + 1, now)
-        if time.monotonic() - self._last_flush > 5.0:
-            self.flush()
+        if time.monotonic() - self._last_flush > FLUSH_EVERY:
+            self._flush_stats()
 
-    def flush(self) -> None:
+    def _flush_stats(self) -> None:
+        """Write batched statistics; a busy index keeps them for next time."""
         with self._pending_lock:
             pending, self._pending = self._pending, {}
             self._last_flush = time.monotonic()
         if pending:
-            with contextlib.suppress(sqlite3.Error):
+            try:
                 self.disk.index.record_access(pending)
+            except sqlite3.Error:
+                self._requeue(pending)
+
+    def flush(self) -> None:
+        """Write batched statistics and retry commits that met a locked index."""
+        self._flush_stats()
+        for p, _ in list(self._volatile.values()):
+            with contextlib.suppress(CacheError, OSError, sqlite3.Error):
+                self.disk.retry_commit(p)
+                self._volatile.pop(p.doc["id"], None)
+
+    def _requeue(self, pending: dict[str, tuple[int, float]]) -> None:
+        with self._pending_lock:
+            for k, (n, t) in pending.items():
+                n0, t0 = self._pending.get(k, (0, 0.0))
+                self._pending[k] = (n + n0, max(t, t0))

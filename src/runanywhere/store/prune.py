@@ -1,17 +1,26 @@
-"""Deletion plans: decide what goes and how many bytes that frees, show it, then execute it."""
+"""Deletion plans: decide what goes and how many bytes that frees, show it, then execute it.
+
+A plan evicts least-recently-used models until the cache fits ``max_size`` (never a pinned model
+or one a process holds: ``locks/use-<id>.lock``), and lists orphans older than ``orphan_age``:
+abandoned partials (never one a live process is writing, see ``transfer.partial.is_abandoned``),
+blobs no index row refers to, and model folders or manifests no index row refers to.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .disk import CacheEntry, DiskTier
-from .fsutil import remove_tree
+from .fsutil import crash_point, remove_tree, try_flock
+
+#: A folder in ``partials/`` (an archive being unpacked) counts as abandoned only after this long
+#: without a change, whatever ``orphan_age`` says: nothing names the process that owns it.
+PARTIAL_DIR_IDLE = 300.0
 
 
 @dataclass(frozen=True)
@@ -21,124 +30,233 @@ class PrunePlan:
     evict: tuple[CacheEntry, ...] = ()
     orphan_partials: tuple[Path, ...] = ()
     orphan_blobs: tuple[Path, ...] = ()
-    stray_dirs: tuple[Path, ...] = ()
+    stray: tuple[Path, ...] = ()
     freed_bytes: int = 0
     size_before: int = 0
+    #: Models that would have gone for the size limit but are pinned or in use.
+    kept: tuple[str, ...] = ()
+    #: The part of ``freed_bytes`` that eviction frees (the rest is orphans).
+    evict_bytes: int = 0
     _disk: DiskTier | None = field(default=None, repr=False, compare=False)
-    _on_evict: Callable[[list[str]], None] | None = field(default=None, repr=False, compare=False)
+    _on_evict: Callable[[list[str]], None] | None = field(default=None, repr=False,
+                                                          compare=False)
 
     @property
     def empty(self) -> bool:
-        return not (self.evict or self.orphan_partials or self.orphan_blobs or self.stray_dirs)
+        return not (self.evict or self.orphan_partials or self.orphan_blobs or self.stray)
+
+    @property
+    def size_after(self) -> int:
+        """What ``cache size`` will say afterwards (orphans are not counted in it)."""
+        return max(0, self.size_before - self.evict_bytes)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "evict": [{"id": e.model_id, "size": e.size, "last_access": e.last_access}
                       for e in self.evict],
+            "kept": list(self.kept),
             "orphan_partials": [str(p) for p in self.orphan_partials],
             "orphan_blobs": [str(p) for p in self.orphan_blobs],
-            "stray_dirs": [str(p) for p in self.stray_dirs],
+            "stray": [str(p) for p in self.stray],
             "freed_bytes": self.freed_bytes,
             "size_before": self.size_before,
+            "size_after": self.size_after,
         }
 
     def execute(self) -> int:
-        """Carry the plan out; returns the bytes actually freed."""
-        assert self._disk is not None, "plan was not built by a cache"
-        freed = 0
-        ids = [e.model_id for e in self.evict if _not_in_use(self._disk, e.model_id)]
-        if ids:
-            freed += self._disk.remove(ids)
-            if self._on_evict:
-                self._on_evict(ids)
-        refs = self._disk.index.blob_refs()
-        for p in self.orphan_blobs:
-            if p.name in refs:
-                continue  # became referenced since the plan was made
-            with contextlib.suppress(FileNotFoundError):
-                freed += p.lstat().st_size
-                p.unlink()
-        for p in self.orphan_partials:
-            with contextlib.suppress(FileNotFoundError):
-                freed += p.stat().st_blocks * 512
-                p.unlink()
-        for p in self.stray_dirs:
-            remove_tree(p)
+        """Carry the plan out; returns the bytes actually freed.
+
+        Each evicted model is locked against use first; one that became pinned or in use since
+        the plan was made is skipped. Orphans are re-checked under the same locks publishing uses.
+        """
+        disk = self._disk
+        if disk is None:
+            raise RuntimeError("this plan was not built by a cache")
+        freed, evicted = evict_unused(disk, [e.model_id for e in self.evict])
+        if evicted and self._on_evict is not None:
+            self._on_evict(evicted)
+        freed += _remove_orphans(disk, self)
         return freed
 
 
-def _lock_path(disk: DiskTier, model_id: str) -> Path:
-    return disk.lock_dir / f"use-{model_id}.lock"
+def evict_unused(disk: DiskTier, ids: Iterable[str], *, keep_pinned: bool = True
+                 ) -> tuple[int, list[str]]:
+    """Remove the models nobody holds (nor pinned) in one batch; (bytes freed, removed ids)."""
+    held: list[int] = []
+    try:
+        pinned = {e.model_id for e in disk.entries() if e.pinned} if keep_pinned else set()
+        chosen = []
+        for mid in ids:
+            fd = None if mid in pinned else try_flock(disk.lock_dir / f"use-{mid}.lock")
+            if fd is not None:  # locked: a process that wants to use it waits for us
+                held.append(fd)
+                chosen.append(mid)
+        crash_point("evict:locked")
+        return (disk.remove(chosen) if chosen else 0), chosen
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
-def _not_in_use(disk: DiskTier, model_id: str) -> bool:
-    """True if no process holds the model open (a shared lock on its use-lock)."""
-    try:
-        fd = os.open(_lock_path(disk, model_id), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return True
-    except OSError:
-        return False
+def _remove_orphans(disk: DiskTier, plan: PrunePlan) -> int:
+    from ..transfer.partial import is_abandoned
+
+    freed = 0
+    with disk.lock("gc"):  # no publish is between storing a blob and committing its row
+        refs = disk.index.blob_refs()
+        for p in plan.orphan_blobs:
+            if p.name not in refs:
+                freed += _unlink(p)
+    for p in plan.orphan_partials:
+        if p.is_dir() and not p.is_symlink():
+            freed += _bytes(p)
+            remove_tree(p)
+        elif is_abandoned(p, 0):  # still abandoned now (its writer may have come back)
+            freed += _unlink(p)
+    for p in plan.stray:
+        _remove_stray(disk, p)
+    freed += disk.gc_blobs()  # blob rows whose last user went away in a crash
+    return freed
+
+
+def _remove_stray(disk: DiskTier, path: Path) -> None:
+    temp = path.name.startswith((".tmp-", ".old-"))
+    if path.parent == disk.manifest_dir:
+        model_id = path.stem
+    else:
+        model_id = path.parent.name if temp else path.name
+    fd = try_flock(disk.lock_dir / f"model-{model_id}.lock")
+    if fd is None:
+        return  # a publish of this model is running
+    try:  # re-checked under the lock: the model may have been published since the plan
+        if temp or disk.index.row(model_id) is None:
+            remove_tree(path)
     finally:
         os.close(fd)
+
+
+def _unlink(p: Path) -> int:
+    n = _bytes(p)
+    with contextlib.suppress(FileNotFoundError):
+        p.unlink()
+        return n
+    return 0
+
+
+def _bytes(p: Path) -> int:
+    """Bytes a file or folder really occupies (partials are sparse)."""
+    try:
+        if p.is_dir() and not p.is_symlink():
+            return sum(os.lstat(os.path.join(d, n)).st_blocks * 512
+                       for d, _, names in os.walk(p) for n in names)
+        return os.lstat(p).st_blocks * 512
+    except OSError:
+        return 0
+
+
+def _idle(p: Path, now: float) -> float:
+    """Seconds since anything in ``p`` changed."""
+    try:
+        newest = os.lstat(p).st_mtime
+        if p.is_dir() and not p.is_symlink():
+            for d, _, names in os.walk(p):
+                for n in names:
+                    with contextlib.suppress(OSError):
+                        newest = max(newest, os.lstat(os.path.join(d, n)).st_mtime)
+    except OSError:
+        return 0.0
+    return now - newest
 
 
 def plan_prune(disk: DiskTier, *, max_size: int | None, orphan_age: float,
                in_use: set[str], on_evict: Callable[[list[str]], None] | None = None
                ) -> PrunePlan:
-    """LRU eviction down to ``max_size`` (never pinned or in-use models) plus orphan cleanup."""
-    from ..transfer.partial import is_abandoned
-
+    """LRU eviction down to ``max_size`` plus orphans idle for ``orphan_age`` seconds."""
     entries = disk.entries()
     total = disk.size()
-    evict: list[CacheEntry] = []
-    freed = 0
-    if max_size is not None and total > max_size:
-        refcount: dict[str, int] = {}
-        for e in entries:
-            for f in e.files:
-                refcount[f.sha256] = refcount.get(f.sha256, 0) + 1
-        for e in sorted(entries, key=lambda e: (e.last_access, e.model_id)):
-            if total - freed <= max_size:
-                break
-            if e.pinned or e.model_id in in_use or not _not_in_use(disk, e.model_id):
-                continue
-            evict.append(e)
-            for f in e.files:  # shared blobs free their bytes only with their last user
-                refcount[f.sha256] -= 1
-                if refcount[f.sha256] == 0:
-                    freed += f.size
+    evict, kept, evict_bytes = _plan_eviction(disk, entries, total, max_size, in_use)
     now = time.time()
+    blobs = _orphan_blobs(disk, now, orphan_age)
+    partials = _orphan_partials(disk, now, orphan_age)
+    stray = _stray(disk, {e.model_id for e in entries}, now, orphan_age)
+    freed = evict_bytes + sum(_bytes(p) for p in (*blobs, *partials))
+    return PrunePlan(tuple(evict), tuple(partials), tuple(blobs), tuple(stray), freed, total,
+                     tuple(kept), evict_bytes, disk, on_evict)
+
+
+def _plan_eviction(disk: DiskTier, entries: list[CacheEntry], total: int, max_size: int | None,
+                   in_use: set[str]) -> tuple[list[CacheEntry], list[str], int]:
+    if max_size is None or total <= max_size:
+        return [], [], 0
+    refcount: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for e in entries:
+        for f in e.files:
+            refcount[f.sha256] = refcount.get(f.sha256, 0) + 1
+            sizes[f.sha256] = f.size
+    evict: list[CacheEntry] = []
+    kept: list[str] = []
+    freed = 0
+    for e in sorted(entries, key=lambda e: (e.last_access, e.model_id)):
+        if total - freed <= max_size:
+            break
+        if e.pinned or e.model_id in in_use or _held_elsewhere(disk, e.model_id):
+            kept.append(e.model_id)
+            continue
+        evict.append(e)
+        for sha in {f.sha256 for f in e.files}:  # a shared blob frees its bytes with its last user
+            refcount[sha] -= 1
+            if refcount[sha] == 0:
+                freed += sizes[sha]
+    return evict, kept, freed
+
+
+def _held_elsewhere(disk: DiskTier, model_id: str) -> bool:
+    fd = try_flock(disk.lock_dir / f"use-{model_id}.lock")
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def _orphan_blobs(disk: DiskTier, now: float, age: float) -> list[Path]:
     refs = disk.index.blob_refs()
-    blobs = []
+    out = []
     for p in disk.blob_dir.iterdir():
         if p.name not in refs:
             with contextlib.suppress(FileNotFoundError):
-                if now - p.lstat().st_ctime >= orphan_age:
-                    blobs.append(p)
-                    freed += p.lstat().st_size
-    partials = []
+                if now - p.lstat().st_ctime >= age:
+                    out.append(p)
+    return out
+
+
+def _orphan_partials(disk: DiskTier, now: float, age: float) -> list[Path]:
+    from ..transfer.partial import is_abandoned
+
+    out = []
     for p in disk.partial_dir.iterdir():
-        if is_abandoned(p, orphan_age):
-            partials.append(p)
-            with contextlib.suppress(FileNotFoundError):
-                freed += p.stat().st_blocks * 512
-    known = {e.model_id for e in entries}
-    stray = []
+        if p.is_dir() and not p.is_symlink():
+            if _idle(p, now) >= max(age, PARTIAL_DIR_IDLE):
+                out.append(p)
+        elif is_abandoned(p, age):
+            out.append(p)
+    return out
+
+
+def _stray(disk: DiskTier, known: set[str], now: float, age: float) -> list[Path]:
+    """Model folders and manifests without an index row, and leftover temporary folders."""
+    out = []
     for mdir in disk.model_dir.iterdir():
-        children = list(mdir.iterdir()) if mdir.is_dir() else []
-        for child in children:
-            if child.name.startswith((".tmp-", ".old-")):
-                with contextlib.suppress(FileNotFoundError):
-                    if now - child.lstat().st_ctime >= orphan_age:
-                        stray.append(child)
-        if mdir.name not in known and not any(c.name.startswith(".tmp-") for c in children):
+        children = list(mdir.iterdir()) if mdir.is_dir() and not mdir.is_symlink() else []
+        temps = [c for c in children if c.name.startswith((".tmp-", ".old-"))]
+        if mdir.name not in known:
+            if _idle(mdir, now) >= age:
+                out.append(mdir)
+            continue
+        out.extend(c for c in temps if _idle(c, now) >= age)
+    for mf in disk.manifest_dir.glob("*.json"):
+        if mf.stem not in known:
             with contextlib.suppress(FileNotFoundError):
-                if now - mdir.lstat().st_mtime >= orphan_age:
-                    stray.append(mdir)
-    return PrunePlan(tuple(evict), tuple(partials), tuple(blobs), tuple(stray), freed, total,
-                     disk, on_evict)
+                if now - mf.lstat().st_mtime >= age:
+                    out.append(mf)
+    return out
