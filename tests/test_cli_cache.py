@@ -80,8 +80,9 @@ def test_ls_and_size_tables_and_json(run: Run, files: dict[str, tuple[Path, str]
     assert code == 0 and _json(out)["models"] == [] and _json(out)["total_size"] == 0
     _import_all(run, files)
     code, out, _ = run("cache", "ls")
+    out_table = out
     assert code == 0
-    for header in ("ID", "SIZE", "TIER", "LAST USED", "HITS", "PINNED", "SHA256"):
+    for header in ("ID", "SIZE", "TIER", "ORIGIN", "LAST USED", "HITS", "PINNED", "SHA256"):
         assert header in out
     assert "small" in out and files["small"][1][:12] in out and "total 9.8 KiB" in out
     code, out, _ = run("cache", "ls", "--json")
@@ -90,6 +91,7 @@ def test_ls_and_size_tables_and_json(run: Run, files: dict[str, tuple[Path, str]
     m = doc["models"][2]
     assert {"size", "sha256", "tier", "last_access", "hits", "pinned", "path"} <= set(m)
     assert m["size"] == 1000 and m["sha256"] == files["small"][1] and m["pinned"] is False
+    assert m["origin"] == "import" and " import " in out_table
     assert doc["total_size"] == 10000
     code, out, _ = run("cache", "size", "--json")
     assert _json(out) == {"size": 10000, "models": 3, "directory": _json(out)["directory"]}
@@ -141,6 +143,10 @@ def test_pin_prune_dry_run_and_execute(run: Run, files: dict[str, tuple[Path, st
     assert check_cache(home) == ["large", "small"]
     code, out, _ = run("cache", "pin", "small", "--off")
     assert code == 0 and "unpinned small" in out
+    code, out, _ = run("cache", "pin", "large", "--json")
+    assert code == 0 and _json(out) == {"id": "large", "pinned": True}
+    code, out, _ = run("cache", "pin", "large", "--off", "--json")
+    assert code == 0 and _json(out) == {"id": "large", "pinned": False}
     code, out, _ = run("cache", "prune", "--max-size", "0", "--json")
     assert _json(out)["freed"] == 7000 and check_cache(home) == []
 

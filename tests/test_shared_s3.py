@@ -2,8 +2,7 @@
 
 Package-level tests drive ``runanywhere.shared`` directly (``fetch_blob``, ``upload_blob``, the
 lease, ``fetch_with_shared`` around a real ``FileFetch``, ``push_models``). The end-to-end tests
-go through ``ModelRegistry``/``ModelLoader`` and run once the loader carries the wiring (its
-``shared`` attribute).
+go through ``ModelRegistry``/``ModelLoader`` and the CLI.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
-from runanywhere import ModelLoader, ModelRegistry, Settings
+from runanywhere import ModelRegistry, Settings
 from runanywhere.cli.main import main as cli_main
 from runanywhere.errors import DownloadCancelledError, ModelError, RuntimeUnavailableError
 from runanywhere.shared import (
@@ -47,8 +47,6 @@ from support.invariants import check_cache
 from support.seaweed import READER_KEY, READER_SECRET, SeaweedFS, free_ports, weed_binary
 
 MiB = 2**20
-wired = pytest.mark.skipif(not hasattr(ModelLoader, "shared"),
-                           reason="ModelLoader is not wired to the shared tier yet")
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -548,7 +546,7 @@ def test_cache_push_errors(url: str, home: Path, pulled: tuple[Path, str, str, i
     assert shared_presence(reg) == {"pushme": "?"}
 
 
-# -- end to end through ModelRegistry / ModelLoader (once the loader is wired) ---------------------
+# -- end to end through ModelRegistry / ModelLoader ------------------------------------------------
 def shared_registry(home: Path, cat: Path, url: str | None) -> ModelRegistry:
     settings = dataclasses.replace(Settings.from_env(), shared_cache=url)
     return ModelRegistry(home=home, catalogs=[cat], settings=settings)
@@ -567,7 +565,6 @@ def model(nginx: Any, payload: Callable[..., tuple[str, str, int]],
     return cat, name, sha, size
 
 
-@wired
 def test_e2e_read_path_hit_costs_the_origin_nothing(
         seaweed: SeaweedFS, nginx: Any, origin_root: Path, url: str, tmp_path: Path,
         model: tuple[Path, str, str, int]) -> None:
@@ -583,10 +580,10 @@ def test_e2e_read_path_hit_costs_the_origin_nothing(
     assert check_cache(home, {"fleet-model": {name: sha}}) == ["fleet-model"]
 
 
-@wired
 def test_e2e_write_path_then_a_second_machine(
         seaweed: SeaweedFS, nginx: Any, url: str, tmp_path: Path,
-        model: tuple[Path, str, str, int]) -> None:
+        model: tuple[Path, str, str, int], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     cat, name, sha, size = model
     first = pull(shared_registry(tmp_path / "m1", cat, url), "fleet-model")
     assert nginx.bytes_served(name) == size
@@ -598,9 +595,22 @@ def test_e2e_write_path_then_a_second_machine(
     assert pull(reg2, "fleet-model").read_bytes() == first.read_bytes()
     assert nginx.bytes_served(name) == size  # machine 2 pulled from the bucket
     assert reg2.loader.shared.stats.hits == 1
+    # cache ls says where each machine's bytes came from, and (--shared) what the bucket holds
+    monkeypatch.setenv("RUNANYWHERE_SHARED_CACHE", url)
+    origins = {}
+    for machine in ("m1", "m2"):
+        capsys.readouterr()
+        assert cli_main(["--home", str(tmp_path / machine), "--catalog", str(cat),
+                         "cache", "ls", "--json", "--shared"]) == 0
+        (m,) = json.loads(capsys.readouterr().out)["models"]
+        origins[machine] = m["origin"]
+        assert m["shared"] == "yes"
+    assert origins == {"m1": "download", "m2": "shared"}
+    assert cli_main(["--home", str(tmp_path / "m2"), "--catalog", str(cat), "cache", "ls"]) == 0
+    table = capsys.readouterr().out
+    assert "ORIGIN" in table and "shared" in table
 
 
-@wired
 def test_e2e_corrupt_object_falls_back_and_is_never_published(
         seaweed: SeaweedFS, nginx: Any, origin_root: Path, url: str, tmp_path: Path,
         model: tuple[Path, str, str, int], caplog: pytest.LogCaptureFixture) -> None:
@@ -616,7 +626,6 @@ def test_e2e_corrupt_object_falls_back_and_is_never_published(
     assert get(seaweed, key) == data  # repaired with the verified origin bytes
 
 
-@wired
 def test_e2e_store_down_one_warning_and_origin(
         nginx: Any, payload: Callable[..., tuple[str, str, int]], url: str, tmp_path: Path,
         write_catalog: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,

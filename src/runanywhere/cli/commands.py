@@ -124,14 +124,27 @@ def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
     cache = reg.cache
     entries = cache.entries()
+    shared: dict[str, str] = {}
+    if args.shared:
+        from ..shared import shared_presence
+
+        shared = shared_presence(reg, entries)
     if args.json:
-        print_json({"models": [e.to_dict() for e in entries], "total_size": cache.size(),
+        models = [{**e.to_dict(), **({"shared": shared.get(e.model_id, "?")} if shared else {})}
+                  for e in entries]
+        print_json({"models": models, "total_size": cache.size(),
                     "directory": str(cache.directory), "degraded": cache.degraded})
         return 0
-    rows = [(e.model_id, e.version, human_size(e.size), e.tier, human_age(e.last_access),
-             e.hits, "yes" if e.pinned else "", e.sha256[:12] if e.sha256 else "-")
+    # ORIGIN says which tier the bytes came from: download (origin server), shared (the S3
+    # team cache), import (sideloaded); SHARED (with --shared) whether the team cache has them.
+    rows = [(e.model_id, e.version, human_size(e.size), e.tier, e.origin,
+             human_age(e.last_access), e.hits, "yes" if e.pinned else "",
+             e.sha256[:12] if e.sha256 else "-", *([shared.get(e.model_id, "?")] if shared else []))
             for e in entries]
-    print_table(["ID", "VERSION", "SIZE", "TIER", "LAST USED", "HITS", "PINNED", "SHA256"], rows)
+    print_table(["ID", "VERSION", "SIZE", "TIER", "ORIGIN", "LAST USED", "HITS", "PINNED",
+                 "SHA256", *(["SHARED"] if shared else [])], rows)
+    if args.shared and not shared:
+        print("no shared cache configured (RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix)")
     print(f"total {human_size(cache.size())} in {cache.directory}")
     return 0
 
@@ -214,7 +227,7 @@ def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
     if not reg.cache.pin(args.id, not args.off):
         raise ModelError(f"{args.id} is not in the cache")
-    if getattr(args, "json", False):
+    if args.json:
         print_json({"id": args.id, "pinned": not args.off})
     else:
         print(f"{'unpinned' if args.off else 'pinned'} {args.id}")

@@ -43,9 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", help="inspect and manage the cache")
     csub = c.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    for name, helptext in (("ls", "list cached models"), ("size", "total bytes on disk")):
-        x = csub.add_parser(name, help=helptext)
-        x.add_argument("--json", action="store_true")
+    x = csub.add_parser("ls", help="list cached models")
+    x.add_argument("--json", action="store_true")
+    x.add_argument("--shared", action="store_true",
+                   help="also ask the shared S3 tier which models it holds (one HEAD per blob)")
+    x = csub.add_parser("size", help="total bytes on disk")
+    x.add_argument("--json", action="store_true")
     x = csub.add_parser("verify", help="re-hash cached files; quarantine corrupt ones")
     x.add_argument("id", nargs="?")
     x.add_argument("--json", action="store_true")
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = csub.add_parser("pin", help="never evict this model")
     x.add_argument("id")
     x.add_argument("--off", action="store_true", help="unpin")
+    x.add_argument("--json", action="store_true")
     x = csub.add_parser("push", help="upload cached models to the shared S3 tier")
     x.add_argument("id", nargs="?")
     x.add_argument("--json", action="store_true")

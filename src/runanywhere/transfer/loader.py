@@ -34,6 +34,13 @@ from ..errors import (
     OfflineError,
 )
 from ..settings import Settings
+from ..shared import (
+    SharedTier,
+    fetch_with_shared,
+    shared_origin,
+    shared_tier_from_settings,
+    upload_after_publish,
+)
 from ..store import CacheEntry, ModelCache, StagedFile
 from ..store.fsutil import crash_point
 from .archive import extract
@@ -74,6 +81,9 @@ def entry_matches(entry: CacheEntry, meta: ModelMetadata, trusted: Callable[[Mod
 
 
 class ModelLoader:
+    #: The team cache on S3 (``Settings.shared_cache``), or None.
+    shared: SharedTier | None = None
+
     def __init__(self, concurrency: int = 2, chunk_size: int = 1 << 20, retry_attempts: int = 3,
                  retry_delay: float = 1.0, timeout: float = 60.0, *,
                  cache: ModelCache | None = None, settings: Settings | None = None,
@@ -91,6 +101,7 @@ class ModelLoader:
                               durable=self.settings.durable,
                               token=self.settings.hf_token or base.token)
         self.concurrency = concurrency
+        self.shared = shared_tier_from_settings(self.settings)
         self.files_in_parallel = files_in_parallel
         self._resolve = resolve
         self._jobs: dict[str, _Job] = {}
@@ -301,7 +312,7 @@ class ModelLoader:
                                       key=self._key(f, expected), config=self.config,
                                       tracker=tracker, cancel=job.cancel)
                     job.fetches.append(fetch)
-                    futures[f.path] = pool.submit(fetch.run)
+                    futures[f.path] = pool.submit(fetch_with_shared, self.shared, fetch)
                 errors: list[BaseException] = []
                 for p, fut in futures.items():
                     try:
@@ -327,7 +338,10 @@ class ModelLoader:
             files = [staged[f.path] for f in meta.files]
             entry = self.cache.publish(meta.id, meta.version, files,
                                        kind="file" if meta.single_file else "dir",
-                                       source_sha256=files[0].sha256 if meta.single_file else None)
+                                       source_sha256=files[0].sha256 if meta.single_file else None,
+                                       origin=shared_origin(self.shared, [f.sha256 for f in files]))
+            upload_after_publish(self.shared, [(f.sha256, disk.blob_path(f.sha256), f.size)
+                                               for f in files])
             crash_point("download:published")  # visible; the partial's journal not yet dropped
             return entry.path
         except OSError as e:
@@ -373,7 +387,9 @@ class ModelLoader:
                 raise IntegrityError(f"archive of {meta.id} holds no files")
             files = [StagedFile(m.path, m.file, m.sha256, m.size) for m in members]
             entry = self.cache.publish(meta.id, meta.version, files, kind="dir",
-                                       source_sha256=archive.sha256)
+                                       source_sha256=archive.sha256,
+                                       origin=shared_origin(self.shared, [archive.sha256]))
+            upload_after_publish(self.shared, [(archive.sha256, blob, archive.size)])
         finally:
             shutil.rmtree(work, ignore_errors=True)
             self._drop_unshared_blob(archive.sha256)
