@@ -172,9 +172,13 @@ def test_single_flight_join(server: FaultServer, write_catalog: Catalog, home: P
     assert pa == pb
     assert server.requests(f"/{mid}") == 1  # one download served both
     assert seen[0][-1].stage is Stage.DONE and seen[1][-1].stage is Stage.DONE
-    # A later call is a cache hit: no request at all.
-    assert asyncio.run(reg.loader.load_model(mid)) == pa
+    # A later call is a cache hit: no request, no queue, one final DONE report at 100 %.
+    hit: list[Any] = []
+    assert asyncio.run(reg.loader.load_model(mid, hit.append)) == pa
     assert server.requests(f"/{mid}") == 1
+    assert [(p.stage, p.progress, p.resumed_bytes) for p in hit] == [
+        (Stage.DONE, 100.0, hit[0].total_bytes)]
+    assert reg.loader.get_active_downloads() == [] == reg.loader.get_queued_downloads()
     check_cache(home)
 
 
@@ -342,6 +346,13 @@ def test_speed_excludes_resumed_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     before = len(reports)
     t.add(1)
     assert len(reports) == before
+    # Verifying took 10 s with no bytes: the final report gives the run's average, not 0.
+    clock[0] += 10.0
+    t.set_stage(Stage.DONE)
+    done = reports[-1]
+    assert done.stage is Stage.DONE and done.estimated_time_remaining == 0
+    arrived = 20 * 256 * 1024 + 1
+    assert done.speed == pytest.approx(arrived / (10.0 + 0.01 + 19 * 0.25), rel=1e-6)
 
 
 def test_resumed_download_reports_resumed_bytes(

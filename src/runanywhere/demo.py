@@ -18,13 +18,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .catalog import load_builtin
 from .errors import ModelError
 from .settings import Settings
 
+T = TypeVar("T")
 MODEL_ID = "silero-vad"
 SPEECH = "Hello! This is runanywhere. The model was downloaded, verified, cached and loaded."
 
@@ -68,6 +70,18 @@ def speech_sample(folder: Path) -> tuple[Any, int, tuple[float, float] | None]:
 
 def run_demo(*, keep: bool = False, durable: bool = True) -> int:
     return asyncio.run(_demo(keep=keep, durable=durable))
+
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:8,.0f} us"
+
+
+async def _timed(coro: Awaitable[T]) -> tuple[T, float]:
+    """Await ``coro`` and return its result with the seconds it took."""
+    t0 = time.perf_counter()
+    out = await coro
+    return out, time.perf_counter() - t0
 
 
 async def _demo(*, keep: bool, durable: bool) -> int:
@@ -123,23 +137,26 @@ async def _demo(*, keep: bool, durable: bool) -> int:
             if not segments:
                 print("   no speech found")
 
-            print("5. again   (same registry: memory and session cache; new registry: disk)")
-            t0 = time.perf_counter()
-            (await registry.download_model(MODEL_ID)).unwrap()
-            (await registry.load_model(MODEL_ID, runtime="onnx")).unwrap()
-            t_hot = time.perf_counter() - t0
+            print("5. again   (each tier answers in turn)")
+            hot = (await _timed(registry.load_model(MODEL_ID, runtime="onnx")))
+            print(f"   load_model, same process (session cache): {_us(hot[1])}"
+                  f"  {(t_pull + t_load) / max(hot[1], 1e-9):,.0f}x faster than pull+load")
+            again = await _timed(registry.download_model(MODEL_ID))
+            print(f"   download_model, same process (index hit): {_us(again[1])}"
+                  f"  {t_pull / max(again[1], 1e-9):,.0f}x faster than the pull")
+            for _ in range(2):  # the first get maps the file and promotes it; the next is memory
+                t0 = time.perf_counter()
+                hit = registry.cache.get(MODEL_ID)
+                dt = time.perf_counter() - t0
+                assert hit is not None
+                print(f"   cache.get -> {hit.tier:<6} tier, {len(hit.buffer or b''):,} bytes"
+                      f" without a copy: {_us(dt)}")
             fresh = ModelRegistry(settings=dataclasses.replace(settings, offline=True))
-            t0 = time.perf_counter()
-            (await fresh.download_model(MODEL_ID)).unwrap()
-            t_disk = time.perf_counter() - t0
-            hit = registry.cache.get(MODEL_ID)
-            print(f"   download+load again, same process: {t_hot * 1e6:.0f} us"
-                  f" ({(t_pull + t_load) / max(t_hot, 1e-9):,.0f}x faster)")
-            print(f"   new registry, offline, disk hit:   {t_disk * 1000:.2f} ms"
-                  f" ({t_pull / max(t_disk, 1e-9):,.0f}x faster than the pull)")
+            disk = await _timed(fresh.download_model(MODEL_ID))
+            print(f"   new registry, offline (opens the index):  {_us(disk[1])}"
+                  f"  {t_pull / max(disk[1], 1e-9):,.0f}x faster than the pull")
             print(f"   cache: {len(await registry.get_cached_models())} model(s),"
-                  f" {await registry.get_cache_size():,} bytes, tier of the next hit:"
-                  f" {hit.tier if hit else '-'}")
+                  f" {await registry.get_cache_size():,} bytes")
         print(f"done in {time.perf_counter() - t_start:.1f}s")
         return 0
     finally:

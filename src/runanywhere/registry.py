@@ -177,10 +177,11 @@ class ModelRegistry:
 
             meta = self.require_model(model_id)
             rt = get_runtime(runtime or default_runtime_for(meta.format))
-            downloaded = await self.download_model(model_id, on_progress)
-            path = downloaded.unwrap()
-            self.cache.hold(model_id)  # no eviction while a session uses the files
+            # Hold first (no process may evict it from now on), then find or download it: a
+            # hold taken after the lookup could arrive just after another process evicted it.
+            self.cache.hold(model_id)
             try:
+                path = (await self.download_model(model_id, on_progress)).unwrap()
                 session = await asyncio.to_thread(rt.load, path, meta, **options)
             except BaseException:
                 self.cache.release(model_id)

@@ -172,10 +172,8 @@ class ModelCache:
     def close(self) -> None:
         self.flush()
         _OPEN.discard(self)
-        for fds in self._use_fds.values():
-            for fd in fds:
-                os.close(fd)
-        self._use_fds.clear()
+        for mid in list(self._use_fds):
+            self._release_all(mid)
         self.memory.clear()
         self.disk.close()
         if self._fallback is not None:
@@ -378,24 +376,36 @@ class ModelCache:
         Waits while an eviction of the model is running; look the model up *after* holding it.
         """
         path = self.disk.lock_dir / f"use-{model_id}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        except BaseException:
-            os.close(fd)
-            raise
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            try:  # a read-only cache: a shared flock needs only a readable file
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                # No lock file and no way to make one: nobody can evict from this folder either.
+                # -1 keeps hold/release counts paired.
+                fd = -1
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except BaseException:
+                os.close(fd)
+                raise
         self._use_fds.setdefault(model_id, []).append(fd)
 
     def release(self, model_id: str) -> None:
         fds = self._use_fds.get(model_id)
         if fds:
-            os.close(fds.pop())
+            fd = fds.pop()
+            if fd >= 0:
+                os.close(fd)
         if not fds:
             self._use_fds.pop(model_id, None)
 
     def _release_all(self, model_id: str) -> None:
         for fd in self._use_fds.pop(model_id, []):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     def held(self, model_id: str) -> bool:
         """Is the model held by any process (this one included)?"""

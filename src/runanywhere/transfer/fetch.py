@@ -169,6 +169,8 @@ class FileFetch:
         self._ranges_ok: bool | None = None  # unknown until the first response
         self._hasher = hashlib.sha256()
         self._hashed = 0
+        #: Guards ``_hasher``/``_hashed``: the hash thread and, for in-order bytes, the workers.
+        self._hash_lock = threading.Lock()
         self._unflushed = 0
         self._partial: Partial | None = None
         self._html_checked = False
@@ -545,6 +547,7 @@ class FileFetch:
                     self._reject_html(resp, bytes(view[:min(filled, 64)]))
                 try:
                     written = os.pwrite(fd, view[:filled], pos)
+                    self._hash_in_order(pos, view[:written])
                     with self._lock:
                         self._partial.record(pos, pos + written)
                         self._unflushed += written
@@ -617,7 +620,23 @@ class FileFetch:
                                  expected="model bytes", actual=ctype)
 
     # -- hashing, flushing, watchdog -------------------------------------------------------------
+    def _hash_in_order(self, pos: int, data: memoryview) -> None:
+        """Hash bytes just written at ``pos`` straight from memory if they are the next ones in
+        order (a single stream, or the first range), sparing the hash thread a read-back.
+
+        Never waits: if the hash thread is busy, it reads these bytes back from the file later.
+        """
+        if pos != self._hashed or not self._hash_lock.acquire(blocking=False):
+            return
+        try:
+            if pos == self._hashed:
+                self._hasher.update(data)
+                self._hashed += len(data)
+        finally:
+            self._hash_lock.release()
+
     def _hash_loop(self, stop: threading.Event) -> None:
+        """Hash, in file order, the written bytes that no worker hashed in memory."""
         assert self._partial is not None
         fd = self._partial.fd
         buf = bytearray(4 * MiB)
@@ -630,12 +649,14 @@ class FileFetch:
                         return
                     self._cond.wait(0.05)
                     continue
-            while self._hashed < upto:
-                n = os.preadv(fd, [view[: min(len(buf), upto - self._hashed)]], self._hashed)
-                if n <= 0:
-                    break
-                self._hasher.update(view[:n])
-                self._hashed += n
+            with self._hash_lock:
+                while self._hashed < upto:
+                    n = os.preadv(fd, [view[: min(len(buf), upto - self._hashed)]],
+                                  self._hashed)
+                    if n <= 0:
+                        break
+                    self._hasher.update(view[:n])
+                    self._hashed += n
 
     def _too_slow(self, c: _Conn, now: float) -> bool:
         if c.answered is None:

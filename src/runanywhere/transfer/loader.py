@@ -117,6 +117,16 @@ class ModelLoader:
         loop = asyncio.get_running_loop()
         job = self._jobs.get(meta.id)
         if job is None or job.future.done():
+            # A cache hit needs no queue slot and no worker thread: one index read and a stat
+            # (WAL readers never wait for writers), so it answers in well under a millisecond.
+            entry = self._cached(meta)
+            if entry is not None:
+                if on_progress is not None:
+                    done = ProgressTracker(meta.id, meta.size, None)
+                    done.add_resumed(meta.size)
+                    done.stage = Stage.DONE
+                    on_progress(done.snapshot("already in the cache"))
+                return entry.path
             job = _Job(meta, loop.create_future())
             self._jobs[meta.id] = job
             self._queue.append(job)

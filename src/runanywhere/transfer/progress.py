@@ -58,6 +58,7 @@ class ProgressTracker:
         self._last_emit = 0.0
         self.stage = Stage.QUEUED
         self._arrived = 0
+        self._first_byte: float | None = None  # when this run's first network byte arrived
 
     @property
     def loaded(self) -> int:
@@ -70,10 +71,12 @@ class ProgressTracker:
 
     def add(self, n: int) -> None:
         """Record ``n`` bytes that just arrived from the network (may be called from any thread)."""
+        now = time.monotonic()
         with self._lock:
             self._loaded += n
             self._arrived += n
-        now = time.monotonic()
+            if self._first_byte is None:
+                self._first_byte = now
         if now - self._last_emit >= self._interval:
             self.emit()
 
@@ -104,6 +107,10 @@ class ProgressTracker:
         pct = 100.0 * loaded / self.total if self.total else 100.0
         if self.stage is Stage.DONE:
             pct, eta = 100.0, 0.0
+            # The window may have emptied while verifying: report the run's average instead.
+            if self._first_byte is not None:
+                elapsed = time.monotonic() - self._first_byte
+                speed = self._arrived / elapsed if elapsed > 0 else 0.0
         return DownloadProgress(self.model_id, round(pct, 2), loaded, self.total, speed, eta,
                                 self.stage, message or self.stage.value, self._resumed)
 
