@@ -80,6 +80,26 @@ def test_parallel_ranges_40_mib_verify_and_publish(nginx: Nginx, payload: Payloa
     assert partial_files(home) == []
 
 
+def test_ranges_go_out_as_ordered_pieces(nginx: Nginx, payload: Payload,
+                                         write_catalog: Catalog, home: Path) -> None:
+    """More pieces than connections, handed out in file order: the verified prefix grows while
+    bytes arrive (the hash overlaps the download instead of running after it)."""
+    name, sha, size = payload("pieces-72.bin", 72 * MiB)
+    cat = write_catalog([model_entry("pieces", f"{nginx.url}/{name}", size, sha)])
+    cfg = FetchConfig(connections=3, piece_size=16 * MiB)
+    r = pull(make_registry(home, cat, fetch_config=cfg), "pieces")
+    assert r.success, r.error
+    assert sha256(r.value) == sha
+    spans = [tuple(map(int, ln[3].removeprefix("bytes=").split("-")))
+             for ln in nginx_lines(nginx, f"/{name}")]
+    # 8 MiB first (it learns whether Range works), then 64 MiB as four 16 MiB pieces; a stolen
+    # tail is a half of one. Never one big range per connection.
+    assert len(spans) >= 5, spans
+    assert max(e - s + 1 for s, e in spans) <= 16 * MiB, sorted(spans)
+    assert sum(e - s + 1 for s, e in _merge(spans)) == size
+    assert check_cache(home, {"pieces": {name: sha}}) == ["pieces"]
+
+
 def _merge(spans: list[tuple[int, ...]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for s, e in sorted(spans):

@@ -58,6 +58,10 @@ class FetchConfig:
     #: Files smaller than this use one connection.
     split_threshold: int = 32 * MiB
     min_part: int = 8 * MiB
+    #: Ranges are handed out in file order as pieces of about this size (None: a quarter of the
+    #: file per connection, 16-128 MiB), so the verified prefix grows while bytes arrive and the
+    #: hash has little left to catch up on at the end. One request per piece.
+    piece_size: int | None = None
     chunk_size: int = MiB
     retry_attempts: int = 3
     retry_delay: float = 1.0
@@ -283,7 +287,9 @@ class FileFetch:
                     from .ranges import split
 
                     n = max(1, self.cfg.connections - 1)
-                    for s, e in split(self._pending_gaps, n, self.cfg.min_part):
+                    left = sum(e - s for s, e in self._pending_gaps)
+                    parts = max(n, -(-left // self._piece_size()))
+                    for s, e in split(self._pending_gaps, parts, self.cfg.min_part):
                         self._segments.append(_Segment(s, e, s))
                     self._pending_gaps = []
                     self._cond.notify_all()
@@ -312,6 +318,12 @@ class FileFetch:
             raise self._error
         if self._pending_gaps:  # single-connection mode leaves gaps for the next pass
             self._download()
+
+    def _piece_size(self) -> int:
+        if self.cfg.piece_size:
+            return max(self.cfg.piece_size, self.cfg.min_part)
+        auto = self.size // (4 * max(1, self.cfg.connections))
+        return max(self.cfg.min_part, min(128 * MiB, max(16 * MiB, auto)))
 
     def _next_segment(self, idx: int) -> _Segment | None:
         with self._lock:
