@@ -30,7 +30,10 @@ def human_age(ts: float) -> str:
 
 
 def print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    """One JSON document: indented for a person at a terminal, compact for a pipe (the C
+    encoder, about 10x faster on a 10,000-model ``cache ls``; ``indent`` forces pure Python)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(doc, indent=indent, default=str) + "\n")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
