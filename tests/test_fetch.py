@@ -233,3 +233,28 @@ def test_split_and_single_connection_give_the_same_bytes(
     assert sha256(r.value) == sha
     assert len(nginx_lines(nginx, f"/{name}")) == (1 if connections == 1 else 8)
     check_cache(tmp_path / "h")
+
+
+def test_short_pwrite_keeps_the_rest_of_the_chunk(
+        nginx: Nginx, payload: Payload, write_catalog: Catalog, home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pwrite`` may write less than asked (a full or network file system, a signal): the rest
+    of the chunk must still land at its own offset, not be dropped with the next chunk written in
+    its place. Without a catalog hash (trust on first use) nothing else would catch it."""
+    name, _, size = payload("short-write.bin", 3 * MiB + 5)
+    cat = write_catalog([model_entry("short-write", f"{nginx.url}/{name}", size, None)])
+    real = os.pwrite
+    short = [3]
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        if len(data) > 4096 and short[0] > 0:
+            short[0] -= 1
+            return real(fd, memoryview(data)[: len(data) // 3], offset)
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    r = pull(make_registry(home, cat, fetch_config=fast_config(connections=1)), "short-write")
+    assert short[0] == 0
+    assert r.success, r.error
+    assert Path(r.value).read_bytes() == (nginx.root / name).read_bytes()
+    check_cache(home)

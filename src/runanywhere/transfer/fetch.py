@@ -28,6 +28,7 @@ Design (numbers are the defaults of :class:`FetchConfig`):
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -558,7 +559,12 @@ class FileFetch:
                 if not self._html_checked and pos == 0:
                     self._reject_html(resp, bytes(view[:min(filled, 64)]))
                 try:
-                    written = os.pwrite(fd, view[:filled], pos)
+                    written = 0
+                    while written < filled:  # a short write: the rest of the chunk is ours too
+                        n = os.pwrite(fd, view[written:filled], pos + written)
+                        if n <= 0:
+                            raise OSError(errno.EIO, "pwrite wrote nothing")
+                        written += n
                     self._hash_in_order(pos, view[:written])
                     with self._lock:
                         self._partial.record(pos, pos + written)
