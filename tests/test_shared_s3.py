@@ -501,6 +501,28 @@ def test_origin_failure_releases_the_lease(seaweed: SeaweedFS, nginx: Any, tmp_p
     assert head(seaweed, tier.location.lock_key(sha)) is None and not tier._leases
 
 
+def test_a_failed_model_releases_the_leases_of_its_fetched_files(
+        seaweed: SeaweedFS, nginx: Any, payload: Callable[..., tuple[str, str, int]],
+        write_catalog: Callable[..., Path], url: str, tmp_path: Path) -> None:
+    """One file of a model came from the origin, another failed: the model is not published and
+    nothing will be uploaded, so the lease on the first must go now, not after PUBLISH_GRACE
+    (every other machine needing those bytes would wait for an upload that never comes)."""
+    name, sha, size = payload(f"half-{uuid.uuid4().hex[:6]}.bin", 1_000_000)
+    cat = write_catalog([{
+        **{k: v for k, v in model_entry("half", "", size + 10, None).items() if k != "url"},
+        "files": [
+            {"path": "w.bin", "url": f"{nginx.url}/{name}", "size": size,
+             "hash": f"sha256:{sha}"},
+            {"path": "c.json", "url": f"{nginx.url}/no-such-{name}", "size": 10,
+             "hash": "sha256:" + "9e" * 32}]}])
+    reg = shared_registry(tmp_path / "m", cat, url)
+    r = asyncio.run(reg.download_model("half"))
+    assert isinstance(r.error, ModelError)
+    tier = reg.loader.shared
+    assert tier is not None and not tier._leases
+    assert head(seaweed, tier.location.lock_key(sha)) is None
+
+
 # -- cache push and presence ---------------------------------------------------------------------
 @pytest.fixture
 def pulled(nginx: Any, payload: Callable[..., tuple[str, str, int]],

@@ -333,6 +333,7 @@ class ModelLoader:
                         for other in job.fetches:
                             other.abort_all()
                 if errors:
+                    self._drop_leases(fetched.values())
                     real = [e for e in errors if not isinstance(e, DownloadCancelledError)]
                     raise (real or errors)[0]
         for f, expected in todo:
@@ -359,12 +360,20 @@ class ModelLoader:
                 raise
             raise disk_error(e, f"publishing {meta.id} into {disk.root}") from e
         finally:
+            self._drop_leases(fetched.values())  # not uploaded (a failure): nobody waits for it
             for got in fetched.values():
                 got.release()
             for sf in staged.values():  # reuse links that publishing did not consume
                 if sf.src.parent == disk.partial_dir and ".reuse-" in sf.src.name:
                     with contextlib.suppress(FileNotFoundError):
                         sf.src.unlink()
+
+    def _drop_leases(self, fetched: Iterable[FetchedFile]) -> None:
+        """Give up the shared tier's leases on files fetched from the origin (a no-op for those
+        already uploaded): the fleet stops waiting for an upload that will not come."""
+        if self.shared is not None:
+            for got in fetched:
+                self.shared.release(got.sha256)
 
     def _stage_stored_blob(self, f: ModelFile, sha256: str) -> StagedFile | None:
         """Stage a hard link to an existing blob with these bytes, or None if there is none.
