@@ -54,6 +54,20 @@ def test_download_then_load_into_onnxruntime(vad_catalog: Path, home: Path) -> N
     assert check_cache(home) == []
 
 
+def test_concurrent_loads_share_one_session_and_one_hold(vad_catalog: Path, home: Path) -> None:
+    async def go() -> None:
+        reg = ModelRegistry(home=home, catalogs=[vad_catalog])
+        a, b = await asyncio.gather(reg.load_model("vad", runtime="onnx"),
+                                    reg.load_model("vad", runtime="onnx"))
+        assert a.unwrap() is b.unwrap()
+        assert reg.cache.held("vad")
+        assert reg.unload("vad") == 1
+        assert not reg.cache.held("vad")  # no hold leaked by the call that lost the race
+
+    asyncio.run(go())
+    assert check_cache(home) == ["vad"]
+
+
 def test_a_second_process_loads_from_disk_offline(vad_catalog: Path, home: Path,
                                                   nginx: Any) -> None:
     asyncio.run(ModelRegistry(home=home, catalogs=[vad_catalog]).download_model("vad"))

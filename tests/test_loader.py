@@ -182,6 +182,41 @@ def test_single_flight_join(server: FaultServer, write_catalog: Catalog, home: P
     check_cache(home)
 
 
+def test_a_cache_hit_never_blocks_the_event_loop_on_a_busy_index(
+        nginx: Nginx, payload: Callable[[str, int], tuple[str, str, int]],
+        write_catalog: Catalog, home: Path) -> None:
+    """Another thread holds the index (as one waiting out another process's write would): the
+    fast path steps aside to a worker thread instead of blocking the loop."""
+    name, sha, size = payload("busy-index.bin", 100_000)
+    cat = write_catalog([model_entry("busy", f"{nginx.url}/{name}", size, sha)])
+    reg = make_registry(home, cat)
+    first = asyncio.run(reg.loader.load_model("busy"))
+    index = reg.cache.disk.index
+    held, release = threading.Event(), threading.Event()
+
+    def hog() -> None:
+        with index._lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hog)
+    t.start()
+    assert held.wait(5)
+
+    async def scenario() -> Path:
+        task = asyncio.create_task(reg.loader.load_model("busy"))
+        await asyncio.sleep(0)  # the task ran up to its first await: it did not block here
+        assert not task.done()
+        release.set()
+        return await task
+
+    try:
+        assert asyncio.run(scenario()) == first
+    finally:
+        release.set()
+        t.join()
+
+
 # -- cancel ---------------------------------------------------------------------------------------
 def test_cancel_active_download_keeps_the_partial_and_a_later_load_resumes(
         nginx: Nginx, payload: Callable[[str, int], tuple[str, str, int]],

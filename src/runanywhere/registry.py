@@ -186,6 +186,10 @@ class ModelRegistry:
             except BaseException:
                 self.cache.release(model_id)
                 raise
+            earlier = self._sessions.get(key)
+            if earlier is not None:  # a concurrent call loaded it first: one session, one hold
+                self.cache.release(model_id)
+                return Result.ok(earlier)
             self._sessions[key] = session
             return Result.ok(session)
         except ModelError as e:

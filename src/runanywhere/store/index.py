@@ -228,6 +228,18 @@ class Index:
                     self._db.execute("ROLLBACK")
                 raise
 
+    @contextlib.contextmanager
+    def unless_busy(self) -> Iterator[bool]:
+        """Yield True while holding the index for this thread, or False at once if another
+        thread holds it (it may be waiting out another process's write): for callers on an
+        event loop, which must not block, and can take the slow path instead."""
+        got = self._lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                self._lock.release()
+
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()

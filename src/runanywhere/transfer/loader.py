@@ -117,9 +117,11 @@ class ModelLoader:
         loop = asyncio.get_running_loop()
         job = self._jobs.get(meta.id)
         if job is None or job.future.done():
-            # A cache hit needs no queue slot and no worker thread: one index read and a stat
-            # (WAL readers never wait for writers), so it answers in well under a millisecond.
-            entry = self._cached(meta)
+            # A cache hit needs no queue slot and no worker thread: one index read and a stat,
+            # well under a millisecond. Only when the index is free, though: a thread holding it
+            # may be waiting out another process's write, and this runs on the event loop.
+            with self.cache.disk.index.unless_busy() as free:
+                entry = self._cached(meta) if free else None
             if entry is not None:
                 if on_progress is not None:
                     done = ProgressTracker(meta.id, meta.size, None)
