@@ -195,8 +195,10 @@ def test_if_range_restarts_when_the_file_changed_between_runs(
     r = pull(make_registry(home, fast), "changes")
     # The old bytes are gone from the origin, so the catalog's hash can no longer be met.
     assert isinstance(r.error, IntegrityError), r
+    # nginx logs a request when it ends, and the aborted 200 may end after the restart's
+    # requests: look for it anywhere in the log, not first.
     lines = nginx_lines(nginx, f"/{name}")
-    assert lines[0][1] == "200" and len(lines[0]) >= 4, \
+    assert any(ln[1] == "200" and len(ln) >= 4 for ln in lines), \
         f"a Range request with a stale If-Range must be answered 200 by nginx: {lines}"
     assert check_cache(home) == [] and partial_files(home, sha) == []
 
