@@ -26,120 +26,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # tests/support/seaweed.py starts the store; appended, so bench/nginx.py stays the "nginx" here.
 sys.path.append(str(HERE.parent / "tests" / "support"))
 
+if TYPE_CHECKING:
+    from nginx import Nginx
+
 MODEL_ID = "fleet-model"
-
-
-# -- the origin: nginx with a byte-counting access log --------------------------------------------
-NGINX_CONF = """
-{user}
-daemon off;
-master_process on;
-worker_processes auto;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    log_format bytes '$request_uri $status $body_bytes_sent';
-    access_log {tmp}/access.log bytes;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    default_type application/octet-stream;
-    sendfile on;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        {rate}
-    }}
-}}
-"""
-
-
-class Origin:
-    def __init__(self, root: Path, rate: str | None) -> None:
-        self.root = root
-        self.rate = rate
-        self.tmp = Path(tempfile.mkdtemp(prefix="ra-fleet-nginx-"))
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Origin:
-        exe = shutil.which("nginx") or next(
-            (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
-            None)
-        if exe is None:
-            raise SystemExit("nginx not found (Debian package 'nginx')")
-        user = f"user {pwd.getpwuid(os.getuid()).pw_name};" if os.geteuid() == 0 else ""
-        for _ in range(5):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                self.port = s.getsockname()[1]
-            conf = self.tmp / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(
-                user=user, tmp=self.tmp, port=self.port, root=self.root,
-                rate=f"limit_rate {self.rate};" if self.rate else ""))
-            self.proc = subprocess.Popen([exe, "-p", str(self.tmp), "-e",
-                                          str(self.tmp / "error.log"), "-c", str(conf)],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                    return self
-                except OSError:
-                    time.sleep(0.05)
-            self.stop()
-        raise SystemExit("nginx did not start")
-
-    def bytes_served(self) -> int:
-        log = self.tmp / "access.log"
-        if not log.exists():
-            return 0
-        total = 0
-        for line in log.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[2].isdigit():
-                total += int(parts[2])
-        return total
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # -- one machine (child process) ------------------------------------------------------------------
@@ -186,7 +91,7 @@ def child(args: argparse.Namespace) -> int:
 
 
 # -- the scenarios --------------------------------------------------------------------------------
-def run_scenario(name: str, machines: int, work: Path, catalog: Path, origin: Origin,
+def run_scenario(name: str, machines: int, work: Path, catalog: Path, origin: Nginx,
                  env_extra: dict[str, str], durable: bool) -> dict[str, Any]:
     homes = [work / name / f"machine-{i}" for i in range(machines)]
     shutil.rmtree(work / name, ignore_errors=True)
@@ -268,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args)
 
+    from nginx import SLOW_RATE, Nginx
     from payloads import bench_dir, ensure_payloads
     from seaweed import SeaweedFS
 
@@ -280,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.remove("fleet")
     payload = ensure_payloads([args.size], bench_dir() / "payloads")[0]
     work = Path(tempfile.mkdtemp(prefix="ra-fleet-", dir=bench_dir()))
-    origin = Origin(bench_dir() / "payloads", args.origin_rate).start()
+    # bench/nginx.py's server: /full/ at full speed, or /slow/ capped per connection.
+    origin = Nginx(bench_dir() / "payloads", [payload],
+                   slow_rate=args.origin_rate or SLOW_RATE).start()
+    route = "slow" if args.origin_rate else "full"
     store = SeaweedFS(work / "seaweed", bucket="fleet")
     results = []
     try:
@@ -288,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         catalog.write_text(json.dumps({"format_version": 1, "models": [{
             "id": MODEL_ID, "name": MODEL_ID, "type": "custom", "format": "custom",
             "provider": "bench", "version": "1", "size": payload.size,
-            "url": f"{origin.url}/{payload.name}", "hash": f"sha256:{payload.sha256}"}]}))
+            "url": origin.url(route, payload.name), "hash": f"sha256:{payload.sha256}"}]}))
         if "fleet" in scenarios:
             store.start()
         for name in scenarios:
@@ -304,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                         args.durable))
     finally:
         store.stop()
-        origin.cleanup()
+        origin.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(report(results, payload.size))
     if args.json:

@@ -73,7 +73,8 @@ def _hf_locations(prefix: str, payload_dir: Path, files: list[Served], slow: boo
     return "".join(out)
 
 
-def render_config(tmp: Path, port: int, payload_dir: Path, files: list[Served]) -> str:
+def render_config(tmp: Path, port: int, payload_dir: Path, files: list[Served],
+                  slow_rate: str = SLOW_RATE) -> str:
     user = ""
     if os.geteuid() == 0:  # workers would drop to "nobody"; keep them able to read our files
         user = f"user {pwd.getpwuid(os.getuid()).pw_name};"
@@ -88,7 +89,8 @@ pid {tmp / "nginx.pid"};
 error_log {tmp / "error.log"} warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {tmp / "access.log"};
+    log_format bytes '$request_uri $status $body_bytes_sent';
+    access_log {tmp / "access.log"} bytes;
 {temp_paths}
     types {{ application/octet-stream bin; }}
     default_type application/octet-stream;
@@ -107,7 +109,7 @@ http {{
             alias {payload_dir}/;
             sendfile on;
             etag on;
-            limit_rate {SLOW_RATE};
+            limit_rate {slow_rate};
         }}
 {_hf_locations("hf", payload_dir, files, slow=False)}
 {_hf_locations("hf-slow", payload_dir, files, slow=True)}
@@ -120,9 +122,11 @@ http {{
 class Nginx:
     """``with Nginx(payload_dir, files) as srv: srv.url("full", name)``."""
 
-    def __init__(self, payload_dir: Path, files: list[Served]) -> None:
+    def __init__(self, payload_dir: Path, files: list[Served], slow_rate: str = SLOW_RATE
+                 ) -> None:
         self.payload_dir = Path(payload_dir).resolve()
         self.files = files
+        self.slow_rate = slow_rate  # limit_rate per connection on /slow/
         self.port = 0
         self.tmp: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -151,7 +155,8 @@ class Nginx:
         for _ in range(attempts):  # a free port can be taken between probe and bind: retry
             self.port = free_port()
             conf = self.tmp / "nginx.conf"
-            conf.write_text(render_config(self.tmp, self.port, self.payload_dir, self.files))
+            conf.write_text(render_config(self.tmp, self.port, self.payload_dir, self.files,
+                                         self.slow_rate))
             self.proc = subprocess.Popen(
                 [exe, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"), "-c", str(conf)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -205,6 +210,15 @@ class Nginx:
                 return sum(1 for _ in f)
         except (OSError, TypeError):
             return 0
+
+    def bytes_served(self) -> int:
+        """Body bytes nginx has sent so far, over every request (from its access log)."""
+        try:
+            lines = (self.tmp / "access.log").read_text().splitlines()  # type: ignore[operator]
+        except (OSError, TypeError):
+            return 0
+        return sum(int(p[2]) for p in (ln.split() for ln in lines)
+                   if len(p) >= 3 and p[2].isdigit())
 
     def __enter__(self) -> Nginx:
         return self.start()
