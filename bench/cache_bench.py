@@ -13,7 +13,7 @@ Every figure runs in its own subprocess (``python cache_bench.py child NAME ARGS
 until an API exists the figure reads ``unavailable: <error>``. The store API used:
 ``ModelCache(directory=..., memory_limit=...)``, ``cache.get(id)`` -> entry or None (``.tier``),
 ``cache.import_path(meta, path)`` with ``meta = runanywhere.catalog.parse_model(dict)`` (or, while
-that is missing, the registry's sideload ``runanywhere.importer.import_model`` on the same folder),
+that is missing, the registry's sideload ``ModelRegistry.import_model`` on the same folder),
 ``cache.entries()``.
 """
 
@@ -243,7 +243,7 @@ def _report(**kw: Any) -> None:
 
 def _importer(directory: str, durable: bool = True) -> tuple[Any, Any, str]:
     """(cache, import(meta_dict, path), how): ``ModelCache.import_path`` when it exists, else the
-    registry's sideload (``runanywhere.importer.import_model``, what ``runanywhere import`` runs)
+    registry's sideload (``ModelRegistry.import_model``, what ``runanywhere import`` runs)
     on a cache in the same folder (the registry's cache folder is its home)."""
     from runanywhere.catalog import parse_model
     from runanywhere.store import ModelCache
@@ -254,7 +254,6 @@ def _importer(directory: str, durable: bool = True) -> tuple[Any, Any, str]:
     from dataclasses import replace
 
     from runanywhere import ModelRegistry
-    from runanywhere.importer import import_model
     from runanywhere.settings import Settings
 
     settings = replace(Settings.from_env(), home=Path(directory), durable=durable,
@@ -263,9 +262,9 @@ def _importer(directory: str, durable: bool = True) -> tuple[Any, Any, str]:
 
     def imp(d: dict[str, Any], p: Path) -> Any:
         reg.register_model(d)
-        return import_model(reg, d["id"], p)
+        return reg.import_model(d["id"], p)
 
-    return reg.cache, imp, "importer.import_model"
+    return reg.cache, imp, "ModelRegistry.import_model"
 
 
 def child_import(a: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ import pytest
 from conftest import model_entry
 from runanywhere.catalog import parse_model
 from runanywhere.errors import CacheError, IntegrityError, ModelError
-from runanywhere.importer import import_model
 from runanywhere.registry import ModelRegistry
 from runanywhere.store import ModelCache, StagedFile
 from runanywhere.store import fsutil as fsutil_mod
@@ -398,7 +397,7 @@ def test_prune_frees_shared_blobs_only_with_their_last_user(cache: ModelCache,
 PARTIAL_WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from runanywhere.transfer.partial import Partial, PartialMeta
+    from runanywhere.store.partial import Partial, PartialMeta
     p = Partial(Path(sys.argv[1]), "f" * 64, "live-owner")
     p.open(PartialMeta(url="http://127.0.0.1/x", size=10, sha256="f" * 64))
     print("open", flush=True)
@@ -587,11 +586,11 @@ def test_import_rejects_the_wrong_file(registry: tuple[ModelRegistry, bytes, Pat
     wrong = tmp_path / "wrong.bin"
     wrong.write_bytes(os.urandom(len(data)))
     with pytest.raises(IntegrityError, match="does not match"):
-        import_model(reg, "side", wrong)
+        reg.import_model("side", wrong)
     short = tmp_path / "short.bin"
     short.write_bytes(data[:-1])
     with pytest.raises(IntegrityError, match="bytes"):
-        import_model(reg, "side", short)
+        reg.import_model("side", short)
     assert reg.cache.entries() == [] and reg.cache.get("side") is None
     assert list((home / "partials").iterdir()) == []
     assert list((home / "blobs" / "sha256").iterdir()) == []
@@ -601,7 +600,7 @@ def test_import_rejects_the_wrong_file(registry: tuple[ModelRegistry, bytes, Pat
 def test_import_right_file_is_visible_and_the_source_kept(
         registry: tuple[ModelRegistry, bytes, Path], home: Path) -> None:
     reg, data, src = registry
-    entry = import_model(reg, "side", src)
+    entry = reg.import_model("side", src)
     assert entry.origin == "import" and entry.sha256 == hashlib.sha256(data).hexdigest()
     hit = reg.cache.get("side")
     assert hit is not None and hit.buffer[:] == data
@@ -617,9 +616,9 @@ def test_import_folder_of_a_multi_file_model(registry: tuple[ModelRegistry, byte
     (folder / "a").mkdir(parents=True)
     (folder / "a" / "weights.bin").write_bytes(data)
     with pytest.raises(ModelError, match=r"lacks config\.json"):
-        import_model(reg, "multi", folder)
+        reg.import_model("multi", folder)
     (folder / "config.json").write_bytes(b"0123456789")
-    entry = import_model(reg, "multi", folder)
+    entry = reg.import_model("multi", folder)
     assert entry.kind == "dir" and (entry.path / "a" / "weights.bin").read_bytes() == data
     assert check_cache(home) == ["multi"]
 
@@ -627,11 +626,11 @@ def test_import_folder_of_a_multi_file_model(registry: tuple[ModelRegistry, byte
 def test_import_without_catalog_hash_trusts_first_use(
         registry: tuple[ModelRegistry, bytes, Path], tmp_path: Path) -> None:
     reg, data, src = registry
-    import_model(reg, "tofu", src)
+    reg.import_model("tofu", src)
     other = tmp_path / "other.bin"
     other.write_bytes(os.urandom(len(data)))
     with pytest.raises(IntegrityError):
-        import_model(reg, "tofu", other)  # must match what was trusted first
+        reg.import_model("tofu", other)  # must match what was trusted first
     assert reg.cache.get("tofu") is not None
 
 

@@ -1,4 +1,4 @@
-"""Catalog format (DESIGN §1.1): validation names file, model and field; the built-in catalog."""
+"""Catalog format: validation names file, model and field; the built-in catalog."""
 
 from __future__ import annotations
 

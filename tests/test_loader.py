@@ -31,7 +31,7 @@ from runanywhere.errors import (
     IntegrityError,
     OfflineError,
 )
-from runanywhere.transfer import ProgressTracker, Stage
+from runanywhere.progress import ProgressTracker, Stage
 from support import fault_server as fs
 from support.fault_server import (
     FaultServer,
@@ -363,7 +363,7 @@ def test_progress_is_throttled_and_ends_done_at_100(
 
 def test_speed_excludes_resumed_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("runanywhere.transfer.progress.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("runanywhere.progress.time.monotonic", lambda: clock[0])
     reports: list[Any] = []
     t = ProgressTracker("m", 100 * MiB, reports.append, interval=0.1, window=3.0)
     t.add_resumed(90 * MiB)  # already on disk when the run starts

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runanywhere import runtimes
+from runanywhere import plugins, runtimes
 from runanywhere.errors import ModelError, RuntimeUnavailableError
 from runanywhere.runtimes import (
     Runtime,
@@ -145,8 +145,8 @@ def test_torchscript_without_torch_names_the_extra(silero_data: Path) -> None:
 
 
 def test_missing_onnxruntime_names_the_onnx_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = runtimes.module_available
-    monkeypatch.setattr(runtimes, "module_available", lambda m: m != "onnxruntime" and real(m))
+    real = plugins.module_available
+    monkeypatch.setattr(plugins, "module_available", lambda m: m != "onnxruntime" and real(m))
     with pytest.raises(RuntimeUnavailableError,
                        match=r"onnxruntime.*pip install 'runanywhere\[onnx\]'"):
         get_runtime("onnx")

@@ -1,7 +1,7 @@
 """The shared tier against a real SeaweedFS on 127.0.0.1 (and real nginx as the origin).
 
-Package-level tests drive ``runanywhere.shared`` directly (``fetch_blob``, ``upload_blob``, the
-lease, ``fetch_with_shared`` around a real ``FileFetch``, ``push_models``). The end-to-end tests
+Package-level tests drive the tier directly (``fetch_from_shared``, ``upload_blob``, the
+lease, ``fetch_file`` around a real ``FileFetch``, ``push_models``). The end-to-end tests
 go through ``ModelRegistry``/``ModelLoader`` and the CLI.
 """
 
@@ -30,19 +30,20 @@ from conftest import model_entry
 from runanywhere import ModelRegistry, Settings
 from runanywhere.cli.main import main as cli_main
 from runanywhere.errors import DownloadCancelledError, ModelError, RuntimeUnavailableError
+from runanywhere.logs import reset_warnings
+from runanywhere.progress import ProgressTracker
 from runanywhere.shared import (
     SharedLocation,
     SharedTier,
-    fetch_with_shared,
     push_models,
     shared_origin,
     shared_presence,
     shared_tier_from_settings,
     upload_after_publish,
 )
-from runanywhere.shared.s3 import load_boto3, reset_warnings
+from runanywhere.shared.client import load_boto3
 from runanywhere.transfer.fetch import FetchConfig, FetchedFile, FileFetch
-from runanywhere.transfer.progress import ProgressTracker
+from runanywhere.transfer.sources import fetch_file, fetch_from_shared
 from support.invariants import check_cache
 from support.seaweed import READER_KEY, READER_SECRET, SeaweedFS, free_ports, weed_binary
 
@@ -106,8 +107,8 @@ def b64(sha: str) -> str:
 def fetch_blob(tier: SharedTier, sha: str, size: int, home: Path, *, lead: bool = False,
                cancel: threading.Event | None = None) -> FetchedFile | None:
     (home / "partials").mkdir(parents=True, exist_ok=True)
-    return tier.fetch_blob(sha, size, home / "partials", ProgressTracker("t", size, None),
-                           cancel or threading.Event(), FetchConfig(durable=False), lead=lead)
+    return fetch_from_shared(tier, sha, size, home / "partials", ProgressTracker("t", size, None),
+                             cancel or threading.Event(), FetchConfig(durable=False), lead=lead)
 
 
 def put(seaweed: SeaweedFS, tier: SharedTier, sha: str, data: bytes) -> None:
@@ -188,7 +189,7 @@ def test_missing_boto3_names_the_extra(make_tier: Callable[..., SharedTier], tmp
     assert len(warnings_of(caplog, "runanywhere[s3]")) == 1
     reg = ModelRegistry(home=tmp_path / "h", settings=Settings(shared_cache=tier.location.url()))
     with pytest.raises(RuntimeUnavailableError, match=r"runanywhere\[s3\]"):
-        push_models(reg)
+        push_models(reg.settings, reg.cache)
 
 
 # -- read path ----------------------------------------------------------------------------------
@@ -220,10 +221,11 @@ def test_an_interrupted_fetch_resumes_from_the_tier(seaweed: SeaweedFS, tmp_path
 
     first = ProgressTracker("t", len(data), stop_midway, interval=0.0)
     with pytest.raises(DownloadCancelledError):
-        tier.fetch_blob(sha, len(data), partials, first, cancel, FetchConfig(durable=False))
-    again = ProgressTracker("t", len(data), None)
-    got = tier.fetch_blob(sha, len(data), partials, again, threading.Event(),
+        fetch_from_shared(tier, sha, len(data), partials, first, cancel,
                           FetchConfig(durable=False))
+    again = ProgressTracker("t", len(data), None)
+    got = fetch_from_shared(tier, sha, len(data), partials, again, threading.Event(),
+                            FetchConfig(durable=False))
     assert got is not None and got.path.read_bytes() == data
     assert 0 < again.snapshot().resumed_bytes < len(data)  # the bytes kept were not fetched again
 
@@ -410,8 +412,8 @@ def test_followers_wait_for_the_leader(seaweed: SeaweedFS, tmp_path: Path,
     (tmp_path / "b").mkdir()
 
     def follow() -> None:
-        out.append(follower.fetch_blob(sha, len(data), tmp_path / "b", tracker,
-                                       threading.Event(), FetchConfig(durable=False), lead=True))
+        out.append(fetch_from_shared(follower, sha, len(data), tmp_path / "b", tracker,
+                                     threading.Event(), FetchConfig(durable=False), lead=True))
 
     th = threading.Thread(target=follow)
     th.start()
@@ -435,7 +437,7 @@ def test_stale_lease_is_taken_over(seaweed: SeaweedFS, tmp_path: Path,
     crashed, other = make_tier("?stale=1"), make_tier("?stale=1")
     sha = "5a" * 32
     assert fetch_blob(crashed, sha, 100, tmp_path / "a", lead=True) is None
-    crashed._leases.pop(sha)._stop.set()  # it "dies": no heartbeat, no release
+    crashed._leases.pop(sha).stop_beating()  # it "dies": no heartbeat, no release
     t0 = time.monotonic()
     assert fetch_blob(other, sha, 100, tmp_path / "b", lead=True) is None
     assert 0.9 < time.monotonic() - t0 < 10
@@ -479,12 +481,12 @@ def test_wiring_helpers_origin_once_then_shared(
         tmp_path: Path, make_tier: Callable[..., SharedTier]) -> None:
     name, sha, size = payload(f"wire-{uuid.uuid4().hex[:6]}.bin", 1_500_000)
     a, b = make_tier(), make_tier()
-    got = fetch_with_shared(a, origin_fetch(nginx, name, sha, size, tmp_path / "a"))
+    got = fetch_file(a, origin_fetch(nginx, name, sha, size, tmp_path / "a"))
     assert got.sha256 == sha and nginx.bytes_served(name) == size
     assert shared_origin(a, [sha]) == "download"
     assert upload_after_publish(a, [(sha, got.path, size)]) == ["uploaded"]
     assert head(seaweed, a.location.lock_key(sha)) is None
-    got_b = fetch_with_shared(b, origin_fetch(nginx, name, sha, size, tmp_path / "b"))
+    got_b = fetch_file(b, origin_fetch(nginx, name, sha, size, tmp_path / "b"))
     assert got_b.path.read_bytes() == got.path.read_bytes()
     assert nginx.bytes_served(name) == size  # the second machine cost the origin nothing
     assert shared_origin(b, [sha]) == "shared"
@@ -497,8 +499,8 @@ def test_origin_failure_releases_the_lease(seaweed: SeaweedFS, nginx: Any, tmp_p
     tier = make_tier()
     sha = "8d" * 32
     with pytest.raises(ModelError):
-        fetch_with_shared(tier, origin_fetch(nginx, "no-such-file.bin", sha, 100, tmp_path))
-    assert head(seaweed, tier.location.lock_key(sha)) is None and not tier._leases
+        fetch_file(tier, origin_fetch(nginx, "no-such-file.bin", sha, 100, tmp_path))
+    assert head(seaweed, tier.location.lock_key(sha)) is None and not tier.leases()
 
 
 def test_a_failed_model_releases_the_leases_of_its_fetched_files(
@@ -519,7 +521,7 @@ def test_a_failed_model_releases_the_leases_of_its_fetched_files(
     r = asyncio.run(reg.download_model("half"))
     assert isinstance(r.error, ModelError)
     tier = reg.loader.shared
-    assert tier is not None and not tier._leases
+    assert tier is not None and not tier.leases()
     assert head(seaweed, tier.location.lock_key(sha)) is None
 
 
@@ -550,7 +552,7 @@ def test_cache_push_seeds_the_bucket(seaweed: SeaweedFS, url: str, home: Path,
     assert "pushme: 1 already there" in capsys.readouterr().out
     assert cli_main(["--home", str(home), "cache", "push", "nope"]) != 0
     reg = ModelRegistry(home=home, catalogs=[cat])
-    assert shared_presence(reg) == {"pushme": "yes"}
+    assert shared_presence(reg.settings, reg.cache) == {"pushme": "yes"}
 
 
 def test_cache_push_errors(url: str, home: Path, pulled: tuple[Path, str, str, int],
@@ -565,7 +567,7 @@ def test_cache_push_errors(url: str, home: Path, pulled: tuple[Path, str, str, i
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "incomplete" in err[0] and "Traceback" not in err[0]
     reg = ModelRegistry(home=home, catalogs=[cat])
-    assert shared_presence(reg) == {"pushme": "?"}
+    assert shared_presence(reg.settings, reg.cache) == {"pushme": "?"}
 
 
 # -- end to end through ModelRegistry / ModelLoader ------------------------------------------------

@@ -13,9 +13,15 @@ _LAZY = {
     "ModelRegistry": "runanywhere.registry",
     "BlockingRegistry": "runanywhere.registry",
     "ModelLoader": "runanywhere.transfer.loader",
-    "DownloadProgress": "runanywhere.transfer.progress",
-    "Stage": "runanywhere.transfer.progress",
+    "FetchConfig": "runanywhere.transfer.fetch",
+    "DownloadProgress": "runanywhere.progress",
+    "Stage": "runanywhere.progress",
     "ModelCache": "runanywhere.store.cache",
+    "CacheHit": "runanywhere.store.cache",
+    "CacheEntry": "runanywhere.store.disk",
+    "VerifyResult": "runanywhere.store.disk",
+    "PrunePlan": "runanywhere.store.prune",
+    "Catalog": "runanywhere.catalog.catalog",
     "ModelMetadata": "runanywhere.catalog.model",
     "ModelFile": "runanywhere.catalog.model",
     "Result": "runanywhere.result",
@@ -23,13 +29,17 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .catalog.catalog import Catalog
     from .catalog.model import ModelFile, ModelMetadata
+    from .progress import DownloadProgress, Stage
     from .registry import BlockingRegistry, ModelRegistry
     from .result import Result
     from .settings import Settings
-    from .store.cache import ModelCache
+    from .store.cache import CacheHit, ModelCache
+    from .store.disk import CacheEntry, VerifyResult
+    from .store.prune import PrunePlan
+    from .transfer.fetch import FetchConfig
     from .transfer.loader import ModelLoader
-    from .transfer.progress import DownloadProgress, Stage
 
 
 def __getattr__(name: str) -> Any:
@@ -45,14 +55,20 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BlockingRegistry",
+    "CacheEntry",
+    "CacheHit",
+    "Catalog",
     "DownloadProgress",
+    "FetchConfig",
     "ModelCache",
     "ModelFile",
     "ModelLoader",
     "ModelMetadata",
     "ModelRegistry",
+    "PrunePlan",
     "Result",
     "Settings",
     "Stage",
+    "VerifyResult",
     "__version__",
 ]

@@ -1,10 +1,36 @@
-"""The typed errors of runanywhere.
+"""Every public error of runanywhere, in one module.
 
 Every failure a user can meet is a subclass of :class:`ModelError`, so one ``except`` catches them
-all and a narrower one picks a case. Each error carries a one-line message fit for a terminal.
+all and a narrower one picks a case. Each error carries a one-line message fit for a terminal and
+the process exit status the CLI uses for it (``exit_code``)::
+
+    ModelError                          1
+    ├── ModelNotFoundError              1   (also LookupError)
+    ├── InvalidCatalogError             2   (also ValueError)
+    ├── DownloadError                   1   url, status
+    │   └── IntegrityError              1   expected, actual
+    │       └── UnsafeArchiveError      1
+    ├── DownloadCancelledError          130
+    ├── InsufficientStorageError        1   needed, available (also OSError)
+    ├── OfflineError                    1
+    ├── RuntimeUnavailableError         1   (also ImportError)
+    ├── UnknownRuntimeError             2   name, known (also LookupError)
+    ├── UnknownAdapterError             2   name, known (also LookupError)
+    ├── ModelLoadError                  1
+    └── CacheError                      1
+        └── CacheBusy                   1
+
+Nothing here imports anything of runanywhere: this module is the bottom of the house.
 """
 
 from __future__ import annotations
+
+import difflib
+
+
+def install_hint(extra: str) -> str:
+    """The one way to say which extra installs an optional part."""
+    return f"pip install 'runanywhere[{extra}]'"
 
 
 class ModelError(Exception):
@@ -43,15 +69,22 @@ class IntegrityError(DownloadError):
     """Bytes arrived (or sat in the cache) but do not match the expected size or hash."""
 
     def __init__(
-        self, message: str, *, expected: str | None = None, actual: str | None = None
+        self, message: str, *, expected: str | None = None, actual: str | None = None,
+        url: str | None = None,
     ) -> None:
         self.expected = expected
         self.actual = actual
-        super().__init__(message)
+        super().__init__(message, url=url)
+
+
+class UnsafeArchiveError(IntegrityError):
+    """An archive member tries to escape the model's folder or is not a plain file."""
 
 
 class DownloadCancelledError(ModelError):
     """The download was cancelled by the caller; the partial bytes are kept for a resume."""
+
+    exit_code = 130
 
 
 class InsufficientStorageError(ModelError, OSError):
@@ -68,7 +101,35 @@ class OfflineError(ModelError):
 
 
 class RuntimeUnavailableError(ModelError, ImportError):
-    """The runtime a model needs is not installed (names the extra to install)."""
+    """The runtime (or other optional part) a model needs is not installed; names the extra."""
+
+
+class _UnknownName(ModelError, LookupError):
+    """A name nobody provides, with the known names and the closest one."""
+
+    exit_code = 2
+    kind = "name"
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        super().__init__(
+            f"unknown {self.kind} '{name}' (known {self.kind}s: {', '.join(known) or 'none'})"
+            f"{hint}")
+
+
+class UnknownRuntimeError(_UnknownName):
+    """No runtime with this name, built in or installed as a plugin."""
+
+    kind = "runtime"
+
+
+class UnknownAdapterError(_UnknownName):
+    """No adapter with this name, built in or installed as a plugin."""
+
+    kind = "adapter"
 
 
 class ModelLoadError(ModelError):
@@ -79,7 +140,20 @@ class CacheError(ModelError):
     """The cache cannot do what was asked (newer index schema, entry in use, ...)."""
 
 
+class CacheBusy(CacheError):
+    """Another process holds the cache index (or a cache lock) longer than the timeout.
+
+    ``pending`` is set when a publish put its files in place but could not commit the index row:
+    the store keeps the model usable by this process and commits it later.
+    """
+
+    def __init__(self, message: str, *, pending: object | None = None) -> None:
+        self.pending = pending
+        super().__init__(message)
+
+
 __all__ = [
+    "CacheBusy",
     "CacheError",
     "DownloadCancelledError",
     "DownloadError",
@@ -91,4 +165,8 @@ __all__ = [
     "ModelNotFoundError",
     "OfflineError",
     "RuntimeUnavailableError",
+    "UnknownAdapterError",
+    "UnknownRuntimeError",
+    "UnsafeArchiveError",
+    "install_hint",
 ]

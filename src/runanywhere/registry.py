@@ -1,26 +1,40 @@
-"""``ModelRegistry``: the seed's facade. Find a model, download it, load it, manage the cache.
+"""``ModelRegistry``: the design note's facade. Find, download, load a model; manage the cache.
 
-Data flows one way: registry -> cache (hit: done) -> loader (miss: fetch, verify, publish) ->
-runtime. The catalog is read lazily on first use (or by ``initialize()``), so constructing a
-registry costs nothing.
+Data flows one way: registry -> catalog (what a model is) -> cache (hit: done) -> loader (miss:
+fetch, verify, publish) -> runtime. The catalog is read lazily on first use (or by
+``initialize()``), so constructing a registry costs nothing. Every ``async`` method keeps the
+event loop free: blocking work (index reads, file locks, runtime loads) runs in a thread.
+
+``BlockingRegistry`` is the same API for scripts and notebooks: each call runs to completion on a
+private event loop in a background thread (so it works where a loop already runs, as in Jupyter),
+and Ctrl-C during a call cancels what it started.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
+import concurrent.futures
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .catalog import ModelMetadata, load_builtin, load_catalog_file, parse_model
-from .errors import ModelError, ModelNotFoundError
+from .catalog import Catalog, ModelMetadata
+from .errors import ModelError, ModelLoadError
+from .progress import DownloadProgress
 from .result import Result
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .store import CacheEntry, ModelCache
+    from .transfer import ModelLoader
+
+T = TypeVar("T")
+#: The design note's ``onProgress(progress, message)``.
 SimpleProgress = Callable[[float, str], None]
+#: How long a Ctrl-C'd blocking call waits for what it started to stop.
+WIND_DOWN = 5.0
 
 
 class ModelRegistry:
@@ -35,17 +49,15 @@ class ModelRegistry:
         if home is not None:
             s = replace(s, home=Path(home))
         if catalogs is not None:
-            s = replace(s, catalogs=(*s.catalogs, *(Path(c) for c in catalogs)))
+            s = replace(s, catalogs=(*s.catalogs, *catalogs))
         if offline is not None:
             s = replace(s, offline=offline)
         self.settings = s
-        self._include_builtin = include_builtin
-        self._models: dict[str, ModelMetadata] = {}
-        self._loaded = False
-        self._lock = threading.RLock()
+        self.catalog = Catalog.from_settings(s, include_builtin=include_builtin)
         self._loader_options = loader_options
-        self._loader: Any = None
-        self._cache: Any = None
+        self._loader: ModelLoader | None = None
+        self._cache: ModelCache | None = None
+        self._parts_lock = threading.Lock()
         self._sessions: dict[tuple[str, str, str], Any] = {}
 
     @classmethod
@@ -64,96 +76,64 @@ class ModelRegistry:
     # -- catalog ---------------------------------------------------------------------------------
     async def initialize(self) -> None:
         """Read the built-in and user catalogs (idempotent; raises InvalidCatalogError)."""
-        self.load_catalogs()
+        await asyncio.to_thread(self.catalog.load)
 
     def load_catalogs(self) -> None:
-        with self._lock:
-            if self._loaded:
-                return
-            models: dict[str, ModelMetadata] = {}
-            if self._include_builtin:
-                models.update((m.id, m) for m in load_builtin())
-            for path in self.settings.catalogs:
-                models.update((m.id, m) for m in load_catalog_file(path))
-            # Entries registered before the catalogs were read win, as the latest word.
-            models.update(self._models)
-            self._models = models
-            self._loaded = True
+        self.catalog.load()
 
     def register_model(self, meta: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:
         """Add or replace a model (a metadata object or a catalog-style dict, validated)."""
-        if not isinstance(meta, ModelMetadata):
-            meta = parse_model(dict(meta), "registered")
-        with self._lock:
-            self._models[meta.id] = meta
-        return meta
+        return self.catalog.register(meta)
 
     def unregister_model(self, model_id: str) -> bool:
-        self.load_catalogs()
-        with self._lock:
-            return self._models.pop(model_id, None) is not None
+        return self.catalog.unregister(model_id)
 
     def get_model(self, model_id: str) -> ModelMetadata | None:
-        self.load_catalogs()
-        return self._models.get(model_id)
+        return self.catalog.get(model_id)
 
     def require_model(self, model_id: str) -> ModelMetadata:
-        meta = self.get_model(model_id)
-        if meta is None:
-            raise ModelNotFoundError(model_id, self.suggest(model_id))
-        return meta
+        return self.catalog.require(model_id)
 
     def suggest(self, model_id: str, n: int = 3) -> list[str]:
-        self.load_catalogs()
-        ids = list(self._models)
-        close = difflib.get_close_matches(model_id.lower(), ids, n=n, cutoff=0.4)
-        return close or [i for i in ids if model_id.lower() in i][:n]
+        return self.catalog.suggest(model_id, n)
 
     def list_models(self, type: str | None = None, format: str | None = None,
                     search: str | None = None) -> list[ModelMetadata]:
-        self.load_catalogs()
-        out = []
-        for m in self._models.values():
-            if type and m.type != type:
-                continue
-            if format and m.format != format:
-                continue
-            if search:
-                hay = " ".join((m.id, m.name, m.provider, m.description)).lower()
-                if search.lower() not in hay:
-                    continue
-            out.append(m)
-        return sorted(out, key=lambda m: m.id)
+        return self.catalog.list(type, format, search)
 
-    # -- cache and loader (created on first use) ---------------------------------------------------
+    # -- cache and loader (created on first use) -------------------------------------------------
     @property
-    def cache(self) -> Any:
-        if self._cache is None:
-            from .store import ModelCache
+    def cache(self) -> ModelCache:
+        with self._parts_lock:
+            if self._cache is None:
+                from .store import ModelCache
 
-            s = self.settings
-            self._cache = ModelCache(s.memory_limit, s.home, durable=s.durable,
-                                     disk_limit=s.disk_limit)
-        return self._cache
+                s = self.settings
+                self._cache = ModelCache(s.memory_limit, s.home, durable=s.durable,
+                                         disk_limit=s.disk_limit)
+            return self._cache
 
     @property
-    def loader(self) -> Any:
-        if self._loader is None:
-            from .transfer import ModelLoader
+    def loader(self) -> ModelLoader:
+        cache = self.cache
+        with self._parts_lock:
+            if self._loader is None:
+                from .transfer import ModelLoader
 
-            self._loader = ModelLoader(cache=self.cache, settings=self.settings,
-                                       resolve=self.require_model, **self._loader_options)
-        return self._loader
+                self._loader = ModelLoader(cache=cache, settings=self.settings,
+                                           resolve=self.require_model, **self._loader_options)
+            return self._loader
 
-    # -- the seed's API ----------------------------------------------------------------------
+    # -- the design note's API ---------------------------------------------------------------------
     async def download_model(self, model_id: str, on_progress: SimpleProgress | None = None,
-                             *, on_detail: Callable[[Any], None] | None = None
+                             *, on_detail: Callable[[DownloadProgress], None] | None = None
                              ) -> Result[Path, ModelError]:
-        """Make the model available on disk. ``on_progress(percent, message)`` as in the seed."""
+        """Make the model available on disk. ``on_progress(percent, message)`` as in the design
+        note; ``on_detail`` gets each :class:`DownloadProgress`."""
         try:
             meta = self.require_model(model_id)
 
-            def cb(p: Any) -> None:
+            def cb(p: DownloadProgress) -> None:
                 if on_progress is not None:
                     on_progress(p.progress, p.message)
                 if on_detail is not None:
@@ -177,26 +157,25 @@ class ModelRegistry:
 
             meta = self.require_model(model_id)
             rt = get_runtime(runtime or default_runtime_for(meta.format))
+            cache = self.cache
             # Hold first (no process may evict it from now on), then find or download it: a
             # hold taken after the lookup could arrive just after another process evicted it.
-            self.cache.hold(model_id)
+            await asyncio.to_thread(cache.hold, model_id)
             try:
                 path = (await self.download_model(model_id, on_progress)).unwrap()
                 session = await asyncio.to_thread(rt.load, path, meta, **options)
             except BaseException:
-                self.cache.release(model_id)
+                cache.release(model_id)
                 raise
             earlier = self._sessions.get(key)
             if earlier is not None:  # a concurrent call loaded it first: one session, one hold
-                self.cache.release(model_id)
+                cache.release(model_id)
                 return Result.ok(earlier)
             self._sessions[key] = session
             return Result.ok(session)
         except ModelError as e:
             return Result.err(e)
         except Exception as e:  # a runtime's own error (bad model bytes, bad options)
-            from .errors import ModelLoadError
-
             return Result.err(ModelLoadError(
                 f"could not load {model_id} into {runtime or 'its runtime'}: {e}"))
 
@@ -210,66 +189,161 @@ class ModelRegistry:
                 self._cache.release(model_id)
         return len(gone)
 
-    async def get_cached_models(self) -> list[Any]:
-        return list(self.cache.entries())
+    async def get_cached_models(self) -> list[CacheEntry]:
+        return await asyncio.to_thread(self.cache.entries)
 
     async def get_cache_size(self) -> int:
-        return int(self.cache.size())
+        return await asyncio.to_thread(self.cache.size)
 
     async def clear_cache(self, model_id: str | None = None) -> int:
         """Remove one model (or all) from the cache; returns the bytes freed."""
         if model_id is None:
-            self._sessions.clear()
-            return int(self.cache.clear())
+            for mid in {k[0] for k in self._sessions}:
+                self.unload(mid)
+            return await asyncio.to_thread(self.cache.clear)
         self.unload(model_id)
-        return int(self.cache.delete(model_id))
+        return await asyncio.to_thread(self.cache.delete, model_id)
+
+    def import_model(self, model_id: str, path: str | Path) -> CacheEntry:
+        """Sideload a file or folder as ``model_id``, verified against its catalog entry."""
+        return self.cache.import_path(self.require_model(model_id), path)
 
     def blocking(self) -> BlockingRegistry:
         return BlockingRegistry(self)
+
+
+class Bridge:
+    """An event loop in a daemon thread that runs coroutines for blocking callers: the one way
+    synchronous code (scripts, notebooks, other threads) calls the async API."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="runanywhere-loop")
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion; Ctrl-C cancels it (a download nobody else waits for
+        stops, its partial kept) and lets it stop before the interrupt goes on."""
+        finished = threading.Event()
+
+        async def run() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            finished.wait(WIND_DOWN)
+            raise
+        except concurrent.futures.CancelledError:
+            raise ModelError("the call was cancelled") from None
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+
+_shared_bridge: Bridge | None = None
+_shared_bridge_lock = threading.Lock()
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine of the API from synchronous code (works inside a running loop too)."""
+    global _shared_bridge
+    with _shared_bridge_lock:
+        if _shared_bridge is None:
+            _shared_bridge = Bridge()
+    return _shared_bridge.run(coro)
 
 
 class BlockingRegistry:
     """The registry for scripts and notebooks: every coroutine method, run to completion.
 
     Runs coroutines on a private event loop in a background thread, so it works where a loop is
-    already running (Jupyter) as well as in plain scripts.
+    already running (Jupyter) as well as in plain scripts. Several may share one registry.
     """
 
     def __init__(self, registry: ModelRegistry | None = None, **kwargs: Any) -> None:
         self.registry = registry or (ModelRegistry(**kwargs) if kwargs
                                      else ModelRegistry.get_instance())
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="runanywhere-loop")
-        self._thread.start()
+        self._bridge = Bridge()
 
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._bridge.run(coro)
 
+    # -- the coroutine methods, blocking ---------------------------------------------------------
     def initialize(self) -> None:
         self._run(self.registry.initialize())
 
-    def download_model(self, model_id: str, on_progress: SimpleProgress | None = None
+    def download_model(self, model_id: str, on_progress: SimpleProgress | None = None, *,
+                       on_detail: Callable[[DownloadProgress], None] | None = None
                        ) -> Result[Path, ModelError]:
-        return self._run(self.registry.download_model(model_id, on_progress))  # type: ignore[no-any-return]
+        return self._run(self.registry.download_model(model_id, on_progress,
+                                                      on_detail=on_detail))
 
-    def load_model(self, model_id: str, runtime: str | None = None, **options: Any
+    def load_model(self, model_id: str, runtime: str | None = None,
+                   on_progress: SimpleProgress | None = None, **options: Any
                    ) -> Result[Any, ModelError]:
-        return self._run(self.registry.load_model(model_id, runtime, **options))  # type: ignore[no-any-return]
+        return self._run(self.registry.load_model(model_id, runtime, on_progress, **options))
 
-    def get_cached_models(self) -> list[Any]:
-        return self._run(self.registry.get_cached_models())  # type: ignore[no-any-return]
+    def get_cached_models(self) -> list[CacheEntry]:
+        return self._run(self.registry.get_cached_models())
 
     def get_cache_size(self) -> int:
-        return self._run(self.registry.get_cache_size())  # type: ignore[no-any-return]
+        return self._run(self.registry.get_cache_size())
 
     def clear_cache(self, model_id: str | None = None) -> int:
-        return self._run(self.registry.clear_cache(model_id))  # type: ignore[no-any-return]
+        return self._run(self.registry.clear_cache(model_id))
 
-    def __getattr__(self, name: str) -> Any:
-        # Synchronous methods (get_model, list_models, register_model, ...) pass straight through.
-        return getattr(self.registry, name)
+    # -- the plain methods, passed through -------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.registry.settings
+
+    @property
+    def cache(self) -> ModelCache:
+        return self.registry.cache
+
+    @property
+    def loader(self) -> ModelLoader:
+        return self.registry.loader
+
+    def register_model(self, meta: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:
+        return self.registry.register_model(meta)
+
+    def unregister_model(self, model_id: str) -> bool:
+        return self.registry.unregister_model(model_id)
+
+    def get_model(self, model_id: str) -> ModelMetadata | None:
+        return self.registry.get_model(model_id)
+
+    def require_model(self, model_id: str) -> ModelMetadata:
+        return self.registry.require_model(model_id)
+
+    def list_models(self, type: str | None = None, format: str | None = None,
+                    search: str | None = None) -> list[ModelMetadata]:
+        return self.registry.list_models(type, format, search)
+
+    def unload(self, model_id: str, runtime: str | None = None) -> int:
+        return self.registry.unload(model_id, runtime)
+
+    def import_model(self, model_id: str, path: str | Path) -> CacheEntry:
+        return self.registry.import_model(model_id, path)
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        """Stop the private loop (the registry stays usable by others)."""
+        self._bridge.close()
+
+    def __enter__(self) -> BlockingRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,7 +1,9 @@
 """Every setting in one place: environment variables, their defaults, and overrides.
 
-``Settings.from_env()`` reads ``RUNANYWHERE_*``; the CLI and the Python API override fields with
-``dataclasses.replace``. Nothing here touches the disk or the network.
+This module is the only reader of ``RUNANYWHERE_*`` variables (and of the Hub's ``HF_*`` ones).
+``Settings.from_env()`` reads them; the CLI and the Python API override fields with
+``dataclasses.replace``. Each default is written once, here. Nothing here touches the disk or the
+network.
 """
 
 from __future__ import annotations
@@ -11,26 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .units import parse_size
+
 _TRUE = {"1", "true", "yes", "on"}
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "t": 1000**4, "tb": 1000**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
-}
 
-
-def parse_size(text: str) -> int:
-    """Parse ``"500MiB"``, ``"2G"``, ``"1.5GB"`` or ``"1048576"`` into bytes."""
-    s = text.strip().lower().replace(" ", "")
-    num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = s[len(num):]
-    if unit not in _SIZE_UNITS or not num:
-        raise ValueError(f"not a size: {text!r} (examples: 500MiB, 2GB, 1048576)")
-    value = float(num) * _SIZE_UNITS[unit]
-    if value < 0:
-        raise ValueError(f"size must not be negative: {text!r}")
-    return int(value)
+#: Bytes the memory tier may hold (the design note's 500 MB).
+DEFAULT_MEMORY_LIMIT = 500 * 2**20
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 
 def _default_home() -> Path:
@@ -39,32 +28,87 @@ def _default_home() -> Path:
     return Path(platformdirs.user_cache_dir("runanywhere", appauthor=False))
 
 
+def _flag(env: Mapping[str, str], name: str, default: str = "") -> bool:
+    return env.get(name, default).strip().lower() in _TRUE
+
+
+def _size(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name)
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
+def _hf_home(env: Mapping[str, str]) -> Path:
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser()
+    xdg = env.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=_default_home)
-    catalogs: tuple[Path, ...] = ()
+    catalogs: tuple[str | Path, ...] = ()
     offline: bool = False
     #: fsync data before it becomes visible; turn off only on throwaway machines.
     durable: bool = True
     disk_limit: int | None = None
-    memory_limit: int = 500 * 2**20
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
     shared_cache: str | None = None
+    #: The Hub as huggingface_hub configures it (``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``).
+    hf_endpoint: str = DEFAULT_HF_ENDPOINT
     hf_token: str | None = None
+    #: Where ``hf auth login`` keeps the token (read only when a Hub request needs it).
+    hf_token_path: Path | None = None
+    hf_offline: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = env.get("RUNANYWHERE_HOME")
-        catalogs = tuple(Path(p) for p in env.get("RUNANYWHERE_CATALOG", "").split(os.pathsep) if p)
-        limit = env.get("RUNANYWHERE_DISK_LIMIT")
-        mem = env.get("RUNANYWHERE_MEMORY_LIMIT")
+        catalogs = tuple(p for p in env.get("RUNANYWHERE_CATALOG", "").split(os.pathsep) if p)
+        mem = _size(env, "RUNANYWHERE_MEMORY_LIMIT")
+        hf_home = _hf_home(env)
         return cls(
             home=Path(home).expanduser() if home else _default_home(),
             catalogs=catalogs,
-            offline=env.get("RUNANYWHERE_OFFLINE", "").strip().lower() in _TRUE,
-            durable=env.get("RUNANYWHERE_DURABLE", "1").strip().lower() in _TRUE,
-            disk_limit=parse_size(limit) if limit else None,
-            memory_limit=parse_size(mem) if mem else 500 * 2**20,
+            offline=_flag(env, "RUNANYWHERE_OFFLINE"),
+            durable=_flag(env, "RUNANYWHERE_DURABLE", "1"),
+            disk_limit=_size(env, "RUNANYWHERE_DISK_LIMIT"),
+            memory_limit=DEFAULT_MEMORY_LIMIT if mem is None else mem,
             shared_cache=env.get("RUNANYWHERE_SHARED_CACHE") or None,
+            hf_endpoint=(env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
+            hf_token_path=Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH")
+            else hf_home / "token",
+            hf_offline=_flag(env, "HF_HUB_OFFLINE"),
         )
+
+
+@dataclass(frozen=True)
+class TestHooks:
+    """Hooks for the crash tests, off unless their variables are set.
+
+    ``RUNANYWHERE_CRASH_AT=<step>`` makes the process write the step's name (and a newline) to the
+    file ``RUNANYWHERE_CRASH_MARKER`` and hang at that named step, so a test can ``kill -9`` it
+    at an exact point. ``RUNANYWHERE_DEMO_MODEL`` points the demo at another model file.
+    """
+
+    crash_at: str | None = None
+    crash_marker: str | None = None
+    demo_model: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TestHooks:
+        env = os.environ if env is None else env
+        return cls(env.get("RUNANYWHERE_CRASH_AT") or None,
+                   env.get("RUNANYWHERE_CRASH_MARKER") or None,
+                   env.get("RUNANYWHERE_DEMO_MODEL") or None)
+
+
+#: Read once at import: the crash hook sits on hot paths and must cost one comparison.
+TEST_HOOKS = TestHooks.from_env()

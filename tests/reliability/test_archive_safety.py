@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
-from runanywhere.errors import IntegrityError
-from runanywhere.transfer.archive import UnsafeArchiveError
+from runanywhere.errors import IntegrityError, UnsafeArchiveError
 from support import fault_server as fs
 from support.fault_server import FaultServer, make_registry, pull
 from support.invariants import check_cache

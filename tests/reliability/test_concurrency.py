@@ -1,4 +1,4 @@
-"""Processes pulling one model at once end with one correct copy and no error (DESIGN §1.5).
+"""Processes pulling one model at once end with one correct copy and no error.
 
 The download lock (``flock``) only saves bandwidth: with it, about one model's worth crosses the
 wire however many processes ask; without it (``fcntl.flock`` made a no-op in the children, as on

@@ -1,4 +1,4 @@
-"""``kill -9`` at any moment leaves the cache consistent, and the next run resumes (DESIGN §1.5).
+"""``kill -9`` at any moment leaves the cache consistent, and the next run resumes.
 
 A child process pulls a model and is killed with SIGKILL: either once its journal shows some
 bytes (a download in flight), or at a named crash point (``RUNANYWHERE_CRASH_AT``: the child

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runanywhere.transfer.ranges import RangeSet, split
+from runanywhere.store.ranges import RangeSet, split
 
 # A hung download thread would also hang asyncio.run's executor shutdown: dump and exit.
 pytestmark = pytest.mark.timeout(120, method="thread")

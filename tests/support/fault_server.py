@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip as gzip_mod
 import hashlib
 import json
@@ -535,7 +536,7 @@ def running() -> Iterator[FaultServer]:
 # (kept beside the server they drive, so that the test modules read as behaviour)
 
 MiB = 2**20
-_REC = struct.Struct("<QQ")  # one journal record of transfer/partial.py
+_REC = struct.Struct("<QQ")  # one journal record of store/partial.py
 
 
 def fast_config(**overrides: Any) -> FetchConfig:
@@ -547,10 +548,17 @@ def fast_config(**overrides: Any) -> FetchConfig:
 
 
 def make_registry(home: Path, catalog: Path, **loader_options: Any) -> ModelRegistry:
-    """A registry on ``home`` reading only ``catalog``, with test-sized retries and timeouts."""
-    opts: dict[str, Any] = {"retry_delay": 0.01, "timeout": 2.0, "fetch_config": fast_config()}
-    opts.update(loader_options)
-    return ModelRegistry(home=home, catalogs=[catalog], include_builtin=False, **opts)
+    """A registry on ``home`` reading only ``catalog``, with test-sized retries and timeouts.
+
+    The loader's own options (``chunk_size``, ``timeout``, ...) are folded into its one
+    ``fetch_config`` (default ``fast_config()``)."""
+    seed = {"retry_delay": 0.01, "timeout": 2.0}
+    seed.update({k: loader_options.pop(k) for k in
+                 ("chunk_size", "retry_attempts", "retry_delay", "timeout") if k in loader_options})
+    config = dataclasses.replace(loader_options.pop("fetch_config", None) or fast_config(),
+                                 **seed)
+    return ModelRegistry(home=home, catalogs=[catalog], include_builtin=False,
+                         fetch_config=config, **loader_options)
 
 
 def pull(registry: ModelRegistry, model_id: str) -> Result[Path, ModelError]:
@@ -613,10 +621,10 @@ if cfg.get("no_flock"):
 
 from runanywhere import ModelRegistry
 from runanywhere.transfer import FetchConfig
+fetch = {"retry_delay": 0.01, "timeout": cfg.get("timeout", 10.0),
+         "chunk_size": cfg.get("chunk_size", 1 << 20), **cfg.get("fetch", {})}
 reg = ModelRegistry(home=cfg["home"], catalogs=[cfg["catalog"]], include_builtin=False,
-                    retry_delay=0.01, timeout=cfg.get("timeout", 10.0),
-                    chunk_size=cfg.get("chunk_size", 1 << 20),
-                    fetch_config=FetchConfig(**cfg.get("fetch", {})))
+                    fetch_config=FetchConfig(**fetch))
 r = asyncio.run(reg.download_model(cfg["model"]))
 print(json.dumps({"ok": r.success, "error": repr(r.error) if r.error else None,
                   "path": str(r.value) if r.success else None}))

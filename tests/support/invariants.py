@@ -1,4 +1,4 @@
-"""The one checker every reliability case ends with (DESIGN §1.5).
+"""The one checker every reliability case ends with.
 
 * every visible entry (index row) hashes to what the index and the catalog say,
 * nothing from ``partials/`` is visible, no symlink stands where a blob should be,

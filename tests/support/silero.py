@@ -1,4 +1,4 @@
-"""The real Silero VAD model bytes for tests (DESIGN §3), from the silero-vad wheel."""
+"""The real Silero VAD model bytes for tests, from the silero-vad wheel."""
 
 from __future__ import annotations
 

@@ -17,13 +17,11 @@ themselves (which need numpy and onnxruntime, extra ``onnx``) load on first use.
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.metadata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelError, RuntimeUnavailableError
+from ..errors import ModelError, UnknownAdapterError
+from ..plugins import PluginTable
 from .base import (
     AdapterError,
     BaseAdapter,
@@ -52,6 +50,8 @@ BUILTIN_ADAPTERS: dict[str, tuple[str, str]] = {
     "whisper": ("runanywhere.adapters.whisper:WhisperSTTAdapter", "onnx"),
 }
 
+ADAPTERS = PluginTable(ENTRY_POINT_GROUP, "adapter", BUILTIN_ADAPTERS, UnknownAdapterError)
+
 _LAZY = {
     "SileroVADAdapter": "runanywhere.adapters.silero_vad",
     "WhisperSTTAdapter": "runanywhere.adapters.whisper",
@@ -61,53 +61,20 @@ _LAZY = {
 AdapterFactory = Callable[..., Any]
 
 
-class UnknownAdapterError(ModelError, LookupError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        self.known = known
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        super().__init__(f"unknown adapter '{name}' (known adapters: {', '.join(known)}){hint}")
-
-
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def available_adapters() -> list[str]:
     """Names of the built-in and installed adapters, sorted."""
-    return sorted(set(BUILTIN_ADAPTERS) | set(_entry_points()))
+    return ADAPTERS.names()
 
 
 def get_adapter(name: str) -> AdapterFactory:
     """The adapter class (or factory) called ``name``.
 
-    Raises :class:`UnknownAdapterError` (listing the known names) or
+    Raises :class:`~runanywhere.errors.UnknownAdapterError` (listing the known names) or
     :class:`~runanywhere.errors.RuntimeUnavailableError` when its dependencies are missing.
     """
-    builtin = BUILTIN_ADAPTERS.get(name)
-    if builtin is not None:
-        target, extra = builtin
-        module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise RuntimeUnavailableError(
-                f"adapter '{name}' needs {e.name or 'a missing module'}: "
-                f"pip install 'runanywhere[{extra}]'") from e
-        factory: AdapterFactory = getattr(module, attr)
-        return factory
-    ep = _entry_points().get(name)
-    if ep is None:
-        raise UnknownAdapterError(name, available_adapters())
-    try:
-        loaded = ep.load()
-    except ImportError as e:
-        dist = ep.dist.name if ep.dist is not None else ep.value
-        raise RuntimeUnavailableError(
-            f"adapter '{name}' (from {dist}) cannot be imported: {e}") from e
+    loaded = ADAPTERS.load(name)
     if not callable(loaded):
-        raise ModelError(f"entry point '{ep.name} = {ep.value}' is not an adapter class/factory")
+        raise ModelError(f"adapter '{name}' is not an adapter class or factory")
     return loaded  # type: ignore[no-any-return]
 
 
@@ -120,12 +87,15 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runanywhere.adapters' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 __all__ = [
+    "ADAPTERS",
     "BUILTIN_ADAPTERS",
     "ENTRY_POINT_GROUP",
     "AdapterError",

@@ -18,7 +18,6 @@ not stop the others.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -270,17 +269,10 @@ class BaseAdapter(Generic[EventsT]):
 
     def load_model_sync(self, model_id: str | None = None, **options: Any
                         ) -> Result[None, ModelError]:
-        """``load_model`` for scripts and notebooks (works when an event loop is running)."""
-        coro = self.load_model(model_id, **options)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro)
-        box: list[Result[None, ModelError]] = []
-        worker = threading.Thread(target=lambda: box.append(asyncio.run(coro)))
-        worker.start()
-        worker.join()
-        return box[0]
+        """``load_model`` for scripts and notebooks (through the registry's blocking bridge)."""
+        from ..registry import run_blocking
+
+        return run_blocking(self.load_model(model_id, **options))
 
     async def _load_runtime(self, model_id: str, path: Path, **options: Any
                             ) -> Result[Any, ModelError]:

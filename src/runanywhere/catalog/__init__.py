@@ -1,5 +1,7 @@
-"""Model metadata and the catalog format (DESIGN §1.1)."""
+"""Model metadata, the catalog format (validated, with errors naming file, model and field) and
+the ``Catalog`` that merges catalog files."""
 
+from .catalog import Catalog
 from .model import ModelFile, ModelMetadata, Performance, Requirements
 from .parse import (
     load_builtin,
@@ -11,6 +13,7 @@ from .parse import (
 )
 
 __all__ = [
+    "Catalog",
     "ModelFile",
     "ModelMetadata",
     "Performance",

@@ -78,10 +78,6 @@ class ModelMetadata:
     def mirrors(self) -> tuple[str, ...]:
         return self.files[0].mirrors if self.single_file else ()
 
-    @property
-    def is_multi_file(self) -> bool:
-        return not self.single_file
-
     def to_dict(self) -> dict[str, Any]:
         """The catalog JSON form of this entry (snake_case keys)."""
         d: dict[str, Any] = {

@@ -260,7 +260,7 @@ def parse_catalog(data: object, source: str) -> list[ModelMetadata]:
     return out
 
 
-def load_catalog_file(path: Path) -> list[ModelMetadata]:
+def load_catalog_file(path: Path | str) -> list[ModelMetadata]:
     """Read and validate a catalog JSON file."""
     source = str(path)
     try:

@@ -11,13 +11,14 @@ from typing import Any
 from ..catalog import ModelMetadata
 from ..errors import ModelError
 from ..registry import ModelRegistry
-from ..settings import Settings, parse_size
-from .render import human_age, human_size, print_json, print_table
+from ..settings import Settings
+from ..units import human_size, parse_size
+from .render import human_age, print_json, print_table
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "demo":
-        from ..demo import run_demo
+        from .demo import run_demo
 
         return run_demo(keep=args.keep, durable=settings.durable)
     registry = ModelRegistry(settings=settings)
@@ -128,7 +129,7 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
     if args.shared:
         from ..shared import shared_presence
 
-        shared = shared_presence(reg, entries)
+        shared = shared_presence(reg.settings, cache, entries)
     if args.json:
         models = [{**e.to_dict(), **({"shared": shared.get(e.model_id, "?")} if shared else {})}
                   for e in entries]
@@ -237,7 +238,7 @@ def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def _cache_push(args: argparse.Namespace, reg: ModelRegistry) -> int:
     from ..shared import push_models
 
-    pushed = push_models(reg, args.id)
+    pushed = push_models(reg.settings, reg.cache, args.id)
     if args.json:
         print_json({"pushed": pushed})
     else:
@@ -254,9 +255,7 @@ def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:
 
 
 def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    from ..importer import import_model
-
-    entry = import_model(reg, args.id, args.path)
+    entry = reg.import_model(args.id, args.path)
     if args.json:
         print_json(entry.to_dict())
     else:

@@ -1,4 +1,4 @@
-"""``runanywhere [--home DIR] [--catalog FILE]... [--offline] COMMAND`` (DESIGN §1.3)."""
+"""``runanywhere [--home DIR] [--catalog FILE]... [--offline] COMMAND``: the argument parser."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Find, download, verify, cache and load AI models.")
     p.add_argument("--home", type=Path, help="cache folder (default: $RUNANYWHERE_HOME or the"
                    " user cache folder)")
-    p.add_argument("--catalog", type=Path, action="append", default=[],
+    p.add_argument("--catalog", action="append", default=[],
                    help="extra catalog JSON file (repeatable; later ids replace earlier)")
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument("--no-durable", action="store_true",

@@ -7,8 +7,8 @@ import time
 from types import TracebackType
 from typing import Any
 
-from ..transfer.progress import DownloadProgress, Stage
-from .render import human_size
+from ..progress import DownloadProgress, Stage
+from ..units import human_size
 
 
 class PullProgress:

@@ -1,4 +1,4 @@
-"""Output helpers: human sizes, tables (rich) and JSON documents."""
+"""Output helpers: ages, tables (rich) and JSON documents (sizes: ``runanywhere.units``)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
-
-
-def human_size(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def human_age(ts: float) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from ..errors import ModelError, RuntimeUnavailableError
+from .. import plugins
+from ..errors import ModelError, RuntimeUnavailableError, install_hint
 
 
 class BuiltinRuntime:
@@ -22,15 +23,11 @@ class BuiltinRuntime:
 
     def missing(self) -> list[str]:
         """The required modules that cannot be imported (an alternatives group as ``a or b``)."""
-        from . import module_available
-
         return [" or ".join(group) for group in self.requires
-                if not any(module_available(m) for m in group)]
+                if not any(plugins.module_available(m) for m in group)]
 
     def unavailable_error(self, what: str, cause: BaseException | None = None
                           ) -> RuntimeUnavailableError:
-        from . import install_hint
-
         detail = f" ({cause})" if cause is not None else ""
         return RuntimeUnavailableError(
             f"runtime '{self.name}' needs {what}, which is not installed{detail}: "

@@ -6,34 +6,35 @@ Between the local cache and the origin::
 
 Configure it with ``RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix`` (or ``Settings.shared_cache``)
 and the standard AWS variables (``AWS_ENDPOINT_URL``, credentials, ``AWS_REGION``). Blobs are
-keyed by sha256 and always re-verified here: the store is a cache, never a source of truth.
-Design, protocol and numbers: ``s3.py``. Importing this package does not import boto3 (the
-``s3`` extra); without it the tier steps aside with one warning.
+keyed by sha256 and always re-verified by the downloader: the store is a cache, never a source of
+truth. Design and protocol: ``tier.py`` (read path, failure policy), ``lease.py`` (fleet
+single-flight), ``upload.py`` (checksummed, conditional uploads). Importing this package does not
+import boto3 (the ``s3`` extra); without it the tier steps aside with one warning.
 
-The loader uses these calls, each a plain pass-through when ``tier`` is None::
+The tier says where a blob can be read; it never downloads. The transfer layer uses these calls,
+each a plain pass-through when ``tier`` is None::
 
-    tier = shared_tier_from_settings(settings)            # once
-    got = fetch_with_shared(tier, file_fetch)              # instead of file_fetch.run()
-    cache.publish(..., origin=shared_origin(tier, shas))   # "shared" or "download"
-    upload_after_publish(tier, [(sha, blob_path, size)])   # after publishing
+    tier = shared_tier_from_settings(settings)              # once
+    source = tier.locate(sha, size, cancel=..., lead=True)   # a presigned URL, or None
+    cache.publish(..., origin=shared_origin(tier, shas))     # "shared" or "download"
+    upload_after_publish(tier, [(sha, blob_path, size)])     # after publishing
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..logs import log, warn_once
+from .client import INSTALL_HINT
 from .location import SharedLocation
 from .push import push_models, shared_presence
-from .s3 import INSTALL_HINT, SharedStats, SharedTier, warn_once
+from .tier import BlobSource, SharedStats, SharedTier
 
 if TYPE_CHECKING:
     from ..settings import Settings
-    from ..transfer.fetch import FetchedFile, FileFetch
 
-log = logging.getLogger("runanywhere")
 #: How long a lease is kept between a finished origin download and its upload (publishing).
 PUBLISH_GRACE = 300.0
 
@@ -48,29 +49,6 @@ def shared_tier_from_settings(settings: Settings) -> SharedTier | None:
     except ValueError as e:
         warn_once("shared:config", "ignoring the shared cache setting: %s", e)
         return None
-
-
-def fetch_with_shared(tier: SharedTier | None, fetch: FileFetch) -> FetchedFile:
-    """Run ``fetch`` (an origin download), trying the shared tier first when there is one.
-
-    Only files with a known sha256 use the tier. On a miss this process may take the fleet
-    lease for the blob; it is kept until :func:`upload_after_publish` (or ``PUBLISH_GRACE``
-    seconds), and dropped at once if the origin download fails.
-    """
-    sha = fetch.expected
-    if tier is None or not sha:
-        return fetch.run()
-    got = tier.fetch_blob(sha, fetch.size, fetch.partial_dir, fetch.tracker, fetch.cancel,
-                          fetch.cfg, lead=True)
-    if got is not None:
-        return got
-    try:
-        result = fetch.run()
-    except BaseException:
-        tier.release(sha)
-        raise
-    tier.hold(sha, PUBLISH_GRACE)
-    return result
 
 
 def upload_after_publish(tier: SharedTier | None,
@@ -103,10 +81,10 @@ def shared_origin(tier: SharedTier | None, shas: Iterable[str]) -> str:
 __all__ = [
     "INSTALL_HINT",
     "PUBLISH_GRACE",
+    "BlobSource",
     "SharedLocation",
     "SharedStats",
     "SharedTier",
-    "fetch_with_shared",
     "push_models",
     "shared_origin",
     "shared_presence",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import concurrent.futures
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import DownloadError, ModelError
+from ..units import human_size
 from .location import SharedLocation
-from .s3 import SharedTier
+from .tier import SharedTier
 
 if TYPE_CHECKING:
     from ..settings import Settings
-    from ..store import CacheEntry
+    from ..store import CacheEntry, ModelCache
 
 
 def tier_for(settings: Settings, tier: SharedTier | None = None) -> SharedTier:
@@ -31,16 +32,8 @@ def tier_for(settings: Settings, tier: SharedTier | None = None) -> SharedTier:
     return t
 
 
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def entry_blobs(disk: Any, entry: CacheEntry) -> list[tuple[str, str, Path | None, int | None]]:
+def entry_blobs(cache: ModelCache, entry: CacheEntry
+                ) -> list[tuple[str, str, Path | None, int | None]]:
     """What other machines look up for this entry: ``(label, sha256, local path, size)``.
 
     For an unpacked archive that is the archive (``entry.sha256``), whose blob the loader keeps
@@ -48,20 +41,20 @@ def entry_blobs(disk: Any, entry: CacheEntry) -> list[tuple[str, str, Path | Non
     """
     shas = {f.sha256 for f in entry.files}
     if entry.sha256 and entry.sha256 not in shas:  # an archive's unpacked files
-        blob = disk.blob_path(entry.sha256)
+        blob = cache.blob_path(entry.sha256)
         if blob.is_file():
             return [("archive", entry.sha256, blob, blob.stat().st_size)]
         return [("archive", entry.sha256, None, None)]
     base = entry.path if entry.kind == "dir" else entry.path.parent
     out: list[tuple[str, str, Path | None, int | None]] = []
     for f in entry.files:
-        blob = disk.blob_path(f.sha256)
+        blob = cache.blob_path(f.sha256)
         path = blob if blob.is_file() else base / f.path
         out.append((f.path, f.sha256, path if path.is_file() else None, f.size))
     return out
 
 
-def push_models(registry: Any, model_id: str | None = None, *,
+def push_models(settings: Settings, cache: ModelCache, model_id: str | None = None, *,
                 tier: SharedTier | None = None) -> list[str]:
     """Upload cached models (one, or all) to the shared tier; returns lines to print.
 
@@ -69,8 +62,7 @@ def push_models(registry: Any, model_id: str | None = None, *,
     disk. Raises ``ModelError`` when the model is not cached or when any upload failed (after
     trying all of them), ``RuntimeUnavailableError`` without boto3.
     """
-    t = tier_for(registry.settings, tier)
-    cache = registry.cache
+    t = tier_for(settings, tier)
     if model_id is not None:
         entry = cache.lookup(model_id)
         if entry is None:
@@ -84,7 +76,7 @@ def push_models(registry: Any, model_id: str | None = None, *,
         counts = {"uploaded": 0, "exists": 0, "failed": 0}
         sent = 0
         notes = []
-        for label, sha, path, size in entry_blobs(cache.disk, entry):
+        for label, sha, path, size in entry_blobs(cache, entry):
             if path is None or size is None:
                 notes.append(f"{label} not kept locally (pull it again with the shared cache"
                              " configured to share it)")
@@ -95,7 +87,8 @@ def push_models(registry: Any, model_id: str | None = None, *,
                 sent += size
             elif result == "failed":
                 failed.append(f"{entry.model_id}/{label}")
-        parts = [f"{counts['uploaded']} uploaded ({_human(sent)})" if counts["uploaded"] else "",
+        parts = [f"{counts['uploaded']} uploaded ({human_size(sent)})"
+                 if counts["uploaded"] else "",
                  f"{counts['exists']} already there" if counts["exists"] else "",
                  f"{counts['failed']} failed" if counts["failed"] else "", *notes]
         lines.append(f"{entry.model_id}: {', '.join(p for p in parts if p) or 'nothing to push'}")
@@ -109,7 +102,7 @@ def push_models(registry: Any, model_id: str | None = None, *,
     return lines
 
 
-def shared_presence(registry: Any, entries: list[CacheEntry] | None = None,
+def shared_presence(settings: Settings, cache: ModelCache, entries: list[CacheEntry] | None = None,
                     tier: SharedTier | None = None) -> dict[str, str]:
     """For ``cache ls``: model id -> ``"yes"`` / ``"no"`` / ``"partial"`` / ``"?"``.
 
@@ -117,15 +110,15 @@ def shared_presence(registry: Any, entries: list[CacheEntry] | None = None,
     when no shared cache is configured.
     """
     if tier is None:
-        if not registry.settings.shared_cache:
+        if not settings.shared_cache:
             return {}
         try:
-            tier = tier_for(registry.settings)
+            tier = tier_for(settings)
         except ModelError:
             return {}
-    entries = registry.cache.entries() if entries is None else entries
+    entries = cache.entries() if entries is None else entries
     jobs: dict[str, list[tuple[str, int | None]]] = {
-        e.model_id: [(sha, size) for _, sha, _, size in entry_blobs(registry.cache.disk, e)]
+        e.model_id: [(sha, size) for _, sha, _, size in entry_blobs(cache, e)]
         for e in entries}
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = {mid: [pool.submit(tier.exists, sha, size) for sha, size in blobs]

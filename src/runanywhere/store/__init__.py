@@ -1,11 +1,15 @@
-"""The two-tier model cache: memory LRU + disk tier (SQLite index, content-addressed blobs)."""
+"""Bytes at rest: the two-tier model cache (memory LRU + disk tier with a SQLite index).
+
+``ModelCache`` is the one door: the loader, the sideload and the shared tier use its narrow
+methods; nothing outside this package touches the disk tier or the index.
+"""
 
 from .cache import CacheHit, ModelCache
-from .disk import CacheEntry, DiskTier, StagedFile, VerifyResult
-from .fsutil import CacheBusy
+from .disk import CacheEntry, StagedFile, VerifyResult
 from .index import FileRow
 from .memory import MemoryLRU
+from .partial import partial_key
 from .prune import PrunePlan
 
-__all__ = ["CacheBusy", "CacheEntry", "CacheHit", "DiskTier", "FileRow", "MemoryLRU",
-           "ModelCache", "PrunePlan", "StagedFile", "VerifyResult"]
+__all__ = ["CacheEntry", "CacheHit", "FileRow", "MemoryLRU", "ModelCache", "PrunePlan",
+           "StagedFile", "VerifyResult", "partial_key"]

@@ -16,34 +16,36 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
-import logging
 import mmap
 import os
+import shutil
 import sqlite3
 import tempfile
 import threading
 import time
+import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import CacheError
+from ..errors import CacheBusy, CacheError, InsufficientStorageError, IntegrityError
+from ..logs import log, warn_once
+from ..settings import DEFAULT_MEMORY_LIMIT, Settings
+from .archive import extract
 from .disk import CacheEntry, DiskTier, Prepared, StagedFile, VerifyResult
-from .fsutil import CacheBusy, is_writable_dir, try_flock
+from .fsutil import disk_error, is_writable_dir
 from .index import dump_manifest, is_busy
 from .memory import MemoryLRU
 from .prune import PrunePlan, evict_unused, plan_prune
 
 if TYPE_CHECKING:
-    from ..catalog import ModelMetadata
-
-log = logging.getLogger("runanywhere")
-DEFAULT_MEMORY_LIMIT = 500 * 2**20
+    from ..catalog import ModelFile, ModelMetadata
 #: Seconds between two writes of batched hit statistics.
 FLUSH_EVERY = 5.0
+#: Room kept free on the disk besides what a download needs.
+SPACE_MARGIN = 64 * 2**20
 T = TypeVar("T")
 
 
@@ -61,15 +63,6 @@ class CacheHit:
     @property
     def model_id(self) -> str:
         return self.entry.model_id
-
-
-def _env_disk_limit() -> int | None:
-    text = os.environ.get("RUNANYWHERE_DISK_LIMIT")
-    if not text:
-        return None
-    from ..settings import parse_size
-
-    return parse_size(text)
 
 
 #: Open caches, so batched statistics are written when the interpreter exits.
@@ -92,13 +85,13 @@ class ModelCache:
         """``disk_limit`` (bytes; default ``RUNANYWHERE_DISK_LIMIT``) is enforced by LRU eviction
         after each publish. ``lock_timeout``: how long to wait for another process's lock on the
         index before degrading with a warning."""
-        if directory is None:
-            from ..settings import Settings
-
-            directory = Settings.from_env().home
+        if directory is None or disk_limit is None:
+            env = Settings.from_env()
+            directory = env.home if directory is None else directory
+            disk_limit = env.disk_limit if disk_limit is None else disk_limit
         self.directory = Path(directory)
         self.durable = durable
-        self.disk_limit = disk_limit if disk_limit is not None else _env_disk_limit()
+        self.disk_limit = disk_limit
         self.lock_timeout = lock_timeout
         self.memory = MemoryLRU(memory_limit)
         self.degraded: str | None = None
@@ -109,7 +102,6 @@ class ModelCache:
         self._pending_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._use_fds: dict[str, list[int]] = {}
-        self._warned: set[str] = set()
         self._recovered = False
         self.disk = self._open_disk()
         _OPEN.add(self)
@@ -143,9 +135,7 @@ class ModelCache:
         return DiskTier(Path(self._scratch.name), durable=False, busy_timeout=self.lock_timeout)
 
     def _warn(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("%s", message)
+        warn_once(f"cache:{key}:{self.directory}:{id(self)}", "%s", message)
 
     def _guarded(self, call: Callable[[], T], default: T, what: str,
                  tier: DiskTier | None = None) -> T:
@@ -291,10 +281,9 @@ class ModelCache:
                                       source_sha256=source_sha256, origin=origin, pinned=pinned)
             self._volatile.pop(model_id, None)
         except CacheBusy as e:
-            prepared: Prepared | None = getattr(e, "prepared", None)
-            if prepared is None:
+            if not isinstance(e.pending, Prepared):
                 raise
-            entry = self._keep_volatile(prepared, str(e))
+            entry = self._keep_volatile(e.pending, str(e))
         self.memory.pop(model_id)
         if self.disk_limit is not None:
             self.enforce_limit(protect={model_id})
@@ -310,16 +299,154 @@ class ModelCache:
 
     def import_path(self, meta: ModelMetadata, path: Path | str) -> CacheEntry:
         """Sideload a local file or folder, verified against ``meta`` before it is visible."""
-        from ..importer import import_into
+        from .sideload import import_into
 
         return import_into(self, meta, Path(path))
+
+    def publish_archive(self, meta: ModelMetadata, archive: StagedFile, *, origin: str,
+                        on_extract: Callable[[], None] | None = None,
+                        after_publish: Callable[[Path], object] | None = None) -> CacheEntry:
+        """Unpack a verified archive safely and publish its files as the model's folder.
+
+        The archive's blob is kept while it is unpacked (``after_publish`` gets its path, to
+        share it) and dropped afterwards unless some model uses the same bytes.
+        """
+        blob = self.disk.store_blob(archive)
+        if on_extract is not None:
+            on_extract()
+        work = self.partial_dir() / f"unpack-{meta.id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            assert meta.archive is not None
+            members = extract(blob, meta.archive, work)
+            if not members:
+                raise IntegrityError(f"the archive of {meta.id} holds no files")
+            files = [StagedFile(m.path, m.file, m.sha256, m.size) for m in members]
+            entry = self.publish(meta.id, meta.version, files, kind="dir",
+                                 source_sha256=archive.sha256, origin=origin)
+            if after_publish is not None:
+                after_publish(blob)
+            return entry
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            self._drop_unshared_blob(archive.sha256)
+
+    def _drop_unshared_blob(self, sha256: str) -> None:
+        """An archive is not the model (its unpacked files are), and a refused one must not stay:
+        drop its blob unless some model uses the same bytes."""
+        with self.disk.locks.gc():  # the guard against racing a publisher that uses it
+            if sha256 not in self.disk.index.blob_refs():
+                with contextlib.suppress(FileNotFoundError):
+                    self.disk.blob_path(sha256).unlink()
+
+    # -- what a download needs from the store ---------------------------------------------------
+    def find(self, meta: ModelMetadata) -> CacheEntry | None:
+        """The cached entry if it is the one the catalog asks for now (same files and hashes,
+        recorded first-use hashes included)."""
+        entry = self.lookup(meta.id)
+        if entry is not None and self._matches(entry, meta):
+            return entry
+        return None
+
+    def find_nowait(self, meta: ModelMetadata) -> tuple[bool, CacheEntry | None]:
+        """``find`` for an event loop: ``(False, None)`` at once when another thread holds the
+        index (it may be waiting out another process's write), ``(True, entry or None)`` else."""
+        with self.disk.index.unless_busy() as free:
+            return (True, self.find(meta)) if free else (False, None)
+
+    def _matches(self, entry: CacheEntry, meta: ModelMetadata) -> bool:
+        if meta.archive:
+            want = self.expected_sha256(meta.id, meta.files[0])
+            return want is not None and entry.sha256 == want
+        have = {f.path: f.sha256 for f in entry.files}
+        if set(have) != {f.path for f in meta.files}:
+            return False
+        for f in meta.files:
+            want = self.expected_sha256(meta.id, f)
+            if want is not None and have[f.path] != want:
+                return False
+        return True
+
+    def expected_sha256(self, model_id: str, f: ModelFile) -> str | None:
+        """The catalog's hash of a file, else the one recorded at its first verified download."""
+        if f.sha256:
+            return f.sha256
+        t = self._guarded(lambda: self.disk.index.trusted(model_id, f.path), None, "lookup")
+        return t[0] if t and t[1] == f.size else None
+
+    def record_trusted(self, model_id: str, path: str, source: str, sha256: str, size: int
+                       ) -> None:
+        """Trust on first use: every later download or import of this file must match."""
+        self.disk.index.set_trusted(model_id, path, source, sha256, size)
+
+    def partial_dir(self) -> Path:
+        """``partials/`` (recreated if someone removed it while we ran)."""
+        folder = self.disk.partial_dir
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise disk_error(e, f"creating {folder}", self.directory) from e
+        return folder
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.disk.blob_path(sha256)
+
+    def stage_stored_blob(self, path: str, sha256: str, size: int) -> StagedFile | None:
+        """Stage a hard link to a stored blob with these bytes, or None if there is none.
+
+        Publishing *moves* a staged file into ``blobs/`` and drops it when the blob exists, so the
+        blob itself must never be staged: a link in ``partials/`` is, and it costs no copy.
+        """
+        if not self.disk.has_blob(sha256, size):
+            return None
+        link = self.partial_dir() / f"{sha256}.reuse-{uuid.uuid4().hex[:8]}.part"
+        try:
+            os.link(self.disk.blob_path(sha256), link)
+        except FileNotFoundError:
+            return None  # pruned a moment ago: download it
+        except OSError:  # no hard links here: a copy is still cheaper than the network
+            shutil.copyfile(self.disk.blob_path(sha256), link)
+        return StagedFile(path, link, sha256, size)
+
+    def discard_staged(self, files: Iterable[StagedFile]) -> None:
+        """Drop the reuse links that publishing did not consume (never a download's partial)."""
+        for sf in files:
+            if sf.src.parent == self.disk.partial_dir and ".reuse-" in sf.src.name:
+                with contextlib.suppress(FileNotFoundError):
+                    sf.src.unlink()
+
+    def check_space(self, todo: list[tuple[str, int]], *, unpack: bool = False) -> None:
+        """Refuse (``InsufficientStorageError``) a download of ``(partial key, size)`` files that
+        cannot fit, counting the bytes their partials hold already."""
+        if not todo:
+            return
+        folder = self.partial_dir()
+        have = 0
+        for key, size in todo:
+            for part in folder.glob(f"{key}.*.part"):
+                with contextlib.suppress(OSError):
+                    have += min(part.stat().st_blocks * 512, size)
+        total = sum(size for _, size in todo)
+        need = total - have
+        # An archive is unpacked beside itself: count its size once more as a lower bound.
+        extra = total if unpack else 0
+        free = shutil.disk_usage(folder).free
+        if need + extra + SPACE_MARGIN > free:
+            raise InsufficientStorageError(
+                f"not enough disk space in {self.directory}: {need / 2**20:.1f} MiB still to"
+                f" download, {free / 2**20:.1f} MiB free", needed=need, available=free)
+
+    def download_lock(self, meta: ModelMetadata, cancel: threading.Event
+                      ) -> contextlib.AbstractContextManager[bool]:
+        """Hold the model's download lock (True), or False once another process published it."""
+        return self.disk.locks.download(meta.id, cancel=cancel,
+                                        done=lambda: self.find(meta) is not None)
 
     def delete(self, model_id: str, *, force: bool = False) -> int:
         """Remove a model (even pinned); refuses one another process holds unless ``force``."""
         self._release_all(model_id)  # this process asked for the deletion: its holds end
         if self.disk.index.row(model_id) is None and model_id not in self._volatile:
             self._refuse_readonly(model_id)
-        fd = try_flock(self.disk.lock_dir / f"use-{model_id}.lock")
+        fd = self.disk.locks.try_evict(model_id)
         if fd is None and not force:
             raise CacheError(f"{model_id} is in use by another process; close it first")
         try:
@@ -375,22 +502,7 @@ class ModelCache:
 
         Waits while an eviction of the model is running; look the model up *after* holding it.
         """
-        path = self.disk.lock_dir / f"use-{model_id}.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            try:  # a read-only cache: a shared flock needs only a readable file
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                # No lock file and no way to make one: nobody can evict from this folder either.
-                # -1 keeps hold/release counts paired.
-                fd = -1
-        if fd >= 0:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except BaseException:
-                os.close(fd)
-                raise
+        fd = self.disk.locks.hold_use(model_id)
         self._use_fds.setdefault(model_id, []).append(fd)
 
     def release(self, model_id: str) -> None:
@@ -409,13 +521,7 @@ class ModelCache:
 
     def held(self, model_id: str) -> bool:
         """Is the model held by any process (this one included)?"""
-        if self._use_fds.get(model_id):
-            return True
-        fd = try_flock(self.disk.lock_dir / f"use-{model_id}.lock")
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
+        return bool(self._use_fds.get(model_id)) or self.disk.locks.used_elsewhere(model_id)
 
     # -- eviction, pruning, verification --------------------------------------------------------
     def plan_prune(self, max_size: int | None = None, *, orphan_age: float = 24 * 3600

@@ -7,8 +7,8 @@ Layout under the cache root::
     models/<id>/<version>/...    the model as users see it: hard links to blobs (copies where
                                  links are impossible)
     manifests/<id>.json          per-model manifest, enough to rebuild the index
-    partials/                    downloads and imports in progress (see transfer/partial.py)
-    locks/                       flocks: index (open/rebuild), gc, model-<id>, use-<id>
+    partials/                    downloads and imports in progress (see partial.py)
+    locks/                       flocks (see locks.py)
     quarantine/                  whatever failed verification, kept for inspection
 
 Publishing is ordered so a crash at any point leaves nothing visible that is wrong: bytes are
@@ -35,28 +35,26 @@ import sqlite3
 import stat
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CacheError, InsufficientStorageError
+from ..errors import CacheBusy, CacheError, InsufficientStorageError
 from .fsutil import (
-    CacheBusy,
     atomic_write,
     copy_file,
     crash_point,
-    file_sha256,
-    flocked,
+    disk_error,
     fsync_dir,
     fsync_file,
     is_enospc,
     link_or_copy,
-    no_space,
     remove_tree,
     replace_with_link,
 )
+from .hashing import file_sha256
 from .index import FileRow, Index, ListingRow, dump_manifest, is_busy, is_full, make_manifest
+from .locks import Locks
 
 log = logging.getLogger("runanywhere")
 
@@ -215,12 +213,12 @@ class DiskTier:
         self.model_dir = root / "models"
         self.manifest_dir = root / "manifests"
         self.partial_dir = root / "partials"
-        self.lock_dir = root / "locks"
         self.quarantine_dir = root / "quarantine"
+        self.locks = Locks(root / "locks", busy_timeout)
         self._root_s = str(root)
         if not readonly:
             for d in (self.blob_dir, self.model_dir, self.manifest_dir, self.partial_dir,
-                      self.lock_dir, self.quarantine_dir):
+                      self.locks.folder, self.quarantine_dir):
                 d.mkdir(parents=True, exist_ok=True)
         self.index = self._open_index()
 
@@ -230,7 +228,7 @@ class DiskTier:
         if self.readonly:
             return Index(path, readonly=True, busy_timeout=self.busy_timeout)
         # One process at a time checks (and maybe rebuilds) the index: a rebuild moves the file.
-        with self.lock("index", timeout=self.busy_timeout):
+        with self.locks.index():
             try:
                 index = Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
             except sqlite3.OperationalError:
@@ -251,7 +249,7 @@ class DiskTier:
 
     def recover(self, why: Exception) -> None:
         """The index turned out corrupt while in use: set it aside and rebuild it."""
-        with self.lock("index", timeout=self.busy_timeout):
+        with self.locks.index():
             with contextlib.suppress(sqlite3.Error):
                 self.index.close()
             self.index = self._rebuild(self.root / "index.db", why)
@@ -307,13 +305,6 @@ class DiskTier:
     def close(self) -> None:
         self.index.close()
 
-    @contextlib.contextmanager
-    def lock(self, name: str, *, shared: bool = False, timeout: float | None = None
-             ) -> Iterator[None]:
-        with flocked(self.lock_dir / f"{name}.lock", shared=shared,
-                     timeout=self.busy_timeout if timeout is None else timeout):
-            yield
-
     def _writable(self) -> None:
         if self.readonly:
             raise CacheError(f"the cache in {self.root} is read-only")
@@ -349,7 +340,7 @@ class DiskTier:
             self._move_in(staged.src, dst)
         except OSError as e:
             if is_enospc(e):
-                raise no_space(e, self.root) from e
+                raise disk_error(e, "storing a blob", self.root) from e
             raise
         if self.durable:
             fsync_dir(self.blob_dir)
@@ -411,14 +402,14 @@ class DiskTier:
         """Store verified files and make them visible as one model (see the module doc).
 
         Raises ``InsufficientStorageError`` when the disk is full (nothing becomes visible) and
-        ``CacheBusy`` (carrying ``.prepared``) when the index stays locked: the files are then in
-        place and :meth:`retry_commit` may be tried later.
+        ``CacheBusy`` (carrying ``.pending``, a :class:`Prepared`) when the index stays locked:
+        the files are then in place and :meth:`retry_commit` may be tried later.
         """
         self._writable()
         if kind not in ("file", "dir") or not files or (kind == "file" and len(files) != 1):
             raise ValueError(f"cannot publish {len(files)} file(s) as kind {kind!r}")
         # Locks until the commit: gc must not take a blob, nor prune a folder, before its row.
-        with self.lock("gc", shared=True), self.lock(f"model-{model_id}"):
+        with self.locks.gc(shared=True), self.locks.model(model_id):
             for f in files:
                 self.store_blob(f)
             crash_point("publish:blobs")
@@ -427,13 +418,13 @@ class DiskTier:
                                          pinned)
             except OSError as e:
                 if is_enospc(e):
-                    raise no_space(e, self.root) from e
+                    raise disk_error(e, f"publishing {model_id}", self.root) from e
                 raise
             return self._commit(prepared)
 
     def retry_commit(self, p: Prepared) -> CacheEntry:
-        """Commit a model whose publish met a locked index (``CacheBusy.prepared``)."""
-        with self.lock("gc", shared=True), self.lock(f"model-{p.doc['id']}"):
+        """Commit a model whose publish met a locked index (``CacheBusy.pending``)."""
+        with self.locks.gc(shared=True), self.locks.model(p.doc["id"]):
             base = Path(self.root, p.doc["entry"])
             base = base if p.doc["kind"] == "dir" else base.parent
             for path, mtime in p.file_mtimes.items():
@@ -476,9 +467,8 @@ class DiskTier:
                                  blob_mtimes=p.blob_mtimes)
         except sqlite3.OperationalError as e:
             if is_busy(e):
-                err = CacheBusy(f"the cache index is locked by another process ({e})")
-                err.prepared = p  # type: ignore[attr-defined]
-                raise err from e
+                raise CacheBusy(f"the cache index is locked by another process ({e})",
+                                pending=p) from e
             self._undo_install(mid, p.folder)
             if is_full(e):
                 raise InsufficientStorageError(f"no space left in {self.root} for the cache"
@@ -574,7 +564,7 @@ class DiskTier:
             return 0
         with contextlib.ExitStack() as stack:
             for mid in ids:  # sorted: two removers never wait on each other in a cycle
-                stack.enter_context(self.lock(f"model-{mid}"))
+                stack.enter_context(self.locks.model(mid))
             self.index.delete_models(ids)
             crash_point("remove:index")
             for mid in ids:
@@ -586,7 +576,7 @@ class DiskTier:
     def gc_blobs(self) -> int:
         """Delete blobs no model references any more; returns the bytes freed."""
         freed = 0
-        with self.lock("gc"):
+        with self.locks.gc():
             for sha, size in self.index.delete_unreferenced_blobs():
                 crash_point("gc:unlink")
                 with contextlib.suppress(FileNotFoundError):
@@ -676,7 +666,7 @@ class DiskTier:
         for mid in model_ids:
             self._quarantine_path(self.model_dir / mid, mid)
             (self.manifest_dir / f"{mid}.json").unlink(missing_ok=True)
-        with self.lock("gc"):
+        with self.locks.gc():
             for sha in suspects:  # unless another model's good copy restored it meanwhile
                 blob = self.blob_path(sha)
                 if _regular(blob) is None or file_sha256(blob) != sha:

@@ -1,33 +1,24 @@
-"""Small filesystem primitives with the durability the cache promises, plus its file locks."""
+"""Small filesystem primitives with the durability the cache promises."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import CacheError, InsufficientStorageError
-
-#: Test hook: ``RUNANYWHERE_CRASH_AT=<step>`` makes the process write the step's name (and a
-#: newline) to the file ``RUNANYWHERE_CRASH_MARKER`` (``/dev/stdout`` works) and hang at that named
-#: step, so a test can ``kill -9`` it at an exact point.
-_CRASH_AT = os.environ.get("RUNANYWHERE_CRASH_AT")
-
-
-class CacheBusy(CacheError):
-    """Another process holds the cache index (or a cache lock) longer than the timeout."""
+from ..settings import TEST_HOOKS
 
 
 def crash_point(step: str) -> None:
-    if _CRASH_AT is None or step != _CRASH_AT:
+    """Test hook (``settings.TestHooks``): hang at the named step so a test can ``kill -9``."""
+    if TEST_HOOKS.crash_at is None or step != TEST_HOOKS.crash_at:
         return
-    marker = os.environ.get("RUNANYWHERE_CRASH_MARKER")
+    marker = TEST_HOOKS.crash_marker
     if marker:
         with open(marker, "a") as f:
             f.write(step + "\n")
@@ -39,12 +30,20 @@ def is_enospc(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def no_space(e: OSError, where: Path) -> InsufficientStorageError:
-    try:
-        free = shutil.disk_usage(where).free
-    except OSError:
+def disk_error(e: OSError, doing: str, where: Path | None = None
+               ) -> CacheError | InsufficientStorageError:
+    """A local disk failure, typed (the one ENOSPC mapper): never retried as if the network had
+    failed. ``where`` (a folder) adds the free space to a disk-full error."""
+    if is_enospc(e):
         free = 0
-    return InsufficientStorageError(f"no space left in {where} ({e.strerror})", available=free)
+        if where is not None:
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(where).free
+        return InsufficientStorageError(
+            f"disk full: no space left in {where or 'the cache'} while {doing}"
+            f" ({e.strerror or e})",
+            available=free)
+    return CacheError(f"disk error while {doing}: {e.strerror or e}")
 
 
 def fsync_dir(path: Path) -> None:
@@ -140,18 +139,6 @@ def remove_tree(path: Path) -> None:
             path.unlink()
 
 
-def file_sha256(path: Path, *, chunk: int = 4 << 20) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    buf = bytearray(chunk)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 def is_writable_dir(path: Path) -> bool:
     """Can we create files in ``path`` (creating it if needed)? Tests real writes, not modes."""
     try:
@@ -162,51 +149,3 @@ def is_writable_dir(path: Path) -> bool:
         return True
     except OSError:
         return False
-
-
-# -- advisory locks (flock: released by the kernel when a process dies) ---------------------------
-def _acquire(fd: int, mode: int, timeout: float | None, what: Path) -> None:
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        return
-    except BlockingIOError:
-        if timeout is None:
-            fcntl.flock(fd, mode)
-            return
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:  # flock has no timeout of its own: poll with a growing delay
-        time.sleep(delay)
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise CacheBusy(f"{what.name} is held by another process for more than"
-                                f" {timeout:g}s") from None
-            delay = min(delay * 2, 0.05)
-
-
-@contextlib.contextmanager
-def flocked(path: Path, *, shared: bool = False, timeout: float | None = None) -> Iterator[None]:
-    """Hold ``flock`` on ``path`` (created if needed); ``CacheBusy`` after ``timeout`` seconds."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        _acquire(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout, path)
-        yield
-    finally:
-        os.close(fd)
-
-
-def try_flock(path: Path, *, shared: bool = False) -> int | None:
-    """An fd holding the lock, or None if someone else holds it (or it cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        return fd
-    except OSError:
-        os.close(fd)
-        return None

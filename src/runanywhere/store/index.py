@@ -247,9 +247,6 @@ class Index:
     def quick_check(self) -> str:
         return str(self.query("PRAGMA quick_check")[0][0])
 
-    def integrity_check(self) -> str:
-        return str(self.query("PRAGMA integrity_check")[0][0])
-
     # -- reads ----------------------------------------------------------------------------------
     def row(self, model_id: str) -> ListingRow | None:
         rows = self.query(_LISTING + " WHERE id=?", (model_id,))

@@ -2,7 +2,7 @@
 
 A plan evicts least-recently-used models until the cache fits ``max_size`` (never a pinned model
 or one a process holds: ``locks/use-<id>.lock``), and lists orphans older than ``orphan_age``:
-abandoned partials (never one a live process is writing, see ``transfer.partial.is_abandoned``),
+abandoned partials (never one a live process is writing, see ``partial.is_abandoned``),
 blobs no index row refers to, and model folders or manifests no index row refers to.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .disk import CacheEntry, DiskTier
-from .fsutil import crash_point, remove_tree, try_flock
+from .fsutil import crash_point, remove_tree
+from .partial import is_abandoned
 
 #: A folder in ``partials/`` (an archive being unpacked) counts as abandoned only after this long
 #: without a change, whatever ``orphan_age`` says: nothing names the process that owns it.
@@ -87,7 +88,7 @@ def evict_unused(disk: DiskTier, ids: Iterable[str], *, keep_pinned: bool = True
         pinned = {e.model_id for e in disk.entries() if e.pinned} if keep_pinned else set()
         chosen = []
         for mid in ids:
-            fd = None if mid in pinned else try_flock(disk.lock_dir / f"use-{mid}.lock")
+            fd = None if mid in pinned else disk.locks.try_evict(mid)
             if fd is not None:  # locked: a process that wants to use it waits for us
                 held.append(fd)
                 chosen.append(mid)
@@ -99,10 +100,8 @@ def evict_unused(disk: DiskTier, ids: Iterable[str], *, keep_pinned: bool = True
 
 
 def _remove_orphans(disk: DiskTier, plan: PrunePlan) -> int:
-    from ..transfer.partial import is_abandoned
-
     freed = 0
-    with disk.lock("gc"):  # no publish is between storing a blob and committing its row
+    with disk.locks.gc():  # no publish is between storing a blob and committing its row
         refs = disk.index.blob_refs()
         for p in plan.orphan_blobs:
             if p.name not in refs:
@@ -125,7 +124,7 @@ def _remove_stray(disk: DiskTier, path: Path) -> None:
         model_id = path.stem
     else:
         model_id = path.parent.name if temp else path.name
-    fd = try_flock(disk.lock_dir / f"model-{model_id}.lock")
+    fd = disk.locks.try_model(model_id)
     if fd is None:
         return  # a publish of this model is running
     try:  # re-checked under the lock: the model may have been published since the plan
@@ -200,7 +199,7 @@ def _plan_eviction(disk: DiskTier, entries: list[CacheEntry], total: int, max_si
     for e in sorted(entries, key=lambda e: (e.last_access, e.model_id)):
         if total - freed <= max_size:
             break
-        if e.pinned or e.model_id in in_use or _held_elsewhere(disk, e.model_id):
+        if e.pinned or e.model_id in in_use or disk.locks.used_elsewhere(e.model_id):
             kept.append(e.model_id)
             continue
         evict.append(e)
@@ -209,14 +208,6 @@ def _plan_eviction(disk: DiskTier, entries: list[CacheEntry], total: int, max_si
             if refcount[sha] == 0:
                 freed += sizes[sha]
     return evict, kept, freed
-
-
-def _held_elsewhere(disk: DiskTier, model_id: str) -> bool:
-    fd = try_flock(disk.lock_dir / f"use-{model_id}.lock")
-    if fd is None:
-        return True
-    os.close(fd)
-    return False
 
 
 def _orphan_blobs(disk: DiskTier, now: float, age: float) -> list[Path]:
@@ -231,8 +222,6 @@ def _orphan_blobs(disk: DiskTier, now: float, age: float) -> list[Path]:
 
 
 def _orphan_partials(disk: DiskTier, now: float, age: float) -> list[Path]:
-    from ..transfer.partial import is_abandoned
-
     out = []
     for p in disk.partial_dir.iterdir():
         if p.is_dir() and not p.is_symlink():

@@ -1,8 +1,7 @@
-"""Downloads: the ``ModelLoader`` queue and the one-file fetch underneath it."""
+"""Bytes on the wire: HTTP, one file's ranged fetch, where bytes come from, one model's pull, and
+the ``ModelLoader`` queue over them."""
 
 from .fetch import FetchConfig, FetchedFile, FileFetch
 from .loader import ModelLoader
-from .progress import DownloadProgress, ProgressTracker, Stage
 
-__all__ = ["DownloadProgress", "FetchConfig", "FetchedFile", "FileFetch", "ModelLoader",
-           "ProgressTracker", "Stage"]
+__all__ = ["FetchConfig", "FetchedFile", "FileFetch", "ModelLoader"]

@@ -13,9 +13,9 @@ Design (numbers are the defaults of :class:`FetchConfig`):
   what arrived before a connection broke. A worker with nothing left steals the far half of the
   range with the most bytes still to come (if that half is worth a connection), so the last
   percent does not crawl on one slow connection.
-* sha256 is computed by one thread that follows the contiguous prefix of written bytes (reading
-  them back from the page cache) while the network threads keep receiving: the hash is ready a
-  moment after the last byte, and a large file is never read a second time afterwards.
+* sha256 is computed while the bytes arrive (``hasher.py``): the hash is ready a moment after the
+  last byte, and a large file is never read a second time afterwards.
+* What each answer means is decided by ``response.classify`` from its status and headers alone.
 * A watchdog aborts connections slower than ``min_speed`` over ``stall_window`` (a trickle that a
   socket timeout never catches), and requests whose headers take longer than ``timeout`` (a
   dribbled header). In durable mode it also ``fdatasync``-s as the download goes, so the final
@@ -28,10 +28,7 @@ Design (numbers are the defaults of :class:`FetchConfig`):
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import os
-import re
 import socket
 import threading
 import time
@@ -42,14 +39,17 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..errors import DownloadCancelledError, DownloadError, IntegrityError, ModelError
-from ..store.fsutil import crash_point
-from .http import Response, open_url, retry_after_seconds
-from .partial import Partial, PartialMeta, adopt, new_owner
-from .progress import ProgressTracker, Stage
-from .retry import RETRY_STATUSES, TransientError, backoff, disk_error
+from ..progress import ProgressTracker, Stage
+from ..store.fsutil import crash_point, disk_error
+from ..store.hashing import write_all
+from ..store.partial import Partial, PartialMeta, adopt, new_owner
+from ..store.ranges import split
+from .hasher import PrefixHasher
+from .http import Response, open_url
+from .response import SourceChanged, classify, one_line
+from .retry import TransientError, backoff
 
 MiB = 2**20
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _HTML_START = (b"<!doctype html", b"<html", b"<?xml", b"<head")
 
 
@@ -134,18 +134,9 @@ class _Conn:
             _shutdown(sock)
 
 
-def _one_line(text: str) -> str:
-    """Server-provided text (error bodies, bad status lines) folded for a one-line message."""
-    return " ".join(text.split())
-
-
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Restart(Exception):
-    """Internal: start the whole file again (the source changed, or bytes held are suspect)."""
 
 
 class FileFetch:
@@ -172,14 +163,10 @@ class FileFetch:
         self._url_index = 0
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._ranges_ok: bool | None = None  # unknown until the first response
-        self._hasher = hashlib.sha256()
-        self._hashed = 0
-        #: Guards ``_hasher``/``_hashed``: the hash thread and, for in-order bytes, the workers.
-        self._hash_lock = threading.Lock()
+        self._hasher: PrefixHasher | None = None
         self._unflushed = 0
         self._partial: Partial | None = None
         self._html_checked = False
-        self.bytes_from_network = 0
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> FetchedFile:
@@ -190,6 +177,7 @@ class FileFetch:
         except OSError as e:
             raise disk_error(e, f"opening a partial file in {self.partial_dir}") from e
         self._partial = partial
+        self._hasher = PrefixHasher(partial.fd)
         if meta.etag or meta.last_modified:
             self._validators[self.urls[0]] = (meta.etag, meta.last_modified)
         resumed = partial.ranges.covered()
@@ -208,12 +196,13 @@ class FileFetch:
                         if resumed and not restarted:
                             # Bytes we kept from before were bad (power loss, or a changed
                             # source): never trust them again, start over once.
-                            raise _Restart("the bytes kept from an earlier run were bad")
+                            raise SourceChanged("the bytes kept from an earlier run were bad")
                         raise IntegrityError(
                             f"sha256 mismatch for {self.urls[0]}: expected {self.expected},"
-                            f" got {digest}", expected=self.expected, actual=digest)
+                            f" got {digest}", expected=self.expected, actual=digest,
+                            url=self.urls[0])
                     break
-                except _Restart as why:
+                except SourceChanged as why:
                     if restarted:
                         raise DownloadError(f"{self.urls[0]}: had to start over twice ({why})",
                                             url=self.urls[0]) from None
@@ -244,13 +233,18 @@ class FileFetch:
         for c in conns:
             c.abort()
 
+    def discard(self) -> None:
+        """Drop the bytes this fetch holds on disk (a source that turned out bad)."""
+        if self._partial is not None:
+            self._partial.discard()
+
     # -- the download proper ---------------------------------------------------------------------
     def _reset(self) -> None:
         assert self._partial is not None
         self._partial.reset()
         self._validators.clear()
-        self._hasher = hashlib.sha256()
-        self._hashed = 0
+        assert self._hasher is not None
+        self._hasher.reset()
         self._ranges_ok = None
         self._error = None
         self._html_checked = False
@@ -269,8 +263,10 @@ class FileFetch:
         self._pending_gaps = rest
         self._error = None
         stop = threading.Event()
-        hasher = threading.Thread(target=self._hash_loop, args=(stop,), daemon=True,
-                                  name="ra-hash")
+        assert self._hasher is not None
+        hasher = threading.Thread(target=self._hasher.follow,
+                                  args=(self._prefix_end, self._wait_for_bytes, stop),
+                                  daemon=True, name="ra-hash")
         watchdog = threading.Thread(target=self._watch_loop, args=(stop,), daemon=True,
                                     name="ra-watchdog")
         hasher.start()
@@ -281,12 +277,11 @@ class FileFetch:
             first.start()
             workers.append(first)
             with self._cond:
-                while self._ranges_ok is None and self._error is None and first.is_alive():
+                while (self._ranges_ok is None and self._error is None and first.is_alive()
+                       and not self.cancel.is_set()):
                     self._cond.wait(0.1)
                 parallel = bool(self._ranges_ok) and self.size >= self.cfg.split_threshold
                 if parallel and self._pending_gaps:
-                    from .ranges import split
-
                     n = max(1, self.cfg.connections - 1)
                     left = sum(e - s for s, e in self._pending_gaps)
                     parts = max(n, -(-left // self._piece_size()))
@@ -431,7 +426,7 @@ class FileFetch:
             try:
                 start, length = self._check_response(resp, url, seg)
                 self._read_body(resp, conn, seg, view, start, length)
-            except (ModelError, _Restart):  # typed already (download, disk, cancel)
+            except (ModelError, SourceChanged):  # typed already (download, disk, cancel)
                 raise
             except Exception as e:  # OSError, ValueError, http.client protocol errors
                 self._raise_transient(conn, url, "connection failed:", e)
@@ -445,75 +440,28 @@ class FileFetch:
         if self.cancel.is_set():
             raise DownloadCancelledError("download cancelled") from None
         reason = ("stalled (below the minimum speed)" if conn.stalled
-                  else _one_line(f"{type(e).__name__}: {e}"))
+                  else one_line(f"{type(e).__name__}: {e}"))
         raise TransientError(f"{url}: {what} {reason}", url=url) from e
 
     def _check_response(self, resp: Response, url: str, seg: _Segment) -> tuple[int, int | None]:
-        """Validate status and headers; returns (offset the body starts at, body length)."""
-        status = resp.status
-        if status in RETRY_STATUSES:
-            body = resp.read_small(512)
-            detail = ": " + _one_line(body[:80].decode(errors="replace")) if body else ""
-            raise TransientError(
-                f"{url} answered HTTP {status}{detail}", url=url, status=status,
-                retry_after=retry_after_seconds(resp.header("Retry-After")))
-        if status not in (200, 206):
-            raise DownloadError(f"{url} answered HTTP {status}", url=url, status=status)
-        encoding = (resp.header("Content-Encoding") or "identity").strip().lower()
-        if encoding not in ("identity", ""):
-            raise DownloadError(f"{url} sent Content-Encoding {encoding!r} although identity was"
-                                " asked for", url=url, status=status)
-        etag = resp.header("ETag")
-        strong = etag if etag and not etag.startswith("W/") else None
-        last_mod = resp.header("Last-Modified")
-        known = self._validators.get(url)
+        """Classify the answer (``response.classify``) and act on it; returns (offset the body
+        starts at, body length)."""
+        assert self._partial is not None
         with self._lock:
-            if status == 206:
-                m = _CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
-                if not m:
-                    raise TransientError(f"{url}: 206 without a valid Content-Range", url=url)
-                first, last, total = int(m[1]), int(m[2]), m[3]
-                if total != "*" and int(total) != self.size:
-                    raise IntegrityError(
-                        f"{url} has {total} bytes but the catalog says {self.size}",
-                        expected=str(self.size), actual=total)
-                if first != seg.pos or last < first:
-                    raise TransientError(f"{url}: Content-Range {first}-{last} does not match the"
-                                         f" requested {seg.pos}-{seg.end - 1}", url=url)
-                if known and known[0] and strong and known[0] != strong:
-                    # If-Range should have made this a 200; the server ignored it. The bytes we
-                    # hold are from another version of the file: start over with this one.
-                    raise _Restart(f"{url} changed while downloading (ETag {known[0]} ->"
-                                   f" {strong})")
-                if not known:
-                    self._validators[url] = (strong, last_mod)
-                    self._save_validators(url)
-                self._ranges_ok = True
-                self._cond.notify_all()
-                return first, last - first + 1
-            # 200: the whole file from byte 0.
-            length = resp.content_length
-            if length is not None and length != self.size:
-                raise IntegrityError(
-                    f"{url} sent {length} bytes (Content-Length) but the catalog says {self.size}"
-                    + (" - an error page?" if length < self.size else ""),
-                    expected=str(self.size), actual=str(length))
-            changed = known is not None and (known[0] or known[1]) and (
-                (known[0] and known[0] != strong) or (not known[0] and known[1] != last_mod))
-            same_version = known is not None and bool(known[0] or known[1]) and not changed
-            assert self._partial is not None
+            known = self._validators.get(url)
             had_bytes = self._partial.ranges.covered() > 0 or seg.pos > 0
-            self._validators[url] = (strong, last_mod)
-            self._save_validators(url)
-            self._ranges_ok = False
+        answer = classify(resp.status, resp.header, url=url, size=self.size, asked_from=seg.pos,
+                          known=known, had_bytes=had_bytes, error_body=resp.read_small)
+        with self._lock:
+            if not (answer.ranged and known):  # a 200 always names the version it sends
+                self._validators[url] = answer.validators
+                self._save_validators(url)
+            self._ranges_ok = answer.ranged
             self._cond.notify_all()
-            if changed:
-                raise _Restart(f"{url} changed while downloading (If-Range answered 200)")
-            if had_bytes and not same_version:
-                raise _Restart(f"{url} ignores Range and gives no ETag or Last-Modified to"
-                               " resume against")
+            if answer.ranged:
+                return answer.start, answer.length
             if seg.remaining <= 0:
-                return 0, length  # another worker took over as the one stream: nothing to read
+                return 0, answer.length  # another worker took over as the one stream
             # One stream from here on (Range is ignored, now or from the start): this worker
             # takes every byte still missing, reading from 0 and skipping what we hold; the
             # other workers stop at their next chunk. Bytes they write meanwhile are the same.
@@ -523,7 +471,7 @@ class FileFetch:
                 if other is not seg:
                     other.end = other.pos
             self._pending_gaps = []
-            return 0, length
+            return 0, answer.length
 
     def _save_validators(self, url: str) -> None:
         p = self._partial
@@ -559,13 +507,9 @@ class FileFetch:
                 if not self._html_checked and pos == 0:
                     self._reject_html(resp, bytes(view[:min(filled, 64)]))
                 try:
-                    written = 0
-                    while written < filled:  # a short write: the rest of the chunk is ours too
-                        n = os.pwrite(fd, view[written:filled], pos + written)
-                        if n <= 0:
-                            raise OSError(errno.EIO, "pwrite wrote nothing")
-                        written += n
-                    self._hash_in_order(pos, view[:written])
+                    written = write_all(fd, view[:filled], pos)  # a short write: rest is ours
+                    assert self._hasher is not None
+                    self._hasher.offer(pos, view[:written])
                     with self._lock:
                         self._partial.record(pos, pos + written)
                         self._unflushed += written
@@ -574,7 +518,6 @@ class FileFetch:
                 except OSError as e:
                     raise disk_error(e, f"writing {self._partial.data_path.name}") from e
                 pos += written
-                self.bytes_from_network += written
                 self.tracker.add(written)
             if self.cancel.is_set():
                 raise DownloadCancelledError("download cancelled")
@@ -638,43 +581,14 @@ class FileFetch:
                                  expected="model bytes", actual=ctype)
 
     # -- hashing, flushing, watchdog -------------------------------------------------------------
-    def _hash_in_order(self, pos: int, data: memoryview) -> None:
-        """Hash bytes just written at ``pos`` straight from memory if they are the next ones in
-        order (a single stream, or the first range), sparing the hash thread a read-back.
-
-        Never waits: if the hash thread is busy, it reads these bytes back from the file later.
-        """
-        if pos != self._hashed or not self._hash_lock.acquire(blocking=False):
-            return
-        try:
-            if pos == self._hashed:
-                self._hasher.update(data)
-                self._hashed += len(data)
-        finally:
-            self._hash_lock.release()
-
-    def _hash_loop(self, stop: threading.Event) -> None:
-        """Hash, in file order, the written bytes that no worker hashed in memory."""
+    def _prefix_end(self) -> int:
         assert self._partial is not None
-        fd = self._partial.fd
-        buf = bytearray(4 * MiB)
-        view = memoryview(buf)
-        while True:
-            with self._cond:
-                upto = self._partial.ranges.prefix_end()
-                if upto <= self._hashed:
-                    if stop.is_set():
-                        return
-                    self._cond.wait(0.05)
-                    continue
-            with self._hash_lock:
-                while self._hashed < upto:
-                    n = os.preadv(fd, [view[: min(len(buf), upto - self._hashed)]],
-                                  self._hashed)
-                    if n <= 0:
-                        break
-                    self._hasher.update(view[:n])
-                    self._hashed += n
+        with self._lock:
+            return self._partial.ranges.prefix_end()
+
+    def _wait_for_bytes(self, seconds: float) -> None:
+        with self._cond:
+            self._cond.wait(seconds)
 
     def _too_slow(self, c: _Conn, now: float) -> bool:
         if c.answered is None:
@@ -690,20 +604,16 @@ class FileFetch:
         return now - t0 >= window and (c.bytes - b0) / (now - t0) < self.cfg.min_speed
 
     def _finish_hash(self) -> str:
-        assert self._partial is not None
+        assert self._partial is not None and self._hasher is not None
         end = self._partial.ranges.prefix_end()
         if end != self.size or self._partial.ranges.covered() != self.size:
             raise DownloadError(f"download of {self.urls[0]} ended with {end} of {self.size} bytes")
-        if self._hashed < self.size:  # the hasher stopped with the workers; finish the tail
+        if self._hasher.hashed < self.size:  # the follower stopped with the workers
             self.tracker.set_stage(Stage.VERIFYING, "verifying sha256")
-            fd, buf = self._partial.fd, bytearray(4 * MiB)
-            while self._hashed < self.size:
-                n = os.preadv(fd, [memoryview(buf)[: self.size - self._hashed]], self._hashed)
-                if n <= 0:
-                    raise DownloadError("partial file shrank while hashing")
-                self._hasher.update(memoryview(buf)[:n])
-                self._hashed += n
-        return self._hasher.hexdigest()
+        try:
+            return self._hasher.finish(self.size)
+        except OSError as e:
+            raise DownloadError(f"hashing {self._partial.data_path.name} failed: {e}") from e
 
     def _watch_loop(self, stop: threading.Event) -> None:
         assert self._partial is not None
@@ -714,8 +624,11 @@ class FileFetch:
                 flush = self.cfg.durable and self._unflushed >= self.cfg.flush_every
                 if flush:
                     self._unflushed = 0
+            cancelled = self.cancel.is_set()
             for c in conns:
-                if self._too_slow(c, now):
+                if cancelled:  # cancel breaks every wait: connect, headers, body
+                    c.abort()
+                elif self._too_slow(c, now):
                     c.stalled = True
                     c.abort()
             # Reports are otherwise made when bytes arrive: without this, the end of a burst

@@ -7,15 +7,12 @@ stays free of third-party HTTP stacks. Only http and https are ever followed.
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import http.client
 import socket
 import ssl
-import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import DownloadError
@@ -42,8 +39,6 @@ class Response:
     headers: http.client.HTTPMessage
     _conn: http.client.HTTPConnection
     _resp: http.client.HTTPResponse
-    _sock: socket.socket | None
-    aborted: bool = field(default=False)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -74,33 +69,11 @@ class Response:
         except (OSError, http.client.HTTPException):
             return b""
 
-    def abort(self) -> None:
-        """Break a blocked read from another thread (watchdog, cancel)."""
-        self.aborted = True
-        sock = self._sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
     def close(self) -> None:
         try:
             self._resp.close()
         finally:
             self._conn.close()
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Parse ``Retry-After`` (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
@@ -181,5 +154,5 @@ def open_url(
                 raise DownloadError(f"redirect loop at {url}", url=url, status=resp.status)
             url = nxt
             continue
-        return Response(url, resp.status, resp.headers, conn, resp, sock)
+        return Response(url, resp.status, resp.headers, conn, resp)
     raise DownloadError(f"more than {MAX_REDIRECTS} redirects starting at {url}", url=url)

@@ -1,109 +1,122 @@
 """``ModelLoader``: a bounded FIFO of model downloads with single-flight, progress and cancel.
 
-One model = one slot; at most ``concurrency`` models download at once. Inside its slot a model's
-files download concurrently, each through :class:`~.fetch.FileFetch`. A second request for a
-model already queued or downloading joins it. Across processes sharing one cache, a lock file
-lets one process download while the others wait for the published result; the lock is only an
-optimisation (partials have one writer each and publishing is idempotent), so where ``flock``
-lies every process still ends with one correct copy.
+One model = one slot; at most ``concurrency`` models download at once, each in a worker thread of
+the loader's own (``pipeline.pull_model``). A second request for a model already queued or
+downloading joins it. The loader belongs to no event loop: its jobs are plain
+``concurrent.futures`` futures, so coroutines on any loop (and the blocking registry's private
+loops) may wait for the same download; each caller's progress callback runs on the loop it was
+registered from (or in the worker thread, for callers without a loop).
+
+Cancel: :meth:`ModelLoader.cancel_download` sets the job's cancel event, which every blocking step
+of a pull polls within 0.25 s (connections are shut down, lock waits stop); the partial bytes stay
+for a resume. A caller whose wait is cancelled (``task.cancel()``, ``asyncio.wait_for``) leaves
+the job; the last one leaving cancels the download and waits (briefly) for it to wind down, so no
+thread outlives the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import fcntl
-import hashlib
-import logging
-import os
-import shutil
 import threading
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from ..catalog import ModelFile, ModelMetadata
-from ..errors import (
-    DownloadCancelledError,
-    InsufficientStorageError,
-    IntegrityError,
-    ModelError,
-    OfflineError,
-)
+from ..catalog import Catalog, ModelMetadata
+from ..errors import DownloadCancelledError, ModelError
+from ..logs import log
+from ..progress import DownloadProgress, ProgressCallback, ProgressTracker, Stage
 from ..settings import Settings
-from ..shared import (
-    SharedTier,
-    fetch_with_shared,
-    shared_origin,
-    shared_tier_from_settings,
-    upload_after_publish,
-)
-from ..store import CacheEntry, ModelCache, StagedFile
-from ..store.fsutil import crash_point
-from .archive import extract
-from .fetch import FetchConfig, FetchedFile, FileFetch
-from .progress import DownloadProgress, ProgressCallback, ProgressTracker, Stage
-from .retry import disk_error
+from ..shared import SharedTier, shared_tier_from_settings
+from ..store import ModelCache
+from .fetch import FetchConfig
+from .pipeline import Pull, pull_model
 
-log = logging.getLogger("runanywhere")
-#: Room kept free on the disk besides what a download needs.
-SPACE_MARGIN = 64 * 2**20
+#: How long a cancelled caller waits for its download's threads to stop.
+WIND_DOWN = 5.0
+
+
+@dataclass
+class _Listener:
+    callback: ProgressCallback
+    loop: asyncio.AbstractEventLoop | None
 
 
 @dataclass
 class _Job:
     meta: ModelMetadata
-    future: asyncio.Future[Path]
-    callbacks: list[ProgressCallback] = field(default_factory=list)
+    future: concurrent.futures.Future[Path] = field(default_factory=concurrent.futures.Future)
+    listeners: list[_Listener] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"
-    fetches: list[FileFetch] = field(default_factory=list)
+    waiters: int = 0
     last: DownloadProgress | None = None
 
 
-def entry_matches(entry: CacheEntry, meta: ModelMetadata, trusted: Callable[[ModelFile], str | None]
-                  ) -> bool:
-    """Is the cached entry the one the catalog asks for now (same hashes)?"""
-    if meta.archive:
-        want = meta.files[0].sha256 or trusted(meta.files[0])
-        return want is not None and entry.sha256 == want
-    have = {f.path: f.sha256 for f in entry.files}
-    if set(have) != {f.path for f in meta.files}:
+def deliver(listener: _Listener, p: DownloadProgress) -> bool:
+    """Call a progress callback on its own loop (or here); False once its loop is gone.
+
+    A callback that raises is logged and otherwise ignored: it must not break a download, nor
+    turn a cache hit into an error.
+    """
+    def call() -> None:
+        try:
+            listener.callback(p)
+        except Exception:
+            log.exception("progress callback failed")
+
+    loop = listener.loop
+    if loop is None:
+        call()
+        return True
+    try:
+        loop.call_soon_threadsafe(call)
+    except RuntimeError:  # the caller's loop is closed: nobody is listening there any more
         return False
-    for f in meta.files:
-        want = f.sha256 or trusted(f)
-        if want is not None and have[f.path] != want:
-            return False
     return True
 
 
-class ModelLoader:
-    #: The team cache on S3 (``Settings.shared_cache``), or None.
-    shared: SharedTier | None = None
+def merge_config(base: FetchConfig | None, **seed: Any) -> FetchConfig:
+    """The one configuration of a loader: ``base`` (or the defaults) with the seed's keyword
+    arguments applied. A keyword that contradicts ``base`` is an error, never silently lost."""
+    config = base or FetchConfig()
+    given = {k: v for k, v in seed.items() if v is not None}
+    if base is not None:
+        clash = [k for k, v in given.items() if getattr(base, k) != v]
+        if clash:
+            raise ValueError(f"{', '.join(clash)} given both as an argument and in fetch_config;"
+                             " give each setting once")
+    return replace(config, **given)
 
-    def __init__(self, concurrency: int = 2, chunk_size: int = 1 << 20, retry_attempts: int = 3,
-                 retry_delay: float = 1.0, timeout: float = 60.0, *,
-                 cache: ModelCache | None = None, settings: Settings | None = None,
+
+class ModelLoader:
+    def __init__(self, concurrency: int = 2, chunk_size: int | None = None,
+                 retry_attempts: int | None = None, retry_delay: float | None = None,
+                 timeout: float | None = None, *, cache: ModelCache | None = None,
+                 settings: Settings | None = None,
                  resolve: Callable[[str], ModelMetadata] | None = None,
                  fetch_config: FetchConfig | None = None, files_in_parallel: int = 4) -> None:
+        """``chunk_size`` (1 MiB), ``retry_attempts`` (3), ``retry_delay`` (1 s) and ``timeout``
+        (60 s: the longest silence of a connection, not the whole download) are the seed's
+        options; they and every other transfer setting live in :class:`FetchConfig`."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.settings = settings or Settings.from_env()
-        self.cache = cache or ModelCache(self.settings.memory_limit, self.settings.home,
-                                         durable=self.settings.durable,
-                                         disk_limit=self.settings.disk_limit)
-        base = fetch_config or FetchConfig()
-        self.config = replace(base, chunk_size=chunk_size, retry_attempts=retry_attempts,
-                              retry_delay=retry_delay, timeout=timeout,
-                              durable=self.settings.durable,
-                              token=self.settings.hf_token or base.token)
+        s = self.settings
+        self.cache = cache or ModelCache(s.memory_limit, s.home, durable=s.durable,
+                                         disk_limit=s.disk_limit)
+        config = merge_config(fetch_config, chunk_size=chunk_size,
+                              retry_attempts=retry_attempts, retry_delay=retry_delay,
+                              timeout=timeout)
+        self.config = replace(config, durable=s.durable, token=s.hf_token or config.token)
         self.concurrency = concurrency
-        self.shared = shared_tier_from_settings(self.settings)
+        self.shared: SharedTier | None = shared_tier_from_settings(s)
         self.files_in_parallel = files_in_parallel
-        self._resolve = resolve
+        self._resolve = resolve or Catalog.from_settings(s).require
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[_Job] = deque()
         self._active = 0
@@ -115,331 +128,181 @@ class ModelLoader:
         """Download (or find in the cache) and return the model's path."""
         meta = self._meta(model)
         loop = asyncio.get_running_loop()
-        job = self._jobs.get(meta.id)
-        if job is None or job.future.done():
+        with self._lock:
+            job = self._jobs.get(meta.id)
+            running = job is not None and not job.future.done()
+        if not running:
             # A cache hit needs no queue slot and no worker thread: one index read and a stat,
             # well under a millisecond. Only when the index is free, though: a thread holding it
             # may be waiting out another process's write, and this runs on the event loop.
-            with self.cache.disk.index.unless_busy() as free:
-                entry = self._cached(meta) if free else None
+            _, entry = self.cache.find_nowait(meta)
             if entry is not None:
                 if on_progress is not None:
                     done = ProgressTracker(meta.id, meta.size, None)
                     done.add_resumed(meta.size)
                     done.stage = Stage.DONE
-                    on_progress(done.snapshot("already in the cache"))
+                    deliver(_Listener(on_progress, None), done.snapshot("already in the cache"))
                 return entry.path
-            job = _Job(meta, loop.create_future())
-            self._jobs[meta.id] = job
-            self._queue.append(job)
-            if on_progress:
-                job.callbacks.append(on_progress)
+        job = self._submit(meta, on_progress, loop)
+        return await self._wait(job, loop)
+
+    def _submit(self, meta: ModelMetadata, on_progress: ProgressCallback | None = None,
+               loop: asyncio.AbstractEventLoop | None = None) -> _Job:
+        """Queue a download of ``meta`` (or join the one under way)."""
+        with self._lock:
+            job = self._jobs.get(meta.id)
+            fresh = job is None or job.future.done()
+            if fresh:
+                job = _Job(meta)
+                self._jobs[meta.id] = job
+                self._queue.append(job)
+            assert job is not None
+            if on_progress is not None:
+                job.listeners.append(_Listener(on_progress, loop))
+        if fresh:
             self._emit(job, ProgressTracker(meta.id, meta.size, None).snapshot("queued"))
-            self._pump(loop)
-        elif on_progress:
-            job.callbacks.append(on_progress)
-        return await asyncio.shield(job.future)
+            self._pump()
+        return job
+
+    async def _wait(self, job: _Job, loop: asyncio.AbstractEventLoop) -> Path:
+        waiter: asyncio.Future[Path] = loop.create_future()
+
+        def settle(f: concurrent.futures.Future[Path]) -> None:
+            def copy() -> None:
+                if waiter.done():
+                    return
+                if f.cancelled():
+                    waiter.set_exception(DownloadCancelledError(
+                        f"download of {job.meta.id} cancelled"))
+                elif f.exception() is not None:
+                    waiter.set_exception(f.exception())  # type: ignore[arg-type]
+                else:
+                    waiter.set_result(f.result())
+
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(copy)
+
+        with self._lock:
+            job.waiters += 1
+        job.future.add_done_callback(settle)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            with self._lock:
+                job.waiters -= 1
+                last = job.waiters == 0
+            if last and not job.future.done():
+                # The last caller left: nobody wants these bytes now. Cancel, and let the
+                # threads stop before this call ends (the partial stays for a resume).
+                self.cancel_download(job.meta.id)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.wrap_future(job.future), WIND_DOWN)
+            raise
+        else:
+            with self._lock:
+                job.waiters -= 1
 
     async def preload_models(self, ids: Iterable[str | ModelMetadata],
                              on_progress: ProgressCallback | None = None
                              ) -> dict[str, Path | BaseException]:
-        metas = [self._meta(i) for i in ids]
+        """Download several models; one result per model (an unknown id does not stop the
+        others: its result is the error)."""
+        out: dict[str, Path | BaseException] = {}
+        metas: list[ModelMetadata] = []
+        for i in ids:
+            try:
+                metas.append(self._meta(i))
+            except ModelError as e:
+                out[i if isinstance(i, str) else i.id] = e
         results = await asyncio.gather(*(self.load_model(m, on_progress) for m in metas),
                                        return_exceptions=True)
-        return {m.id: r for m, r in zip(metas, results, strict=True)}
+        out.update({m.id: r for m, r in zip(metas, results, strict=True)})
+        return out
 
     def cancel_download(self, model_id: str) -> bool:
         """Stop a queued or active download; its awaiters get ``DownloadCancelledError``."""
-        job = self._jobs.get(model_id)
-        if job is None or job.future.done():
-            return False
-        job.cancel.set()
-        for f in list(job.fetches):
-            f.abort_all()
-        if job.state == "queued":
-            with contextlib.suppress(ValueError):
-                self._queue.remove(job)
+        with self._lock:
+            job = self._jobs.get(model_id)
+            if job is None or job.future.done():
+                return False
+            job.cancel.set()
+            queued = job.state == "queued"
+            if queued:
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(job)
+        if queued:
             self._finish(job, DownloadCancelledError(f"download of {model_id} cancelled"))
         return True
 
     def cancel_all_downloads(self) -> int:
-        return sum(self.cancel_download(i) for i in list(self._jobs))
+        with self._lock:
+            ids = list(self._jobs)
+        return sum(self.cancel_download(i) for i in ids)
 
     def get_active_downloads(self) -> list[str]:
-        return [i for i, j in self._jobs.items() if j.state == "active" and not j.future.done()]
+        with self._lock:
+            return [i for i, j in self._jobs.items()
+                    if j.state == "active" and not j.future.done()]
 
     def get_queued_downloads(self) -> list[str]:
-        return [j.meta.id for j in self._queue]
+        with self._lock:
+            return [j.meta.id for j in self._queue]
 
     def get_progress(self, model_id: str) -> DownloadProgress | None:
         job = self._jobs.get(model_id)
         return job.last if job else None
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no download runs or waits (True), or ``timeout`` passes (False)."""
+        with self._lock:
+            futures = [j.future for j in self._jobs.values() if not j.future.done()]
+        _, pending = concurrent.futures.wait(futures, timeout)
+        return not pending
+
     # -- queue -----------------------------------------------------------------------------------
     def _meta(self, model: str | ModelMetadata) -> ModelMetadata:
-        if isinstance(model, ModelMetadata):
-            return model
-        if self._resolve is None:
-            from ..registry import ModelRegistry
+        return model if isinstance(model, ModelMetadata) else self._resolve(model)
 
-            return ModelRegistry.get_instance().require_model(model)
-        return self._resolve(model)
+    def _pump(self) -> None:
+        with self._lock:
+            while self._active < self.concurrency and self._queue:
+                job = self._queue.popleft()
+                if job.future.done():
+                    continue
+                job.state = "active"
+                self._active += 1
+                threading.Thread(target=self._run, args=(job,), daemon=True,
+                                 name=f"ra-pull-{job.meta.id}").start()
 
-    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
-        while self._active < self.concurrency and self._queue:
-            job = self._queue.popleft()
-            if job.future.done():
-                continue
-            job.state = "active"
-            self._active += 1
-            loop.create_task(self._run(job, loop))
-
-    async def _run(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
+    def _run(self, job: _Job) -> None:
+        tracker = ProgressTracker(job.meta.id, job.meta.size, lambda p: self._emit(job, p))
+        pull = Pull(self.cache, self.config, self.shared, self.settings.offline,
+                    self.files_in_parallel)
+        outcome: Path | BaseException
         try:
-            path = await loop.run_in_executor(None, self._download_blocking, job, loop)
-            self._finish(job, path)
+            outcome = pull_model(pull, job.meta, tracker, job.cancel)
         except BaseException as e:
-            self._finish(job, e if isinstance(e, Exception) else ModelError(str(e)))
-        finally:
+            outcome = e if isinstance(e, Exception) else ModelError(str(e))
+        with self._lock:
             self._active -= 1
-            self._pump(loop)
+        self._pump()  # the next job is under way before anyone hears that this one ended
+        self._finish(job, outcome)
 
     def _finish(self, job: _Job, outcome: Path | BaseException) -> None:
-        job.state = "done"
-        if job.future.done():
-            return
+        with self._lock:
+            job.state = "done"
+            if job.future.done():
+                return
         if isinstance(outcome, BaseException):
             job.future.set_exception(outcome)
-            job.future.exception()  # mark retrieved: joiners may all have gone away
         else:
             job.future.set_result(outcome)
 
     def _emit(self, job: _Job, p: DownloadProgress) -> None:
         job.last = p
-        for cb in list(job.callbacks):
-            try:
-                cb(p)
-            except Exception:  # a broken callback must not break the download
-                log.exception("progress callback failed")
-
-    # -- the download of one model (runs in a worker thread) -------------------------------------
-    def _download_blocking(self, job: _Job, loop: asyncio.AbstractEventLoop) -> Path:
-        meta = job.meta
-
-        def post(p: DownloadProgress) -> None:  # callbacks run on the event loop's thread
-            loop.call_soon_threadsafe(self._emit, job, p)
-
-        tracker = ProgressTracker(meta.id, meta.size, post)
-        entry = self._cached(meta)
-        if entry is not None:
-            tracker.add_resumed(meta.size)
-            tracker.set_stage(Stage.DONE, "already in the cache")
-            return entry.path
-        if self.settings.offline:
-            raise OfflineError(f"{meta.id} is not in the cache and offline mode is on"
-                               " (RUNANYWHERE_OFFLINE / --offline)")
-        with self._process_lock(meta, job.cancel) as entry:
-            if entry is not None:  # another process published it while we waited
-                tracker.add_resumed(meta.size)
-                tracker.set_stage(Stage.DONE, "published by another process")
-                return entry.path
-            path = self._fetch_and_publish(job, tracker)
-        tracker.set_stage(Stage.DONE, "done")
-        return path
-
-    def _trusted(self, meta: ModelMetadata) -> Callable[[ModelFile], str | None]:
-        def lookup(f: ModelFile) -> str | None:
-            t = self.cache.disk.index.trusted(meta.id, f.path)
-            return t[0] if t and t[1] == f.size else None
-        return lookup
-
-    def _cached(self, meta: ModelMetadata) -> CacheEntry | None:
-        entry = self.cache.lookup(meta.id)
-        if entry is not None and entry_matches(entry, meta, self._trusted(meta)):
-            return entry
-        return None
-
-    @contextlib.contextmanager
-    def _process_lock(self, meta: ModelMetadata, cancel: threading.Event
-                      ) -> Iterator[CacheEntry | None]:
-        """Hold the model's download lock, or yield the entry another process published."""
-        path = self._working_dir(self.cache.disk.lock_dir) / f"download-{meta.id}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            delay = 0.02
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    entry = self._cached(meta)
-                    if entry is not None:
-                        yield entry
-                        return
-                    if cancel.wait(delay):
-                        raise DownloadCancelledError(f"download of {meta.id} cancelled") from None
-                    delay = min(delay * 1.5, 0.25)
-            # We hold the lock: maybe the previous holder finished the job.
-            yield self._cached(meta)
-        finally:
-            os.close(fd)  # releases the flock
-
-    def _key(self, f: ModelFile, expected: str | None) -> str:
-        return expected or "url-" + hashlib.sha256(f"{f.url}|{f.size}".encode()).hexdigest()[:40]
-
-    @staticmethod
-    def _working_dir(path: Path) -> Path:
-        """``partials/`` or ``locks/``, recreated if someone removed it while we ran."""
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise disk_error(e, f"creating {path}") from e
-        return path
-
-    def _fetch_and_publish(self, job: _Job, tracker: ProgressTracker) -> Path:
-        meta = job.meta
-        disk = self.cache.disk
-        self._working_dir(disk.partial_dir)
-        trusted = self._trusted(meta)
-        todo: list[tuple[ModelFile, str | None]] = []
-        staged: dict[str, StagedFile] = {}
-        for f in meta.files:
-            expected = f.sha256 or trusted(f)
-            # Same bytes already stored (another model, or a crash before the index commit)?
-            reused = self._stage_stored_blob(f, expected) if expected else None
-            if reused is not None:
-                staged[f.path] = reused
-                tracker.add_resumed(f.size)
-            else:
-                todo.append((f, expected))
-        self._check_space(todo, meta.archive is not None)
-        tracker.set_stage(Stage.DOWNLOADING, f"downloading {meta.id}")
-        fetched: dict[str, FetchedFile] = {}
-        if todo:
-            with ThreadPoolExecutor(max_workers=min(self.files_in_parallel, len(todo)),
-                                    thread_name_prefix=f"ra-{meta.id}") as pool:
-                futures = {}
-                for f, expected in todo:
-                    fetch = FileFetch(f.urls, f.size, expected, partial_dir=disk.partial_dir,
-                                      key=self._key(f, expected), config=self.config,
-                                      tracker=tracker, cancel=job.cancel)
-                    job.fetches.append(fetch)
-                    futures[f.path] = pool.submit(fetch_with_shared, self.shared, fetch)
-                errors: list[BaseException] = []
-                for p, fut in futures.items():
-                    try:
-                        fetched[p] = fut.result()
-                    except BaseException as e:
-                        errors.append(e)
-                        job.cancel.set()  # one file failed: stop the others, keep their partials
-                        for other in job.fetches:
-                            other.abort_all()
-                if errors:
-                    self._drop_leases(fetched.values())
-                    real = [e for e in errors if not isinstance(e, DownloadCancelledError)]
-                    raise (real or errors)[0]
-        for f, expected in todo:
-            got = fetched[f.path]
-            if expected is None:  # trust on first use: enforced from now on
-                disk.index.set_trusted(meta.id, f.path, f.url, got.sha256, got.size)
-            staged[f.path] = StagedFile(f.path, got.path, got.sha256, got.size)
-        crash_point("download:verified")  # verified and flushed, nothing published yet
-        try:
-            if meta.archive:
-                return self._publish_archive(meta, staged[meta.files[0].path], tracker)
-            tracker.set_stage(Stage.VERIFYING, "publishing")
-            files = [staged[f.path] for f in meta.files]
-            entry = self.cache.publish(meta.id, meta.version, files,
-                                       kind="file" if meta.single_file else "dir",
-                                       source_sha256=files[0].sha256 if meta.single_file else None,
-                                       origin=shared_origin(self.shared, [f.sha256 for f in files]))
-            upload_after_publish(self.shared, [(f.sha256, disk.blob_path(f.sha256), f.size)
-                                               for f in files])
-            crash_point("download:published")  # visible; the partial's journal not yet dropped
-            return entry.path
-        except OSError as e:
-            if isinstance(e, ModelError):
-                raise
-            raise disk_error(e, f"publishing {meta.id} into {disk.root}") from e
-        finally:
-            self._drop_leases(fetched.values())  # not uploaded (a failure): nobody waits for it
-            for got in fetched.values():
-                got.release()
-            for sf in staged.values():  # reuse links that publishing did not consume
-                if sf.src.parent == disk.partial_dir and ".reuse-" in sf.src.name:
-                    with contextlib.suppress(FileNotFoundError):
-                        sf.src.unlink()
-
-    def _drop_leases(self, fetched: Iterable[FetchedFile]) -> None:
-        """Give up the shared tier's leases on files fetched from the origin (a no-op for those
-        already uploaded): the fleet stops waiting for an upload that will not come."""
-        if self.shared is not None:
-            for got in fetched:
-                self.shared.release(got.sha256)
-
-    def _stage_stored_blob(self, f: ModelFile, sha256: str) -> StagedFile | None:
-        """Stage a hard link to an existing blob with these bytes, or None if there is none.
-
-        Publishing *moves* a staged file into ``blobs/`` and drops it when the blob exists, so the
-        blob itself must never be staged: a link in ``partials/`` is, and it costs no copy.
-        """
-        disk = self.cache.disk
-        if not disk.has_blob(sha256, f.size):
-            return None
-        link = disk.partial_dir / f"{sha256}.reuse-{uuid.uuid4().hex[:8]}.part"
-        try:
-            os.link(disk.blob_path(sha256), link)
-        except FileNotFoundError:
-            return None  # pruned a moment ago: download it
-        except OSError:  # no hard links here: a copy is still cheaper than the network
-            shutil.copyfile(disk.blob_path(sha256), link)
-        return StagedFile(f.path, link, sha256, f.size)
-
-    def _publish_archive(self, meta: ModelMetadata, archive: StagedFile,
-                         tracker: ProgressTracker) -> Path:
-        disk = self.cache.disk
-        blob = disk.store_blob(archive)  # keep the verified archive until the unpack succeeded
-        tracker.set_stage(Stage.EXTRACTING, f"unpacking {meta.archive}")
-        work = disk.partial_dir / f"unpack-{meta.id}-{uuid.uuid4().hex[:8]}"
-        try:
-            assert meta.archive is not None
-            members = extract(blob, meta.archive, work)
-            if not members:
-                raise IntegrityError(f"archive of {meta.id} holds no files")
-            files = [StagedFile(m.path, m.file, m.sha256, m.size) for m in members]
-            entry = self.cache.publish(meta.id, meta.version, files, kind="dir",
-                                       source_sha256=archive.sha256,
-                                       origin=shared_origin(self.shared, [archive.sha256]))
-            upload_after_publish(self.shared, [(archive.sha256, blob, archive.size)])
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-            self._drop_unshared_blob(archive.sha256)
-        return entry.path
-
-    def _drop_unshared_blob(self, sha256: str) -> None:
-        """An archive is not the model (its unpacked files are), and a refused one must not stay:
-        drop its blob unless some model uses the same bytes."""
-        disk = self.cache.disk
-        with disk.lock("gc"):  # the store's guard against racing a publisher that uses it
-            if sha256 not in disk.index.blob_refs():
-                with contextlib.suppress(FileNotFoundError):
-                    disk.blob_path(sha256).unlink()
-
-    def _check_space(self, todo: list[tuple[ModelFile, str | None]], archive: bool) -> None:
-        if not todo:
-            return
-        disk = self.cache.disk
-        have = 0
-        for f, expected in todo:
-            key = self._key(f, expected)
-            for part in disk.partial_dir.glob(f"{key}.*.part"):
-                with contextlib.suppress(OSError):
-                    have += min(part.stat().st_blocks * 512, f.size)
-        need = sum(f.size for f, _ in todo) - have
-        # An archive is unpacked beside itself: count its size once more as a lower bound.
-        extra = sum(f.size for f, _ in todo) if archive else 0
-        free = shutil.disk_usage(disk.partial_dir).free
-        if need + extra + SPACE_MARGIN > free:
-            raise InsufficientStorageError(
-                f"not enough disk space in {disk.root}: {need / 2**20:.1f} MiB still to download,"
-                f" {free / 2**20:.1f} MiB free", needed=need, available=free)
+        with self._lock:
+            listeners = list(job.listeners)
+        gone = [li for li in listeners if not deliver(li, p)]
+        if gone:
+            with self._lock:
+                job.listeners = [li for li in job.listeners if li not in gone]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import errno
+import email.utils
 import random
+import time
 
-from ..errors import CacheError, DownloadError, InsufficientStorageError, ModelError
+from ..errors import DownloadError
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
@@ -19,11 +20,18 @@ class TransientError(DownloadError):
         self.retry_after = retry_after
 
 
-def disk_error(e: OSError, doing: str) -> ModelError:
-    """A local disk failure, typed: never retried as if the network had failed."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientStorageError(f"disk full while {doing}: {e.strerror or e}")
-    return CacheError(f"disk error while {doing}: {e.strerror or e}")
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse ``Retry-After`` (seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def backoff(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:

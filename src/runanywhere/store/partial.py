@@ -19,6 +19,7 @@ never write the same file even where ``flock`` silently grants everyone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -48,6 +49,14 @@ class PartialMeta:
 
 def new_owner() -> str:
     return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def partial_key(url: str, size: int, sha256: str | None) -> str:
+    """The name a file's partials go by: its expected sha256, else a hash of where it comes from
+    (so an unverified source never resumes into another's bytes)."""
+    if sha256:
+        return sha256
+    return "url-" + hashlib.sha256(f"{url}|{size}".encode()).hexdigest()[:40]
 
 
 class Partial:

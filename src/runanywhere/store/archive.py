@@ -8,20 +8,16 @@ content-addressed blob without being read again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, cast
 
-from ..errors import IntegrityError
-
-
-class UnsafeArchiveError(IntegrityError):
-    """An archive member tries to escape the model's folder or is not a plain file."""
+from ..errors import IntegrityError, UnsafeArchiveError
+from .hashing import Readable, copy_hashing, write_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +44,11 @@ def _safe_name(name: str) -> str:
 def _write(src: IO[bytes], dest: Path, rel: str) -> Extracted:
     target = dest / rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    size = 0
-    with open(target, "xb") as out:
-        while chunk := src.read(1 << 20):
-            h.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-    return Extracted(rel, target, h.hexdigest(), size)
+    with open(target, "xb", buffering=0) as out:
+        fd = out.fileno()
+        digest, size = copy_hashing(cast(Readable, src), lambda chunk: write_all(fd, chunk),
+                                    chunk=1 << 20)
+    return Extracted(rel, target, digest, size)
 
 
 def _copy_of(done: dict[str, Extracted], rel: str, target: str, dest: Path, kind: str

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -22,9 +21,9 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .catalog import load_builtin
-from .errors import ModelError
-from .settings import Settings
+from ..catalog import load_builtin
+from ..errors import ModelError
+from ..settings import TEST_HOOKS, Settings
 
 T = TypeVar("T")
 MODEL_ID = "silero-vad"
@@ -33,7 +32,7 @@ SPEECH = "Hello! This is runanywhere. The model was downloaded, verified, cached
 
 def find_silero_onnx() -> Path:
     """The ONNX file shipped in the ``silero-vad`` wheel, found without importing it (torch)."""
-    override = os.environ.get("RUNANYWHERE_DEMO_MODEL")
+    override = TEST_HOOKS.demo_model
     if override:
         return Path(override)
     from importlib import metadata
@@ -53,7 +52,7 @@ def speech_sample(folder: Path) -> tuple[Any, int, tuple[float, float] | None]:
     """1 s silence + espeak-ng speech + 1 s silence at 16 kHz; also where the speech is."""
     import numpy as np
 
-    from .adapters.silero_vad import read_wav
+    from ..adapters.audio import read_wav
 
     sr = 16000
     wav = folder / "speech.wav"
@@ -85,9 +84,9 @@ async def _timed(coro: Awaitable[T]) -> tuple[T, float]:
 
 
 async def _demo(*, keep: bool, durable: bool) -> int:
-    from .cli.progress_view import PullProgress
+    from ..registry import ModelRegistry
     from .devserver import Origin
-    from .registry import ModelRegistry
+    from .progress_view import PullProgress
 
     t_start = time.perf_counter()
     model_file = find_silero_onnx()
@@ -124,7 +123,7 @@ async def _demo(*, keep: bool, durable: bool) -> int:
             ins = ", ".join(f"{i.name}{list(i.shape)}" for i in session.get_inputs())
             print(f"3. load    ONNX Runtime session in {t_load * 1000:.0f} ms; inputs: {ins}")
 
-            from .adapters.silero_vad import SileroVADAdapter
+            from ..adapters.silero_vad import SileroVADAdapter
 
             adapter = SileroVADAdapter(registry=registry)
             (await adapter.load_model(MODEL_ID)).unwrap()

@@ -1,0 +1,99 @@
+"""``Catalog``: the models known to a process, merged from the built-in catalog and user files.
+
+Files are read lazily on first use (or by :meth:`Catalog.load`); a later entry with the same id
+replaces an earlier one, and entries registered in code win over every file. A ``ModelLoader``
+built on its own resolves ids with ``Catalog.from_settings(settings)``; the registry keeps one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelNotFoundError
+from .model import ModelMetadata
+from .parse import load_builtin, load_catalog_file, parse_model
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+class Catalog:
+    def __init__(self, files: Iterable[str | Path] = (), *, include_builtin: bool = True) -> None:
+        self.files = tuple(Path(f) for f in files)
+        self.include_builtin = include_builtin
+        self._models: dict[str, ModelMetadata] = {}
+        self._registered: dict[str, ModelMetadata] = {}
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, include_builtin: bool = True) -> Catalog:
+        return cls(settings.catalogs, include_builtin=include_builtin)
+
+    def load(self) -> None:
+        """Read the built-in and user catalogs (idempotent; raises InvalidCatalogError)."""
+        with self._lock:
+            if self._loaded:
+                return
+            models: dict[str, ModelMetadata] = {}
+            if self.include_builtin:
+                models.update((m.id, m) for m in load_builtin())
+            for path in self.files:
+                models.update((m.id, m) for m in load_catalog_file(path))
+            models.update(self._registered)
+            self._models = models
+            self._loaded = True
+
+    def register(self, meta: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:
+        """Add or replace a model (a metadata object or a catalog-style dict, validated)."""
+        if not isinstance(meta, ModelMetadata):
+            meta = parse_model(dict(meta), "registered")
+        with self._lock:
+            self._registered[meta.id] = meta
+            self._models[meta.id] = meta
+        return meta
+
+    def unregister(self, model_id: str) -> bool:
+        self.load()
+        with self._lock:
+            self._registered.pop(model_id, None)
+            return self._models.pop(model_id, None) is not None
+
+    def get(self, model_id: str) -> ModelMetadata | None:
+        self.load()
+        return self._models.get(model_id)
+
+    def require(self, model_id: str) -> ModelMetadata:
+        """The model, or ``ModelNotFoundError`` with the closest ids as suggestions."""
+        meta = self.get(model_id)
+        if meta is None:
+            raise ModelNotFoundError(model_id, self.suggest(model_id))
+        return meta
+
+    def suggest(self, model_id: str, n: int = 3) -> list[str]:
+        self.load()
+        ids = list(self._models)
+        close = difflib.get_close_matches(model_id.lower(), ids, n=n, cutoff=0.4)
+        return close or [i for i in ids if model_id.lower() in i][:n]
+
+    def list(self, type: str | None = None, format: str | None = None,
+             search: str | None = None) -> list[ModelMetadata]:
+        """Models of a ``type`` / ``format`` whose id, name, provider or description contains
+        ``search``, sorted by id."""
+        self.load()
+        out = []
+        for m in self._models.values():
+            if type and m.type != type:
+                continue
+            if format and m.format != format:
+                continue
+            if search:
+                hay = " ".join((m.id, m.name, m.provider, m.description)).lower()
+                if search.lower() not in hay:
+                    continue
+            out.append(m)
+        return sorted(out, key=lambda m: m.id)

@@ -1,0 +1,177 @@
+"""One model, pulled synchronously: find it, or fetch every file, verify, publish, share.
+
+Order (each step is where a crash may stop; the store's publish order keeps the cache right):
+
+1. the cache answers if it holds the model as the catalog describes it now;
+2. offline mode stops here;
+3. the model's download lock: one process downloads while the others wait for its publish (only
+   an optimisation: partials have one writer each and publishing is idempotent);
+4. files whose bytes are stored already (another model, or a crash before a commit) are staged
+   from their blobs; the others download in parallel (up to ``files_in_parallel``), each from the
+   shared tier or its origin (``sources.py``); one failure stops the others, keeping partials;
+5. first-use hashes are recorded, the files published (an archive unpacked first), the blobs
+   offered to the shared tier.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog import ModelFile, ModelMetadata
+from ..errors import DownloadCancelledError, ModelError, OfflineError
+from ..progress import ProgressTracker, Stage
+from ..shared import SharedTier, shared_origin, upload_after_publish
+from ..store import ModelCache, StagedFile, partial_key
+from ..store.fsutil import crash_point, disk_error
+from .fetch import FetchConfig, FetchedFile, FileFetch
+from .sources import fetch_file
+
+
+@dataclass(frozen=True)
+class Pull:
+    """Everything one pull needs besides the model."""
+
+    cache: ModelCache
+    config: FetchConfig
+    shared: SharedTier | None
+    offline: bool
+    files_in_parallel: int = 4
+
+
+def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
+               cancel: threading.Event) -> Path:
+    """Make ``meta`` available in the cache and return its path (blocking)."""
+    cache = pull.cache
+    entry = cache.find(meta)
+    if entry is not None:
+        tracker.add_resumed(meta.size)
+        tracker.set_stage(Stage.DONE, "already in the cache")
+        return entry.path
+    if pull.offline:
+        raise OfflineError(f"{meta.id} is not in the cache and offline mode is on"
+                           " (RUNANYWHERE_OFFLINE / --offline)")
+    with cache.download_lock(meta, cancel) as mine:
+        entry = cache.find(meta)
+        if not mine or entry is not None:  # another process published it while we waited
+            assert entry is not None
+            tracker.add_resumed(meta.size)
+            tracker.set_stage(Stage.DONE, "published by another process")
+            return entry.path
+        path = _fetch_and_publish(pull, meta, tracker, cancel)
+    tracker.set_stage(Stage.DONE, "done")
+    return path
+
+
+def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
+                       cancel: threading.Event) -> Path:
+    cache = pull.cache
+    partials = cache.partial_dir()
+    todo: list[tuple[ModelFile, str | None]] = []
+    staged: dict[str, StagedFile] = {}
+    for f in meta.files:
+        expected = cache.expected_sha256(meta.id, f)
+        # Same bytes already stored (another model, or a crash before the index commit)?
+        reused = cache.stage_stored_blob(f.path, expected, f.size) if expected else None
+        if reused is not None:
+            staged[f.path] = reused
+            tracker.add_resumed(f.size)
+        else:
+            todo.append((f, expected))
+    cache.check_space([(partial_key(f.url, f.size, e), f.size) for f, e in todo],
+                      unpack=meta.archive is not None)
+    tracker.set_stage(Stage.DOWNLOADING, f"downloading {meta.id}")
+    fetched: dict[str, FetchedFile] = {}
+    try:
+        if todo:
+            fetches = {f.path: FileFetch(f.urls, f.size, expected, partial_dir=partials,
+                                         key=partial_key(f.url, f.size, expected),
+                                         config=pull.config, tracker=tracker, cancel=cancel)
+                       for f, expected in todo}
+            fetched = _run_all(fetches, pull.shared, pull.files_in_parallel, cancel)
+        for f, expected in todo:
+            got = fetched[f.path]
+            if expected is None:  # trust on first use: enforced from now on
+                cache.record_trusted(meta.id, f.path, f.url, got.sha256, got.size)
+            staged[f.path] = StagedFile(f.path, got.path, got.sha256, got.size)
+        crash_point("download:verified")  # verified and flushed, nothing published yet
+        return _publish(pull, meta, [staged[f.path] for f in meta.files], tracker)
+    except OSError as e:
+        if isinstance(e, ModelError):
+            raise
+        raise disk_error(e, f"publishing {meta.id} into {cache.directory}",
+                         cache.directory) from e
+    finally:
+        _drop_leases(pull.shared, fetched.values())  # not uploaded (a failure): nobody waits
+        for got in fetched.values():
+            got.release()
+        cache.discard_staged(staged.values())
+
+
+def _run_all(fetches: dict[str, FileFetch], shared: SharedTier | None, width: int,
+             cancel: threading.Event) -> dict[str, FetchedFile]:
+    """Run the fetches, ``width`` at a time, in daemon threads (an interrupted process must not
+    wait for them). One failure cancels the rest, whose partials stay for a resume."""
+    results: dict[str, FetchedFile] = {}
+    errors: list[BaseException] = []
+    pending = list(fetches.items())
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not pending or errors:
+                    return
+                path, fetch = pending.pop(0)
+            try:
+                got = fetch_file(shared, fetch)
+            except BaseException as e:
+                with lock:
+                    errors.append(e)
+                cancel.set()  # one file failed: stop the others, keep their partials
+                return
+            with lock:
+                results[path] = got
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"ra-file-{i}")
+               for i in range(min(width, len(fetches)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        _drop_leases(shared, results.values())
+        real = [e for e in errors if not isinstance(e, DownloadCancelledError)]
+        raise (real or errors)[0]
+    return results
+
+
+def _publish(pull: Pull, meta: ModelMetadata, files: list[StagedFile],
+             tracker: ProgressTracker) -> Path:
+    cache, shared = pull.cache, pull.shared
+    if meta.archive:
+        archive = files[0]
+        entry = cache.publish_archive(
+            meta, archive, origin=shared_origin(shared, [archive.sha256]),
+            on_extract=lambda: tracker.set_stage(Stage.EXTRACTING, f"unpacking {meta.archive}"),
+            after_publish=lambda blob: upload_after_publish(
+                shared, [(archive.sha256, blob, archive.size)]))
+        return entry.path
+    tracker.set_stage(Stage.VERIFYING, "publishing")
+    entry = cache.publish(meta.id, meta.version, files,
+                          kind="file" if meta.single_file else "dir",
+                          source_sha256=files[0].sha256 if meta.single_file else None,
+                          origin=shared_origin(shared, [f.sha256 for f in files]))
+    upload_after_publish(shared, [(f.sha256, cache.blob_path(f.sha256), f.size) for f in files])
+    crash_point("download:published")  # visible; the partial's journal not yet dropped
+    return entry.path
+
+
+def _drop_leases(shared: SharedTier | None, fetched: Iterable[FetchedFile]) -> None:
+    """Give up the shared tier's leases on files fetched from the origin (a no-op for those
+    already uploaded): the fleet stops waiting for an upload that will not come."""
+    if shared is not None:
+        for got in fetched:
+            shared.release(got.sha256)

@@ -1,0 +1,109 @@
+"""Where a file's bytes come from: the shared tier first, then the origin and its mirrors.
+
+The shared tier only says where a blob can be read (a presigned URL); the bytes come through the
+same :class:`~.fetch.FileFetch` as an origin download (parallel ranges, resume, verified as they
+land), into a partial of their own (``s3-<sha256>``) so a failed shared read never mixes with the
+origin's bytes. Only files with a known sha256 use the tier. On a miss this process may take the
+fleet lease for the blob; it is kept until the upload after publishing (or ``PUBLISH_GRACE``
+seconds), and dropped at once if the origin download fails.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import DownloadCancelledError, IntegrityError
+from ..progress import ProgressTracker, Stage
+from ..shared import PUBLISH_GRACE, SharedTier
+from .fetch import FetchConfig, FetchedFile, FileFetch
+from .response import one_line
+
+
+class SubTracker(ProgressTracker):
+    """Counts what one shared-tier fetch added, so a failed fetch can take it back."""
+
+    def __init__(self, parent: ProgressTracker) -> None:
+        super().__init__(parent.model_id, parent.total, None)
+        self.parent = parent
+        self.counted = 0
+        self._count_lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._count_lock:
+            self.counted += n
+        self.parent.add(n)
+
+    def add_resumed(self, n: int) -> None:
+        with self._count_lock:
+            self.counted += n
+        self.parent.add_resumed(n)
+
+    def rewind(self, n: int) -> None:
+        with self._count_lock:
+            self.counted -= n
+        self.parent.rewind(n)
+
+    def set_stage(self, stage: Stage, message: str = "") -> None:
+        self.parent.set_stage(stage, message)
+
+    def emit(self, message: str = "", *, force: bool = False) -> None:
+        self.parent.emit(message, force=force)
+
+    def take_back(self) -> None:
+        """Undo every byte this fetch reported (it failed; the origin will report them again)."""
+        with self._count_lock:
+            n, self.counted = self.counted, 0
+        if n > 0:
+            self.parent.rewind(n)
+
+
+def fetch_from_shared(tier: SharedTier, sha256: str, size: int, partial_dir: Path,
+                      tracker: ProgressTracker, cancel: threading.Event, config: FetchConfig, *,
+                      lead: bool = False) -> FetchedFile | None:
+    """The verified blob from the shared tier, in ``partial_dir``; None on a miss or a failure
+    (the tier then steps aside or marks the object corrupt). ``lead``: see ``SharedTier.locate``.
+    Raises only ``DownloadCancelledError``."""
+    source = tier.locate(sha256, size, cancel=cancel, lead=lead,
+                         on_wait=lambda message: tracker.set_stage(tracker.stage, message))
+    if source is None:
+        return None
+    cfg = replace(config, retry_attempts=min(config.retry_attempts, 1),
+                  retry_delay=min(config.retry_delay, 0.5), token=None,
+                  min_speed=max(config.min_speed, source.min_speed),
+                  stall_window=min(config.stall_window, source.stall_window))
+    sub = SubTracker(tracker)
+    fetch = FileFetch([source.url], size, source.sha256, partial_dir=partial_dir,
+                      key=f"s3-{source.sha256}", config=cfg, tracker=sub, cancel=cancel)
+    try:
+        got = fetch.run()
+    except DownloadCancelledError:
+        raise  # the partial stays for a resume from the shared tier
+    except Exception as e:
+        sub.take_back()
+        fetch.discard()  # the origin brings these bytes now
+        # Presigned URLs are short-lived credentials: keep them out of logs.
+        message = one_line(str(e) or type(e).__name__).replace(source.url, source.label)
+        tier.note_failed(source, message[:300], corrupt=isinstance(e, IntegrityError))
+        return None
+    tier.note_served(source)
+    return got
+
+
+def fetch_file(tier: SharedTier | None, fetch: FileFetch) -> FetchedFile:
+    """Run ``fetch`` (an origin download), trying the shared tier first when there is one."""
+    sha = fetch.expected
+    if tier is None or not sha:
+        return fetch.run()
+    got = fetch_from_shared(tier, sha, fetch.size, fetch.partial_dir, fetch.tracker,
+                            fetch.cancel, fetch.cfg, lead=True)
+    if got is not None:
+        return got
+    try:
+        result = fetch.run()
+    except BaseException:
+        tier.release(sha)
+        raise
+    tier.hold(sha, PUBLISH_GRACE)
+    return result
