@@ -2,24 +2,22 @@
 
 Design (numbers are the defaults of :class:`FetchConfig`):
 
-* The first request asks for the first missing range. A ``206`` with a matching ``Content-Range``
-  plans the rest as ranges of at least 8 MiB and opens one connection per range, up to 8; a
-  ``200`` means the server ignores ``Range`` and the same response is streamed from byte 0
-  instead. If a server stops honouring ``Range`` midway (same validator), one worker becomes
-  that single stream and skips the bytes already held; the others stop.
+* Which ranges each connection fetches is ``schedule.py``'s job: one range first, then pieces of
+  at least 8 MiB on up to 8 connections after a ``206``; a ``200`` means the server ignores
+  ``Range`` and the same response is streamed from byte 0 instead. If a server stops honouring
+  ``Range`` midway (same validator), one worker becomes that single stream and skips the bytes
+  already held; the others stop.
 * Every range carries ``If-Range`` with the validator (strong ETag, else Last-Modified) seen first,
   so all bytes come from one version of the file; a change restarts cleanly from zero (once).
-* Bytes are ``pwrite``-n into one sparse partial file and journaled (see ``partial.py``), including
-  what arrived before a connection broke. A worker with nothing left steals the far half of the
-  range with the most bytes still to come (if that half is worth a connection), so the last
-  percent does not crawl on one slow connection.
+* Bytes are ``pwrite``-n into one sparse partial file and journaled (see ``store/partial.py``),
+  including what arrived before a connection broke.
 * sha256 is computed while the bytes arrive (``hasher.py``): the hash is ready a moment after the
   last byte, and a large file is never read a second time afterwards.
 * What each answer means is decided by ``response.classify`` from its status and headers alone.
-* A watchdog aborts connections slower than ``min_speed`` over ``stall_window`` (a trickle that a
-  socket timeout never catches), and requests whose headers take longer than ``timeout`` (a
-  dribbled header). In durable mode it also ``fdatasync``-s as the download goes, so the final
-  flush before publication is short.
+* A watchdog (``watch.py``) aborts connections slower than ``min_speed`` over ``stall_window`` (a
+  trickle that a socket timeout never catches), requests whose headers take longer than
+  ``timeout`` (a dribbled header), and every request on cancel. In durable mode it also
+  ``fdatasync``-s as the download goes, so the final flush before publication is short.
 * Each range retries alone with backoff (``Retry-After`` wins); after ``retry_attempts`` the next
   mirror is used. A 4xx moves to the next mirror at once. Local disk failures are typed
   (``InsufficientStorageError``, ``CacheError``) and never retried as network errors.
@@ -29,10 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +39,12 @@ from ..progress import ProgressTracker, Stage
 from ..store.fsutil import crash_point, disk_error
 from ..store.hashing import write_all
 from ..store.partial import Partial, PartialMeta, adopt, new_owner
-from ..store.ranges import split
 from .hasher import PrefixHasher
 from .http import Response, open_url
 from .response import SourceChanged, classify, one_line
 from .retry import TransientError, backoff
+from .schedule import Schedule, Segment
+from .watch import Request, too_slow
 
 MiB = 2**20
 _HTML_START = (b"<!doctype html", b"<html", b"<?xml", b"<head")
@@ -95,50 +92,6 @@ class FetchedFile:
             self.partial.drop_sidecars()
 
 
-@dataclass
-class _Segment:
-    start: int
-    end: int
-    pos: int
-    owner: int | None = None  # worker index
-
-    @property
-    def remaining(self) -> int:
-        return self.end - self.pos
-
-
-@dataclass
-class _Conn:
-    """One request in flight, from the connect on: watched by the watchdog, broken by cancel."""
-
-    opened: float
-    sock: socket.socket | None = None
-    #: When the response headers arrived (None while connecting or waiting for them).
-    answered: float | None = None
-    bytes: int = 0
-    samples: deque[tuple[float, int]] = field(default_factory=deque)
-    stalled: bool = False
-    aborted: bool = False
-
-    def attach(self, sock: socket.socket) -> None:
-        """Called by ``open_url`` right after each connect (redirects connect again)."""
-        self.sock = sock
-        if self.aborted:  # abort() ran before the socket existed
-            _shutdown(sock)
-
-    def abort(self) -> None:
-        """Break a blocked connect, header wait or body read from another thread."""
-        self.aborted = True
-        sock = self.sock
-        if sock is not None:
-            _shutdown(sock)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
 class FileFetch:
     """Downloads one file into a partial and verifies it. Blocking; run it in a thread."""
 
@@ -157,12 +110,13 @@ class FileFetch:
         self.cancel = cancel
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._segments: list[_Segment] = []
-        self._conns: dict[int, _Conn] = {}
+        self._plan = Schedule(size, connections=config.connections,
+                              split_threshold=config.split_threshold, min_part=config.min_part,
+                              chunk_size=config.chunk_size, piece_size=config.piece_size)
+        self._conns: dict[int, Request] = {}
         self._error: BaseException | None = None
         self._url_index = 0
         self._validators: dict[str, tuple[str | None, str | None]] = {}
-        self._ranges_ok: bool | None = None  # unknown until the first response
         self._hasher: PrefixHasher | None = None
         self._unflushed = 0
         self._partial: Partial | None = None
@@ -245,7 +199,7 @@ class FileFetch:
         self._validators.clear()
         assert self._hasher is not None
         self._hasher.reset()
-        self._ranges_ok = None
+        self._plan.ranges_ok = None
         self._error = None
         self._html_checked = False
 
@@ -254,13 +208,7 @@ class FileFetch:
         gaps = self._partial.ranges.missing(self.size)
         if not gaps:
             return
-        # One range first: its answer tells whether the server honours Range at all.
-        first_end = min(gaps[0][1], gaps[0][0] + max(self.cfg.min_part, self.cfg.chunk_size))
-        if self.size < self.cfg.split_threshold or self.cfg.connections <= 1:
-            first_end = gaps[0][1]
-        self._segments = [_Segment(gaps[0][0], first_end, gaps[0][0])]
-        rest = [(first_end, gaps[0][1]), *gaps[1:]] if first_end < gaps[0][1] else gaps[1:]
-        self._pending_gaps = rest
+        self._plan.begin(gaps)
         self._error = None
         stop = threading.Event()
         assert self._hasher is not None
@@ -277,23 +225,13 @@ class FileFetch:
             first.start()
             workers.append(first)
             with self._cond:
-                while (self._ranges_ok is None and self._error is None and first.is_alive()
-                       and not self.cancel.is_set()):
+                while (self._plan.ranges_ok is None and self._error is None
+                       and first.is_alive() and not self.cancel.is_set()):
                     self._cond.wait(0.1)
-                parallel = bool(self._ranges_ok) and self.size >= self.cfg.split_threshold
-                if parallel and self._pending_gaps:
-                    n = max(1, self.cfg.connections - 1)
-                    left = sum(e - s for s, e in self._pending_gaps)
-                    parts = max(n, -(-left // self._piece_size()))
-                    for s, e in split(self._pending_gaps, parts, self.cfg.min_part):
-                        self._segments.append(_Segment(s, e, s))
-                    self._pending_gaps = []
-                    self._cond.notify_all()
+                parallel = self._plan.parallel
+                waiting = self._plan.plan()
+                self._cond.notify_all()
             if parallel:
-                # One connection per planned range: more would start by stealing halves of
-                # ranges already requested, wasting what the server sent for them meanwhile.
-                # Stealing is for the tail, when a connection finished early.
-                waiting = sum(1 for s in self._segments if s.owner is None)
                 for i in range(1, min(self.cfg.connections, 1 + waiting)):
                     t = threading.Thread(target=self._worker, args=(i,), daemon=True,
                                          name=f"ra-get-{i}")
@@ -312,50 +250,16 @@ class FileFetch:
             raise DownloadCancelledError("download cancelled")
         if self._error is not None:
             raise self._error
-        if self._pending_gaps:  # single-connection mode leaves gaps for the next pass
+        if self._plan.pending:  # single-connection mode leaves gaps for the next pass
             self._download()
-
-    def _piece_size(self) -> int:
-        if self.cfg.piece_size:
-            return max(self.cfg.piece_size, self.cfg.min_part)
-        auto = self.size // (4 * max(1, self.cfg.connections))
-        return max(self.cfg.min_part, min(128 * MiB, max(16 * MiB, auto)))
-
-    def _next_segment(self, idx: int) -> _Segment | None:
-        with self._lock:
-            for seg in self._segments:
-                if seg.owner is None and seg.remaining > 0:
-                    seg.owner = idx
-                    return seg
-            if not self._ranges_ok and self._pending_gaps:
-                s, e = self._pending_gaps.pop(0)
-                seg = _Segment(s, e, s, idx)
-                self._segments.append(seg)
-                return seg
-            if not self._ranges_ok:
-                return None
-            # Steal the far half of the range with the most left to fetch, if that half is worth
-            # a connection (>= min_part): the victim's bytes in flight past the cut are wasted.
-            victim = max((s for s in self._segments if s.owner is not None),
-                         key=lambda s: s.remaining, default=None)
-            worth = max(self.cfg.min_part, self.cfg.chunk_size, 4 * MiB)
-            if victim is None or victim.remaining < 2 * worth:
-                return None
-            mid = victim.pos + victim.remaining // 2
-            mid -= mid % self.cfg.chunk_size or 0
-            if mid <= victim.pos:
-                return None
-            seg = _Segment(mid, victim.end, mid, idx)
-            victim.end = mid
-            self._segments.append(seg)
-            return seg
 
     def _worker(self, idx: int) -> None:
         buf = bytearray(self.cfg.chunk_size)
         view = memoryview(buf)
         try:
             while self._error is None and not self.cancel.is_set():
-                seg = self._next_segment(idx)
+                with self._lock:
+                    seg = self._plan.claim(idx)
                 if seg is None:
                     return
                 self._fetch_segment(idx, seg, view)
@@ -366,7 +270,7 @@ class FileFetch:
                 self._cond.notify_all()
             self.abort_all()
 
-    def _fetch_segment(self, idx: int, seg: _Segment, view: memoryview) -> None:
+    def _fetch_segment(self, idx: int, seg: Segment, view: memoryview) -> None:
         attempt = 0
         while seg.pos < seg.end:
             if self.cancel.is_set():
@@ -406,12 +310,12 @@ class FileFetch:
             self._url_index += 1
             return True
 
-    def _request_into(self, idx: int, url: str, seg: _Segment, view: memoryview) -> None:
+    def _request_into(self, idx: int, url: str, seg: Segment, view: memoryview) -> None:
         etag, last_mod = self._validators.get(url, (None, None))
         headers = {"Range": f"bytes={seg.pos}-{seg.end - 1}"}
         if etag or last_mod:
             headers["If-Range"] = etag or last_mod or ""
-        conn = _Conn(time.monotonic())
+        conn = Request(time.monotonic())
         with self._lock:
             self._conns[idx] = conn
         try:
@@ -436,14 +340,14 @@ class FileFetch:
             with self._lock:
                 self._conns.pop(idx, None)
 
-    def _raise_transient(self, conn: _Conn, url: str, what: str, e: Exception) -> NoReturn:
+    def _raise_transient(self, conn: Request, url: str, what: str, e: Exception) -> NoReturn:
         if self.cancel.is_set():
             raise DownloadCancelledError("download cancelled") from None
         reason = ("stalled (below the minimum speed)" if conn.stalled
                   else one_line(f"{type(e).__name__}: {e}"))
         raise TransientError(f"{url}: {what} {reason}", url=url) from e
 
-    def _check_response(self, resp: Response, url: str, seg: _Segment) -> tuple[int, int | None]:
+    def _check_response(self, resp: Response, url: str, seg: Segment) -> tuple[int, int | None]:
         """Classify the answer (``response.classify``) and act on it; returns (offset the body
         starts at, body length)."""
         assert self._partial is not None
@@ -456,21 +360,12 @@ class FileFetch:
             if not (answer.ranged and known):  # a 200 always names the version it sends
                 self._validators[url] = answer.validators
                 self._save_validators(url)
-            self._ranges_ok = answer.ranged
+            self._plan.ranges_ok = answer.ranged
             self._cond.notify_all()
             if answer.ranged:
                 return answer.start, answer.length
-            if seg.remaining <= 0:
-                return 0, answer.length  # another worker took over as the one stream
-            # One stream from here on (Range is ignored, now or from the start): this worker
-            # takes every byte still missing, reading from 0 and skipping what we hold; the
-            # other workers stop at their next chunk. Bytes they write meanwhile are the same.
-            seg.pos = min(seg.pos, self._partial.ranges.prefix_end())
-            seg.end = self.size
-            for other in self._segments:
-                if other is not seg:
-                    other.end = other.pos
-            self._pending_gaps = []
+            if seg.remaining > 0:  # else another worker took over as the one stream already
+                self._plan.single_stream(seg, self._partial.ranges.prefix_end())
             return 0, answer.length
 
     def _save_validators(self, url: str) -> None:
@@ -479,7 +374,7 @@ class FileFetch:
             p.meta.etag, p.meta.last_modified = self._validators[url]
             p.save_meta()
 
-    def _read_body(self, resp: Response, conn: _Conn, seg: _Segment, view: memoryview,
+    def _read_body(self, resp: Response, conn: Request, seg: Segment, view: memoryview,
                    start: int, length: int | None) -> None:
         assert self._partial is not None
         fd = self._partial.fd
@@ -545,7 +440,7 @@ class FileFetch:
                 return
 
     @staticmethod
-    def _fill(resp: Response, conn: _Conn, view: memoryview, want: int
+    def _fill(resp: Response, conn: Request, view: memoryview, want: int
               ) -> tuple[int, Exception | None]:
         """Read up to ``want`` bytes into ``view``. If the connection breaks, return what arrived
         before it did (with the error): those bytes are good and must not be fetched again."""
@@ -561,7 +456,7 @@ class FileFetch:
             return filled, e
         return filled, None
 
-    def _skip(self, resp: Response, conn: _Conn, n: int, view: memoryview) -> None:
+    def _skip(self, resp: Response, conn: Request, n: int, view: memoryview) -> None:
         """Read and drop ``n`` bytes of the body (bytes we hold already)."""
         while n > 0:
             got = resp.readinto1(view[: min(len(view), n)])
@@ -590,19 +485,6 @@ class FileFetch:
         with self._cond:
             self._cond.wait(seconds)
 
-    def _too_slow(self, c: _Conn, now: float) -> bool:
-        if c.answered is None:
-            # Connecting or waiting for headers. The socket timeout only catches silence, so a
-            # server dribbling its headers a byte at a time would hold us forever without this.
-            return now - c.opened > self.cfg.timeout
-        window = self.cfg.stall_window
-        c.samples.append((now, c.bytes))
-        # Keep one sample at least a window old, so the rate always spans a whole window.
-        while len(c.samples) >= 2 and now - c.samples[1][0] >= window:
-            c.samples.popleft()
-        t0, b0 = c.samples[0]
-        return now - t0 >= window and (c.bytes - b0) / (now - t0) < self.cfg.min_speed
-
     def _finish_hash(self) -> str:
         assert self._partial is not None and self._hasher is not None
         end = self._partial.ranges.prefix_end()
@@ -628,7 +510,8 @@ class FileFetch:
             for c in conns:
                 if cancelled:  # cancel breaks every wait: connect, headers, body
                     c.abort()
-                elif self._too_slow(c, now):
+                elif too_slow(c, now, timeout=self.cfg.timeout, window=self.cfg.stall_window,
+                              min_speed=self.cfg.min_speed):
                     c.stalled = True
                     c.abort()
             # Reports are otherwise made when bytes arrive: without this, the end of a burst

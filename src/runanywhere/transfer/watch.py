@@ -1,0 +1,59 @@
+"""Requests in flight, as the watchdog sees them: how long they wait, how fast they read.
+
+A socket timeout only catches silence. A server that dribbles its headers a byte at a time, or a
+body at a few bytes a second, would hold a connection forever; the watchdog thread of a fetch
+checks each :class:`Request` every 0.25 s with :func:`too_slow` and breaks it (``abort``) from
+the outside, as it does for every request on cancel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+
+
+def shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class Request:
+    """One request in flight, from the connect on: watched by the watchdog, broken by cancel."""
+
+    opened: float
+    sock: socket.socket | None = None
+    #: When the response headers arrived (None while connecting or waiting for them).
+    answered: float | None = None
+    bytes: int = 0
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    stalled: bool = False
+    aborted: bool = False
+
+    def attach(self, sock: socket.socket) -> None:
+        """Called by ``open_url`` right after each connect (redirects connect again)."""
+        self.sock = sock
+        if self.aborted:  # abort() ran before the socket existed
+            shutdown(sock)
+
+    def abort(self) -> None:
+        """Break a blocked connect, header wait or body read from another thread."""
+        self.aborted = True
+        sock = self.sock
+        if sock is not None:
+            shutdown(sock)
+
+
+def too_slow(r: Request, now: float, *, timeout: float, window: float, min_speed: float) -> bool:
+    """Headers later than ``timeout`` after the request, or fewer than ``min_speed`` bytes/s
+    over the last ``window`` seconds of the body."""
+    if r.answered is None:
+        return now - r.opened > timeout
+    r.samples.append((now, r.bytes))
+    # Keep one sample at least a window old, so the rate always spans a whole window.
+    while len(r.samples) >= 2 and now - r.samples[1][0] >= window:
+        r.samples.popleft()
+    t0, b0 = r.samples[0]
+    return now - t0 >= window and (r.bytes - b0) / (now - t0) < min_speed
