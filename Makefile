@@ -13,9 +13,10 @@ $(VENV)/.created:
 	touch $@
 
 # The demo's real model ships inside the silero-vad wheel; --no-deps keeps torch out.
+# The demo reads espeak-ng's 22.05 kHz WAV and resamples it: extra audio (soundfile, soxr).
 setup: $(VENV)/.created
 	bash scripts/system-deps.sh
-	$(PIP) install -e '.[onnx]'
+	$(PIP) install -e '.[onnx,audio]'
 	$(PIP) install --no-deps $(SILERO)
 
 setup-test: setup

@@ -6,6 +6,9 @@ all and a narrower one picks a case. Each error carries a one-line message fit f
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
+
 
 class ModelError(Exception):
     """Base of every runanywhere error."""
@@ -79,7 +82,31 @@ class CacheError(ModelError):
     """The cache cannot do what was asked (newer index schema, entry in use, ...)."""
 
 
+class UnknownAdapterError(ModelError, LookupError):
+    """No built-in or installed adapter has this name (lists the known ones)."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        super().__init__(f"unknown adapter '{name}' (known adapters: {', '.join(known)}){hint}")
+
+
+class AudioError(ModelError, ValueError):
+    """An audio file cannot be read or written; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+
+class SynthesisError(ModelError):
+    """Text-to-speech failed: the speech engine or the model gave no usable audio."""
+
+
 __all__ = [
+    "AudioError",
     "CacheError",
     "DownloadCancelledError",
     "DownloadError",
@@ -91,4 +118,6 @@ __all__ = [
     "ModelNotFoundError",
     "OfflineError",
     "RuntimeUnavailableError",
+    "SynthesisError",
+    "UnknownAdapterError",
 ]

@@ -17,13 +17,12 @@ themselves (which need numpy and onnxruntime, extra ``onnx``) load on first use.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelError, RuntimeUnavailableError
+from ..errors import ModelError, RuntimeUnavailableError, UnknownAdapterError
 from .base import (
     AdapterError,
     BaseAdapter,
@@ -59,15 +58,6 @@ _LAZY = {
 }
 
 AdapterFactory = Callable[..., Any]
-
-
-class UnknownAdapterError(ModelError, LookupError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        self.known = known
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        super().__init__(f"unknown adapter '{name}' (known adapters: {', '.join(known)}){hint}")
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
