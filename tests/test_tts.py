@@ -348,3 +348,14 @@ def test_speecht5_without_sentencepiece_names_the_extra(speecht5_dir: Path,
     monkeypatch.setitem(sys.modules, "sentencepiece", None)  # as if not installed
     with pytest.raises(RuntimeUnavailableError, match=r"runanywhere\[tts\]"):
         SpeechT5TTSAdapter.from_dir(speecht5_dir)
+
+
+def test_synthesis_before_loading_emits_an_error_event() -> None:
+    from runanywhere.adapters.speecht5 import SpeechT5TTSAdapter
+
+    tts = SpeechT5TTSAdapter()
+    seen = record(tts)
+    with pytest.raises(ModelError, match="no model loaded"):
+        tts.synthesize("Hello.")
+    assert [type(e) for e in seen] == [AdapterError]
+    assert "no model loaded" in str(seen[0].error)

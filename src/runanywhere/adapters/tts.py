@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import SynthesisError
+from ..errors import ModelError, SynthesisError
 from .base import (
     AdapterError,
     AudioChunk,
@@ -91,7 +91,11 @@ class TTSBase(BaseAdapter[TTSEvent]):
 
     def stream(self, text: str) -> Iterator[AudioChunk]:
         """Synthesize ``text`` sentence by sentence, yielding (and emitting) each chunk."""
-        self._ready()
+        try:
+            self._ready()
+        except ModelError as e:  # no model loaded, no engine, no voice: say so, then raise
+            self.emit(AdapterError(e, self.model_id))
+            raise
         sentences = self.split(text)
         t0 = time.perf_counter()
         self.emit(SynthesisStarted(text, len(sentences)))
