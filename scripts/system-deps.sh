@@ -3,7 +3,7 @@
 # nginx (the test origin), espeak-ng (speech samples), aria2 and curl (benchmark peers).
 set -euo pipefail
 want=()
-for pair in "nginx:nginx" "espeak-ng:espeak-ng" "${EXTRA_DEPS:-}"; do
+for pair in "nginx:nginx" "espeak-ng:espeak-ng" ${EXTRA_DEPS:-}; do  # EXTRA_DEPS: space-separated
   [ -n "$pair" ] || continue
   cmd=${pair%%:*}; pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then want+=("$pkg"); fi

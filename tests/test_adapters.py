@@ -33,7 +33,7 @@ from runanywhere.adapters import (
     available_adapters,
     get_adapter,
 )
-from runanywhere.adapters.audio import read_wav, resample, write_wav
+from runanywhere.adapters.audio import read_wav, resample
 from runanywhere.adapters.silero_vad import SileroVADAdapter, speech_timestamps_from_probs
 from runanywhere.adapters.whisper import WhisperSTTAdapter
 from runanywhere.errors import ModelError, ModelNotFoundError, RuntimeUnavailableError
@@ -403,47 +403,3 @@ def test_third_party_adapter_plugs_in_through_entry_points(
     assert isinstance(tts, adapters.TTSAdapter) and audio.shape == (200,) and sr == 16000
 
 
-# -- audio helpers ---------------------------------------------------------------------------------
-
-
-def _write_pcm(path: Path, data: bytes, width: int, channels: int, sr: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(width)
-        w.setframerate(sr)
-        w.writeframes(data)
-
-
-def test_read_wav_formats_and_resampling(tmp_path: Path) -> None:
-    t = np.arange(1600) / 16000
-    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    write_wav(tmp_path / "a.wav", tone, 16000)
-    got, sr = read_wav(tmp_path / "a.wav")
-    assert sr == 16000 and np.abs(got - tone).max() < 1e-4
-
-    stereo = np.stack([tone, -tone * 0 + 0.25], axis=1)
-    _write_pcm(tmp_path / "s.wav", (stereo * 32767).astype("<i2").tobytes(), 2, 2, 16000)
-    got, _ = read_wav(tmp_path / "s.wav")
-    assert np.abs(got - (tone + 0.25) / 2).max() < 1e-3
-
-    ints = np.round(tone * (2**23 - 1)).astype(np.int32)
-    raw24 = np.stack([ints & 0xFF, (ints >> 8) & 0xFF, (ints >> 16) & 0xFF], 1).astype(np.uint8)
-    _write_pcm(tmp_path / "24.wav", raw24.tobytes(), 3, 1, 16000)
-    assert np.abs(read_wav(tmp_path / "24.wav")[0] - tone).max() < 1e-5
-
-    _write_pcm(tmp_path / "8.wav", np.round(tone * 127 + 128).astype(np.uint8).tobytes(),
-               1, 1, 16000)
-    assert np.abs(read_wav(tmp_path / "8.wav")[0] - tone).max() < 0.01
-
-    _write_pcm(tmp_path / "44k.wav", (np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)
-                                      * 16000).astype("<i2").tobytes(), 2, 1, 44100)
-    got, sr = read_wav(tmp_path / "44k.wav")
-    assert sr == 16000 and got.size == 16000
-    spectrum = np.abs(np.fft.rfft(got))
-    assert abs(int(np.argmax(spectrum)) - 440) <= 1  # 1 s at 16 kHz: 1 Hz per bin
-    raw, sr = read_wav(tmp_path / "44k.wav", target_sr=None)
-    assert sr == 44100 and raw.size == 44100
-
-    (tmp_path / "x.wav").write_bytes(b"not a wav file at all")
-    with pytest.raises(ModelError, match="not a PCM WAV"):
-        read_wav(tmp_path / "x.wav")

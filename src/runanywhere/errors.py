@@ -17,6 +17,8 @@ the process exit status the CLI uses for it (``exit_code``)::
     ├── UnknownRuntimeError             2   name, known (also LookupError)
     ├── UnknownAdapterError             2   name, known (also LookupError)
     ├── ModelLoadError                  1
+    ├── AudioError                      1   path (also ValueError)
+    ├── SynthesisError                  1
     └── CacheError                      1
         └── CacheBusy                   1
 
@@ -26,6 +28,7 @@ Nothing here imports anything of runanywhere: this module is the bottom of the h
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 
 def install_hint(extra: str) -> str:
@@ -152,7 +155,20 @@ class CacheBusy(CacheError):
         super().__init__(message)
 
 
+class AudioError(ModelError, ValueError):
+    """An audio file cannot be read or written; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+
+class SynthesisError(ModelError):
+    """Text-to-speech failed: the speech engine or the model gave no usable audio."""
+
+
 __all__ = [
+    "AudioError",
     "CacheBusy",
     "CacheError",
     "DownloadCancelledError",
@@ -165,6 +181,7 @@ __all__ = [
     "ModelNotFoundError",
     "OfflineError",
     "RuntimeUnavailableError",
+    "SynthesisError",
     "UnknownAdapterError",
     "UnknownRuntimeError",
     "UnsafeArchiveError",

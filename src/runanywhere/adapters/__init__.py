@@ -1,8 +1,9 @@
 """Adapters: task-level wrappers (VAD, STT, TTS) over models the registry downloads and loads.
 
 ``get_adapter(name)`` returns an adapter class (or factory) by name: the built-ins
-(``silero-vad``, ``whisper``) first, then the entry points of the group ``runanywhere.adapters``,
-so a third-party adapter package plugs in by being installed::
+(``silero-vad``, ``whisper``, ``speecht5``, ``system-tts``) first, then the entry points of
+the group ``runanywhere.adapters``, so a third-party adapter package plugs in by being
+installed::
 
     [project.entry-points."runanywhere.adapters"]
     piper-tts = "my_pkg.piper:PiperTTSAdapter"
@@ -12,7 +13,8 @@ so a third-party adapter package plugs in by being installed::
     segments = vad.detect(audio, 16000)
 
 Importing this package is cheap: the base types come from ``.base`` (no numpy); the adapters
-themselves (which need numpy and onnxruntime, extra ``onnx``) load on first use.
+themselves load on first use and need their extra: ``onnx`` (VAD, Whisper), ``tts`` (SpeechT5:
+onnxruntime + sentencepiece), ``audio`` (files and resampling; the system voice needs numpy).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..errors import ModelError, UnknownAdapterError
 from ..plugins import PluginTable
 from .base import (
     AdapterError,
+    AudioChunk,
     BaseAdapter,
     Event,
     ModelLoaded,
@@ -33,13 +36,18 @@ from .base import (
     SpeechSegment,
     SpeechStart,
     STTAdapter,
+    SynthesisDone,
+    SynthesisStarted,
     Transcript,
     TTSAdapter,
     VADAdapter,
 )
 
 if TYPE_CHECKING:
+    from .audio import read_audio, read_wav, save_wav
     from .silero_vad import SileroVADAdapter
+    from .speecht5 import SpeechT5TTSAdapter
+    from .system_tts import SystemTTSAdapter
     from .whisper import WhisperSTTAdapter
 
 ENTRY_POINT_GROUP = "runanywhere.adapters"
@@ -48,6 +56,8 @@ ENTRY_POINT_GROUP = "runanywhere.adapters"
 BUILTIN_ADAPTERS: dict[str, tuple[str, str]] = {
     "silero-vad": ("runanywhere.adapters.silero_vad:SileroVADAdapter", "onnx"),
     "whisper": ("runanywhere.adapters.whisper:WhisperSTTAdapter", "onnx"),
+    "speecht5": ("runanywhere.adapters.speecht5:SpeechT5TTSAdapter", "tts"),
+    "system-tts": ("runanywhere.adapters.system_tts:SystemTTSAdapter", "audio"),
 }
 
 ADAPTERS = PluginTable(ENTRY_POINT_GROUP, "adapter", BUILTIN_ADAPTERS, UnknownAdapterError)
@@ -55,7 +65,11 @@ ADAPTERS = PluginTable(ENTRY_POINT_GROUP, "adapter", BUILTIN_ADAPTERS, UnknownAd
 _LAZY = {
     "SileroVADAdapter": "runanywhere.adapters.silero_vad",
     "WhisperSTTAdapter": "runanywhere.adapters.whisper",
+    "SpeechT5TTSAdapter": "runanywhere.adapters.speecht5",
+    "SystemTTSAdapter": "runanywhere.adapters.system_tts",
     "read_wav": "runanywhere.adapters.audio",
+    "read_audio": "runanywhere.adapters.audio",
+    "save_wav": "runanywhere.adapters.audio",
 }
 
 AdapterFactory = Callable[..., Any]
@@ -99,6 +113,7 @@ __all__ = [
     "BUILTIN_ADAPTERS",
     "ENTRY_POINT_GROUP",
     "AdapterError",
+    "AudioChunk",
     "BaseAdapter",
     "Event",
     "ModelLoaded",
@@ -109,6 +124,10 @@ __all__ = [
     "SpeechEnd",
     "SpeechSegment",
     "SpeechStart",
+    "SpeechT5TTSAdapter",
+    "SynthesisDone",
+    "SynthesisStarted",
+    "SystemTTSAdapter",
     "TTSAdapter",
     "Transcript",
     "UnknownAdapterError",
@@ -117,5 +136,7 @@ __all__ = [
     "available_adapters",
     "create_adapter",
     "get_adapter",
+    "read_audio",
     "read_wav",
+    "save_wav",
 ]

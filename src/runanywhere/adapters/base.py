@@ -99,11 +99,64 @@ class Transcript(Event):
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class SynthesisStarted(Event):
+    """Text-to-speech began on ``text``, which will come out in ``chunks`` pieces (sentences)."""
+
+    name: ClassVar[str] = "synthesis_started"
+    text: str
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AudioChunk(Event):
+    """One piece of synthesized speech (a sentence), ready to play while the next is made.
+
+    ``audio`` is mono float32 at ``sample_rate``; ``index`` counts from 0; ``text`` is what it
+    says; ``start_s`` is where it starts in the whole utterance.
+    """
+
+    name: ClassVar[str] = "audio_chunk"
+    audio: NDArray[np.float32]
+    sample_rate: int
+    index: int
+    text: str
+    start_s: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return float(len(self.audio)) / self.sample_rate if self.sample_rate else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisDone(Event):
+    """Text-to-speech finished: ``samples`` at ``sample_rate`` in ``chunks`` pieces.
+
+    ``elapsed_s`` is the wall time; ``real_time_factor`` is elapsed time over audio time.
+    """
+
+    name: ClassVar[str] = "synthesis_done"
+    text: str
+    chunks: int
+    samples: int
+    sample_rate: int
+    elapsed_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.elapsed_s / self.duration_s if self.duration_s else float("inf")
+
+
 #: The events each kind of adapter emits (type arguments of ``BaseAdapter``).
 CommonEvent = ModelLoading | ModelLoaded | AdapterError
 VADEvent = ModelLoading | ModelLoaded | AdapterError | SpeechStart | SpeechEnd
 STTEvent = ModelLoading | ModelLoaded | AdapterError | Transcript
-TTSEvent = ModelLoading | ModelLoaded | AdapterError
+TTSEvent = (ModelLoading | ModelLoaded | AdapterError | SynthesisStarted | AudioChunk
+            | SynthesisDone)
 
 EventsT = TypeVar("EventsT", bound=Event)
 E = TypeVar("E", bound=Event)
@@ -300,6 +353,7 @@ class BaseAdapter(Generic[EventsT]):
 
 __all__ = [
     "AdapterError",
+    "AudioChunk",
     "BaseAdapter",
     "CommonEvent",
     "Event",
@@ -311,6 +365,8 @@ __all__ = [
     "SpeechEnd",
     "SpeechSegment",
     "SpeechStart",
+    "SynthesisDone",
+    "SynthesisStarted",
     "TTSAdapter",
     "TTSEvent",
     "Transcript",

@@ -12,7 +12,7 @@ package's ``get_speech_timestamps`` (v6.2.3, ported line for line, checked again
 tests): speech starts at prob >= ``threshold`` (0.5), ends after ``min_silence_duration_ms`` (100)
 below ``neg_threshold`` (threshold - 0.15), segments shorter than ``min_speech_duration_ms`` (250)
 are dropped, and each is padded by ``speech_pad_ms`` (30). Audio at other rates than 8/16 kHz is
-resampled to 16 kHz (linear interpolation).
+resampled to 16 kHz with soxr (extra ``audio``).
 
 ``stream()`` gives the real-time form (the package's ``VADIterator``): feed chunks of any length,
 get ``SpeechStart`` / ``SpeechEnd`` events as they happen.

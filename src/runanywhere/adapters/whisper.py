@@ -27,9 +27,13 @@ Slaney-style mel filterbank (librosa's default, computed here), log10 clamped to
 ``(x + 4) / 4``, padded/trimmed to 3000 frames (30 s).
 
 Tested here: the front end, tokens.txt decoding, and the whole decode loop against a tiny
-encoder/decoder pair with the same input/output names and metadata, run by onnxruntime.
-Transcription with real Whisper weights is NOT tested here (no model download in this
-environment); the protocol follows sherpa-onnx's reference script.
+encoder/decoder pair with the same input/output names and metadata, run by onnxruntime; and
+against sherpa-onnx's own recognizer (``OfflineRecognizer.from_whisper``) on a tiny random-weight
+model of the export's shape, which gives the same tokens, text and language
+(tests/test_reference_parity.py; the log-mel there is checked against kaldi-native-fbank, whose
+frames sit 80 samples later than whisper's). sherpa-onnx applies none of whisper's suppression
+rules; we do. Transcription with real Whisper weights is NOT tested here (no model download in
+this environment).
 """
 
 from __future__ import annotations
