@@ -20,7 +20,9 @@ from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadCancelledError, DownloadError, IntegrityError
 from runanywhere.transfer import FetchConfig
-from support.fault_server import (
+from support.invariants import check_cache
+from support.nginx import Nginx
+from support.pulls import (
     MiB,
     covered,
     fast_config,
@@ -30,8 +32,6 @@ from support.fault_server import (
     partial_files,
     pull,
 )
-from support.invariants import check_cache
-from support.nginx import Nginx
 
 # A hung download thread would also hang asyncio.run's executor shutdown: dump and exit.
 pytestmark = pytest.mark.timeout(120, method="thread")

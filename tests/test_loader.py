@@ -33,8 +33,10 @@ from runanywhere.errors import (
 )
 from runanywhere.transfer import ProgressTracker, Stage
 from support import fault_server as fs
-from support.fault_server import (
-    FaultServer,
+from support.fault_server import FaultServer
+from support.invariants import check_cache
+from support.nginx import Nginx
+from support.pulls import (
     MiB,
     covered,
     fast_config,
@@ -43,8 +45,6 @@ from support.fault_server import (
     partial_files,
     pull,
 )
-from support.invariants import check_cache
-from support.nginx import Nginx
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 

@@ -21,8 +21,10 @@ import pytest
 
 from conftest import model_entry
 from support import fault_server as fs
-from support.fault_server import (
-    FaultServer,
+from support.fault_server import FaultServer
+from support.invariants import check_cache
+from support.nginx import Nginx
+from support.pulls import (
     MiB,
     child_result,
     covered,
@@ -32,8 +34,6 @@ from support.fault_server import (
     spawn_pull,
     wait_until,
 )
-from support.invariants import check_cache
-from support.nginx import Nginx
 
 pytestmark = pytest.mark.timeout(180, method="thread")
 
