@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-# tests/support/seaweed.py starts the store; appended, so bench/nginx.py stays the "nginx" here.
-sys.path.append(str(HERE.parent / "tests" / "support"))
+# harness/seaweed.py starts the store; appended, so bench/nginx.py stays the "nginx" here.
+sys.path.append(str(HERE.parent))
 
 if TYPE_CHECKING:
     from nginx import Nginx
@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from nginx import SLOW_RATE, Nginx
     from payloads import bench_dir, ensure_payloads
-    from seaweed import SeaweedFS
 
+    from harness.seaweed import SeaweedFS
     from runanywhere import ModelLoader
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]

@@ -20,16 +20,15 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
+from harness.nginx import Nginx
 from support import fault_server as fs
 from support.fault_server import FaultServer
 from support.invariants import check_cache
-from support.nginx import Nginx
 from support.pulls import (
     MiB,
     child_result,
     covered,
     journal,
-    nginx_served,
     partial_files,
     spawn_pull,
     wait_until,
@@ -86,7 +85,7 @@ def test_kill_9_mid_download_then_a_fresh_process_fetches_only_the_rest(
     fast = write_catalog([model_entry("kill9", f"{nginx.url}/{name}", size, sha)])
     resume(home, fast, "kill9", sha, chunk_size=chunk, fetch={"split_threshold": 4 * MiB,
                                                               "min_part": MiB})
-    refetched = nginx_served(nginx, f"/{name}")
+    refetched = nginx.bytes_served(uri=f"/{name}")
     assert refetched <= size - kept + 8 * chunk, (refetched, size - kept)
     assert partial_files(home) == []
 

@@ -1,7 +1,7 @@
 """What the transfer and reliability tests do around a server: build a registry with
 test-sized timeouts, pull, read a partial's journal, run a pull in a child process (for kill -9
 and multi-process cases) and wait for a condition. The servers themselves live elsewhere: the
-fault server in ``support.fault_server``, nginx in ``support.nginx``."""
+fault server in ``support.fault_server``, nginx in ``harness.nginx``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from typing import Any
 from runanywhere import ModelRegistry, Result
 from runanywhere.errors import ModelError
 from runanywhere.transfer import FetchConfig
-
-from .nginx import Nginx
 
 MiB = 2**20
 _REC = struct.Struct("<QQ")  # one journal record of transfer/partial.py
@@ -67,16 +65,6 @@ def covered(home: Path, key: str = "*") -> int:
 
 def partial_files(home: Path, key: str = "*") -> list[str]:
     return sorted(p.name for p in (home / "partials").glob(f"{key}.*"))
-
-
-def nginx_lines(nginx: Nginx, uri: str) -> list[list[str]]:
-    """``[uri, status, body bytes, range...]`` for every logged request of exactly ``uri``."""
-    return [p for p in (line.split() for line in nginx.requests()) if p and p[0] == uri]
-
-
-def nginx_served(nginx: Nginx, uri: str) -> int:
-    """Body bytes nginx logged for requests of exactly ``uri`` (``/slow/x`` is not ``/x``)."""
-    return sum(int(p[2]) for p in nginx_lines(nginx, uri))
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0,
