@@ -26,6 +26,7 @@ from harness import accesslog
 from harness.net import free_port, free_ports, wait_port
 from harness.nginx import Hub, Nginx, Route, Served, Site, hub_direct_routes, rate_bytes
 from harness.throttle import Bucket
+from support.tamper import flip_byte, flipped, xor_range, zero_range
 
 MiB = 2**20
 REPO = "org/model"
@@ -405,6 +406,32 @@ def test_config_errors_are_reported_before_start(files: Path) -> None:
         Nginx(files, sites=[Site("origin", http=False)])
     with pytest.raises(RuntimeError):
         Nginx(files).ca_file  # noqa: B018
+
+
+# -- tamper helpers -------------------------------------------------------------------------------
+def test_tampering_always_changes_the_bytes(tmp_path: Path) -> None:
+    for value in range(256):  # every byte value, the one a constant write would miss included
+        assert flipped(bytes([value]), 0) != bytes([value])
+    f = tmp_path / "f.bin"
+    data = bytes(range(256)) * 4
+    f.write_bytes(data)
+    os.chmod(f, 0o444)
+    before = f.stat().st_mtime_ns
+    at = flip_byte(f, keep_mtime=True)
+    after = f.read_bytes()
+    assert at == len(data) // 2 and after[at] == data[at] ^ 0xFF
+    assert after[:at] == data[:at] and after[at + 1:] == data[at + 1:]
+    assert f.stat().st_mtime_ns == before
+    xor_range(f, 0, 256, 0x01)
+    assert all(a != b for a, b in zip(f.read_bytes()[:256], data[:256], strict=True))
+    with pytest.raises(ValueError):
+        xor_range(f, 0, 10, 0)
+    with pytest.raises(ValueError):
+        flip_byte(f, len(data))
+    zero_range(f, 300, 10)
+    assert f.read_bytes()[300:310] == bytes(10)
+    with pytest.raises(AssertionError):
+        zero_range(f, 300, 10)  # already zero: it would damage nothing
 
 
 def test_log_format_is_valid_json_for_nginx(srv: Nginx) -> None:

@@ -46,6 +46,7 @@ from runanywhere.shared.s3 import load_boto3, reset_warnings
 from runanywhere.transfer.fetch import FetchConfig, FetchedFile, FileFetch
 from runanywhere.transfer.progress import ProgressTracker
 from support.invariants import check_cache
+from support.tamper import flipped
 
 MiB = 2**20
 
@@ -242,9 +243,7 @@ def test_corrupt_object_is_reported_discarded_and_repaired(
         caplog: pytest.LogCaptureFixture) -> None:
     tier = make_tier()
     data, sha = blob(3 * MiB)
-    bad = bytearray(data)
-    bad[MiB] ^= 0xFF  # same size, one byte off
-    put(seaweed, tier, sha, bytes(bad))
+    put(seaweed, tier, sha, flipped(data, MiB))  # same size, one byte off
     home = tmp_path / "home"
     assert fetch_blob(tier, sha, len(data), home) is None
     assert len(warnings_of(caplog, "is corrupt")) == 1
@@ -331,13 +330,13 @@ def test_upload_puts_a_checksummed_object_once(seaweed: SeaweedFS, tmp_path: Pat
 def test_upload_refuses_bytes_that_do_not_match(seaweed: SeaweedFS, tmp_path: Path,
                                                 make_tier: Callable[..., SharedTier]) -> None:
     tier = make_tier(multipart_threshold=5 * MiB, part_size=5 * MiB)
-    _, sha = blob(1000)
+    data, sha = blob(1000)
     f = tmp_path / "rotten"
-    f.write_bytes(b"y" * 1000)  # the local file rotted: the store's checksum check refuses it
+    f.write_bytes(flipped(data))  # the local file rotted: the store's checksum check refuses it
     assert tier.upload_blob(sha, f, 1000) == "failed"
     assert head(seaweed, tier.location.blob_key(sha)) is None
     big, big_sha = blob(11 * MiB)
-    f.write_bytes(big[:-1] + b"\0")  # multipart: our own whole-file hash refuses it
+    f.write_bytes(flipped(big))  # multipart: our own whole-file hash refuses it
     assert tier.upload_blob(big_sha, f, len(big)) == "failed"
     assert head(seaweed, tier.location.blob_key(big_sha)) is None
     assert tier.usable()

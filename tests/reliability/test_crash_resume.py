@@ -33,6 +33,7 @@ from support.pulls import (
     spawn_pull,
     wait_until,
 )
+from support.tamper import zero_range
 
 pytestmark = pytest.mark.timeout(180, method="thread")
 
@@ -153,9 +154,7 @@ def test_power_loss_bytes_that_the_journal_claims_are_re_checked(
     (part,) = (home / "partials").glob(f"{sha}.*.part")
     (log,) = (home / "partials").glob(f"{sha}.*.log")
     start, end = sorted(journal(log))[0]
-    with open(part, "r+b") as f:  # zeroes where the journal says data is: a lost page
-        f.seek(start + (end - start) // 2)
-        f.write(b"\0" * 4096)
+    zero_range(part, start + (end - start) // 2, 4096)  # a lost page, where the journal has data
     server.script(name, then=fs.ok())
     resume(home, cat, name, sha, fetch=fetch)
 
