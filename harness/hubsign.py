@@ -114,7 +114,7 @@ class HubSigner:
             return 404, {"X-Error-Code": "EntryNotFound"}, b"Entry not found\n"
         sha = self.sha256(file)
         headers = {
-            "Location": self.signed_url(repo, path, scheme=proto),
+            "Location": self.signed_url(repo, path, scheme=self.cdn_scheme or proto),
             "X-Repo-Commit": commit_of(repo, rev),
             "X-Linked-Etag": f'"{sha}"', "ETag": f'"{sha}"',
             "X-Linked-Size": str(file.stat().st_size),

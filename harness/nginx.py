@@ -283,23 +283,23 @@ class Nginx:
         return {(lst.site.name, lst.scheme): lst.port for lst in self._listeners}
 
     # -- TLS ----------------------------------------------------------------------------------
+    def _server_tls(self) -> ServerTLS:
+        if self.tls is None:
+            raise RuntimeError("this nginx has no TLS (no https site) or is not started")
+        return self.tls
+
     @property
     def ca_file(self) -> Path:
         """PEM of the CA that signed the server certificate (set once started with TLS)."""
-        if self.tls is None:
-            raise RuntimeError("this nginx has no TLS (no https site) or is not started")
-        return self.tls.ca_file
+        return self._server_tls().ca_file
 
     def tls_env(self) -> dict[str, str]:
         """``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` -> :attr:`ca_file`."""
-        self.ca_file  # noqa: B018 - raises without TLS
-        assert self.tls is not None
-        return self.tls.env()
+        return self._server_tls().env()
 
     def ssl_context(self) -> ssl.SSLContext:
-        self.ca_file  # noqa: B018 - raises without TLS
-        assert self.tls is not None
-        return self.tls.ssl_context()
+        """A client context trusting :attr:`ca_file` only."""
+        return self._server_tls().ssl_context()
 
     # -- the Hub ------------------------------------------------------------------------------
     def _hub(self) -> tuple[Hub, HubSigner]:

@@ -325,6 +325,13 @@ def test_hub_resolve_redirects_to_the_cdn_with_hub_headers(srv: Nginx, files: Pa
     commit = "ab" * 20
     _, h = head_no_redirect(srv.hub_url(REPO, "weights.bin", revision=commit), srv)
     assert h["X-Repo-Commit"] == commit
+    assert srv.signer is not None
+    srv.signer.cdn_scheme = "https"  # Hub(cdn_scheme=...): links on https whatever the request
+    try:
+        _, h = head_no_redirect(srv.hub_url(REPO, "weights.bin", scheme="http"), srv)
+    finally:
+        srv.signer.cdn_scheme = None
+    assert h["Location"].startswith(f"https://127.0.0.1:{srv.port_of('cdn', 'https')}/lfs/")
     assert get(srv.hub_url(REPO, "weights.bin", scheme="https"), srv) == data  # followed
     cdn = srv.wait_records(site="cdn", prefix="/lfs/", status=200)
     assert cdn and cdn[-1].status == 200 and cdn[-1].body_bytes == len(data)
