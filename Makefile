@@ -1,5 +1,7 @@
 # One command each: `make demo` (set up + run the demo), `make test` (set up + run every check),
 # `make bench` (set up + run the benchmark against the peers). Everything lands in .venv.
+# Run from the repository root: the benchmark runs as modules (python -m bench.run) and, like the
+# tests (pytest's pythonpath), imports the shared test servers from harness/.
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip -q --disable-pip-version-check
@@ -29,7 +31,7 @@ demo: setup
 	$(VENV)/bin/runanywhere demo
 
 lint: setup-test
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench harness
 	$(VENV)/bin/mypy
 
 # The parity tests fail (not skip) when a reference is missing: CI cannot pass by skipping.
@@ -39,12 +41,12 @@ test: setup-test lint
 bench: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
-	$(PY) bench/run.py --smoke
+	$(PY) -m bench.run --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -9,7 +9,8 @@
 * listing 10,000 cached models: ``ModelCache(directory).entries()`` in a fresh process, and the CLI
   ``cache ls --json``.
 
-Every figure runs in its own subprocess (``python cache_bench.py child NAME ARGS``) and is guarded:
+Every figure runs in its own subprocess (``python -m bench.cache_bench child NAME ARGS``, from the
+repository root) and is guarded:
 until an API exists the figure reads ``unavailable: <error>``. The store API used:
 ``ModelCache(directory=..., memory_limit=...)``, ``cache.get(id)`` -> entry or None (``.tier``),
 ``cache.import_path(meta, path)`` with ``meta = runanywhere.catalog.parse_model(dict)`` (or, while
@@ -20,19 +21,24 @@ that is missing, the registry's sideload ``ModelRegistry.import_model`` on the s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import peers
-from nginx import Nginx, Served
+from . import peers
+
+if TYPE_CHECKING:  # the children import only what they measure with
+    from harness.nginx import Served
+
+    from .origin import Origin
 
 RESULT_TAG = peers.RESULT_TAG
+#: The children run as ``-m bench.cache_bench`` from here, whatever the caller's directory.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _meta_dict(model_id: str, size: int, sha256: str, url: str) -> dict[str, Any]:
@@ -47,12 +53,13 @@ def _ra_env() -> dict[str, str]:
     return env
 
 
-def _run(argv: list[str], env: dict[str, str],
-         timeout: float = 600) -> tuple[float, dict[str, Any]]:
+def _run(argv: list[str], env: dict[str, str], timeout: float = 600,
+         cwd: Path | None = None) -> tuple[float, dict[str, Any]]:
     """Run a subprocess; return (wall seconds, its @@RESULT dict). Raise RuntimeError on failure."""
     t = time.perf_counter()
     try:
-        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                           cwd=cwd)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"timed out after {timeout:.0f} s") from None
     wall = time.perf_counter() - t
@@ -70,8 +77,8 @@ def _run(argv: list[str], env: dict[str, str],
 
 
 def _child(name: str, args: dict[str, Any], timeout: float = 600) -> tuple[float, dict[str, Any]]:
-    return _run([sys.executable, str(Path(__file__).resolve()), "child", name, json.dumps(args)],
-                _ra_env(), timeout)
+    return _run([sys.executable, "-m", "bench.cache_bench", "child", name, json.dumps(args)],
+                _ra_env(), timeout, cwd=REPO_ROOT)
 
 
 class Figures:
@@ -140,7 +147,7 @@ def _import_seconds(module: str, attr: str) -> float:
     return float(r.stdout.strip().splitlines()[-1])
 
 
-def run_cache_bench(srv: Nginx, payload: Served, payload_dir: Path, work: Path, *,
+def run_cache_bench(srv: Origin, payload: Served, payload_dir: Path, work: Path, *,
                     reps: int = 3, list_count: int = 10_000, log=print) -> list[dict[str, Any]]:
     figs = Figures(log)
     if work.exists():
@@ -331,5 +338,4 @@ CHILDREN = {"import": child_import, "hits": child_hits,
             "populate": child_populate, "list": child_list}
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "child":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     CHILDREN[sys.argv[2]](json.loads(sys.argv[3]))

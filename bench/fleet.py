@@ -1,10 +1,10 @@
-#!/usr/bin/env python3
 """Fleet benchmark: N "machines" pull one model at the same moment, with and without the shared
-tier, against a private nginx (the origin) and a private SeaweedFS (the team bucket).
+tier, against a private nginx (the origin) and a private SeaweedFS (the team bucket), both
+started by the shared launchers in ``harness/``. From the repository root:
 
-    python bench/fleet.py --size 512M             # 8 machines, 512 MiB model
-    python bench/fleet.py --size 64M              # quick mode
-    python bench/fleet.py --size 512M --origin-rate 10m   # origin capped per connection
+    python -m bench.fleet --size 512M             # 8 machines, 512 MiB model
+    python -m bench.fleet --size 64M              # quick mode
+    python -m bench.fleet --size 512M --origin-rate 10m   # origin capped per connection
 
 A machine is a separate process with its own cache folder. All of them are started, import
 runanywhere, build their registry (and the S3 client), then wait for one common start instant
@@ -36,15 +36,12 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-# tests/support/seaweed.py starts the store; appended, so bench/nginx.py stays the "nginx" here.
-sys.path.append(str(HERE.parent / "tests" / "support"))
-
 if TYPE_CHECKING:
-    from nginx import Nginx
+    from .origin import Origin
 
 MODEL_ID = "fleet-model"
+#: The machines run as ``-m bench.fleet --child`` from here, whatever the caller's directory.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- one machine (child process) ------------------------------------------------------------------
@@ -91,7 +88,7 @@ def child(args: argparse.Namespace) -> int:
 
 
 # -- the scenarios --------------------------------------------------------------------------------
-def run_scenario(name: str, machines: int, work: Path, catalog: Path, origin: Nginx,
+def run_scenario(name: str, machines: int, work: Path, catalog: Path, origin: Origin,
                  env_extra: dict[str, str], durable: bool) -> dict[str, Any]:
     homes = [work / name / f"machine-{i}" for i in range(machines)]
     shutil.rmtree(work / name, ignore_errors=True)
@@ -99,9 +96,10 @@ def run_scenario(name: str, machines: int, work: Path, catalog: Path, origin: Ng
     start_at = time.time() + 4.0 + 0.5 * machines  # every child imported and ready by then
     env = {**os.environ, **env_extra, "RUNANYWHERE_DURABLE": "1" if durable else "0"}
     env.pop("RUNANYWHERE_CATALOG", None)
-    procs = [subprocess.Popen([sys.executable, __file__, "--child", "--home", str(h),
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.fleet", "--child", "--home", str(h),
                                "--catalog", str(catalog), "--start-at", repr(start_at)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO_ROOT)
              for h in homes]
     rows = []
     for i, p in enumerate(procs):
@@ -173,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args)
 
-    from nginx import SLOW_RATE, Nginx
-    from payloads import bench_dir, ensure_payloads
-    from seaweed import SeaweedFS
-
+    from harness.seaweed import SeaweedFS
     from runanywhere import ModelLoader
+
+    from .origin import SLOW_RATE, Origin
+    from .payloads import bench_dir, ensure_payloads
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if "fleet" in scenarios and not hasattr(ModelLoader, "shared"):
@@ -186,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.remove("fleet")
     payload = ensure_payloads([args.size], bench_dir() / "payloads")[0]
     work = Path(tempfile.mkdtemp(prefix="ra-fleet-", dir=bench_dir()))
-    # bench/nginx.py's server: /full/ at full speed, or /slow/ capped per connection.
-    origin = Nginx(bench_dir() / "payloads", [payload],
-                   slow_rate=args.origin_rate or SLOW_RATE).start()
+    # The benchmark's origin: /full/ at full speed, or /slow/ capped per connection.
+    origin = Origin(bench_dir() / "payloads", [payload],
+                    slow_rate=args.origin_rate or SLOW_RATE).start()
     route = "slow" if args.origin_rate else "full"
     store = SeaweedFS(work / "seaweed", bucket="fleet")
     results = []

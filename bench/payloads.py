@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from nginx import Served
+from harness.nginx import Served
 
 _UNITS = {"k": 2**10, "m": 2**20, "g": 2**30}
 _BLOCK = 16 * 2**20

@@ -1,10 +1,11 @@
-#!/usr/bin/env python3
 """Download benchmark: runanywhere against curl, aria2c, urllib, requests, hf_hub_download,
 pooch and hf_transfer, all fetching from a private nginx on 127.0.0.1, in one run.
 
-    python bench/run.py                      # 64M,512M,2G; 3 reps; report in bench/results/
-    python bench/run.py --smoke              # 64 MiB, 1 rep, a few peers (CI)
-    python bench/run.py --sizes 64M,512M --reps 5 --peers ra-api,curl,aria2c
+From the repository root:
+
+    python -m bench.run                      # 64M,512M,2G; 3 reps; report in bench/results/
+    python -m bench.run --smoke              # 64 MiB, 1 rep, a few peers (CI)
+    python -m bench.run --sizes 64M,512M --reps 5 --peers ra-api,curl,aria2c
 
 Order of work: check which peers can run (a runanywhere that does not import yet is listed as
 "unavailable: <error>", not an error) -> generate payloads in $RA_BENCH_DIR (default
@@ -35,13 +36,12 @@ import traceback
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness.nginx import nginx_binary
 
-import cache_bench
-import nginx as nginx_mod
-import peers as peers_mod
-import report
-from payloads import bench_dir, ensure_payloads, human, label, parse_size
+from . import cache_bench, report
+from . import peers as peers_mod
+from .origin import HF_REPO, SLOW_RATE, Origin
+from .payloads import bench_dir, ensure_payloads, human, label, parse_size
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEERS = list(peers_mod.PEERS)
@@ -135,7 +135,7 @@ def versions() -> dict[str, str]:
             out[dist] = "not installed"
     for exe, args, pat in (("curl", ["--version"], r"curl (\S+)"),
                            ("aria2c", ["--version"], r"aria2 version (\S+)"),
-                           (nginx_mod.find_nginx() or "nginx", ["-v"], r"nginx/(\S+)")):
+                           (nginx_binary() or "nginx", ["-v"], r"nginx/(\S+)")):
         try:
             r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=10)
             m = re.search(pat, r.stdout + r.stderr)
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(), "smoke": args.smoke, "reps": args.reps,
             "sizes": args.sizes, "routes": args.routes,
             "peers": [p for p in peers_mod.PEERS if p in args.peers],  # report order
-            "slow_rate": nginx_mod.SLOW_RATE, "slow_max": label(args.slow_max),
+            "slow_rate": SLOW_RATE, "slow_max": label(args.slow_max),
             "skipped_slow": [human(s) for s in args.sizes
                              if "slow" in args.routes and s > args.slow_max],
             "labels": {n: p.label for n, p in peers_mod.PEERS.items()},
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = root / "runs"
     shutil.rmtree(runs_dir, ignore_errors=True)
     runs_dir.mkdir(parents=True)
-    srv = nginx_mod.Nginx(root / "payloads", served)
+    srv = Origin(root / "payloads", served)
     try:
         srv.start()
         log(f"nginx: {srv.base} (config and logs in {srv.tmp})")
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                     job = peers_mod.Job(
                         size=size, sha256=f.sha256, name=f.name, route=route,
                         url=srv.url(route, f.name), hf_endpoint=srv.hf_endpoint(route),
-                        hf_repo=nginx_mod.HF_REPO, catalog=catalogs[(size, route)],
+                        hf_repo=HF_REPO, catalog=catalogs[(size, route)],
                         model_id=f"bench-{label(size)}",
                         workdir=runs_dir / f"{label(size)}-{route}-{name}-{rep}")
                     timeout = 120 + size / (10 * 2**20)

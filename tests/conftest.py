@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from harness.nginx import Nginx, Route, nginx_binary
 
-from support.nginx import Nginx, nginx_binary
+#: The session nginx's routes: the origin folder at "/", the same capped at 2 MiB/s per
+#: connection under "/slow/", and "/redirect/x" answering 302 to "/x".
+ORIGIN_ROUTES = (Route("/"), Route("/slow/", rate="2m"), Route("/redirect/", redirect="/"))
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def origin_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def nginx(origin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     if nginx_binary() is None:
         pytest.fail("nginx is not installed: run .ci/run or apt-get install nginx")
-    server = Nginx(origin_root, tmp_path_factory.mktemp("nginx"))
+    server = Nginx(origin_root, tmp_path_factory.mktemp("nginx"), routes=ORIGIN_ROUTES)
     server.start()
     yield server
     server.stop()

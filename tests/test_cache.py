@@ -26,6 +26,7 @@ from runanywhere.store import ModelCache, StagedFile
 from runanywhere.store import fsutil as fsutil_mod
 from runanywhere.store.index import SCHEMA_VERSION
 from support.invariants import check_cache
+from support.tamper import flip_byte
 
 Stage = Callable[..., StagedFile]
 
@@ -163,7 +164,7 @@ def test_orphan_blob_is_rehashed_before_reuse(cache: ModelCache, home: Path) -> 
     blob = cache.disk.blob_path(sha)
     blob.write_bytes(data)  # left by a crash before its index row
     assert cache.disk.has_blob(sha, 300)
-    blob.write_bytes(b"x" * 300)  # same size, wrong bytes
+    flip_byte(blob)  # same size, wrong bytes
     assert not cache.disk.has_blob(sha, 300)
 
 
@@ -462,14 +463,7 @@ def test_verify_quarantines_a_flipped_bit(cache: ModelCache, stage: Stage, home:
     entry = cache.lookup("bad")
     assert entry is not None
     cache.get("bad")  # in memory too: must go with the disk entry
-    st = entry.path.stat()
-    os.chmod(entry.path, 0o644)
-    with open(entry.path, "r+b") as f:
-        f.seek(1234)
-        b = f.read(1)
-        f.seek(1234)
-        f.write(bytes([b[0] ^ 0x01]))
-    os.utime(entry.path, ns=(st.st_atime_ns, st.st_mtime_ns))  # bit rot keeps the mtime
+    flip_byte(entry.path, 1234, 0x01, keep_mtime=True)  # bit rot keeps the mtime
     assert cache.lookup("bad") is not None  # a normal hit trusts the index: no re-hash
     results = {r.model_id: r for r in cache.verify()}
     assert results["good"].ok and not results["bad"].ok
@@ -499,8 +493,7 @@ def test_corrupt_shared_blob_condemns_every_model_built_from_it(cache: ModelCach
     put(cache, stage, "x", data)
     put(cache, stage, "y", data)
     blob = cache.disk.blob_path(hashlib.sha256(data).hexdigest())
-    os.chmod(blob, 0o644)
-    blob.write_bytes(b"z" * 500)
+    flip_byte(blob)
     results = {r.model_id: r.ok for r in cache.verify("x")}
     assert results == {"x": False, "y": False}
     assert cache.entries() == []

@@ -14,6 +14,7 @@ import pytest
 from conftest import model_entry
 from runanywhere.cli.main import main
 from support.invariants import check_cache
+from support.tamper import flip_byte
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -105,10 +106,7 @@ def test_verify_reports_and_quarantines(run: Run, files: dict[str, tuple[Path, s
     code, out, _ = run("cache", "verify")
     assert code == 0 and out.count(": ok") == 3
     blob = home / "blobs" / "sha256" / files["medium"][1]
-    os.chmod(blob, 0o644)
-    with open(blob, "r+b") as f:
-        f.seek(100)
-        f.write(b"\x00\xff")
+    flip_byte(blob, 100)
     code, out, _ = run("cache", "verify", "medium", "--json")
     doc = _json(out)
     assert code == 1 and doc["ok"] is False

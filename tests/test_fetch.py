@@ -1,8 +1,9 @@
 """One-file fetch against a real nginx: parallel ranges, If-Range, resume, redirects, errors.
 
-nginx logs ``$request_uri $status $body_bytes_sent $http_range`` per request, so each test reads
-what the server really sent. ``/slow/<file>`` is limited to 2 MB/s per connection, which gives a
-test time to interrupt a download; the resume then uses ``/<file>``, logged under another URI.
+nginx logs every request (``harness.accesslog``: URI, status, body bytes, Range, If-Range...),
+so each test reads what the server really sent. ``/slow/<file>`` is limited to 2 MiB/s per
+connection, which gives a test time to interrupt a download; the resume then uses ``/<file>``,
+logged under another URI.
 """
 
 from __future__ import annotations
@@ -17,21 +18,13 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
+from harness.accesslog import Record
+from harness.nginx import Nginx
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadCancelledError, DownloadError, IntegrityError
 from runanywhere.transfer import FetchConfig
-from support.fault_server import (
-    MiB,
-    covered,
-    fast_config,
-    make_registry,
-    nginx_lines,
-    nginx_served,
-    partial_files,
-    pull,
-)
 from support.invariants import check_cache
-from support.nginx import Nginx
+from support.pulls import MiB, covered, fast_config, make_registry, partial_files, pull
 
 # A hung download thread would also hang asyncio.run's executor shutdown: dump and exit.
 pytestmark = pytest.mark.timeout(120, method="thread")
@@ -42,6 +35,11 @@ Catalog = Callable[[list[dict[str, Any]]], Path]
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _span(record: Record) -> tuple[int, ...]:
+    """``Range: bytes=A-B`` as (A, B)."""
+    return tuple(map(int, (record.range or "").removeprefix("bytes=").split("-")))
 
 
 async def pull_and_cancel(reg: ModelRegistry, model_id: str, after_bytes: int) -> Any:
@@ -68,15 +66,15 @@ def test_parallel_ranges_40_mib_verify_and_publish(nginx: Nginx, payload: Payloa
     assert r.success, r.error
     assert sha256(r.value) == sha
     assert check_cache(home, {"big-40": {name: sha}}) == ["big-40"]
-    lines = nginx_lines(nginx, f"/{name}")
+    lines = nginx.records(uri=f"/{name}")
     assert len(lines) >= 4, f"not parallel: {lines}"  # 8 MiB parts: 5 ranges
-    assert {ln[1] for ln in lines} == {"206"}
-    spans = [tuple(map(int, ln[3].removeprefix("bytes=").split("-"))) for ln in lines]
+    assert {ln.status for ln in lines} == {206}
+    spans = [_span(ln) for ln in lines]
     union = sum(e - s + 1 for s, e in _merge(spans))
     asked = sum(e - s + 1 for s, e in spans)
     assert union == size, f"the ranges asked for do not cover the file: {sorted(spans)}"
     # Every byte once; a range stolen for the tail may waste what was in flight past its cut.
-    assert size <= nginx_served(nginx, f"/{name}") <= size + (asked - union)
+    assert size <= nginx.bytes_served(uri=f"/{name}") <= size + (asked - union)
     assert partial_files(home) == []
 
 
@@ -90,8 +88,7 @@ def test_ranges_go_out_as_ordered_pieces(nginx: Nginx, payload: Payload,
     r = pull(make_registry(home, cat, fetch_config=cfg), "pieces")
     assert r.success, r.error
     assert sha256(r.value) == sha
-    spans = [tuple(map(int, ln[3].removeprefix("bytes=").split("-")))
-             for ln in nginx_lines(nginx, f"/{name}")]
+    spans = [_span(ln) for ln in nginx.records(uri=f"/{name}")]
     # 8 MiB first (it learns whether Range works), then 64 MiB as four 16 MiB pieces; a stolen
     # tail is a half of one. Never one big range per connection.
     assert len(spans) >= 5, spans
@@ -125,7 +122,7 @@ def test_not_found_is_a_download_error_after_one_request(nginx: Nginx, write_cat
     cat = write_catalog([model_entry("missing", f"{nginx.url}/missing.bin", 1000, "ab" * 32)])
     r = pull(make_registry(home, cat), "missing")
     assert isinstance(r.error, DownloadError) and r.error.status == 404
-    assert len(nginx_lines(nginx, "/missing.bin")) == 1
+    assert len(nginx.records(uri="/missing.bin")) == 1
     assert check_cache(home) == []
 
 
@@ -166,12 +163,12 @@ def test_resume_after_cancel_fetches_only_the_missing_bytes(
     assert sha256(r.value) == sha
     assert check_cache(home, {"resume-12": {name: sha}}) == ["resume-12"]
     # Only what was missing crossed the wire again (the bound allows one chunk per connection).
-    refetched = nginx_served(nginx, f"/{name}")
+    refetched = nginx.bytes_served(uri=f"/{name}")
     assert refetched <= size - kept + 8 * 256 * 1024, (refetched, size - kept)
-    assert len(nginx_lines(nginx, f"/{name}")) > 1, "the resume should be split again"
+    assert len(nginx.records(uri=f"/{name}")) > 1, "the resume should be split again"
     assert any(p.resumed_bytes == kept for p in seen)
-    for ln in nginx_lines(nginx, f"/{name}"):  # every resumed range is conditional on the ETag
-        assert ln[1] == "206"
+    for ln in nginx.records(uri=f"/{name}"):  # every resumed range is conditional on the ETag
+        assert ln.status == 206 and ln.if_range is not None, ln
     assert partial_files(home) == []
 
 
@@ -197,8 +194,8 @@ def test_if_range_restarts_when_the_file_changed_between_runs(
     assert isinstance(r.error, IntegrityError), r
     # nginx logs a request when it ends, and the aborted 200 may end after the restart's
     # requests: look for it anywhere in the log, not first.
-    lines = nginx_lines(nginx, f"/{name}")
-    assert any(ln[1] == "200" and len(ln) >= 4 for ln in lines), \
+    lines = nginx.records(uri=f"/{name}")
+    assert any(ln.status == 200 and ln.range is not None for ln in lines), \
         f"a Range request with a stale If-Range must be answered 200 by nginx: {lines}"
     assert check_cache(home) == [] and partial_files(home, sha) == []
 
@@ -218,8 +215,8 @@ def test_if_range_change_with_trust_on_first_use_restarts_cleanly(
     r = pull(make_registry(home, slow), "changes-tofu")
     assert r.success, r.error
     assert Path(r.value).read_bytes() == new, "old and new bytes were mixed"
-    lines = nginx_lines(nginx, f"/slow/{name}")
-    assert any(ln[1] == "200" and len(ln) >= 4 for ln in lines), lines
+    lines = nginx.records(uri=f"/slow/{name}")
+    assert any(ln.status == 200 and ln.range is not None for ln in lines), lines
     check_cache(home)
 
 
@@ -233,7 +230,7 @@ def test_split_and_single_connection_give_the_same_bytes(
     r = pull(reg, f"same-{connections}")
     assert r.success, r.error
     assert sha256(r.value) == sha
-    assert len(nginx_lines(nginx, f"/{name}")) == (1 if connections == 1 else 8)
+    assert len(nginx.records(uri=f"/{name}")) == (1 if connections == 1 else 8)
     check_cache(tmp_path / "h")
 
 

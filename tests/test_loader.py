@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
+from harness.nginx import Nginx
 from runanywhere import ModelRegistry
 from runanywhere.errors import (
     CacheError,
@@ -33,18 +34,9 @@ from runanywhere.errors import (
 )
 from runanywhere.progress import ProgressTracker, Stage
 from support import fault_server as fs
-from support.fault_server import (
-    FaultServer,
-    MiB,
-    covered,
-    fast_config,
-    make_registry,
-    nginx_served,
-    partial_files,
-    pull,
-)
+from support.fault_server import FaultServer
 from support.invariants import check_cache
-from support.nginx import Nginx
+from support.pulls import MiB, covered, fast_config, make_registry, partial_files, pull
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 
@@ -252,7 +244,7 @@ def test_cancel_active_download_keeps_the_partial_and_a_later_load_resumes(
     path = asyncio.run(reg2.loader.load_model("cancel-me", seen.append))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     assert seen[-1].resumed_bytes == kept
-    assert nginx_served(nginx, f"/{name}") <= size - kept + 8 * MiB // 4
+    assert nginx.bytes_served(uri=f"/{name}") <= size - kept + 8 * MiB // 4
     check_cache(home)
 
 

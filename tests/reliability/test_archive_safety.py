@@ -23,8 +23,9 @@ import pytest
 from conftest import model_entry
 from runanywhere.errors import IntegrityError, UnsafeArchiveError
 from support import fault_server as fs
-from support.fault_server import FaultServer, make_registry, pull
+from support.fault_server import FaultServer
 from support.invariants import check_cache
+from support.pulls import make_registry, pull
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 

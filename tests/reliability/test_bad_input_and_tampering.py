@@ -18,6 +18,7 @@ import pytest
 from conftest import model_entry
 from runanywhere.cli.main import main
 from support.invariants import check_cache
+from support.tamper import flip_byte
 
 Payload = Callable[[str, int], tuple[str, str, int]]
 Catalog = Callable[[list[dict[str, Any]]], Path]
@@ -97,17 +98,6 @@ def _blob(home: Path, sha: str) -> Path:
     return p
 
 
-def _flip_bit_keep_mtime(path: Path) -> None:
-    st = path.stat()
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(st.st_size // 2)
-        b = f.read(1)
-        f.seek(st.st_size // 2)
-        f.write(bytes([b[0] ^ 0x10]))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # bit rot does not touch the mtime
-
-
 def _truncate(path: Path) -> None:
     os.chmod(path, 0o644)
     os.truncate(path, 1000)
@@ -127,7 +117,8 @@ def _symlink_to_wrong_file(path: Path, outside: Path) -> None:
 def _tamper(how: str, home: Path, sha: str, tmp_path: Path) -> None:
     model, blob = _model_file(home), _blob(home, sha)
     if how == "flipped-bit":
-        _flip_bit_keep_mtime(model)  # the model file and the blob share an inode (hard link)
+        # bit rot keeps the mtime; the model file and the blob share an inode (hard link)
+        flip_byte(model, mask=0x10, keep_mtime=True)
     elif how == "truncated":
         _truncate(model)
     elif how == "deleted":

@@ -20,15 +20,9 @@ import pytest
 from conftest import model_entry
 from runanywhere.errors import DownloadCancelledError
 from support import fault_server as fs
-from support.fault_server import (
-    FaultServer,
-    MiB,
-    child_result,
-    make_registry,
-    partial_files,
-    spawn_pull,
-)
+from support.fault_server import FaultServer
 from support.invariants import check_cache
+from support.pulls import MiB, child_result, fast_config, make_registry, partial_files, spawn_pull
 
 pytestmark = pytest.mark.timeout(180, method="thread")
 
@@ -98,7 +92,7 @@ def test_two_registries_in_one_process_share_the_download(server: FaultServer,
                                                           write_catalog: Catalog,
                                                           home: Path) -> None:
     data, _sha, cat = slow_model(server, write_catalog, "two-registries", 3 * MiB)
-    regs = [make_registry(home, cat, fetch_config=fs.fast_config(**FETCH)) for _ in range(2)]
+    regs = [make_registry(home, cat, fetch_config=fast_config(**FETCH)) for _ in range(2)]
 
     async def both() -> list[Any]:
         return list(await asyncio.gather(*(r.download_model("two-registries") for r in regs)))
@@ -115,7 +109,7 @@ def test_cancel_while_waiting_for_another_downloader(server: FaultServer, write_
     """The second registry waits on the download lock; cancelling it must not wait for the
     first, and must not disturb it."""
     data, sha, cat = slow_model(server, write_catalog, "lock-wait", 3 * MiB, rate=500_000)
-    first, second = (make_registry(home, cat, fetch_config=fs.fast_config(**FETCH))
+    first, second = (make_registry(home, cat, fetch_config=fast_config(**FETCH))
                      for _ in range(2))
 
     async def scenario() -> tuple[Any, Any]:

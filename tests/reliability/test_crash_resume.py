@@ -20,20 +20,20 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
+from harness.nginx import Nginx
 from support import fault_server as fs
-from support.fault_server import (
-    FaultServer,
+from support.fault_server import FaultServer
+from support.invariants import check_cache
+from support.pulls import (
     MiB,
     child_result,
     covered,
     journal,
-    nginx_served,
     partial_files,
     spawn_pull,
     wait_until,
 )
-from support.invariants import check_cache
-from support.nginx import Nginx
+from support.tamper import zero_range
 
 pytestmark = pytest.mark.timeout(180, method="thread")
 
@@ -86,7 +86,7 @@ def test_kill_9_mid_download_then_a_fresh_process_fetches_only_the_rest(
     fast = write_catalog([model_entry("kill9", f"{nginx.url}/{name}", size, sha)])
     resume(home, fast, "kill9", sha, chunk_size=chunk, fetch={"split_threshold": 4 * MiB,
                                                               "min_part": MiB})
-    refetched = nginx_served(nginx, f"/{name}")
+    refetched = nginx.bytes_served(uri=f"/{name}")
     assert refetched <= size - kept + 8 * chunk, (refetched, size - kept)
     assert partial_files(home) == []
 
@@ -154,9 +154,7 @@ def test_power_loss_bytes_that_the_journal_claims_are_re_checked(
     (part,) = (home / "partials").glob(f"{sha}.*.part")
     (log,) = (home / "partials").glob(f"{sha}.*.log")
     start, end = sorted(journal(log))[0]
-    with open(part, "r+b") as f:  # zeroes where the journal says data is: a lost page
-        f.seek(start + (end - start) // 2)
-        f.write(b"\0" * 4096)
+    zero_range(part, start + (end - start) // 2, 4096)  # a lost page, where the journal has data
     server.script(name, then=fs.ok())
     resume(home, cat, name, sha, fetch=fetch)
 

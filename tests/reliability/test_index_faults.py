@@ -25,6 +25,7 @@ from runanywhere.errors import CacheError
 from runanywhere.store import ModelCache, StagedFile
 from runanywhere.store.index import _SCHEMA_1
 from support.invariants import check_cache
+from support.tamper import flip_byte, xor_range
 
 
 def _publish(cache: ModelCache, model_id: str, size: int = 2000) -> str:
@@ -71,19 +72,14 @@ def _assert_rebuilt(home: Path, shas: dict[str, str], caplog: pytest.LogCaptureF
 
 def test_garbage_header_is_rebuilt_from_manifests(home: Path, populated: dict[str, str],
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    db = home / "index.db"
-    with open(db, "r+b") as f:
-        f.write(os.urandom(100))
+    xor_range(home / "index.db", 0, 100)  # "SQLite format 3" and the page size: garbage
     _assert_rebuilt(home, populated, caplog)
 
 
 def test_damaged_page_in_the_middle_is_rebuilt(home: Path, populated: dict[str, str],
                                                caplog: pytest.LogCaptureFixture) -> None:
     db = home / "index.db"
-    size = db.stat().st_size
-    with open(db, "r+b") as f:
-        f.seek(size // 2 - 2048)
-        f.write(b"\xa5" * 4096)
+    xor_range(db, db.stat().st_size // 2 - 2048, 4096, 0xA5)
     _assert_rebuilt(home, populated, caplog)
 
 
@@ -97,9 +93,7 @@ def test_truncated_database_is_rebuilt(home: Path, populated: dict[str, str],
 def test_rebuild_never_restores_wrong_bytes(home: Path, populated: dict[str, str],
                                             caplog: pytest.LogCaptureFixture) -> None:
     blob = home / "blobs" / "sha256" / populated["model-05"]
-    os.chmod(blob, 0o644)
-    with open(blob, "r+b") as f:
-        f.write(b"X")  # same size, other bytes, and the index that knew its mtime is gone
+    flip_byte(blob, 0)  # same size, other bytes, and the index that knew its mtime is gone
     (home / "index.db").write_bytes(b"not a database at all" * 10)
     with ModelCache(directory=home, durable=False) as cache:
         assert "model-05" not in {e.model_id for e in cache.entries()}

@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
+from harness.net import free_port
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadError, IntegrityError, ModelError
 from support import fault_server as fs
-from support.fault_server import FaultServer, MiB, covered, make_registry, partial_files, pull
+from support.fault_server import FaultServer
 from support.invariants import check_cache
-from support.nginx import free_port
+from support.pulls import MiB, covered, make_registry, partial_files, pull
 
 # A hung download thread would also hang asyncio.run's executor shutdown: dump and exit.
 pytestmark = pytest.mark.timeout(120, method="thread")

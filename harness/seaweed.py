@@ -1,5 +1,6 @@
 """A real SeaweedFS (``weed mini``: master, volume, filer and S3 gateway in one process) on
-127.0.0.1, started and stopped by the tests and the fleet benchmark. No pytest here.
+127.0.0.1, started and stopped by the tests and the fleet benchmark (``bench/fleet.py``).
+No pytest here.
 
 Every port is chosen free and bound to 127.0.0.1, telemetry is off, data lives in a temporary
 folder, and the S3 gateway requires SigV4 credentials (an identity in ``s3.json``), so presigned
@@ -13,15 +14,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .net import free_ports
+from .proc import die_with_parent, stop_process
 
 ACCESS_KEY = "runanywhere-test"
 SECRET_KEY = "runanywhere-test-secret"
@@ -37,38 +40,6 @@ def weed_binary() -> str | None:
     if os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which("weed")
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook (Linux): the child gets SIGTERM when the test process dies, even by
-    ``kill -9``, so no store outlives its tests. libc is loaded here, in the parent, so the
-    hook itself does no import between fork and exec."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    sig = int(signal.SIGTERM)
-
-    def hook() -> None:
-        prctl(1, sig)  # PR_SET_PDEATHSIG
-
-    return hook
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports on 127.0.0.1 (held open together, so they differ)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class SeaweedFS:
@@ -123,11 +94,10 @@ class SeaweedFS:
                 f"-s3.localSocket={self.tmp}/s3-{ports[0]}.sock",
                 f"-s3.config={config}",
             ]
-            log = open(self.tmp / f"weed-{attempt}.log", "wb")  # noqa: SIM115 - kept for the process
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.tmp,
-                                         preexec_fn=_die_with_parent())
-            log.close()
+            with open(self.tmp / f"weed-{attempt}.log", "wb") as log:  # the child keeps its copy
+                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, cwd=self.tmp,
+                                             preexec_fn=die_with_parent())
             if self._wait_ready(60.0):
                 return self
             last = (self.tmp / f"weed-{attempt}.log").read_text(errors="replace")[-1500:]
@@ -180,14 +150,7 @@ class SeaweedFS:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGTERM, 15)
 
     def __enter__(self) -> SeaweedFS:
         return self.start()
