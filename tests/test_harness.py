@@ -382,9 +382,9 @@ def test_hub_errors_missing_file_and_token(srv: Nginx) -> None:
         assert status == 302
     finally:
         srv.signer.token = None
-    resolves = srv.records(site="origin", contains="/resolve/", status=401)
-    assert resolves and not resolves[-1].authorization
-    assert srv.records(site="origin", contains="/resolve/", status=302)[-1].authorization
+    resolves = srv.wait_records(site="origin", contains="/resolve/", status=401)
+    assert not resolves[-1].authorization
+    assert srv.wait_records(site="origin", contains="/resolve/", status=302)[-1].authorization
 
 
 def test_hub_direct_routes_answer_like_the_hub(files: Path) -> None:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .catalog import Catalog, ModelMetadata
 from .errors import ModelError, ModelLoadError
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from .transfer import ModelLoader
 
 T = TypeVar("T")
-#: The design note's ``onProgress(progress, message)``.
-SimpleProgress = Callable[[float, str], None]
+#: The design note's ``onProgress(progress, message)``, or ``"auto"`` for a ready display (a bar
+#: in Jupyter or a terminal, plain lines in a log: ``runanywhere.progress.display``).
+SimpleProgress = Callable[[float, str], None] | Literal["auto"]
 #: How long a Ctrl-C'd blocking call waits for what it started to stop.
 WIND_DOWN = 5.0
 
@@ -110,7 +111,8 @@ class ModelRegistry:
 
                 s = self.settings
                 self._cache = ModelCache(s.memory_limit, s.home, durable=s.durable,
-                                         disk_limit=s.disk_limit)
+                                         disk_limit=s.disk_limit,
+                                         scratch_fallback=s.scratch_fallback)
             return self._cache
 
     @property
@@ -129,20 +131,25 @@ class ModelRegistry:
                              *, on_detail: Callable[[DownloadProgress], None] | None = None
                              ) -> Result[Path, ModelError]:
         """Make the model available on disk. ``on_progress(percent, message)`` as in the design
-        note; ``on_detail`` gets each :class:`DownloadProgress`."""
+        note (``"auto"``: a ready display); ``on_detail`` gets each :class:`DownloadProgress`,
+        the last one ``DONE``, ``FAILED`` or ``CANCELLED``.
+
+        Cancelling the awaiting task cancels the download unless another caller waits for the
+        same model; its partial bytes stay for a resume."""
         try:
             meta = self.require_model(model_id)
-
-            def cb(p: DownloadProgress) -> None:
-                if on_progress is not None:
-                    on_progress(p.progress, p.message)
-                if on_detail is not None:
-                    on_detail(p)
-
-            path = await self.loader.load_model(meta, cb)
+            path = await self.loader.load_model(meta, _progress_callback(on_progress, on_detail))
             return Result.ok(path)
         except ModelError as e:
             return Result.err(e)
+
+    async def preload(self, model_ids: Iterable[str], on_progress: SimpleProgress | None = None
+                      ) -> dict[str, Result[Path, ModelError]]:
+        """Download several models at once; one result per model (an unknown id or a failed
+        download does not stop the others)."""
+        ids = list(dict.fromkeys(model_ids))
+        results = await asyncio.gather(*(self.download_model(i, on_progress) for i in ids))
+        return dict(zip(ids, results, strict=True))
 
     async def load_model(self, model_id: str, runtime: str | None = None,
                          on_progress: SimpleProgress | None = None, **options: Any
@@ -210,6 +217,26 @@ class ModelRegistry:
 
     def blocking(self) -> BlockingRegistry:
         return BlockingRegistry(self)
+
+
+def _progress_callback(on_progress: SimpleProgress | None,
+                       on_detail: Callable[[DownloadProgress], None] | None
+                       ) -> Callable[[DownloadProgress], None]:
+    simple: Callable[[float, str], None] | None = None
+    if on_progress == "auto":
+        from .progress import display
+
+        on_detail = on_detail or display()
+    else:
+        simple = on_progress
+
+    def cb(p: DownloadProgress) -> None:
+        if simple is not None:
+            simple(p.progress, p.message)
+        if on_detail is not None:
+            on_detail(p)
+
+    return cb
 
 
 class Bridge:
@@ -293,6 +320,10 @@ class BlockingRegistry:
                    on_progress: SimpleProgress | None = None, **options: Any
                    ) -> Result[Any, ModelError]:
         return self._run(self.registry.load_model(model_id, runtime, on_progress, **options))
+
+    def preload(self, model_ids: Iterable[str], on_progress: SimpleProgress | None = None
+                ) -> dict[str, Result[Path, ModelError]]:
+        return self._run(self.registry.preload(model_ids, on_progress))
 
     def get_cached_models(self) -> list[CacheEntry]:
         return self._run(self.registry.get_cached_models())

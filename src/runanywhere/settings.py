@@ -59,6 +59,9 @@ class Settings:
     disk_limit: int | None = None
     memory_limit: int = DEFAULT_MEMORY_LIMIT
     shared_cache: str | None = None
+    #: Where the cache folder cannot be written: download into a temporary folder for the process
+    #: (True) instead of refusing to add anything (False, the default).
+    scratch_fallback: bool = False
     #: The Hub as huggingface_hub configures it (``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``).
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
     hf_token: str | None = None

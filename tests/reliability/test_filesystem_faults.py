@@ -1,8 +1,9 @@
 """Real mounts (tests run as root, so chmod proves nothing): read-only cache folders and full disks.
 
 * a cache on a tmpfs remounted read-only, and on a read-only bind mount: the cache serves what it
-  holds, takes new models into a scratch folder for the run, warns once, and writes nothing there;
-* a cache folder that cannot be created (its parent is read-only): memory + scratch;
+  holds, refuses additions with a CacheError that says why (or, with ``scratch_fallback``, takes
+  new models into a scratch folder for the run), warns once, and writes nothing there;
+* a cache folder that cannot be created (its parent is read-only): refused, or memory + scratch;
 * a small tmpfs that fills up during publish: ``InsufficientStorageError``, nothing visible, and
   the cache works again once space is back;
 * a staged file on another filesystem is copied in (not renamed) and its source removed.
@@ -89,7 +90,15 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def _use_readonly_cache(home: Path, shas: dict[str, str], tmp_path: Path,
                         caplog: pytest.LogCaptureFixture) -> None:
     before = _snapshot(home)
-    with ModelCache(directory=home) as cache:
+    with ModelCache(directory=home) as cache:  # the default: read-only, additions refused
+        assert cache.degraded is not None
+        assert sorted(e.model_id for e in cache.entries()) == ["alpha", "beta"]
+        new = _staged(tmp_path, "gamma", 5000)
+        with pytest.raises(CacheError, match=r"not writable.*nothing can be added"):
+            cache.publish("gamma", "1", [new], kind="file", source_sha256=new.sha256)
+        assert new.src.exists() and cache.get("gamma") is None
+    caplog.clear()
+    with ModelCache(directory=home, scratch_fallback=True) as cache:
         assert cache.degraded is not None
         assert sorted(e.model_id for e in cache.entries()) == ["alpha", "beta"]
         assert cache.size() == 60_000
@@ -138,6 +147,11 @@ def test_missing_cache_folder_under_a_readonly_parent(mounts: Mount, tmp_path: P
     point = mounts("tmpfs")
     _remount_ro(point)
     with ModelCache(directory=point / "does" / "not" / "exist") as cache:
+        assert cache.degraded is not None and cache.entries() == []
+        with pytest.raises(CacheError, match="nothing can be added"):
+            cache.require_writable()
+    caplog.clear()
+    with ModelCache(directory=point / "does" / "not" / "exist", scratch_fallback=True) as cache:
         assert cache.degraded is not None and cache.entries() == []
         f = _staged(tmp_path, "m", 1000)
         cache.publish("m", "1", [f], kind="file", source_sha256=f.sha256)

@@ -217,7 +217,8 @@ def test_locked_index_that_needs_a_migration_degrades(home: Path,
     con.close()
     before = (home / "index.db").read_bytes()
     child = locker()
-    with ModelCache(directory=home, durable=False, lock_timeout=0.3) as cache:
+    with ModelCache(directory=home, durable=False, lock_timeout=0.3,
+                    scratch_fallback=True) as cache:
         assert cache.degraded is not None
         _publish(cache, "scratch-model")  # still works, in a scratch folder for this run
         assert cache.get("scratch-model") is not None

@@ -1,4 +1,8 @@
-"""The CLI's commands, each a small function over the public API."""
+"""The CLI's commands, each a small function over the public API.
+
+Each prints its result on stdout (``--json``: one document; ``--quiet``: only the result) and
+returns the exit status; messages and progress go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ import argparse
 import asyncio
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..catalog import ModelMetadata
-from ..errors import ModelError
+from ..errors import DownloadCancelledError, ModelError
+from ..progress import DownloadProgress
 from ..registry import ModelRegistry
 from ..settings import Settings
 from ..units import human_size, parse_size
-from .render import human_age, print_json, print_table
+from .interrupt import run_interruptible
+from .render import error_fields, human_age, print_json, print_table
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,6 +38,12 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return handler(args, registry)
 
 
+def say(*lines: str) -> None:
+    """Messages for a person: stderr, so stdout carries only results."""
+    for line in lines:
+        sys.stderr.write(line + "\n")
+
+
 def _model_summary(m: ModelMetadata) -> dict[str, Any]:
     d = m.to_dict()
     d["source"] = m.source
@@ -40,6 +54,10 @@ def cmd_list(args: argparse.Namespace, reg: ModelRegistry) -> int:
     models = reg.list_models(type=args.type, format=args.format, search=args.search)
     if args.json:
         print_json({"models": [_model_summary(m) for m in models]})
+        return 0
+    if args.quiet:
+        for m in models:
+            print(m.id)
         return 0
     cached = {e.model_id for e in reg.cache.entries()} if reg.settings.home.exists() else set()
     rows = [(m.id, m.type, m.format, human_size(m.size), len(m.files),
@@ -55,6 +73,10 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         doc = _model_summary(m)
         doc["cached"] = entry.to_dict() if entry else None
         print_json(doc)
+        return 0
+    if args.quiet:
+        if entry is not None:
+            print(entry.path)
         return 0
     lines = [
         ("id", m.id), ("name", m.name), ("type", m.type), ("format", m.format),
@@ -78,41 +100,103 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     return 0
 
 
+# -- pull ------------------------------------------------------------------------------------------
+
+@dataclass
+class _Pulled:
+    """What became of one model of a ``pull``."""
+
+    id: str
+    size: int = 0
+    ok: bool = False
+    path: Path | None = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+    cached_before: bool = False
+    kept: int = 0
+
+    @property
+    def cancelled(self) -> bool:
+        return isinstance(self.error, DownloadCancelledError)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "ok": self.ok, "path": str(self.path)
+                             if self.path else None, "size": self.size,
+                             "seconds": round(self.seconds, 3),
+                             "cached_before": self.cached_before}
+        if self.error is not None:
+            code = 130 if self.cancelled else getattr(self.error, "exit_code", 1)
+            d["error"] = error_fields(self.error, code)
+            if self.cancelled:
+                d["kept_bytes"] = self.kept
+        return d
+
+
 def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
     from .progress_view import PullProgress
 
-    metas = [reg.require_model(i) for i in dict.fromkeys(args.ids)]
-    results: dict[str, dict[str, Any]] = {}
+    pulled = {i: _Pulled(i) for i in dict.fromkeys(args.ids)}
+    metas: list[ModelMetadata] = []
+    for mid, p in pulled.items():
+        try:
+            meta = reg.require_model(mid)
+        except ModelError as e:
+            p.error = e
+            continue
+        p.size = meta.size
+        metas.append(meta)
+
+    async def one(meta: ModelMetadata, view: PullProgress) -> None:
+        p = pulled[meta.id]
+        t0 = time.perf_counter()
+        p.cached_before = await asyncio.to_thread(reg.cache.lookup, meta.id) is not None
+
+        def seen(progress: DownloadProgress) -> None:
+            p.kept = progress.bytes_loaded
+            view.update(progress)
+
+        try:
+            r = await reg.download_model(meta.id, on_detail=seen)
+        except asyncio.CancelledError:
+            p.error = DownloadCancelledError(f"download of {meta.id} cancelled")
+            raise
+        finally:
+            p.seconds = time.perf_counter() - t0
+        p.ok, p.path, p.error = r.success, r.value, r.error
 
     async def run() -> None:
-        view = PullProgress([(m.id, m.size) for m in metas], quiet=args.quiet or args.json)
-        with view:
-            async def one(m: ModelMetadata) -> None:
-                t0 = time.perf_counter()
-                was_cached = reg.cache.lookup(m.id) is not None
-                r = await reg.download_model(m.id, on_detail=view.update)
-                dt = time.perf_counter() - t0
-                results[m.id] = {"id": m.id, "ok": r.success, "seconds": round(dt, 3),
-                                 "size": m.size, "cached_before": was_cached,
-                                 "path": str(r.value) if r.success else None,
-                                 "error": str(r.error) if r.error else None,
-                                 "error_type": type(r.error).__name__ if r.error else None}
-            await asyncio.gather(*(one(m) for m in metas))
+        with PullProgress([(m.id, m.size) for m in metas],
+                          quiet=args.quiet or args.json) as view:
+            await asyncio.gather(*(one(m, view) for m in metas))
 
-    asyncio.run(run())
-    failed = [r for r in results.values() if not r["ok"]]
+    interrupted = False
+    try:
+        run_interruptible(run())
+    except KeyboardInterrupt:
+        interrupted = True
+    _report_pull(args, list(pulled.values()))
+    if interrupted:
+        return 130
+    return 1 if any(not p.ok for p in pulled.values()) else 0
+
+
+def _report_pull(args: argparse.Namespace, pulled: list[_Pulled]) -> None:
     if args.json:
-        print_json({"models": [results[m.id] for m in metas], "ok": not failed})
-    elif not args.quiet:
-        for m in metas:
-            r = results[m.id]
-            if r["ok"]:
-                how = "cached" if r["cached_before"] else f"{r['seconds']:.2f}s"
-                print(f"{m.id}: {r['path']} ({human_size(m.size)}, {how})")
-    for r in failed:
-        sys.stderr.write(f"runanywhere: error: {r['id']}: {r['error']}\n")
-    return 1 if failed else 0
+        print_json({"models": [p.to_dict() for p in pulled], "ok": all(p.ok for p in pulled)})
+    for p in pulled:
+        if p.ok:
+            if args.quiet:
+                print(p.path)
+            elif not args.json:
+                how = "cached" if p.cached_before else f"{p.seconds:.2f}s"
+                print(f"{p.id}: {p.path} ({human_size(p.size)}, {how})")
+        elif p.cancelled:
+            say(f"{p.id}: cancelled; {human_size(p.kept)} kept, run the same command to resume")
+        else:
+            say(f"runanywhere: error: {p.id}: {p.error or 'not downloaded'}")
 
+
+# -- cache -----------------------------------------------------------------------------------------
 
 def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
     handler = {
@@ -136,6 +220,10 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
         print_json({"models": models, "total_size": cache.size(),
                     "directory": str(cache.directory), "degraded": cache.degraded})
         return 0
+    if args.quiet:
+        for e in entries:
+            print(e.model_id)
+        return 0
     # ORIGIN says which tier the bytes came from: download (origin server), shared (the S3
     # team cache), import (sideloaded); SHARED (with --shared) whether the team cache has them.
     rows = [(e.model_id, e.version, human_size(e.size), e.tier, e.origin,
@@ -145,8 +233,8 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
     print_table(["ID", "VERSION", "SIZE", "TIER", "ORIGIN", "LAST USED", "HITS", "PINNED",
                  "SHA256", *(["SHARED"] if shared else [])], rows)
     if args.shared and not shared:
-        print("no shared cache configured (RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix)")
-    print(f"total {human_size(cache.size())} in {cache.directory}")
+        say("no shared cache configured (RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix)")
+    say(f"total {human_size(cache.size())} in {cache.directory}")
     return 0
 
 
@@ -156,6 +244,8 @@ def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
     if args.json:
         print_json({"size": size, "models": len(cache.entries()),
                     "directory": str(cache.directory)})
+    elif args.quiet:
+        print(size)
     else:
         print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
     return 0
@@ -171,6 +261,8 @@ def _cache_verify(args: argparse.Namespace, reg: ModelRegistry) -> int:
         print_json({"results": [{"id": r.model_id, "ok": r.ok, "problems": r.problems,
                                  "repaired": r.repaired} for r in results], "ok": not bad})
         return 1 if bad else 0
+    if args.quiet:
+        return 1 if bad else 0
     for r in results:
         state = "ok" if r.ok else "CORRUPT (quarantined)"
         print(f"{r.model_id}: {state}{' (repaired)' if r.repaired else ''}")
@@ -179,7 +271,7 @@ def _cache_verify(args: argparse.Namespace, reg: ModelRegistry) -> int:
         for p in r.repaired:
             print(f"  repaired: {p}")
     if not results:
-        print("the cache is empty")
+        say("the cache is empty")
     return 1 if bad else 0
 
 
@@ -190,23 +282,29 @@ def _cached_ids(reg: ModelRegistry) -> set[str]:
 def _cache_rm(args: argparse.Namespace, reg: ModelRegistry) -> int:
     if args.id not in _cached_ids(reg):
         raise ModelError(f"{args.id} is not in the cache")
-    freed = asyncio.run(reg.clear_cache(args.id))
+    freed = run_interruptible(reg.clear_cache(args.id))
     _report_freed(args, freed, f"removed {args.id}")
     return 0
 
 
 def _cache_clear(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    freed = asyncio.run(reg.clear_cache(None))
+    reg.cache.require_writable()
+    freed = run_interruptible(reg.clear_cache(None))
     _report_freed(args, freed, "cleared the cache")
     return 0
 
 
 def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
     limit = parse_size(args.max_size) if args.max_size else None
+    if not args.dry_run:
+        reg.cache.require_writable()
     plan = reg.cache.plan_prune(limit, orphan_age=args.orphan_age)
     freed = 0 if args.dry_run else plan.execute()
     if args.json:
         print_json({**plan.to_dict(), "dry_run": args.dry_run, "freed": freed})
+        return 0
+    if args.quiet:
+        print(plan.freed_bytes if args.dry_run else freed)
         return 0
     verb = "would remove" if args.dry_run else "removed"
     rows = [(verb, e.model_id, human_size(e.size), human_age(e.last_access)) for e in plan.evict]
@@ -216,7 +314,7 @@ def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
     if rows:
         print_table(["ACTION", "WHAT", "SIZE", "LAST USED"], rows)
     for mid in plan.kept:
-        print(f"kept {mid} (pinned or in use)")
+        say(f"kept {mid} (pinned or in use)")
     if args.dry_run:
         print(f"would free {human_size(plan.freed_bytes)}; cache size"
               f" {human_size(plan.size_before)} -> {human_size(plan.size_after)}")
@@ -230,7 +328,7 @@ def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
         raise ModelError(f"{args.id} is not in the cache")
     if args.json:
         print_json({"id": args.id, "pinned": not args.off})
-    else:
+    elif not args.quiet:
         print(f"{'unpinned' if args.off else 'pinned'} {args.id}")
     return 0
 
@@ -241,7 +339,7 @@ def _cache_push(args: argparse.Namespace, reg: ModelRegistry) -> int:
     pushed = push_models(reg.settings, reg.cache, args.id)
     if args.json:
         print_json({"pushed": pushed})
-    else:
+    elif not args.quiet:
         for line in pushed:
             print(line)
     return 0
@@ -250,14 +348,20 @@ def _cache_push(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:
     if args.json:
         print_json({"freed": freed})
+    elif args.quiet:
+        print(freed)
     else:
         print(f"{what}: freed {human_size(freed)}")
 
+
+# -- import, load ----------------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:
     entry = reg.import_model(args.id, args.path)
     if args.json:
         print_json(entry.to_dict())
+    elif args.quiet:
+        print(entry.path)
     else:
         print(f"imported {args.id}: {entry.path} ({human_size(entry.size)}, verified)")
     return 0
@@ -265,11 +369,13 @@ def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 def cmd_load(args: argparse.Namespace, reg: ModelRegistry) -> int:
     t0 = time.perf_counter()
-    session = asyncio.run(reg.load_model(args.id, args.runtime)).unwrap()
+    session = run_interruptible(reg.load_model(args.id, args.runtime)).unwrap()
     dt = time.perf_counter() - t0
     desc = describe_session(session)
     if args.json:
         print_json({"id": args.id, "runtime": args.runtime, "seconds": round(dt, 3), **desc})
+        return 0
+    if args.quiet:
         return 0
     print(f"{args.id}: loaded in {dt:.2f}s ({type(session).__module__}.{type(session).__name__})")
     for kind in ("inputs", "outputs"):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..catalog import load_builtin
-from ..errors import ModelError
+from ..errors import ModelError, RuntimeUnavailableError
 from ..settings import TEST_HOOKS, Settings
 
 T = TypeVar("T")
@@ -67,7 +67,22 @@ def speech_sample(folder: Path) -> tuple[Any, int, tuple[float, float] | None]:
     return np.concatenate([pad, audio, pad]), rate, (1.0, 1.0 + speech_len)
 
 
+def check_demo_dependencies() -> None:
+    """One line that says what to add, before anything starts (a plain ``pip install`` lacks
+    the runtime, the audio libraries and the demo's model)."""
+    from ..plugins import module_available
+
+    missing = [m for m in ("onnxruntime", "numpy", "soundfile", "soxr")
+               if not module_available(m)]
+    if missing:
+        raise RuntimeUnavailableError(
+            f"the demo needs {', '.join(missing)}: pip install 'runanywhere[onnx,audio]' &&"
+            " pip install --no-deps silero-vad==6.2.3 (make demo does both)")
+    find_silero_onnx()
+
+
 def run_demo(*, keep: bool = False, durable: bool = True) -> int:
+    check_demo_dependencies()
     return asyncio.run(_demo(keep=keep, durable=durable))
 
 

@@ -1,89 +1,144 @@
-"""``runanywhere [--home DIR] [--catalog FILE]... [--offline] COMMAND``: the argument parser."""
+"""``runanywhere [--home DIR] [--catalog FILE]... [-v] COMMAND``: the entry point.
+
+Conventions (the README's "Command line" section): results go to stdout, progress and messages
+to stderr; global options are accepted before or after the command; ``--json`` prints exactly
+one JSON document on stdout, on failure too; ``--quiet`` prints only the results; a failure is
+one line on stderr (a traceback only with ``--debug``) and a non-zero exit status; Ctrl-C exits
+130 after cancelling what runs (a second Ctrl-C exits at once).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from .. import __version__
 from ..errors import ModelError
 from ..settings import Settings
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="runanywhere",
-                                description="Find, download, verify, cache and load AI models.")
-    p.add_argument("--home", type=Path, help="cache folder (default: $RUNANYWHERE_HOME or the"
-                   " user cache folder)")
-    p.add_argument("--catalog", action="append", default=[],
-                   help="extra catalog JSON file (repeatable; later ids replace earlier)")
-    p.add_argument("--offline", action="store_true", help="never touch the network")
-    p.add_argument("--no-durable", action="store_true",
-                   help="skip fsync before publishing (throwaway machines only)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one JSON document too when ``--json`` was asked for."""
 
-    s = sub.add_parser("list", help="list known models")
-    s.add_argument("--type")
-    s.add_argument("--format")
-    s.add_argument("--search")
-    s.add_argument("--json", action="store_true")
+    json_errors = False
 
-    s = sub.add_parser("info", help="show one model")
-    s.add_argument("id")
-    s.add_argument("--json", action="store_true")
+    def error(self, message: str) -> NoReturn:
+        if Parser.json_errors:
+            from .render import print_json
 
-    s = sub.add_parser("pull", help="download models into the cache")
-    s.add_argument("ids", nargs="+", metavar="ID")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--quiet", "-q", action="store_true")
+            print_json({"error": {"type": "UsageError", "message": message, "exit_code": 2}})
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
-    c = sub.add_parser("cache", help="inspect and manage the cache")
-    csub = c.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    x = csub.add_parser("ls", help="list cached models")
-    x.add_argument("--json", action="store_true")
-    x.add_argument("--shared", action="store_true",
-                   help="also ask the shared S3 tier which models it holds (one HEAD per blob)")
-    x = csub.add_parser("size", help="total bytes on disk")
-    x.add_argument("--json", action="store_true")
-    x = csub.add_parser("verify", help="re-hash cached files; quarantine corrupt ones")
-    x.add_argument("id", nargs="?")
-    x.add_argument("--json", action="store_true")
-    x = csub.add_parser("rm", help="remove a model from the cache")
-    x.add_argument("id")
-    x.add_argument("--json", action="store_true")
-    x = csub.add_parser("clear", help="remove every model from the cache")
-    x.add_argument("--json", action="store_true")
-    x = csub.add_parser("prune", help="evict least-recently-used models and orphans")
-    x.add_argument("--max-size", help="target size, e.g. 2GiB (default: only orphans)")
-    x.add_argument("--orphan-age", type=float, default=24 * 3600,
-                   help="seconds an abandoned partial or blob must be idle (default 1 day)")
+
+def _common(top: bool) -> argparse.ArgumentParser:
+    """The global options. At the top level they carry defaults; after a command they default
+    to nothing (and collect into ``*_after`` where they add up), so a value given before the
+    command is not overwritten."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("global options")
+
+    def opt(*names: str, default: Any = None, after: str | None = None, **kw: Any) -> None:
+        dest: dict[str, Any] = {} if top or after is None else {"dest": after}
+        g.add_argument(*names, default=default if top else argparse.SUPPRESS, **dest, **kw)
+
+    opt("--home", type=Path, metavar="DIR",
+        help="cache folder (default: $RUNANYWHERE_HOME or the user cache folder)")
+    opt("--catalog", action="append", metavar="FILE|URL", default=[], after="catalog_after",
+        help="extra catalog JSON file (repeatable; a later id replaces an earlier one)")
+    opt("--offline", action="store_true", default=False,
+        help="never touch the network (also RUNANYWHERE_OFFLINE=1)")
+    opt("--no-durable", action="store_true", default=False,
+        help="skip fsync before publishing (throwaway machines only)")
+    opt("-v", "--verbose", action="count", default=0, after="verbose_after",
+        help="log retries, mirrors, resumes, shared-tier decisions (-vv: debug)")
+    opt("--json", action="store_true", default=False,
+        help="print exactly one JSON document on stdout (also on failure)")
+    opt("-q", "--quiet", action="store_true", default=False,
+        help="print only the results (pull: one path per model)")
+    opt("--debug", action="store_true", default=False, help="show tracebacks")
+    return p
+
+
+def build_parser() -> Parser:
+    from ..catalog.parse import FORMATS, TYPES
+    from ..runtimes import available_runtimes
+
+    p = Parser(prog="runanywhere", parents=[_common(top=True)],
+               description="Find, download, verify, cache and load the models of on-device AI"
+                           " apps.")
+    p.add_argument("--version", action="version", version=f"runanywhere {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=Parser)
+    after = [_common(top=False)]
+
+    def command(parent: Any, name: str, help: str) -> Parser:
+        parser: Parser = parent.add_parser(name, help=help, description=help, parents=after)
+        return parser
+
+    s = command(sub, "list", "list the models every catalog knows")
+    s.add_argument("--type", choices=sorted(TYPES), help="only models of this type")
+    s.add_argument("--format", choices=sorted(FORMATS), help="only models in this format")
+    s.add_argument("--search", metavar="TEXT", help="only models whose id, name, provider or"
+                   " description contains TEXT")
+
+    s = command(sub, "info", "show one model: files, hashes, sizes, cache state")
+    s.add_argument("id", help="model id")
+
+    s = command(sub, "pull", "download models into the cache (verified, resumable)")
+    s.add_argument("ids", nargs="+", metavar="ID", help="model ids, in the order to report them")
+
+    c = command(sub, "cache", "inspect and manage the cache")
+    csub = c.add_subparsers(dest="cache_command", required=True, metavar="ACTION",
+                            parser_class=Parser)
+    command(csub, "ls", "list cached models").add_argument(
+        "--shared", action="store_true",
+        help="also ask the shared S3 tier which models it holds (one HEAD per blob)")
+    command(csub, "size", "total bytes on disk, each blob counted once")
+    command(csub, "verify", "re-hash cached files; corrupt ones are quarantined").add_argument(
+        "id", nargs="?", help="one model (default: all)")
+    command(csub, "rm", "remove a model from the cache").add_argument("id", help="model id")
+    command(csub, "clear", "remove every model nobody is using")
+    x = command(csub, "prune", "evict least-recently-used models and remove orphans")
+    x.add_argument("--max-size", metavar="SIZE",
+                   help="target size, e.g. 2GiB or 500MB (default: only orphans)")
+    x.add_argument("--orphan-age", type=float, default=24 * 3600, metavar="SECONDS",
+                   help="how long an abandoned partial or blob must be idle (default 86400)")
     x.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
-    x.add_argument("--json", action="store_true")
-    x = csub.add_parser("pin", help="never evict this model")
-    x.add_argument("id")
-    x.add_argument("--off", action="store_true", help="unpin")
-    x.add_argument("--json", action="store_true")
-    x = csub.add_parser("push", help="upload cached models to the shared S3 tier")
-    x.add_argument("id", nargs="?")
-    x.add_argument("--json", action="store_true")
+    x = command(csub, "pin", "never evict this model")
+    x.add_argument("id", help="model id")
+    x.add_argument("--off", action="store_true", help="unpin instead")
+    command(csub, "push", "upload cached models to the shared S3 tier").add_argument(
+        "id", nargs="?", help="one model (default: all)")
 
-    s = sub.add_parser("import", help="sideload a file or folder, verified against the catalog")
-    s.add_argument("id")
-    s.add_argument("path", type=Path)
-    s.add_argument("--json", action="store_true")
+    s = command(sub, "import", "sideload a file or folder, verified against the catalog")
+    s.add_argument("id", help="model id")
+    s.add_argument("path", type=Path, help="the model's file (or the folder holding its files)")
 
-    s = sub.add_parser("load", help="load a model into a runtime and describe it")
-    s.add_argument("id")
-    s.add_argument("--runtime")
-    s.add_argument("--json", action="store_true")
+    s = command(sub, "load", "load a model into a runtime and describe its inputs and outputs")
+    s.add_argument("id", help="model id")
+    s.add_argument("--runtime", choices=available_runtimes(),
+                   help="runtime (default: the one for the model's format)")
 
-    s = sub.add_parser("demo", help="offline end-to-end demo with a real model")
+    s = command(sub, "demo", "offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
     return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    Parser.json_errors = "--json" in argv
+    args = build_parser().parse_args(argv)
+    # Options given after the command join those given before it.
+    args.catalog = [*args.catalog, *getattr(args, "catalog_after", [])]
+    args.verbose = args.verbose + getattr(args, "verbose_after", 0)
+    return args
 
 
 def make_settings(args: argparse.Namespace) -> Settings:
@@ -100,29 +155,64 @@ def make_settings(args: argparse.Namespace) -> Settings:
     return dataclasses.replace(s, **changes)
 
 
+class _Formatter(logging.Formatter):
+    """``runanywhere: warning: ...``, the way the CLI's own messages read."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"runanywhere: {record.levelname.lower()}: {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a progress display may wrap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def setup_logging(verbose: int) -> None:
+    """Warnings always; ``-v`` INFO, ``-vv`` DEBUG; one line each on stderr."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logger = logging.getLogger("runanywhere")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def fail(args: argparse.Namespace, error: BaseException, exit_code: int) -> int:
+    """One line on stderr; with ``--json`` also the error document on stdout."""
+    if getattr(args, "json", False):
+        from .render import error_doc, print_json
+
+        print_json(error_doc(error, exit_code))
+    sys.stderr.write(f"runanywhere: error: {error}\n")
+    return exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    setup_logging(args.verbose)
     try:
         settings = make_settings(args)
         from . import commands
 
         return commands.dispatch(args, settings)
-    except ModelError as e:
-        if args.debug:
-            raise
-        sys.stderr.write(f"runanywhere: error: {e}\n")
-        return e.exit_code
-    except ValueError as e:  # bad sizes and similar user input
-        if args.debug:
-            raise
-        sys.stderr.write(f"runanywhere: error: {e}\n")
-        return 2
     except KeyboardInterrupt:
         sys.stderr.write("runanywhere: interrupted\n")
         return 130
-    except OSError as e:
+    except BrokenPipeError:
+        # The reader went away (``| head``): say nothing more, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except ModelError as e:
         if args.debug:
             raise
-        sys.stderr.write(f"runanywhere: error: {e}\n")
-        return 1
-
+        return fail(args, e, e.exit_code)
+    except (ValueError, OSError) as e:  # bad sizes and similar input; the system said no
+        if args.debug:
+            raise
+        return fail(args, e, 2 if isinstance(e, ValueError) else 1)

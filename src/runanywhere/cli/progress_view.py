@@ -1,4 +1,8 @@
-"""Progress display for ``pull``: rich bars on a terminal, plain lines otherwise."""
+"""Progress display for ``pull``, always on stderr: rich bars at a terminal, plain lines otherwise.
+
+Sizes and speeds are in one unit family (KiB, MiB, MiB/s). A bar ends in the download's end
+state: done, ``failed: <why>`` or ``cancelled``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,21 @@ import time
 from types import TracebackType
 from typing import Any
 
-from ..progress import DownloadProgress, Stage
-from ..units import human_size
+from ..progress import DownloadProgress
+from ..units import human_rate, human_size
+
+
+def _speed_column() -> Any:
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class BinarySpeed(ProgressColumn):
+        """Transfer speed in MiB/s (rich's own column says MB/s)."""
+
+        def render(self, task: Task) -> Text:
+            return Text(human_rate(task.speed) if task.speed else "-", style="progress.data.speed")
+
+    return BinarySpeed()
 
 
 class PullProgress:
@@ -20,7 +37,7 @@ class PullProgress:
         self.plain = force_plain or not sys.stderr.isatty()
         self._sizes = dict(models)
         self._done: dict[str, int] = {m: 0 for m, _ in models}
-        self._last_line: dict[str, float] = {}
+        self._last_line: dict[str, tuple[float, str]] = {}
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
         self._total_task: Any = None
@@ -28,19 +45,20 @@ class PullProgress:
     def __enter__(self) -> PullProgress:
         if self.quiet or self.plain:
             return self
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
             Progress,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
         self._progress = Progress(TextColumn("{task.description:<16}"), BarColumn(),
-                                  DownloadColumn(binary_units=True), TransferSpeedColumn(),
+                                  DownloadColumn(binary_units=True), _speed_column(),
                                   TimeRemainingColumn(), TextColumn("{task.fields[stage]}"),
-                                  transient=False)
+                                  console=Console(stderr=True), transient=False,
+                                  redirect_stdout=False)
         self._progress.__enter__()
         for mid, size in self._sizes.items():
             self._tasks[mid] = self._progress.add_task(mid, total=size, stage="queued")
@@ -54,23 +72,29 @@ class PullProgress:
         if self._progress is not None:
             self._progress.__exit__(et, e, tb)
 
+    @staticmethod
+    def stage_text(p: DownloadProgress) -> str:
+        if p.error is not None and p.stage.value == "failed":
+            return f"failed: {p.error}"
+        return p.stage.value
+
     def update(self, p: DownloadProgress) -> None:
         if self.quiet:
             return
         self._done[p.model_id] = p.bytes_loaded
         if self._progress is not None:
             self._progress.update(self._tasks[p.model_id], completed=p.bytes_loaded,
-                                  stage=p.stage.value)
+                                  stage=self.stage_text(p))
             if self._total_task is not None:
                 self._progress.update(self._total_task, completed=sum(self._done.values()))
             return
         now = time.monotonic()
-        final = p.stage in (Stage.DONE, Stage.FAILED, Stage.CANCELLED)
-        if not final and now - self._last_line.get(p.model_id, 0.0) < 1.0:
-            return  # plain output: one line a second per model is plenty for logs
-        self._last_line[p.model_id] = now
+        last_at, last_stage = self._last_line.get(p.model_id, (0.0, ""))
+        if p.stage.value == last_stage and now - last_at < 1.0:
+            return  # plain output: one line a second per model (and each stage change)
+        self._last_line[p.model_id] = (now, p.stage.value)
         eta = f"{p.estimated_time_remaining:.0f}s" if p.estimated_time_remaining else "-"
-        sys.stderr.write(f"{p.model_id}: {p.stage.value} {p.progress:5.1f}%"
+        sys.stderr.write(f"{p.model_id}: {self.stage_text(p)} {p.progress:5.1f}%"
                          f" {human_size(p.bytes_loaded)}/{human_size(p.total_bytes)}"
-                         f" {human_size(p.speed)}/s eta {eta}\n")
+                         f" {human_rate(p.speed)} eta {eta}\n")
         sys.stderr.flush()

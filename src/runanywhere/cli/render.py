@@ -1,4 +1,9 @@
-"""Output helpers: ages, tables (rich) and JSON documents (sizes: ``runanywhere.units``)."""
+"""Output helpers: tables, JSON documents, error documents (sizes: ``runanywhere.units``).
+
+A table at a terminal is drawn by rich (columns may fold to fit). Anywhere else (a pipe, a file)
+it is plain text that never folds: one row per line, a header line first, columns separated by a
+tab, so ``grep``, ``cut -f`` and ``awk -F'\\t'`` work.
+"""
 
 from __future__ import annotations
 
@@ -24,10 +29,24 @@ def print_json(doc: Any) -> None:
     encoder, about 10x faster on a 10,000-model ``cache ls``; ``indent`` forces pure Python)."""
     indent = 2 if sys.stdout.isatty() else None
     sys.stdout.write(json.dumps(doc, indent=indent, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def error_doc(error: BaseException, exit_code: int) -> dict[str, Any]:
+    """``{"error": {"type", "message", "exit_code"}}``: what ``--json`` prints on failure."""
+    return {"error": error_fields(error, exit_code)}
+
+
+def error_fields(error: BaseException, exit_code: int) -> dict[str, Any]:
+    return {"type": type(error).__name__, "message": str(error), "exit_code": exit_code}
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
                 ) -> None:
+    if not sys.stdout.isatty():
+        lines = ["\t".join(headers), *("\t".join(_cell(c) for c in r) for r in rows)]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -38,3 +57,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     for r in rows:
         table.add_row(*(str(c) for c in r))
     Console(soft_wrap=False).print(table)
+
+
+def _cell(value: Any) -> str:
+    return " ".join(str(value).split())  # a tab or newline inside a cell would split the row

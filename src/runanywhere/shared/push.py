@@ -27,7 +27,7 @@ def tier_for(settings: Settings, tier: SharedTier | None = None) -> SharedTier:
         location = SharedLocation.parse(settings.shared_cache)
     except ValueError as e:
         raise ModelError(f"RUNANYWHERE_SHARED_CACHE: {e}") from None
-    t = SharedTier(location)
+    t = SharedTier(location, warn=False)  # failures are reported by the command itself
     t.check()  # RuntimeUnavailableError naming the extra when boto3 is missing
     return t
 

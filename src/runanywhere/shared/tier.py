@@ -86,7 +86,10 @@ class SharedTier:
                  retry_after: float = 60.0, multipart_threshold: int = 64 * MiB,
                  part_size: int = 16 * MiB, upload_concurrency: int = 4,
                  min_speed: float = 256 * 1024, stall_window: float = 10.0,
-                 poll_interval: float = 0.25, max_poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 0.25, max_poll_interval: float = 1.0,
+                 warn: bool = True) -> None:
+        """``warn=False``: no warning when the tier steps aside (the caller reports failures
+        itself, as ``cache push`` does)."""
         self.location = (location if isinstance(location, SharedLocation)
                          else SharedLocation.parse(location))
         credentials = {k: v for k, v in (("aws_access_key_id", aws_access_key_id),
@@ -104,6 +107,7 @@ class SharedTier:
         self.stall_window = stall_window
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
+        self.warn = warn
         self.stats = SharedStats()
         self.last_error: str | None = None
         self._lock = threading.RLock()
@@ -277,6 +281,8 @@ class SharedTier:
                 atexit.register(self.close)
                 self._atexit = True
         self.stats.led += 1
+        log.info("%s: took the fleet lease; fetching it from the origin for the team",
+                 sha[:12])
         return True
 
     def hold(self, sha256: str, seconds: float | None) -> None:
@@ -379,6 +385,7 @@ class SharedTier:
             self._disabled = True
         else:
             self._down_until = time.monotonic() + self.retry_after
-        warn_once(f"shared:{self.location.url()}:{self.bucket.endpoint()}",
-                  "shared cache %s is not usable (%s failed: %s); using the origin instead",
-                  self.location.url(), action, reason)
+        if self.warn:
+            warn_once(f"shared:{self.location.url()}:{self.bucket.endpoint()}",
+                      "shared cache %s is not usable (%s failed: %s); using the origin instead",
+                      self.location.url(), action, reason)

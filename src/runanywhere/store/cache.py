@@ -81,10 +81,16 @@ class ModelCache:
 
     def __init__(self, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                  directory: Path | str | None = None, *, durable: bool = True,
-                 disk_limit: int | None = None, lock_timeout: float = 10.0) -> None:
+                 disk_limit: int | None = None, lock_timeout: float = 10.0,
+                 scratch_fallback: bool = False) -> None:
         """``disk_limit`` (bytes; default ``RUNANYWHERE_DISK_LIMIT``) is enforced by LRU eviction
         after each publish. ``lock_timeout``: how long to wait for another process's lock on the
-        index before degrading with a warning."""
+        index before degrading with a warning.
+
+        A cache folder that cannot be written (or whose index cannot be used) is served
+        read-only: what it holds stays usable, and anything that would add to it raises
+        ``CacheError``. With ``scratch_fallback=True`` new models go to a temporary folder for
+        this process instead (deleted when it ends)."""
         if directory is None or disk_limit is None:
             env = Settings.from_env()
             directory = env.home if directory is None else directory
@@ -93,6 +99,7 @@ class ModelCache:
         self.durable = durable
         self.disk_limit = disk_limit
         self.lock_timeout = lock_timeout
+        self.scratch_fallback = scratch_fallback
         self.memory = MemoryLRU(memory_limit)
         self.degraded: str | None = None
         self._fallback: DiskTier | None = None  # read-only view of the real folder, if degraded
@@ -110,14 +117,24 @@ class ModelCache:
     def _open_disk(self) -> DiskTier:
         if not is_writable_dir(self.directory):
             return self._degrade(f"cache folder {self.directory} is not writable")
-        try:
-            return DiskTier(self.directory, durable=self.durable, busy_timeout=self.lock_timeout)
-        except CacheBusy as e:
-            return self._degrade(f"cache index in {self.directory} is busy ({e})")
-        except CacheError:
-            raise  # an index from a newer runanywhere: refuse, never touch it
-        except (OSError, sqlite3.Error) as e:
-            return self._degrade(f"cannot use the cache index in {self.directory} ({e})")
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return DiskTier(self.directory, durable=self.durable,
+                                busy_timeout=self.lock_timeout)
+            except CacheBusy as e:
+                return self._degrade(f"cache index in {self.directory} is busy ({e})")
+            except CacheError:
+                raise  # an index from a newer runanywhere: refuse, never touch it
+            except sqlite3.OperationalError as e:
+                # Another process opening the same index (WAL switch, migration) can answer
+                # "locked" at once, without SQLite's busy wait: wait it out like a lock.
+                if is_busy(e) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                return self._degrade(f"cannot use the cache index in {self.directory} ({e})")
+            except (OSError, sqlite3.Error) as e:
+                return self._degrade(f"cannot use the cache index in {self.directory} ({e})")
 
     def _degrade(self, reason: str) -> DiskTier:
         self.degraded = reason
@@ -129,10 +146,19 @@ class ModelCache:
                 served = "what it holds, read-only"
             except (OSError, sqlite3.Error, CacheError) as e:
                 served = f"nothing from it (its index cannot be read either: {e})"
-        self._warn("degraded", f"{reason}; serving {served}; new downloads go to a temporary"
-                   " folder for this run (nothing new will persist)")
+        then = ("new downloads go to a temporary folder for this run (nothing new will persist)"
+                if self.scratch_fallback else "nothing can be added to it")
+        self._warn("degraded", f"{reason}; serving {served}; {then}")
+        # The writable tier: a scratch folder, used only with scratch_fallback (the rest of the
+        # class stays the same either way; require_writable() guards every addition).
         self._scratch = tempfile.TemporaryDirectory(prefix="runanywhere-scratch-")
         return DiskTier(Path(self._scratch.name), durable=False, busy_timeout=self.lock_timeout)
+
+    def require_writable(self) -> None:
+        """Raise ``CacheError`` (saying why) if nothing can be added to this cache."""
+        if self.degraded is not None and not self.scratch_fallback:
+            raise CacheError(f"{self.degraded}: nothing can be added to it (use another --home,"
+                             " or ModelCache(scratch_fallback=True) for a temporary folder)")
 
     def _warn(self, key: str, message: str) -> None:
         warn_once(f"cache:{key}:{self.directory}:{id(self)}", "%s", message)
@@ -276,6 +302,7 @@ class ModelCache:
                 source_sha256: str | None, origin: str = "download",
                 pinned: bool | None = None) -> CacheEntry:
         """Make verified files visible as a model (the files are moved into the store)."""
+        self.require_writable()
         try:
             entry = self.disk.publish(model_id, version, files, kind=kind,
                                       source_sha256=source_sha256, origin=origin, pinned=pinned)
@@ -301,6 +328,7 @@ class ModelCache:
         """Sideload a local file or folder, verified against ``meta`` before it is visible."""
         from .sideload import import_into
 
+        self.require_writable()
         return import_into(self, meta, Path(path))
 
     def publish_archive(self, meta: ModelMetadata, archive: StagedFile, *, origin: str,

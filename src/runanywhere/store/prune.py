@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..logs import log
 from .disk import CacheEntry, DiskTier
 from .fsutil import crash_point, remove_tree
 from .partial import is_abandoned
@@ -74,6 +75,8 @@ class PrunePlan:
         if disk is None:
             raise RuntimeError("this plan was not built by a cache")
         freed, evicted = evict_unused(disk, [e.model_id for e in self.evict])
+        for mid in evicted:
+            log.info("evicted %s", mid)
         if evicted and self._on_evict is not None:
             self._on_evict(evicted)
         freed += _remove_orphans(disk, self)

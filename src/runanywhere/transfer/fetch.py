@@ -26,6 +26,7 @@ Design (numbers are the defaults of :class:`FetchConfig`):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -46,7 +47,10 @@ from .retry import TransientError, backoff
 from .schedule import Schedule, Segment
 from .watch import Request, too_slow
 
+log = logging.getLogger(__name__)
 MiB = 2**20
+#: Bytes in hand are written (and reported) at least this often, whatever the chunk size.
+WRITE_EVERY = 0.1
 _HTML_START = (b"<!doctype html", b"<html", b"<?xml", b"<head")
 
 
@@ -137,6 +141,8 @@ class FileFetch:
         resumed = partial.ranges.covered()
         self.tracker.add_resumed(resumed)
         if resumed:
+            log.info("%s: resuming with %d of %d bytes already here (%d ranges missing)",
+                     self.urls[0], resumed, self.size, len(partial.ranges.missing(self.size)))
             self.tracker.emit(f"resuming: {resumed} of {self.size} bytes already here",
                               force=True)
         restarted = False
@@ -157,6 +163,7 @@ class FileFetch:
                             url=self.urls[0])
                     break
                 except SourceChanged as why:
+                    log.warning("%s: starting the file over: %s", self.urls[0], why)
                     if restarted:
                         raise DownloadError(f"{self.urls[0]}: had to start over twice ({why})",
                                             url=self.urls[0]) from None
@@ -292,6 +299,8 @@ class FileFetch:
                     continue
                 delay = backoff(attempt - 1, self.cfg.retry_delay, self.cfg.retry_cap,
                                 e.retry_after)
+                log.info("%s: %s; retry %d of %d in %.1fs (at byte %d)", url, e, attempt,
+                         self.cfg.retry_attempts, delay, seg.pos)
                 if self.cancel.wait(delay):
                     raise DownloadCancelledError("download cancelled") from None
             except DownloadError as e:
@@ -308,6 +317,8 @@ class FileFetch:
             if self._url_index + 1 >= len(self.urls):
                 return False
             self._url_index += 1
+            log.warning("%s failed; switching to the mirror %s", failed,
+                        self.urls[self._url_index])
             return True
 
     def _request_into(self, idx: int, url: str, seg: Segment, view: memoryview) -> None:
@@ -397,7 +408,7 @@ class FileFetch:
             if pos >= end:
                 return
             want = min(chunk, end - pos)
-            filled, broken = self._fill(resp, conn, view, want)
+            filled, broken, paused = self._fill(resp, conn, view, want)
             if filled:
                 if not self._html_checked and pos == 0:
                     self._reject_html(resp, bytes(view[:min(filled, 64)]))
@@ -418,10 +429,11 @@ class FileFetch:
                 raise DownloadCancelledError("download cancelled")
             if broken is not None:
                 raise broken
-            if filled < want and conn.stalled:
+            short = filled < want and not paused
+            if short and conn.stalled:
                 raise TransientError(f"{resp.url}: stalled (below the minimum speed of"
                                      f" {self.cfg.min_speed:.0f} bytes/s)", url=resp.url)
-            if filled < want:
+            if short:
                 if body_end is None and pos < self.size and filled == 0:
                     raise TransientError(f"{resp.url}: connection closed at byte {pos} of"
                                          f" {self.size}", url=resp.url)
@@ -441,10 +453,15 @@ class FileFetch:
 
     @staticmethod
     def _fill(resp: Response, conn: Request, view: memoryview, want: int
-              ) -> tuple[int, Exception | None]:
-        """Read up to ``want`` bytes into ``view``. If the connection breaks, return what arrived
-        before it did (with the error): those bytes are good and must not be fetched again."""
+              ) -> tuple[int, Exception | None, bool]:
+        """Read up to ``want`` bytes into ``view``: ``(filled, error, paused)``.
+
+        Stops early (``paused``) once ``WRITE_EVERY`` seconds passed with bytes in hand, so what
+        arrived is written, journaled and reported while a slow link fills a large chunk. If the
+        connection breaks, returns what arrived before it did (with the error): those bytes are
+        good and must not be fetched again."""
         filled = 0
+        started = time.monotonic()
         try:
             while filled < want:
                 n = resp.readinto1(view[filled:want])
@@ -452,9 +469,11 @@ class FileFetch:
                     break
                 filled += n
                 conn.bytes += n
+                if filled < want and time.monotonic() - started >= WRITE_EVERY:
+                    return filled, None, True
         except (OSError, ValueError) as e:
-            return filled, e
-        return filled, None
+            return filled, e, False
+        return filled, None, False
 
     def _skip(self, resp: Response, conn: Request, n: int, view: memoryview) -> None:
         """Read and drop ``n`` bytes of the body (bytes we hold already)."""

@@ -19,25 +19,45 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..catalog import Catalog, ModelMetadata
 from ..errors import DownloadCancelledError, ModelError
-from ..logs import log
-from ..progress import DownloadProgress, ProgressCallback, ProgressTracker, Stage
+from ..progress import HEARTBEAT, DownloadProgress, ProgressCallback, ProgressTracker, Stage
 from ..settings import Settings
 from ..shared import SharedTier, shared_tier_from_settings
 from ..store import ModelCache
 from .fetch import FetchConfig
 from .pipeline import Pull, pull_model
 
+log = logging.getLogger(__name__)
 #: How long a cancelled caller waits for its download's threads to stop.
 WIND_DOWN = 5.0
+
+
+@contextlib.contextmanager
+def _heartbeat(tracker: ProgressTracker) -> Iterator[None]:
+    """Report at least every ``HEARTBEAT`` s while a pull runs, whatever it waits for (a lock,
+    another machine, a silent server): a caller's ETA and speed never go stale."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT):
+            tracker.emit()
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"ra-beat-{tracker.model_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass
@@ -54,6 +74,7 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"
     waiters: int = 0
+    thread: threading.Thread | None = None
     last: DownloadProgress | None = None
 
 
@@ -108,7 +129,8 @@ class ModelLoader:
         self.settings = settings or Settings.from_env()
         s = self.settings
         self.cache = cache or ModelCache(s.memory_limit, s.home, durable=s.durable,
-                                         disk_limit=s.disk_limit)
+                                         disk_limit=s.disk_limit,
+                                         scratch_fallback=s.scratch_fallback)
         config = merge_config(fetch_config, chunk_size=chunk_size,
                               retry_attempts=retry_attempts, retry_delay=retry_delay,
                               timeout=timeout)
@@ -195,12 +217,22 @@ class ModelLoader:
                 # The last caller left: nobody wants these bytes now. Cancel, and let the
                 # threads stop before this call ends (the partial stays for a resume).
                 self.cancel_download(job.meta.id)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.wrap_future(job.future), WIND_DOWN)
+                await self._wind_down(job)
             raise
         else:
             with self._lock:
                 job.waiters -= 1
+
+    @staticmethod
+    async def _wind_down(job: _Job) -> None:
+        """Wait (at most ``WIND_DOWN`` s, without blocking the loop) until the job's worker
+        thread has ended: a cancelled call leaves no thread of ours behind."""
+        deadline = asyncio.get_running_loop().time() + WIND_DOWN
+        while asyncio.get_running_loop().time() < deadline:
+            thread = job.thread
+            if job.future.done() and (thread is None or not thread.is_alive()):
+                return
+            await asyncio.sleep(0.01)
 
     async def preload_models(self, ids: Iterable[str | ModelMetadata],
                              on_progress: ProgressCallback | None = None
@@ -231,7 +263,11 @@ class ModelLoader:
                 with contextlib.suppress(ValueError):
                     self._queue.remove(job)
         if queued:
-            self._finish(job, DownloadCancelledError(f"download of {model_id} cancelled"))
+            error = DownloadCancelledError(f"download of {model_id} cancelled")
+            tracker = ProgressTracker(model_id, job.meta.size, None)
+            tracker.stage = Stage.CANCELLED
+            self._emit(job, tracker.snapshot("cancelled before it started", error))
+            self._finish(job, error)
         return True
 
     def cancel_all_downloads(self) -> int:
@@ -271,18 +307,26 @@ class ModelLoader:
                     continue
                 job.state = "active"
                 self._active += 1
-                threading.Thread(target=self._run, args=(job,), daemon=True,
-                                 name=f"ra-pull-{job.meta.id}").start()
+                job.thread = threading.Thread(target=self._run, args=(job,), daemon=True,
+                                              name=f"ra-pull-{job.meta.id}")
+                job.thread.start()
 
     def _run(self, job: _Job) -> None:
         tracker = ProgressTracker(job.meta.id, job.meta.size, lambda p: self._emit(job, p))
         pull = Pull(self.cache, self.config, self.shared, self.settings.offline,
                     self.files_in_parallel)
         outcome: Path | BaseException
-        try:
-            outcome = pull_model(pull, job.meta, tracker, job.cancel)
-        except BaseException as e:
-            outcome = e if isinstance(e, Exception) else ModelError(str(e))
+        with _heartbeat(tracker):
+            try:
+                outcome = pull_model(pull, job.meta, tracker, job.cancel)
+            except BaseException as e:
+                outcome = e if isinstance(e, Exception) else ModelError(str(e))
+                if isinstance(outcome, DownloadCancelledError):
+                    tracker.set_stage(Stage.CANCELLED, f"cancelled: {outcome}", outcome)
+                else:
+                    tracker.set_stage(Stage.FAILED, f"failed: {outcome}", outcome)
+                log.info("%s: %s", job.meta.id, tracker.stage.value, exc_info=outcome
+                         if log.isEnabledFor(logging.DEBUG) else None)
         with self._lock:
             self._active -= 1
         self._pump()  # the next job is under way before anyone hears that this one ended

@@ -50,6 +50,7 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
         tracker.add_resumed(meta.size)
         tracker.set_stage(Stage.DONE, "already in the cache")
         return entry.path
+    cache.require_writable()  # before a single byte is fetched for nothing
     if pull.offline:
         raise OfflineError(f"{meta.id} is not in the cache and offline mode is on"
                            " (RUNANYWHERE_OFFLINE / --offline)")

@@ -10,6 +10,7 @@ seconds), and dropped at once if the origin download fails.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,8 @@ from ..progress import ProgressTracker, Stage
 from ..shared import PUBLISH_GRACE, SharedTier
 from .fetch import FetchConfig, FetchedFile, FileFetch
 from .response import one_line
+
+log = logging.getLogger(__name__)
 
 
 class SubTracker(ProgressTracker):
@@ -45,11 +48,13 @@ class SubTracker(ProgressTracker):
             self.counted -= n
         self.parent.rewind(n)
 
-    def set_stage(self, stage: Stage, message: str = "") -> None:
-        self.parent.set_stage(stage, message)
+    def set_stage(self, stage: Stage, message: str = "",
+                  error: BaseException | None = None) -> None:
+        self.parent.set_stage(stage, message, error)
 
-    def emit(self, message: str = "", *, force: bool = False) -> None:
-        self.parent.emit(message, force=force)
+    def emit(self, message: str = "", *, force: bool = False,
+             error: BaseException | None = None) -> None:
+        self.parent.emit(message, force=force, error=error)
 
     def take_back(self) -> None:
         """Undo every byte this fetch reported (it failed; the origin will report them again)."""
@@ -68,7 +73,9 @@ def fetch_from_shared(tier: SharedTier, sha256: str, size: int, partial_dir: Pat
     source = tier.locate(sha256, size, cancel=cancel, lead=lead,
                          on_wait=lambda message: tracker.set_stage(tracker.stage, message))
     if source is None:
+        log.debug("%s: not in the shared tier", sha256[:12])
         return None
+    log.info("%s: reading from the shared tier %s", sha256[:12], source.label)
     cfg = replace(config, retry_attempts=min(config.retry_attempts, 1),
                   retry_delay=min(config.retry_delay, 0.5), token=None,
                   min_speed=max(config.min_speed, source.min_speed),
@@ -86,6 +93,7 @@ def fetch_from_shared(tier: SharedTier, sha256: str, size: int, partial_dir: Pat
         # Presigned URLs are short-lived credentials: keep them out of logs.
         message = one_line(str(e) or type(e).__name__).replace(source.url, source.label)
         tier.note_failed(source, message[:300], corrupt=isinstance(e, IntegrityError))
+        log.info("%s: the shared tier failed (%s); using the origin", sha256[:12], message)
         return None
     tier.note_served(source)
     return got
