@@ -118,12 +118,16 @@ def test_tables_never_fold_in_a_pipe(nginx: Nginx, payload: Payload, write_catal
     _, sha, _ = payload("long.bin", 1234)
     cat = write_catalog([model_entry(long_id, f"{nginx.url}/long.bin", 1234, sha)])
     assert cli("--catalog", str(cat), "pull", long_id, "-q", home=home).returncode == 0
+    env = {**os.environ, "RUNANYWHERE_HOME": str(home), "RUNANYWHERE_CATALOG": str(cat),
+           "COLUMNS": "40"}
     r = subprocess.run(f"{' '.join(cli_argv('cache', 'ls'))} | grep long-identifier",
-                       shell=True, capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "RUNANYWHERE_HOME": str(home), "COLUMNS": "40"})
-    (row,) = r.stdout.splitlines()
-    fields = row.split("\t")
-    assert fields[0] == long_id and fields[2] == "1.2 KiB" and fields[-1] == sha[:12]
+                       shell=True, capture_output=True, text=True, timeout=60, env=env)
+    (row,) = r.stdout.splitlines()  # grep found the whole row on one line
+    header = subprocess.run(cli_argv("cache", "ls"), capture_output=True, text=True, timeout=60,
+                            env=env).stdout.splitlines()[0].split("\t")
+    fields = dict(zip(header, row.split("\t"), strict=True))
+    assert fields["ID"] == long_id and fields["SIZE"] == "1.2 KiB"
+    assert fields["SHA256"] == sha[:12] and fields["SOURCE"] == str(cat)
     listing = cli("--catalog", str(cat), "list", home=home, env={"COLUMNS": "40"}).stdout
     assert any(line.startswith(long_id + "\t") for line in listing.splitlines())
 

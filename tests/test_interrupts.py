@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,10 @@ def slow_model(server: FaultServer, write_catalog: Catalog, name: str,
     return data, sha, write_catalog([model_entry(name, url, SIZE, sha)])
 
 
-def our_threads() -> list[str]:
+def our_threads(before: Collection[threading.Thread] = ()) -> list[str]:
+    """Threads of ours alive now that were not alive ``before``."""
     return [t.name for t in threading.enumerate()
-            if t.name.startswith(("ra-", "runanywhere-")) and t.is_alive()]
+            if t.name.startswith(("ra-", "runanywhere-")) and t.is_alive() and t not in before]
 
 
 def cli_env(home: Path, catalog: Path) -> dict[str, str]:
@@ -154,6 +155,7 @@ def test_wait_for_timeout_cancels_the_download(server: FaultServer, write_catalo
     data, _, cat = slow_model(server, write_catalog, "api-timeout")
     reg = make_registry(home, cat, timeout=30.0)
     events: list[DownloadProgress] = []
+    before = set(threading.enumerate())
 
     async def scenario() -> None:
         task = asyncio.ensure_future(reg.download_model("api-timeout", on_detail=events.append))
@@ -164,7 +166,7 @@ def test_wait_for_timeout_cancels_the_download(server: FaultServer, write_catalo
 
     asyncio.run(scenario())
     served = server.bytes_served("api-timeout")
-    assert our_threads() == [], "a thread outlived the cancelled call"
+    assert our_threads(before) == [], "a thread outlived the cancelled call"
     assert served < SIZE and check_cache(home) == []
     assert events[-1].stage is Stage.CANCELLED
     assert isinstance(events[-1].error, DownloadCancelledError)

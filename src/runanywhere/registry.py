@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .catalog import Catalog, ModelMetadata
-from .errors import ModelError, ModelLoadError
+from .catalog import Catalog, ModelMetadata, parse_model
+from .errors import InvalidCatalogError, ModelError, ModelLoadError
 from .progress import DownloadProgress
 from .result import Result
 from .settings import Settings
@@ -211,6 +211,58 @@ class ModelRegistry:
         self.unload(model_id)
         return await asyncio.to_thread(self.cache.delete, model_id)
 
+    # -- models from a URL or the Hub ------------------------------------------------------------
+    def add_source(self, source: str, *, sha256: str | None = None, size: int | None = None,
+                   model_id: str | None = None, include: Sequence[str] = (),
+                   exclude: Sequence[str] = (), trust_first_use: bool = False
+                   ) -> ModelMetadata:
+        """Make a URL (with its sha256) or an ``hf://`` reference a model of the catalog, and
+        remember it in the cache (``sources.json``) so later runs know it by id (blocking: an
+        ``hf://`` reference is resolved to a commit through the Hub's API).
+
+        Without ``sha256`` a URL is refused unless ``trust_first_use``: the first verified
+        download then records the hash every later one must match.
+        """
+        from .transfer.adhoc import hub_entry, url_entry
+
+        if source.startswith("hf://"):
+            if sha256 or size:
+                raise InvalidCatalogError("--sha256 and --size do not apply to hf://"
+                                          " references: the Hub's API gives both")
+            entry = hub_entry(source, model_id=model_id, include=include, exclude=exclude,
+                              settings=self.settings)
+        else:
+            if not sha256 and not trust_first_use:
+                raise InvalidCatalogError(
+                    f"{source}: give its --sha256 (or --trust-first-use to record the hash of"
+                    " the first download and hold every later one to it)")
+            entry = url_entry(source, sha256=sha256, size=size, model_id=model_id,
+                              settings=self.settings)
+        meta = parse_model(entry, str(self.cache.sources_path))
+        known = self.get_model(meta.id)
+        if known is not None and known.name != meta.name:  # the same source may update it
+            raise InvalidCatalogError(f"id {meta.id!r} already names another model"
+                                      f" ({known.name}, from {known.source}); choose an id"
+                                      " with --id")
+        self.cache.record_source(entry)
+        return self.register_model(meta)
+
+    async def fetch(self, source: str, *, sha256: str | None = None, size: int | None = None,
+                    model_id: str | None = None, include: Sequence[str] = (),
+                    exclude: Sequence[str] = (), trust_first_use: bool = False,
+                    on_progress: SimpleProgress | None = None
+                    ) -> Result[Path, ModelError]:
+        """``pooch.retrieve`` and ``hf_hub_download`` in one: any URL with its sha256, or an
+        ``hf://`` file, folder or repository, through the same verified, resumable, cached pull
+        as a catalog model. A second call is a cache hit."""
+        try:
+            meta = await asyncio.to_thread(
+                self.add_source, source, sha256=sha256, size=size, model_id=model_id,
+                include=include, exclude=exclude, trust_first_use=trust_first_use)
+        except ModelError as e:
+            return Result.err(e)
+        return await self.download_model(meta.id, on_progress)
+
     def import_model(self, model_id: str, path: str | Path) -> CacheEntry:
         """Sideload a file or folder as ``model_id``, verified against its catalog entry."""
         return self.cache.import_path(self.require_model(model_id), path)
@@ -366,8 +418,24 @@ class BlockingRegistry:
     def unload(self, model_id: str, runtime: str | None = None) -> int:
         return self.registry.unload(model_id, runtime)
 
+    def add_source(self, source: str, *, sha256: str | None = None, size: int | None = None,
+                   model_id: str | None = None, include: Sequence[str] = (),
+                   exclude: Sequence[str] = (), trust_first_use: bool = False
+                   ) -> ModelMetadata:
+        return self.registry.add_source(source, sha256=sha256, size=size, model_id=model_id,
+                                        include=include, exclude=exclude,
+                                        trust_first_use=trust_first_use)
+
     def import_model(self, model_id: str, path: str | Path) -> CacheEntry:
         return self.registry.import_model(model_id, path)
+
+    def fetch(self, source: str, *, sha256: str | None = None, size: int | None = None,
+              model_id: str | None = None, include: Sequence[str] = (),
+              exclude: Sequence[str] = (), trust_first_use: bool = False,
+              on_progress: SimpleProgress | None = None) -> Result[Path, ModelError]:
+        return self._run(self.registry.fetch(
+            source, sha256=sha256, size=size, model_id=model_id, include=include,
+            exclude=exclude, trust_first_use=trust_first_use, on_progress=on_progress))
 
     def close(self) -> None:
         """Stop the private loop (the registry stays usable by others)."""

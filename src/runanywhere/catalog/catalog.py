@@ -22,9 +22,13 @@ if TYPE_CHECKING:
 
 
 class Catalog:
-    def __init__(self, files: Iterable[str | Path] = (), *, include_builtin: bool = True) -> None:
+    def __init__(self, files: Iterable[str | Path] = (), *, include_builtin: bool = True,
+                 remembered: Path | None = None) -> None:
+        """``remembered``: a catalog file that may not exist yet (the cache's ``sources.json``
+        of models pulled by URL), read after the built-in one and before ``files``."""
         self.files = tuple(Path(f) for f in files)
         self.include_builtin = include_builtin
+        self.remembered = remembered
         self._models: dict[str, ModelMetadata] = {}
         self._registered: dict[str, ModelMetadata] = {}
         self._loaded = False
@@ -32,7 +36,8 @@ class Catalog:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, include_builtin: bool = True) -> Catalog:
-        return cls(settings.catalogs, include_builtin=include_builtin)
+        return cls(settings.catalogs, include_builtin=include_builtin,
+                   remembered=settings.home / "sources.json")
 
     def load(self) -> None:
         """Read the built-in and user catalogs (idempotent; raises InvalidCatalogError)."""
@@ -42,6 +47,8 @@ class Catalog:
             models: dict[str, ModelMetadata] = {}
             if self.include_builtin:
                 models.update((m.id, m) for m in load_builtin())
+            if self.remembered is not None and self.remembered.exists():
+                models.update((m.id, m) for m in load_catalog_file(self.remembered))
             for path in self.files:
                 models.update((m.id, m) for m in load_catalog_file(path))
             models.update(self._registered)

@@ -17,14 +17,24 @@ class ModelFile:
 
     path: str
     url: str
-    size: int
+    #: Exact bytes, or None when only ``size_estimate`` is known (then ``hash`` decides).
+    size: int | None
     #: ``"sha256:<hex>"``, or None when the catalog gives none (trust on first use).
     hash: str | None = None
     mirrors: tuple[str, ...] = ()
+    #: For progress and the space check when ``size`` is not known exactly.
+    size_estimate: int | None = None
+    #: The git blob id the Hub publishes for a small file (checked when ``hash`` is absent).
+    git_sha1: str | None = None
 
     @property
     def sha256(self) -> str | None:
         return self.hash.split(":", 1)[1] if self.hash else None
+
+    @property
+    def expected_size(self) -> int:
+        """The exact size, else the estimate (for progress and space)."""
+        return self.size if self.size is not None else (self.size_estimate or 0)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -71,6 +81,11 @@ class ModelMetadata:
         return self.files[0].url
 
     @property
+    def size_is_estimate(self) -> bool:
+        """True when some file's size is only an estimate (``size`` is then approximate)."""
+        return any(f.size is None for f in self.files)
+
+    @property
     def hash(self) -> str | None:
         return self.files[0].hash if self.single_file else None
 
@@ -87,19 +102,24 @@ class ModelMetadata:
             "provider": self.provider,
             "version": self.version,
             "format": self.format,
-            "size": self.size,
         }
+        if self.size_is_estimate:
+            d["size_estimate"] = self.size
+        else:
+            d["size"] = self.size
         if self.single_file:
             f = self.files[0]
             d["url"] = f.url
-            if f.hash:
-                d["hash"] = f.hash
-            if f.mirrors:
-                d["mirrors"] = list(f.mirrors)
+            for key, value in (("hash", f.hash), ("git_sha1", f.git_sha1),
+                               ("mirrors", list(f.mirrors) or None)):
+                if value:
+                    d[key] = value
         else:
             d["files"] = [
                 {k: v for k, v in (("path", f.path), ("url", f.url), ("size", f.size),
-                                   ("hash", f.hash), ("mirrors", list(f.mirrors) or None))
+                                   ("size_estimate", f.size_estimate), ("hash", f.hash),
+                                   ("git_sha1", f.git_sha1),
+                                   ("mirrors", list(f.mirrors) or None))
                  if v is not None}
                 for f in self.files
             ]

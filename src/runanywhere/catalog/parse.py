@@ -14,6 +14,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ..errors import InvalidCatalogError
+from .hub import HubRef, is_hub_url
 from .model import ModelFile, ModelMetadata, Performance, Requirements
 
 FORMAT_VERSION = 1
@@ -24,6 +25,7 @@ FORMATS = {"onnx", "tflite", "tensorflow", "pytorch", "safetensors", "gguf", "cu
 ARCHIVES = {"tar.gz", "tar.bz2", "tar.xz", "zip"}
 COMPUTES = {"cpu", "gpu", "webgpu"}
 URL_SCHEMES = {"http", "https", "s3"}
+HEX40_RE = re.compile(r"[0-9a-f]{40}")
 #: No single model we manage is bigger than this; a larger size is a typo or an attack.
 MAX_SIZE = 2**44  # 16 TiB
 #: The seed's camelCase spellings, accepted as aliases.
@@ -73,9 +75,17 @@ def normalize_hash(value: object) -> str:
 def _check_url(where: _Where, value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise where.error(f"{field} must be a non-empty string")
+    if is_hub_url(value):
+        try:
+            ref = HubRef.parse(value)
+        except ValueError as e:
+            raise where.error(f"{field}: {e}") from None
+        if not ref.path:
+            raise where.error(f"{field} {value!r} must name a file in the repository")
+        return value
     parts = urlsplit(value)
     if parts.scheme not in URL_SCHEMES or not parts.netloc:
-        raise where.error(f"{field} {value!r} must be an http(s) URL")
+        raise where.error(f"{field} {value!r} must be an http(s) URL or an hf:// reference")
     return value
 
 
@@ -94,6 +104,28 @@ def _check_rel_path(where: _Where, value: object, field: str) -> str:
     if p.is_absolute() or any(part in ("..", ".", "") for part in value.split("/")):
         raise where.error(f"{field} {value!r} must be relative and must not contain '..'")
     return str(p)
+
+
+def _opt_git_sha1(where: _Where, value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not HEX40_RE.fullmatch(value.lower()):
+        raise where.error(f"{field} must be a git blob id (40 hex digits)")
+    return value.lower()
+
+
+def _sizes(where: _Where, raw: Mapping[str, Any], prefix: str, has_hash: bool
+           ) -> tuple[int | None, int | None]:
+    """``(size, size_estimate)``: an exact size, or (with a hash) only an estimate."""
+    size, estimate = raw.get("size"), raw.get("size_estimate")
+    if size is None:
+        if not has_hash:
+            raise where.error(f"{prefix}size must be a positive integer (it may be left out,"
+                              " with a size_estimate, only for a file with a hash)")
+        if estimate is None:
+            return None, None  # learned from the origin; the hash decides
+        return None, _check_size(where, estimate, f"{prefix}size_estimate")
+    return _check_size(where, size, f"{prefix}size"), None
 
 
 def _opt_hash(where: _Where, value: object, field: str) -> str | None:
@@ -143,8 +175,6 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
     fmt = _str(where, raw, "format")
     if fmt not in FORMATS:
         raise where.error(f"format must be one of {sorted(FORMATS)}, not {fmt!r}")
-    size = _check_size(where, raw.get("size"), "size")
-
     archive = raw.get("archive")
     if archive is not None and archive not in ARCHIVES:
         raise where.error(f"archive must be one of {sorted(ARCHIVES)}, not {archive!r}")
@@ -167,25 +197,45 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
             if path.lower() in seen:
                 raise where.error(f"{f}.path {path!r} appears twice")
             seen.add(path.lower())
+            fhash = _opt_hash(where, rf.get("hash"), f"{f}.hash")
+            fsize, festimate = _sizes(where, rf, f"{f}.", fhash is not None)
             files.append(ModelFile(
                 path=path,
                 url=_check_url(where, rf.get("url"), f"{f}.url"),
-                size=_check_size(where, rf.get("size"), f"{f}.size"),
-                hash=_opt_hash(where, rf.get("hash"), f"{f}.hash"),
+                size=fsize,
+                hash=fhash,
                 mirrors=_mirrors(where, rf.get("mirrors"), f"{f}.mirrors"),
+                size_estimate=festimate,
+                git_sha1=_opt_git_sha1(where, rf.get("git_sha1"), f"{f}.git_sha1"),
             ))
-        total = sum(f.size for f in files)
-        if total != size:
-            raise where.error(f"size {size} does not equal the sum of files[].size ({total})")
+        total = sum(f.expected_size for f in files)
+        exact = all(f.size is not None for f in files)
+        if raw.get("size") is not None:
+            size = _check_size(where, raw.get("size"), "size")
+            if not exact:
+                raise where.error("size must be left out when a file's size is only an"
+                                  " estimate (give size_estimate, or nothing)")
+            if total != size:
+                raise where.error(f"size {size} does not equal the sum of files[].size"
+                                  f" ({total})")
+        size = total
         single = False
     else:
         url = _check_url(where, raw.get("url"), "url")
-        name = PurePosixPath(urlsplit(url).path).name or model_id
+        if is_hub_url(url):
+            name = PurePosixPath(HubRef.parse(url).path).name
+        else:
+            name = PurePosixPath(urlsplit(url).path).name or str(model_id)
         if archive is not None:
             name = f"{model_id}.{archive}"
-        files = [ModelFile(path=_safe_leaf(str(name), str(model_id)), url=url, size=size,
-                           hash=_opt_hash(where, raw.get("hash"), "hash"),
-                           mirrors=_mirrors(where, raw.get("mirrors"), "mirrors"))]
+        fhash = _opt_hash(where, raw.get("hash"), "hash")
+        fsize, festimate = _sizes(where, raw, "", fhash is not None)
+        files = [ModelFile(path=_safe_leaf(str(name), str(model_id)), url=url, size=fsize,
+                           hash=fhash,
+                           mirrors=_mirrors(where, raw.get("mirrors"), "mirrors"),
+                           size_estimate=festimate,
+                           git_sha1=_opt_git_sha1(where, raw.get("git_sha1"), "git_sha1"))]
+        size = files[0].expected_size
         single = True
 
     requirements = None

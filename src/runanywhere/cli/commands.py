@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import ModelMetadata
-from ..errors import DownloadCancelledError, ModelError
+from ..errors import DownloadCancelledError, InvalidCatalogError, ModelError
 from ..progress import DownloadProgress
 from ..registry import ModelRegistry
 from ..settings import Settings
@@ -38,6 +38,10 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return handler(args, registry)
 
 
+class UsageError(InvalidCatalogError):
+    """Options that do not go together."""
+
+
 def say(*lines: str) -> None:
     """Messages for a person: stderr, so stdout carries only results."""
     for line in lines:
@@ -45,8 +49,12 @@ def say(*lines: str) -> None:
 
 
 def _model_summary(m: ModelMetadata) -> dict[str, Any]:
+    """The catalog entry, plus its source and its total size (an estimate if some file's size
+    is only estimated: ``size_is_estimate``)."""
     d = m.to_dict()
     d["source"] = m.source
+    d["size"] = m.size
+    d["size_is_estimate"] = m.size_is_estimate
     return d
 
 
@@ -80,7 +88,9 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         return 0
     lines = [
         ("id", m.id), ("name", m.name), ("type", m.type), ("format", m.format),
-        ("provider", m.provider), ("version", m.version), ("size", human_size(m.size)),
+        ("provider", m.provider), ("version", m.version),
+        ("size", human_size(m.size) + (" (estimate: the exact length is learned from the origin)"
+                                       if m.size_is_estimate else "")),
         ("memory needed", human_size(m.requirements.memory) if m.requirements else "-"),
         ("languages", ", ".join(m.supported_languages) or "-"), ("license", m.license or "-"),
         ("archive", m.archive or "-"), ("catalog", m.source),
@@ -93,7 +103,11 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         print(f"{k:<{width}}  {v}")
     print("files:")
     for f in m.files:
-        print(f"  {f.path}  {human_size(f.size)}  {f.hash or 'no hash (trust on first use)'}")
+        size = human_size(f.size) if f.size is not None else (
+            f"~{human_size(f.size_estimate)} (estimate)" if f.size_estimate else "size unknown")
+        check = f.hash or (f"git blob {f.git_sha1} (the Hub's id)" if f.git_sha1
+                           else "no hash (trust on first use)")
+        print(f"  {f.path}  {size}  {check}")
         print(f"    {f.url}")
         for mirror in f.mirrors:
             print(f"    mirror: {mirror}")
@@ -133,21 +147,33 @@ class _Pulled:
 
 
 def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from ..transfer.adhoc import is_source
     from .progress_view import PullProgress
 
+    sources = [a for a in args.ids if is_source(a)]
+    if (args.sha256 or args.size or args.model_id) and len(sources) != 1:
+        raise UsageError("--sha256, --size and --id apply to exactly one URL or hf://"
+                         " reference")
     pulled = {i: _Pulled(i) for i in dict.fromkeys(args.ids)}
     metas: list[ModelMetadata] = []
-    for mid, p in pulled.items():
+    for arg, p in pulled.items():
         try:
-            meta = reg.require_model(mid)
+            if is_source(arg):
+                meta = reg.add_source(arg, sha256=args.sha256, size=args.size,
+                                      model_id=args.model_id, include=args.include,
+                                      exclude=args.exclude,
+                                      trust_first_use=args.trust_first_use)
+            else:
+                meta = reg.require_model(arg)
         except ModelError as e:
             p.error = e
             continue
-        p.size = meta.size
+        p.id, p.size = meta.id, meta.size
         metas.append(meta)
+    by_id = {p.id: p for p in pulled.values()}
 
     async def one(meta: ModelMetadata, view: PullProgress) -> None:
-        p = pulled[meta.id]
+        p = by_id[meta.id]
         t0 = time.perf_counter()
         p.cached_before = await asyncio.to_thread(reg.cache.lookup, meta.id) is not None
 
@@ -215,7 +241,8 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
         shared = shared_presence(reg.settings, cache, entries)
     if args.json:
-        models = [{**e.to_dict(), **({"shared": shared.get(e.model_id, "?")} if shared else {})}
+        models = [{**e.to_dict(), "source": _source_of(reg, e.model_id),
+                   **({"shared": shared.get(e.model_id, "?")} if shared else {})}
                   for e in entries]
         print_json({"models": models, "total_size": cache.size(),
                     "directory": str(cache.directory), "degraded": cache.degraded})
@@ -228,14 +255,24 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
     # team cache), import (sideloaded); SHARED (with --shared) whether the team cache has them.
     rows = [(e.model_id, e.version, human_size(e.size), e.tier, e.origin,
              human_age(e.last_access), e.hits, "yes" if e.pinned else "",
-             e.sha256[:12] if e.sha256 else "-", *([shared.get(e.model_id, "?")] if shared else []))
+             e.sha256[:12] if e.sha256 else "-", *([shared.get(e.model_id, "?")] if shared else []),
+             _source_of(reg, e.model_id))
             for e in entries]
     print_table(["ID", "VERSION", "SIZE", "TIER", "ORIGIN", "LAST USED", "HITS", "PINNED",
-                 "SHA256", *(["SHARED"] if shared else [])], rows)
+                 "SHA256", *(["SHARED"] if shared else []), "SOURCE"], rows)
     if args.shared and not shared:
         say("no shared cache configured (RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix)")
     say(f"total {human_size(cache.size())} in {cache.directory}")
     return 0
+
+
+def _source_of(reg: ModelRegistry, model_id: str) -> str:
+    """Where a cached model's entry comes from: the URL or hf:// reference it was pulled from,
+    else its catalog ("builtin", a file)."""
+    meta = reg.get_model(model_id)
+    if meta is None:
+        return "-"
+    return meta.name if meta.source == str(reg.cache.sources_path) else meta.source
 
 
 def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:

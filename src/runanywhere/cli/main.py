@@ -92,7 +92,20 @@ def build_parser() -> Parser:
     s.add_argument("id", help="model id")
 
     s = command(sub, "pull", "download models into the cache (verified, resumable)")
-    s.add_argument("ids", nargs="+", metavar="ID", help="model ids, in the order to report them")
+    s.add_argument("ids", nargs="+", metavar="ID|URL|hf://...",
+                   help="catalog ids, http(s) URLs (with --sha256) or hf://OWNER/REPO[@REV][/PATH]"
+                        " references, in the order to report them")
+    s.add_argument("--sha256", metavar="HEX", help="the sha256 a URL's bytes must have")
+    s.add_argument("--size", type=int, metavar="BYTES", help="a URL's exact size (optional)")
+    s.add_argument("--id", dest="model_id", metavar="ID",
+                   help="the id to give a URL or hf:// model (default: from its name)")
+    s.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="hf:// folder or repository: only files matching (repeatable)")
+    s.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="hf:// folder or repository: leave out files matching (repeatable)")
+    s.add_argument("--trust-first-use", action="store_true",
+                   help="pull a URL without --sha256: record the first download's hash and"
+                        " hold every later one to it")
 
     c = command(sub, "cache", "inspect and manage the cache")
     csub = c.add_subparsers(dest="cache_command", required=True, metavar="ACTION",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import mmap
 import os
 import shutil
@@ -35,7 +36,7 @@ from ..logs import log, warn_once
 from ..settings import DEFAULT_MEMORY_LIMIT, Settings
 from .archive import extract
 from .disk import CacheEntry, DiskTier, Prepared, StagedFile, VerifyResult
-from .fsutil import disk_error, is_writable_dir
+from .fsutil import atomic_write, disk_error, is_writable_dir
 from .index import dump_manifest, is_busy
 from .memory import MemoryLRU
 from .prune import PrunePlan, evict_unused, plan_prune
@@ -366,6 +367,29 @@ class ModelCache:
                 with contextlib.suppress(FileNotFoundError):
                     self.disk.blob_path(sha256).unlink()
 
+    # -- where pulled URLs came from ------------------------------------------------------------
+    @property
+    def sources_path(self) -> Path:
+        """``sources.json``: a catalog of the models pulled by URL or ``hf://`` reference, so a
+        later run (offline too) knows them by id."""
+        return self.directory / "sources.json"
+
+    def record_source(self, entry: dict[str, Any]) -> None:
+        """Add (or replace, by id) a catalog entry in ``sources.json``, atomically."""
+        self.require_writable()
+        with self.disk.locks.sources():
+            try:
+                doc = json.loads(self.sources_path.read_text(encoding="utf-8"))
+                models = [m for m in doc.get("models", []) if m.get("id") != entry["id"]]
+            except FileNotFoundError:
+                models = []
+            except (OSError, ValueError, AttributeError) as e:
+                raise CacheError(f"{self.sources_path} cannot be read ({e}); move it aside"
+                                 " to start a new one") from e
+            doc = {"format_version": 1, "models": [*models, entry]}
+            atomic_write(self.sources_path, json.dumps(doc, indent=1).encode(),
+                         durable=self.durable)
+
     # -- what a download needs from the store ---------------------------------------------------
     def find(self, meta: ModelMetadata) -> CacheEntry | None:
         """The cached entry if it is the one the catalog asks for now (same files and hashes,
@@ -399,7 +423,7 @@ class ModelCache:
         if f.sha256:
             return f.sha256
         t = self._guarded(lambda: self.disk.index.trusted(model_id, f.path), None, "lookup")
-        return t[0] if t and t[1] == f.size else None
+        return t[0] if t and f.size in (None, t[1]) else None
 
     def record_trusted(self, model_id: str, path: str, source: str, sha256: str, size: int
                        ) -> None:
@@ -418,7 +442,7 @@ class ModelCache:
     def blob_path(self, sha256: str) -> Path:
         return self.disk.blob_path(sha256)
 
-    def stage_stored_blob(self, path: str, sha256: str, size: int) -> StagedFile | None:
+    def stage_stored_blob(self, path: str, sha256: str, size: int | None) -> StagedFile | None:
         """Stage a hard link to a stored blob with these bytes, or None if there is none.
 
         Publishing *moves* a staged file into ``blobs/`` and drops it when the blob exists, so the
@@ -426,6 +450,8 @@ class ModelCache:
         """
         if not self.disk.has_blob(sha256, size):
             return None
+        if size is None:
+            size = self.disk.blob_path(sha256).stat().st_size
         link = self.partial_dir() / f"{sha256}.reuse-{uuid.uuid4().hex[:8]}.part"
         try:
             os.link(self.disk.blob_path(sha256), link)

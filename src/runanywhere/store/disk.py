@@ -313,12 +313,14 @@ class DiskTier:
     def blob_path(self, sha256: str) -> Path:
         return self.blob_dir / sha256
 
-    def has_blob(self, sha256: str, size: int) -> bool:
+    def has_blob(self, sha256: str, size: int | None) -> bool:
         """Is a blob with these bytes stored? Cheap when the index vouches for the file (same
-        size and mtime as recorded); a blob no row mentions (left by a crash) is re-hashed."""
+        size and mtime as recorded); a blob no row mentions (left by a crash) is re-hashed.
+        ``size`` None: any size (the sha256 alone names the bytes)."""
         st = _regular(self.blob_path(sha256))
-        if st is None or st.st_size != size:
+        if st is None or st.st_size != (st.st_size if size is None else size):
             return False
+        size = st.st_size
         known = self.index.blob(sha256)
         if known is not None:
             return known == (size, st.st_mtime_ns)

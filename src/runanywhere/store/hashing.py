@@ -64,3 +64,19 @@ def write_all(fd: int, data: memoryview, offset: int | None = None) -> int:
         written += n
     return written
 
+
+
+def git_blob_sha1(fd: int, size: int) -> str:
+    """The id git (and the Hugging Face Hub) gives a file: sha1 of ``blob <size>\\0`` and the
+    bytes, read from ``fd`` (the first ``size`` bytes)."""
+    h = hashlib.sha1(b"blob %d\x00" % size)
+    buf = bytearray(4 * MiB)
+    view = memoryview(buf)
+    pos = 0
+    while pos < size:
+        n = os.preadv(fd, [view[: min(len(buf), size - pos)]], pos)
+        if n <= 0:
+            raise OSError(errno.EIO, f"file ended at byte {pos} of {size}")
+        h.update(view[:n])
+        pos += n
+    return h.hexdigest()

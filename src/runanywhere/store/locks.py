@@ -9,6 +9,7 @@ crash never leaves a lock behind)::
     use-<id>.lock       shared by every process using the model; exclusive to evict it
     download-<id>.lock  exclusive while one process downloads the model (an optimisation only:
                         partials have one writer each and publishing is idempotent)
+    sources.lock        exclusive while ``sources.json`` (where pulled URLs came from) changes
 
 ``flock`` has no timeout: waiting polls with a growing delay, gives up with ``CacheBusy`` after
 the timeout, and stops early on a cancel event or when the caller's ``done`` check says the lock
@@ -93,6 +94,9 @@ class Locks:
 
     def gc(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
         return flocked(self._path("gc"), shared=shared, timeout=self.timeout)
+
+    def sources(self) -> contextlib.AbstractContextManager[None]:
+        return flocked(self._path("sources"), timeout=self.timeout)
 
     def model(self, model_id: str) -> contextlib.AbstractContextManager[None]:
         return flocked(self._path(f"model-{model_id}"), timeout=self.timeout)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, ModelError
 from .disk import CacheEntry, StagedFile
-from .hashing import copy_hashing, write_all
+from .hashing import copy_hashing, git_blob_sha1, write_all
 from .partial import Partial, PartialMeta, new_owner
 
 if TYPE_CHECKING:
@@ -62,21 +62,25 @@ def _stage(cache: ModelCache, meta: ModelMetadata, f: ModelFile, src: Path,
            partials: list[Partial]) -> StagedFile:
     """Copy one file into ``partials/`` while hashing it; raise unless it is the right bytes."""
     actual_size = src.stat().st_size
-    if actual_size != f.size:
+    if f.size is not None and actual_size != f.size:
         raise IntegrityError(f"{src}: {actual_size} bytes, the catalog says {f.size}",
                              expected=str(f.size), actual=str(actual_size))
     want = cache.expected_sha256(meta.id, f)
     part = Partial(cache.partial_dir(), f"import-{uuid.uuid4().hex[:16]}", new_owner())
     partials.append(part)
-    part.open(PartialMeta(url=f"file://{src}", size=f.size, sha256=want))
+    part.open(PartialMeta(url=f"file://{src}", size=actual_size, sha256=want))
     with open(src, "rb", buffering=0) as fi:
         digest, _ = copy_hashing(fi, lambda chunk: write_all(part.fd, chunk))
     if cache.durable:
         os.fsync(part.fd)
+    blob_id = git_blob_sha1(part.fd, actual_size) if want is None and f.git_sha1 else None
     part.close()
+    if blob_id is not None and blob_id != f.git_sha1:
+        raise IntegrityError(f"{src}: git blob id {blob_id} does not match the Hub's"
+                             f" {f.git_sha1}", expected=f.git_sha1, actual=blob_id)
     if want is not None and digest != want:
         raise IntegrityError(f"{src}: sha256 {digest} does not match the expected {want}",
                              expected=want, actual=digest)
     if want is None:  # trust on first use: every later download or import must match
-        cache.record_trusted(meta.id, f.path, f"file://{src}", digest, f.size)
-    return StagedFile(f.path, part.data_path, digest, f.size)
+        cache.record_trusted(meta.id, f.path, f"file://{src}", digest, actual_size)
+    return StagedFile(f.path, part.data_path, digest, actual_size)

@@ -38,11 +38,11 @@ from typing import NoReturn
 from ..errors import DownloadCancelledError, DownloadError, IntegrityError, ModelError
 from ..progress import ProgressTracker, Stage
 from ..store.fsutil import crash_point, disk_error
-from ..store.hashing import write_all
+from ..store.hashing import git_blob_sha1, write_all
 from ..store.partial import Partial, PartialMeta, adopt, new_owner
 from .hasher import PrefixHasher
-from .http import Response, open_url
-from .response import SourceChanged, classify, one_line
+from .http import Client, Origin, Response
+from .response import CONTENT_RANGE, SourceChanged, classify, one_line
 from .retry import TransientError, backoff
 from .schedule import Schedule, Segment
 from .watch import Request, too_slow
@@ -74,7 +74,9 @@ class FetchConfig:
     stall_window: float = 20.0
     durable: bool = True
     flush_every: int = 64 * MiB
+    #: A bearer token (the Hub's) and the origins (scheme, host, port) it may be sent to.
     token: str | None = None
+    token_origins: tuple[Origin, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,17 +98,34 @@ class FetchedFile:
             self.partial.drop_sidecars()
 
 
+def _total_size(resp: Response) -> int | None:
+    """The file's full size from an answer to ``Range: bytes=0-0`` (or a whole 200)."""
+    if resp.status == 206:
+        m = CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
+        return int(m[3]) if m and m[3] != "*" else None
+    return resp.content_length if resp.status == 200 else None
+
+
 class FileFetch:
     """Downloads one file into a partial and verifies it. Blocking; run it in a thread."""
 
-    def __init__(self, urls: Sequence[str], size: int, sha256: str | None, *,
+    def __init__(self, urls: Sequence[str], size: int | None, sha256: str | None, *,
                  partial_dir: Path, key: str, config: FetchConfig,
-                 tracker: ProgressTracker, cancel: threading.Event) -> None:
+                 tracker: ProgressTracker, cancel: threading.Event,
+                 git_sha1: str | None = None, size_estimate: int | None = None) -> None:
+        """``size`` None: learned from the origin (then ``sha256`` decides; ``size_estimate``
+        stands in for progress until then). ``git_sha1``: the git blob id the bytes must have
+        (what the Hub publishes for a small file) when no sha256 is known."""
         if not urls:
             raise ValueError("no URL to fetch")
+        if size is None and not sha256:
+            raise ValueError("a file of unknown size needs a sha256")
         self.urls = list(urls)
-        self.size = size
+        self.size = size if size is not None else 0
+        self.size_known = size is not None
+        self.size_estimate = size_estimate
         self.expected = sha256
+        self.git_sha1 = git_sha1
         self.partial_dir = partial_dir
         self.key = key
         self.cfg = config
@@ -114,7 +133,7 @@ class FileFetch:
         self.cancel = cancel
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._plan = Schedule(size, connections=config.connections,
+        self._plan = Schedule(self.size, connections=config.connections,
                               split_threshold=config.split_threshold, min_part=config.min_part,
                               chunk_size=config.chunk_size, piece_size=config.piece_size)
         self._conns: dict[int, Request] = {}
@@ -125,9 +144,15 @@ class FileFetch:
         self._unflushed = 0
         self._partial: Partial | None = None
         self._html_checked = False
+        #: Where a URL's redirect led: later pieces go there directly (signed CDN links).
+        self._final: dict[str, str] = {}
+        #: What each URL did that made us leave it, for the final error.
+        self._tried: dict[str, str] = {}
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> FetchedFile:
+        if not self.size_known:
+            self._learn_size()
         meta = PartialMeta(url=self.urls[0], size=self.size, sha256=self.expected)
         try:
             partial = adopt(self.partial_dir, self.key, meta, new_owner())
@@ -152,16 +177,21 @@ class FileFetch:
                     self._download()
                     crash_point("fetch:complete")  # every byte journaled, not yet verified
                     digest = self._finish_hash()
-                    if self.expected and digest != self.expected:
-                        if resumed and not restarted:
-                            # Bytes we kept from before were bad (power loss, or a changed
-                            # source): never trust them again, start over once.
-                            raise SourceChanged("the bytes kept from an earlier run were bad")
-                        raise IntegrityError(
-                            f"sha256 mismatch for {self.urls[0]}: expected {self.expected},"
-                            f" got {digest}", expected=self.expected, actual=digest,
-                            url=self.urls[0])
-                    break
+                    wrong = self._wrong_bytes(digest)
+                    if wrong is None:
+                        break
+                    if resumed and not restarted:
+                        # Bytes we kept from before were bad (power loss, or a changed
+                        # source): never trust them again, start over once.
+                        raise SourceChanged("the bytes kept from an earlier run were bad")
+                    url = self.urls[self._url_index]
+                    if not self._next_url(url, wrong):
+                        raise IntegrityError(f"{wrong} for {url}{self._tried_note()}",
+                                             expected=self.expected or self.git_sha1,
+                                             actual=digest, url=url)
+                    restarted, resumed = False, 0  # a new source: the bytes start over
+                    self.tracker.rewind(partial.ranges.covered())
+                    self._reset()
                 except SourceChanged as why:
                     log.warning("%s: starting the file over: %s", self.urls[0], why)
                     if restarted:
@@ -186,6 +216,55 @@ class FileFetch:
         except BaseException:
             partial.close()
             raise
+
+    def _wrong_bytes(self, digest: str) -> str | None:
+        """What is wrong with the complete file, or None if it is what was asked for."""
+        if self.expected:
+            if digest != self.expected:
+                return f"sha256 mismatch (expected {self.expected}, got {digest})"
+            return None
+        if self.git_sha1:
+            assert self._partial is not None
+            actual = git_blob_sha1(self._partial.fd, self.size)
+            if actual != self.git_sha1:
+                return f"git blob id mismatch (expected {self.git_sha1}, got {actual})"
+        return None
+
+    def _learn_size(self) -> None:
+        """Ask the origin how big the file is (the catalog gave only an estimate): a one-byte
+        range, answered with the total in ``Content-Range`` (or a ``Content-Length``)."""
+        errors = []
+        for url in self.urls:
+            try:
+                with self._client() as client:
+                    resp = client.get(url, {"Range": "bytes=0-0"})
+                    try:
+                        total = _total_size(resp)
+                        self._final[url] = resp.url
+                    finally:
+                        resp.close()
+            except (DownloadError, OSError, ValueError) as e:
+                errors.append(f"{url}: {one_line(str(e))}")
+                continue
+            if total is None:
+                errors.append(f"{url}: answered HTTP {resp.status} without a size")
+                continue
+            log.info("%s: %d bytes (the catalog estimated %s)", url, total, self.size_estimate)
+            self.tracker.total += total - (self.size_estimate or 0)
+            self.size, self.size_known = total, True
+            self._plan.size = total
+            return
+        raise DownloadError(f"cannot learn the size of {self.urls[0]}: {'; '.join(errors)}",
+                            url=self.urls[0])
+
+    def _client(self) -> Client:
+        return Client(timeout=self.cfg.timeout, token=self.cfg.token,
+                      token_origins=self.cfg.token_origins)
+
+    def _tried_note(self) -> str:
+        if len(self._tried) < 2:
+            return ""
+        return "; tried " + "; ".join(f"{u}: {why}" for u, why in self._tried.items())
 
     def abort_all(self) -> None:
         """Break every blocked read now (used by cancel)."""
@@ -264,12 +343,13 @@ class FileFetch:
         buf = bytearray(self.cfg.chunk_size)
         view = memoryview(buf)
         try:
-            while self._error is None and not self.cancel.is_set():
-                with self._lock:
-                    seg = self._plan.claim(idx)
-                if seg is None:
-                    return
-                self._fetch_segment(idx, seg, view)
+            with self._client() as client:  # one kept-alive connection per origin, for all
+                while self._error is None and not self.cancel.is_set():  # this worker's pieces
+                    with self._lock:
+                        seg = self._plan.claim(idx)
+                    if seg is None:
+                        return
+                    self._fetch_segment(idx, client, seg, view)
         except BaseException as e:  # handed to run() through self._error
             with self._cond:
                 if self._error is None:
@@ -277,7 +357,7 @@ class FileFetch:
                 self._cond.notify_all()
             self.abort_all()
 
-    def _fetch_segment(self, idx: int, seg: Segment, view: memoryview) -> None:
+    def _fetch_segment(self, idx: int, client: Client, seg: Segment, view: memoryview) -> None:
         attempt = 0
         while seg.pos < seg.end:
             if self.cancel.is_set():
@@ -285,16 +365,17 @@ class FileFetch:
             url = self.urls[self._url_index]
             before = seg.pos
             try:
-                self._request_into(idx, url, seg, view)
+                self._request_into(idx, client, url, seg, view)
             except TransientError as e:
                 if seg.pos - before >= self.cfg.chunk_size:
                     attempt = 0  # progress was made: this is a new failure, not the same one
                 attempt += 1
                 if attempt > self.cfg.retry_attempts:
-                    if not self._next_url(url):
+                    why = f"failed {attempt} times, last: {e}"
+                    if not self._next_url(url, why):
                         raise DownloadError(
-                            f"giving up on {url} after {self.cfg.retry_attempts} retries: {e}",
-                            url=url, status=e.status) from e
+                            f"giving up on {url} after {self.cfg.retry_attempts} retries:"
+                            f" {e}{self._tried_note()}", url=url, status=e.status) from e
                     attempt = 0
                     continue
                 delay = backoff(attempt - 1, self.cfg.retry_delay, self.cfg.retry_cap,
@@ -304,14 +385,19 @@ class FileFetch:
                 if self.cancel.wait(delay):
                     raise DownloadCancelledError("download cancelled") from None
             except DownloadError as e:
-                if isinstance(e, IntegrityError) or not self._next_url(url):
+                # Not worth retrying here (a 4xx, the wrong file, a host that does not resolve,
+                # a certificate that does not verify): the next mirror, if there is one.
+                if not self._next_url(url, one_line(str(e))):
+                    if self._tried_note():  # name every URL tried, in the one message
+                        e.args = (f"{e}{self._tried_note()}",)
                     raise
         with self._lock:
             seg.owner = None
 
-    def _next_url(self, failed: str) -> bool:
+    def _next_url(self, failed: str, why: str) -> bool:
         """Move to the next mirror after ``failed``; False if there is none."""
         with self._lock:
+            self._tried.setdefault(failed, why)
             if self.urls[self._url_index] != failed:
                 return True  # another worker moved on already
             if self._url_index + 1 >= len(self.urls):
@@ -321,7 +407,8 @@ class FileFetch:
                         self.urls[self._url_index])
             return True
 
-    def _request_into(self, idx: int, url: str, seg: Segment, view: memoryview) -> None:
+    def _request_into(self, idx: int, client: Client, url: str, seg: Segment,
+                      view: memoryview) -> None:
         etag, last_mod = self._validators.get(url, (None, None))
         headers = {"Range": f"bytes={seg.pos}-{seg.end - 1}"}
         if etag or last_mod:
@@ -330,16 +417,11 @@ class FileFetch:
         with self._lock:
             self._conns[idx] = conn
         try:
-            try:
-                resp = open_url(url, headers, timeout=self.cfg.timeout, token=self.cfg.token,
-                                on_socket=conn.attach)
-            except ModelError:
-                raise
-            except Exception as e:  # refused, DNS, TLS, timeout, aborted, protocol errors
-                self._raise_transient(conn, url, "cannot get an answer from", e)
+            resp = self._get(client, url, headers, conn)
             conn.answered = time.monotonic()
             try:
                 start, length = self._check_response(resp, url, seg)
+                resp.expect_body(length)
                 self._read_body(resp, conn, seg, view, start, length)
             except (ModelError, SourceChanged):  # typed already (download, disk, cancel)
                 raise
@@ -350,6 +432,31 @@ class FileFetch:
         finally:
             with self._lock:
                 self._conns.pop(idx, None)
+
+    def _get(self, client: Client, url: str, headers: dict[str, str], conn: Request
+             ) -> Response:
+        """GET the piece from where ``url`` redirected before (no second redirect), or from
+        ``url``. A 403/404/410 at the remembered place (a signed link that expired) goes back
+        to ``url`` once for a fresh one."""
+        target = self._final.get(url, url)
+        try:
+            resp = client.get(target, headers, on_socket=conn.attach)
+            if target != url and resp.status in (403, 404, 410):
+                log.info("%s answered %d: asking %s again for a fresh link", resp.url,
+                         resp.status, url)
+                resp.close()
+                with self._lock:
+                    self._final.pop(url, None)
+                target = url
+                resp = client.get(url, headers, on_socket=conn.attach)
+        except ModelError:
+            raise
+        except Exception as e:  # refused, timeout, aborted, protocol errors
+            self._raise_transient(conn, url, "cannot get an answer from", e)
+        if resp.url != target or target != url:
+            with self._lock:
+                self._final[url] = resp.url
+        return resp
 
     def _raise_transient(self, conn: Request, url: str, what: str, e: Exception) -> NoReturn:
         if self.cancel.is_set():

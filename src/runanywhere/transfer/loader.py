@@ -34,6 +34,7 @@ from ..settings import Settings
 from ..shared import SharedTier, shared_tier_from_settings
 from ..store import ModelCache
 from .fetch import FetchConfig
+from .hub import hub_token, token_origins
 from .pipeline import Pull, pull_model
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ class ModelLoader:
         config = merge_config(fetch_config, chunk_size=chunk_size,
                               retry_attempts=retry_attempts, retry_delay=retry_delay,
                               timeout=timeout)
-        self.config = replace(config, durable=s.durable, token=s.hf_token or config.token)
+        self.config = replace(config, durable=s.durable, token=hub_token(s) or config.token,
+                              token_origins=config.token_origins or token_origins(s))
         self.concurrency = concurrency
         self.shared: SharedTier | None = shared_tier_from_settings(s)
         self.files_in_parallel = files_in_parallel
@@ -313,7 +315,7 @@ class ModelLoader:
 
     def _run(self, job: _Job) -> None:
         tracker = ProgressTracker(job.meta.id, job.meta.size, lambda p: self._emit(job, p))
-        pull = Pull(self.cache, self.config, self.shared, self.settings.offline,
+        pull = Pull(self.cache, self.config, self.shared, self.settings,
                     self.files_in_parallel)
         outcome: Path | BaseException
         with _heartbeat(tracker):

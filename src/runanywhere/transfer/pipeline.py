@@ -21,12 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import ModelFile, ModelMetadata
+from ..catalog.hub import is_hub_url
 from ..errors import DownloadCancelledError, ModelError, OfflineError
 from ..progress import ProgressTracker, Stage
+from ..settings import Settings
 from ..shared import SharedTier, shared_origin, upload_after_publish
 from ..store import ModelCache, StagedFile, partial_key
 from ..store.fsutil import crash_point, disk_error
 from .fetch import FetchConfig, FetchedFile, FileFetch
+from .hub import download_url
 from .sources import fetch_file
 
 
@@ -37,7 +40,7 @@ class Pull:
     cache: ModelCache
     config: FetchConfig
     shared: SharedTier | None
-    offline: bool
+    settings: Settings
     files_in_parallel: int = 4
 
 
@@ -51,9 +54,12 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
         tracker.set_stage(Stage.DONE, "already in the cache")
         return entry.path
     cache.require_writable()  # before a single byte is fetched for nothing
-    if pull.offline:
+    if pull.settings.offline:
         raise OfflineError(f"{meta.id} is not in the cache and offline mode is on"
                            " (RUNANYWHERE_OFFLINE / --offline)")
+    if pull.settings.hf_offline and any(is_hub_url(u) for f in meta.files for u in f.urls):
+        raise OfflineError(f"{meta.id} is not in the cache and comes from the Hub, and"
+                           " HF_HUB_OFFLINE is on")
     with cache.download_lock(meta, cancel) as mine:
         entry = cache.find(meta)
         if not mine or entry is not None:  # another process published it while we waited
@@ -78,24 +84,26 @@ def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker
         reused = cache.stage_stored_blob(f.path, expected, f.size) if expected else None
         if reused is not None:
             staged[f.path] = reused
-            tracker.add_resumed(f.size)
+            tracker.add_resumed(f.expected_size)
         else:
             todo.append((f, expected))
-    cache.check_space([(partial_key(f.url, f.size, e), f.size) for f, e in todo],
-                      unpack=meta.archive is not None)
+    cache.check_space([(partial_key(f.url, f.expected_size, e), f.expected_size)
+                       for f, e in todo], unpack=meta.archive is not None)
     tracker.set_stage(Stage.DOWNLOADING, f"downloading {meta.id}")
     fetched: dict[str, FetchedFile] = {}
     try:
         if todo:
-            fetches = {f.path: FileFetch(f.urls, f.size, expected, partial_dir=partials,
-                                         key=partial_key(f.url, f.size, expected),
-                                         config=pull.config, tracker=tracker, cancel=cancel)
+            fetches = {f.path: FileFetch([download_url(u, pull.settings) for u in f.urls],
+                                         f.size, expected, partial_dir=partials,
+                                         key=partial_key(f.url, f.expected_size, expected),
+                                         config=pull.config, tracker=tracker, cancel=cancel,
+                                         git_sha1=f.git_sha1, size_estimate=f.size_estimate)
                        for f, expected in todo}
             fetched = _run_all(fetches, pull.shared, pull.files_in_parallel, cancel)
         for f, expected in todo:
             got = fetched[f.path]
-            if expected is None:  # trust on first use: enforced from now on
-                cache.record_trusted(meta.id, f.path, f.url, got.sha256, got.size)
+            if expected is None:  # trust on first use (or the Hub's git blob id, checked):
+                cache.record_trusted(meta.id, f.path, f.url, got.sha256, got.size)  # from now on
             staged[f.path] = StagedFile(f.path, got.path, got.sha256, got.size)
         crash_point("download:verified")  # verified and flushed, nothing published yet
         return _publish(pull, meta, [staged[f.path] for f in meta.files], tracker)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..errors import DownloadError, IntegrityError
 from .retry import RETRY_STATUSES, TransientError, retry_after_seconds
 
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 #: (strong ETag, Last-Modified) of the version of a file we hold bytes of.
 Validators = tuple[str | None, str | None]
@@ -72,7 +72,7 @@ def classify(status: int, header: Callable[[str], str | None], *, url: str, size
 
 def _ranged(header: Callable[[str], str | None], url: str, size: int, asked_from: int,
             known: Validators | None, validators: Validators) -> Answer:
-    m = _CONTENT_RANGE.fullmatch((header("Content-Range") or "").strip())
+    m = CONTENT_RANGE.fullmatch((header("Content-Range") or "").strip())
     if not m:
         raise TransientError(f"{url}: 206 without a valid Content-Range", url=url)
     first, last, total = int(m[1]), int(m[2]), m[3]

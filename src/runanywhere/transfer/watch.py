@@ -33,7 +33,7 @@ class Request:
     aborted: bool = False
 
     def attach(self, sock: socket.socket) -> None:
-        """Called by ``open_url`` right after each connect (redirects connect again)."""
+        """Called by ``Client.get`` before each request is sent (new or reused connection)."""
         self.sock = sock
         if self.aborted:  # abort() ran before the socket existed
             shutdown(sock)

@@ -1,0 +1,129 @@
+"""Catalog entries for models that come from a URL or an ``hf://`` reference, not a catalog.
+
+The entry's ``name`` is the source as the user gave it (the URL, or the ``hf://`` reference
+unpinned): pulling the same source again updates the entry (a branch that moved is pinned anew),
+while another source asking for a taken id is refused.
+
+``runanywhere pull https://host/file.onnx --sha256 HEX`` and ``pull hf://owner/repo/file`` (and
+``registry.fetch``) build an entry here: a readable id (from the file name, the repository or
+``--id``), the format from the file extension, and the hashes the user gave or the Hub's API
+published for a pinned commit. The registry remembers it in the cache's ``sources.json``, so the
+next run (offline too) knows the model by id.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..catalog.hub import HubRef, is_hub_url
+from ..catalog.parse import normalize_hash, validate_id
+from ..errors import DownloadError, InvalidCatalogError
+from ..settings import Settings
+from .http import get_small
+from .hub import Hub
+
+_FORMATS = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".safetensors": "safetensors",
+            ".gguf": "gguf", ".pt": "pytorch", ".pth": "pytorch", ".bin": "custom"}
+
+
+def readable_id(name: str) -> str:
+    """An id from a file or repository name: lower case, ``[a-z0-9._-]``, at most 128."""
+    text = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
+    text = re.sub(r"\.\.+", ".", text)[:128].rstrip("-._")
+    return text or "model"
+
+
+def guess_format(paths: Sequence[str]) -> str:
+    for ext in (".onnx", ".ort", ".tflite", ".safetensors", ".gguf", ".pt", ".pth"):
+        if any(p.lower().endswith(ext) for p in paths):
+            return _FORMATS[ext]
+    return "custom"
+
+
+def url_entry(url: str, *, sha256: str | None, size: int | None, model_id: str | None,
+              settings: Settings) -> dict[str, Any]:
+    """A single-file entry for an http(s) URL. Without a sha256 the size is asked of the origin
+    (a one-byte range), so trust on first use still has an exact length to hold to."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidCatalogError(f"{url!r} is not an http(s) URL or an hf:// reference")
+    name = posixpath.basename(unquote(parts.path)) or parts.hostname
+    entry: dict[str, Any] = {
+        "id": _checked_id(model_id or readable_id(name)), "name": url, "type": "custom",
+        "format": guess_format([name]), "provider": parts.hostname, "version": "1", "url": url,
+        "description": f"pulled from {url}",
+    }
+    if sha256:
+        try:
+            entry["hash"] = normalize_hash(sha256)
+        except ValueError as e:
+            raise InvalidCatalogError(f"--sha256: {e}") from None
+    if size is None and not sha256:
+        size = probe_size(url, settings)
+    if size is not None:
+        entry["size"] = size
+    return entry
+
+
+def probe_size(url: str, settings: Settings) -> int:
+    """The length of the file at ``url``, from a one-byte range (or a whole answer's length)."""
+    status, headers, _ = get_small(url, {"Range": "bytes=0-0"}, timeout=30.0, limit=1 << 16)
+    total: str | None = None
+    if status == 206:
+        total = (headers.get("Content-Range") or "").rpartition("/")[2]
+    elif status == 200:
+        total = headers.get("Content-Length")
+    if not total or not total.strip().isdigit():
+        raise DownloadError(f"{url} answered HTTP {status} without saying its size; give"
+                            " --size or --sha256", url=url, status=status)
+    return int(total)
+
+
+def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
+              exclude: Sequence[str], settings: Settings) -> dict[str, Any]:
+    """An entry for an ``hf://`` file, folder or repository, pinned to the commit its revision
+    names now, with each file's size and the hash the Hub publishes for it."""
+    ref = HubRef.parse(ref_text)
+    with Hub(settings) as hub:
+        found = hub.resolve(ref, include, exclude)
+    pinned, commit = found.ref, found.commit
+    repo_name = ref.repo.split("/", 1)[1]
+    if found.single:
+        base = posixpath.basename(ref.path)
+        if not base.lower().startswith(repo_name.lower()):  # "model.onnx" alone says little
+            base = f"{repo_name}-{base}"
+    elif ref.path:
+        base = f"{repo_name}-{posixpath.basename(ref.path)}"
+    else:
+        base = repo_name
+    files = [{"path": f.path, "url": pinned.at(commit, f.path).url(), "size": f.size,
+              **({"hash": f"sha256:{f.sha256}"} if f.sha256 else {"git_sha1": f.blob_id})}
+             for f in found.files]
+    entry: dict[str, Any] = {
+        "id": _checked_id(model_id or readable_id(base)),
+        "name": ref.url(), "type": "custom", "format": guess_format([f.path for f in found.files]),
+        "provider": ref.repo.split("/", 1)[0], "version": commit[:12],
+        "description": f"pulled from {pinned.at(commit).url()}",
+    }
+    if found.single:
+        (f,) = files
+        entry.update({k: v for k, v in f.items() if k != "path"})
+    else:
+        entry["files"] = files
+    return entry
+
+
+def _checked_id(model_id: str) -> str:
+    try:
+        return validate_id(model_id)
+    except ValueError as e:
+        raise InvalidCatalogError(f"--id: {e}") from None
+
+
+def is_source(text: str) -> bool:
+    """Does a ``pull`` argument name a source (a URL or ``hf://``) rather than a catalog id?"""
+    return is_hub_url(text) or text.startswith(("http://", "https://"))
