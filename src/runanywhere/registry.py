@@ -5,6 +5,11 @@ fetch, verify, publish) -> runtime. The catalog is read lazily on first use (or 
 ``initialize()``), so constructing a registry costs nothing. Every ``async`` method keeps the
 event loop free: blocking work (index reads, file locks, runtime loads) runs in a thread.
 
+Catalogs given as ``http(s)`` URLs (``--catalog http://host:8765/catalog.json``, the catalog a
+``runanywhere serve`` hands out) are fetched by :func:`fetch_catalog` when the catalog is first
+read, kept under ``<home>/catalogs/``, and that copy is used, with a one-line warning, whenever
+the server cannot be reached (or offline mode is on).
+
 ``BlockingRegistry`` is the same API for scripts and notebooks: each call runs to completion on a
 private event loop in a background thread (so it works where a loop already runs, as in Jupyter),
 and Ctrl-C during a call cancels what it started.
@@ -14,14 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
+import json
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .catalog import Catalog, ModelMetadata
-from .errors import ModelError, ModelLoadError
+from .catalog import Catalog, ModelMetadata, parse_catalog
+from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError, OfflineError
+from .logs import log
 from .progress import DownloadProgress
 from .result import Result
 from .settings import Settings
@@ -35,6 +44,86 @@ T = TypeVar("T")
 SimpleProgress = Callable[[float, str], None]
 #: How long a Ctrl-C'd blocking call waits for what it started to stop.
 WIND_DOWN = 5.0
+#: Seconds a catalog server has to answer (connect, then each read).
+CATALOG_TIMEOUT = 15.0
+#: No catalog is this big; a larger body is a wrong URL, not a catalog.
+CATALOG_MAX_BYTES = 64 * 2**20
+
+
+def catalog_copy_path(settings: Settings, url: str) -> Path:
+    """Where the copy of a catalog URL is kept: ``<home>/catalogs/<sha256 of the URL>.json``."""
+    return settings.home / "catalogs" / f"{hashlib.sha256(url.encode()).hexdigest()}.json"
+
+
+def fetch_catalog(url: str, settings: Settings) -> Path:
+    """A catalog URL as a local file: fetched, checked, kept; or the kept copy (with a warning)
+    when the server cannot be reached, answers an error, or sends something that is not a
+    catalog. Raises ``InvalidCatalogError`` (``OfflineError`` in offline mode) without a copy."""
+    copy = catalog_copy_path(settings, url)
+    if settings.offline:
+        if copy.is_file():
+            return copy
+        raise OfflineError(f"offline mode is on and catalog {url} was never fetched")
+    try:
+        body = _download_catalog(url)
+        parse_catalog(json.loads(body), url)  # a copy is only ever a valid catalog
+    except (DownloadError, OSError, ValueError) as e:
+        why = str(e) or type(e).__name__
+        if not copy.is_file():
+            if isinstance(e, InvalidCatalogError):
+                raise
+            raise InvalidCatalogError(f"catalog {url}: {why} (and no copy of it is kept"
+                                      " here yet)") from None
+        age = time.time() - copy.stat().st_mtime
+        log.warning("catalog %s: %s; using the copy fetched %s ago", url, why, _age(age))
+        return copy
+    from .store.fsutil import atomic_write
+
+    atomic_write(copy, body, durable=settings.durable)
+    return copy
+
+
+def _download_catalog(url: str) -> bytes:
+    import http.client
+
+    try:
+        return _read_catalog(url)
+    except http.client.HTTPException as e:  # a reply that is not HTTP at all
+        raise DownloadError(f"not an HTTP answer ({type(e).__name__})", url=url) from None
+
+
+def _read_catalog(url: str) -> bytes:
+    from .transfer.http import open_url
+
+    resp = open_url(url, {"Accept": "application/json"}, timeout=CATALOG_TIMEOUT)
+    try:
+        if resp.status != 200:
+            raise DownloadError(f"the server answered HTTP {resp.status}", url=url,
+                                status=resp.status)
+        length = resp.content_length
+        if length is not None and length > CATALOG_MAX_BYTES:
+            raise DownloadError(f"{length} bytes is too big for a catalog", url=url)
+        out = bytearray()
+        buf = memoryview(bytearray(1 << 16))
+        while True:
+            n = resp.readinto1(buf)
+            if not n:
+                break
+            out += buf[:n]
+            if len(out) > CATALOG_MAX_BYTES:
+                raise DownloadError("the body is too big for a catalog", url=url)
+        if length is not None and len(out) != length:
+            raise DownloadError(f"the body ended after {len(out)} of {length} bytes", url=url)
+        return bytes(out)
+    finally:
+        resp.close()
+
+
+def _age(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= n:
+            return f"{seconds / n:.0f} {unit}"
+    return f"{max(seconds, 0):.0f} s"
 
 
 class ModelRegistry:
@@ -53,7 +142,8 @@ class ModelRegistry:
         if offline is not None:
             s = replace(s, offline=offline)
         self.settings = s
-        self.catalog = Catalog.from_settings(s, include_builtin=include_builtin)
+        self.catalog = Catalog.from_settings(s, include_builtin=include_builtin,
+                                             fetch=lambda url: fetch_catalog(url, s))
         self._loader_options = loader_options
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None

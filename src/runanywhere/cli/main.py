@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", type=Path, help="cache folder (default: $RUNANYWHERE_HOME or the"
                    " user cache folder)")
     p.add_argument("--catalog", action="append", default=[],
-                   help="extra catalog JSON file (repeatable; later ids replace earlier)")
+                   help="extra catalog: a JSON file or an http(s) URL, fetched and kept for when"
+                   " its server is away (repeatable; later ids replace earlier)")
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument("--no-durable", action="store_true",
                    help="skip fsync before publishing (throwaway machines only)")
