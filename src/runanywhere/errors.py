@@ -17,8 +17,9 @@ the process exit status the CLI uses for it (``exit_code``)::
     ├── UnknownRuntimeError             2   name, known (also LookupError)
     ├── UnknownAdapterError             2   name, known (also LookupError)
     ├── ModelLoadError                  1
-    └── CacheError                      1
-        └── CacheBusy                   1
+    ├── CacheError                      1
+    │   └── CacheBusy                   1
+    └── ServeError                      2
 
 Nothing here imports anything of runanywhere: this module is the bottom of the house.
 """
@@ -152,6 +153,13 @@ class CacheBusy(CacheError):
         super().__init__(message)
 
 
+class ServeError(ModelError):
+    """``runanywhere serve`` cannot start as asked (a non-loopback address without a token, an
+    address in use, a malformed ``--cors`` origin)."""
+
+    exit_code = 2
+
+
 __all__ = [
     "CacheBusy",
     "CacheError",
@@ -165,6 +173,7 @@ __all__ = [
     "ModelNotFoundError",
     "OfflineError",
     "RuntimeUnavailableError",
+    "ServeError",
     "UnknownAdapterError",
     "UnknownRuntimeError",
     "UnsafeArchiveError",

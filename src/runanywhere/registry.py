@@ -105,8 +105,10 @@ def _read_catalog(url: str) -> bytes:
             raise DownloadError(f"{length} bytes is too big for a catalog", url=url)
         out = bytearray()
         buf = memoryview(bytearray(1 << 16))
-        while True:
-            n = resp.readinto1(buf)
+        # Stop at Content-Length: past it, a keep-alive connection just waits.
+        while length is None or len(out) < length:
+            want = buf if length is None else buf[:min(len(buf), length - len(out))]
+            n = resp.readinto1(want)
             if not n:
                 break
             out += buf[:n]

@@ -91,6 +91,8 @@ class Settings:
     #: Where ``hf auth login`` keeps the token (read only when a Hub request needs it).
     hf_token_path: Path | None = None
     hf_offline: bool = False
+    #: The bearer token ``runanywhere serve`` requires (``RUNANYWHERE_SERVE_TOKEN``).
+    serve_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +114,7 @@ class Settings:
             hf_token_path=Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH")
             else hf_home / "token",
             hf_offline=_flag(env, "HF_HUB_OFFLINE"),
+            serve_token=env.get("RUNANYWHERE_SERVE_TOKEN") or None,
         )
 
 

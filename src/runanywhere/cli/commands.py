@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ..catalog import ModelMetadata
-from ..errors import ModelError
+from ..errors import ModelError, RuntimeUnavailableError, install_hint
 from ..registry import ModelRegistry
 from ..settings import Settings
 from ..units import human_size, parse_size
@@ -25,7 +25,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     registry.load_catalogs()
     handler = {
         "list": cmd_list, "info": cmd_info, "pull": cmd_pull, "cache": cmd_cache,
-        "import": cmd_import, "load": cmd_load,
+        "import": cmd_import, "load": cmd_load, "serve": cmd_serve,
     }[args.command]
     return handler(args, registry)
 
@@ -252,6 +252,17 @@ def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:
         print_json({"freed": freed})
     else:
         print(f"{what}: freed {human_size(freed)}")
+
+
+def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    try:
+        from .serve import cmd_serve as serve
+    except ImportError as e:
+        if (e.name or "").split(".")[0] not in ("aiohttp", "multidict", "yarl"):
+            raise
+        raise RuntimeUnavailableError(
+            f"runanywhere serve needs aiohttp: {install_hint('serve')}") from None
+    return serve(args, reg)
 
 
 def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:

@@ -82,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("serve", help="serve the cache over HTTP: browsers, other machines,"
+                       " huggingface_hub (HF_ENDPOINT)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+    s.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free)")
+    s.add_argument("--token", help="require 'Authorization: Bearer T' (default:"
+                   " $RUNANYWHERE_SERVE_TOKEN)")
+    s.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from this origin read the responses (repeatable; * for any)")
+    s.add_argument("--pull-through", action="store_true",
+                   help="pull a model the catalog knows but the cache lacks when it is asked for")
+    s.add_argument("--public-url", help="base URL the served catalog links to (default: the"
+                   " Host each client used)")
+    s.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
+
     s = sub.add_parser("demo", help="offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
     return p
