@@ -18,9 +18,15 @@ setup: $(VENV)/.created
 	$(PIP) install -e '.[onnx]'
 	$(PIP) install --no-deps $(SILERO)
 
+# The browser test of `serve` needs headless Chromium + chromedriver (Debian) and onnxruntime-web
+# (npm, pinned by tests/browser/package-lock.json).
 setup-test: setup
-	EXTRA_DEPS="" bash scripts/system-deps.sh
+	EXTRA_DEPS="chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm" \
+	  bash scripts/system-deps.sh
 	$(PIP) install -e '.[test]'
+	@lock=tests/browser/package-lock.json; done=tests/browser/node_modules/.package-lock.json; \
+	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
+	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error; fi
 
 demo: setup
 	$(VENV)/bin/runanywhere demo
