@@ -42,11 +42,13 @@ bench: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
 	$(PY) bench/run.py
+	$(PY) -m bench.serve_bench
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
 	$(PY) bench/run.py --smoke
+	$(PY) -m bench.serve_bench --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
