@@ -280,6 +280,10 @@ def test_a_token_guards_every_route_but_healthz(registry: ModelRegistry, silero:
         sig = m["url"].split("?sig=")[1]
         assert get(f"{s.url}/v1/models?sig={sig}")[0] == 401
         assert get(f"{s.url}/blobs/sha256/{'1' * 64}?sig={sig}")[0] == 401
+        file_url = f"{s.url}/v1/models/silero-vad/files/{SILERO_PATH}"
+        assert get(f"{file_url}?sig={sig}")[0] == 401
+        file_sig = s.server.sign(f"file:silero-vad/{SILERO_PATH}")
+        assert get(f"{file_url}?sig={file_sig}")[0] == 200
 
 
 def test_a_token_is_required_off_loopback(registry: ModelRegistry, home: Path) -> None:

@@ -180,7 +180,7 @@ class ModelServer:
         r.add_get("/healthz", self.healthz)
         r.add_get("/v1/models", self.models)
         r.add_get("/v1/models/{id}", self.model)
-        r.add_get("/v1/models/{id}/files/{path:.+}", self.model_file)
+        r.add_get("/v1/models/{id}/files/{path:.+}", self.model_file, name="file")
         r.add_get("/blobs/sha256/{hex}", self.blob, name="blob")
         r.add_get("/blobs/sha256/{hex}/{name}", self.blob, name="blob-named")
         r.add_get("/catalog.json", self.catalog)
@@ -303,6 +303,11 @@ class ModelServer:
                               " 'runanywhere cache verify')")
         except ModelError as e:
             resp = json_error(_status_of(e), str(e), error_type=type(e).__name__)
+        except (ConnectionError, asyncio.CancelledError):
+            raise  # the client left: aiohttp closes quietly
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            resp = json_error(500, "internal error (the server's log has the details)")
         resp.headers.update(cors)
         return resp
 
@@ -326,15 +331,20 @@ class ModelServer:
             return True
         if _same(request.query.get("token", ""), token):
             return True
+        sig = request.query.get("sig", "")
         route = request.match_info.route.name
         if route in ("blob", "blob-named"):
-            return _same(request.query.get("sig", ""), self.sign(request.match_info["hex"]))
+            return _same(sig, self.sign(f"blob:{request.match_info['hex']}"))
+        if route == "file":
+            m = request.match_info
+            return _same(sig, self.sign(f"file:{m['id']}/{m['path']}"))
         return False
 
-    def sign(self, sha256: str) -> str:
-        """The capability for one blob in the catalog's URLs (needs the token to make)."""
+    def sign(self, what: str) -> str:
+        """The capability for one link of the served catalog (``blob:<hex>`` or
+        ``file:<id>/<path>``): an HMAC only the token's holder can make."""
         key = (self.options.token or "").encode()
-        return hmac.new(key, f"blob:{sha256}".encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(key, what.encode(), hashlib.sha256).hexdigest()[:32]
 
     # -- routes ---------------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -455,8 +465,8 @@ class ModelServer:
     def _pull_entry(self, m: ModelMetadata, base: str) -> dict[str, Any]:
         """A model not cached yet, offered through pull-through (its files' hashes known)."""
         d = m.to_dict()
-        files = [{"path": f.path, "url": f"{base}/v1/models/{m.id}/files/{quote(f.path)}",
-                  "size": f.size, "hash": f.hash} for f in m.files]
+        files = [{"path": f.path, "url": self._file_url(base, m.id, f.path), "size": f.size,
+                  "hash": f.hash} for f in m.files]
         for k in ("url", "hash", "mirrors", "files"):
             d.pop(k, None)
         if m.single_file:
@@ -467,7 +477,12 @@ class ModelServer:
 
     def _blob_url(self, base: str, sha256: str, path: str) -> str:
         url = f"{base}/blobs/sha256/{sha256}/{quote(path.rsplit('/', 1)[-1])}"
-        return f"{url}?sig={self.sign(sha256)}" if self.options.token else url
+        return f"{url}?sig={self.sign(f'blob:{sha256}')}" if self.options.token else url
+
+    def _file_url(self, base: str, model_id: str, path: str) -> str:
+        url = f"{base}/v1/models/{model_id}/files/{quote(path)}"
+        sig = self.sign(f"file:{model_id}/{path}")
+        return f"{url}?sig={sig}" if self.options.token else url
 
     # -- the Hub ---------------------------------------------------------------------------------
     async def _hub_repo(self, request: web.Request) -> tuple[hub.HubRepo | None, str]:
@@ -611,8 +626,13 @@ class ModelServer:
         if fut is None:
             fut = asyncio.ensure_future(self._run_pull(model_id))
             self._pulls[model_id] = fut
-            fut.add_done_callback(lambda _: self._pulls.pop(model_id, None))
+            fut.add_done_callback(lambda f: self._pull_done(model_id, f))
         await asyncio.shield(fut)
+
+    def _pull_done(self, model_id: str, fut: asyncio.Future[None]) -> None:
+        self._pulls.pop(model_id, None)
+        if not fut.cancelled():
+            fut.exception()  # retrieved: reported by the waiters, or logged by _run_pull
 
     async def _run_pull(self, model_id: str) -> None:
         log.info("pull-through: %s is not cached; pulling it", model_id)
@@ -649,8 +669,10 @@ class AccessLog(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         target = _SECRET_QUERY.sub(r"\1***", request.path_qs)
-        sent = response.sent_bytes if isinstance(response, SendfileResponse) \
-            else response.body_length
+        if isinstance(response, SendfileResponse):
+            sent = response.sent_bytes
+        else:
+            sent = 0 if request.method == "HEAD" else response.content_length or 0
         self.logger.info('%s "%s %s" %d %d %.3fs "%s"', request.remote, request.method, target,
                          response.status, sent, time, request.headers.get("User-Agent", "-"))
 
