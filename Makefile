@@ -21,11 +21,17 @@ setup: $(VENV)/.created
 	$(PIP) install -e '.[onnx,audio]'
 	$(PIP) install --no-deps $(SILERO)
 
-# Node.js and npm run Transformers.js, the SpeechT5 reference (tests/test_reference_parity.py).
+# Node.js and npm run Transformers.js, the SpeechT5 reference (tests/test_reference_parity.py);
+# the browser test of `serve` needs headless Chromium + chromedriver (Debian) and onnxruntime-web
+# (npm, pinned by tests/browser/package-lock.json).
 setup-test: setup
-	EXTRA_DEPS="node:nodejs npm:npm" bash scripts/system-deps.sh
+	EXTRA_DEPS="chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm" \
+	  bash scripts/system-deps.sh
 	$(PIP) install -e '.[test]'
 	bash scripts/reference-deps.sh $(PY)
+	@lock=tests/browser/package-lock.json; done=tests/browser/node_modules/.package-lock.json; \
+	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
+	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error; fi
 
 demo: setup
 	$(VENV)/bin/runanywhere demo
@@ -42,11 +48,13 @@ bench: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
 	$(PY) -m bench.run
+	$(PY) -m bench.serve_bench
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
 	$(PY) -m bench.run --smoke
+	$(PY) -m bench.serve_bench --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the demo, tests and benchmark use, if missing:
-# nginx (the test origin), espeak-ng (speech samples), aria2 and curl (benchmark peers).
+# nginx (the test origin), espeak-ng (speech samples), aria2 and curl (benchmark peers),
+# chromium, chromium-driver, nodejs and npm (the browser test of `runanywhere serve`).
+# EXTRA_DEPS adds "command:package" pairs, separated by spaces.
 set -euo pipefail
 want=()
-for pair in "nginx:nginx" "espeak-ng:espeak-ng" ${EXTRA_DEPS:-}; do  # EXTRA_DEPS: space-separated
+# shellcheck disable=SC2206  # EXTRA_DEPS is split on spaces on purpose
+extra=(${EXTRA_DEPS:-})
+for pair in "nginx:nginx" "espeak-ng:espeak-ng" "${extra[@]}"; do
   [ -n "$pair" ] || continue
   cmd=${pair%%:*}; pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then want+=("$pkg"); fi

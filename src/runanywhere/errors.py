@@ -19,8 +19,9 @@ the process exit status the CLI uses for it (``exit_code``)::
     ├── ModelLoadError                  1
     ├── AudioError                      1   path (also ValueError)
     ├── SynthesisError                  1
-    └── CacheError                      1
-        └── CacheBusy                   1
+    ├── CacheError                      1
+    │   └── CacheBusy                   1
+    └── ServeError                      2
 
 Nothing here imports anything of runanywhere: this module is the bottom of the house.
 """
@@ -167,6 +168,13 @@ class SynthesisError(ModelError):
     """Text-to-speech failed: the speech engine or the model gave no usable audio."""
 
 
+class ServeError(ModelError):
+    """``runanywhere serve`` cannot start as asked (a non-loopback address without a token, an
+    address in use, a malformed ``--cors`` origin)."""
+
+    exit_code = 2
+
+
 __all__ = [
     "AudioError",
     "CacheBusy",
@@ -181,6 +189,7 @@ __all__ = [
     "ModelNotFoundError",
     "OfflineError",
     "RuntimeUnavailableError",
+    "ServeError",
     "SynthesisError",
     "UnknownAdapterError",
     "UnknownRuntimeError",

@@ -5,6 +5,11 @@ fetch, verify, publish) -> runtime. The catalog is read lazily on first use (or 
 ``initialize()``), so constructing a registry costs nothing. Every ``async`` method keeps the
 event loop free: blocking work (index reads, file locks, runtime loads) runs in a thread.
 
+Catalogs given as ``http(s)`` URLs (``--catalog http://host:8765/catalog.json``, the catalog a
+``runanywhere serve`` hands out) are fetched (``transfer/remote_catalog.py``) when the catalog is
+first read, kept under ``<home>/catalogs/``, and that copy is used, with a one-line warning,
+whenever the server cannot be reached (or offline mode is on).
+
 ``BlockingRegistry`` is the same API for scripts and notebooks: each call runs to completion on a
 private event loop in a background thread (so it works where a loop already runs, as in Jupyter),
 and Ctrl-C during a call cancels what it started.
@@ -38,6 +43,12 @@ SimpleProgress = Callable[[float, str], None] | Literal["auto"]
 WIND_DOWN = 5.0
 
 
+def _fetch_catalog(url: str, settings: Settings) -> Path:
+    from .transfer.remote_catalog import fetch_catalog
+
+    return fetch_catalog(url, settings)
+
+
 class ModelRegistry:
     _instance: ModelRegistry | None = None
     _instance_lock = threading.Lock()
@@ -54,7 +65,8 @@ class ModelRegistry:
         if offline is not None:
             s = replace(s, offline=offline)
         self.settings = s
-        self.catalog = Catalog.from_settings(s, include_builtin=include_builtin)
+        self.catalog = Catalog.from_settings(s, include_builtin=include_builtin,
+                                             fetch=lambda url: _fetch_catalog(url, s))
         self._loader_options = loader_options
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None

@@ -9,6 +9,7 @@ network.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,31 @@ def _size(env: Mapping[str, str], name: str) -> int | None:
         raise ValueError(f"{name}: {e}") from None
 
 
+def split_catalogs(text: str) -> tuple[str, ...]:
+    """``RUNANYWHERE_CATALOG``: entries joined with ``os.pathsep``, where an entry may be a URL
+    whose own ``:`` (``http://host:8765/catalog.json``) must not split it."""
+    parts = text.split(os.pathsep)
+    if os.pathsep != ":":
+        return tuple(p for p in parts if p)
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        nxt = parts[i + 1] if i + 1 < len(parts) else ""
+        if part.lower() in ("http", "https") and nxt.startswith("//"):
+            part = f"{part}:{nxt}"
+            i += 1
+            # "//host" then "8765/path": the port of the same URL
+            if "/" not in part.split("//", 1)[1] and i + 1 < len(parts) and re.match(
+                    r"\d+(/|$)", parts[i + 1]):
+                part = f"{part}:{parts[i + 1]}"
+                i += 1
+        if part:
+            out.append(part)
+        i += 1
+    return tuple(out)
+
+
 def _hf_home(env: Mapping[str, str]) -> Path:
     if env.get("HF_HOME"):
         return Path(env["HF_HOME"]).expanduser()
@@ -68,12 +94,14 @@ class Settings:
     #: Where ``hf auth login`` keeps the token (read only when a Hub request needs it).
     hf_token_path: Path | None = None
     hf_offline: bool = False
+    #: The bearer token ``runanywhere serve`` requires (``RUNANYWHERE_SERVE_TOKEN``).
+    serve_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = env.get("RUNANYWHERE_HOME")
-        catalogs = tuple(p for p in env.get("RUNANYWHERE_CATALOG", "").split(os.pathsep) if p)
+        catalogs = split_catalogs(env.get("RUNANYWHERE_CATALOG", ""))
         mem = _size(env, "RUNANYWHERE_MEMORY_LIMIT")
         hf_home = _hf_home(env)
         return cls(
@@ -89,6 +117,7 @@ class Settings:
             hf_token_path=Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH")
             else hf_home / "token",
             hf_offline=_flag(env, "HF_HUB_OFFLINE"),
+            serve_token=env.get("RUNANYWHERE_SERVE_TOKEN") or None,
         )
 
 

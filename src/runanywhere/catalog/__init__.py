@@ -1,7 +1,7 @@
 """Model metadata, the catalog format (validated, with errors naming file, model and field) and
 the ``Catalog`` that merges catalog files."""
 
-from .catalog import Catalog
+from .catalog import Catalog, CatalogFetcher, is_catalog_url
 from .model import ModelFile, ModelMetadata, Performance, Requirements
 from .parse import (
     load_builtin,
@@ -14,10 +14,12 @@ from .parse import (
 
 __all__ = [
     "Catalog",
+    "CatalogFetcher",
     "ModelFile",
     "ModelMetadata",
     "Performance",
     "Requirements",
+    "is_catalog_url",
     "load_builtin",
     "load_catalog_file",
     "normalize_hash",

@@ -3,17 +3,22 @@
 Files are read lazily on first use (or by :meth:`Catalog.load`); a later entry with the same id
 replaces an earlier one, and entries registered in code win over every file. A ``ModelLoader``
 built on its own resolves ids with ``Catalog.from_settings(settings)``; the registry keeps one.
+
+A catalog may also be an ``http(s)`` URL. This package never touches the network, so whoever
+builds the catalog passes ``fetch``: a function that turns such a URL into a local file (the
+registry's fetches it and keeps a copy for when the server is away). Without one, a URL is an
+``InvalidCatalogError`` that says so.
 """
 
 from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelNotFoundError
+from ..errors import InvalidCatalogError, ModelNotFoundError
 from .model import ModelMetadata
 from .parse import load_builtin, load_catalog_file, parse_model
 
@@ -21,13 +26,25 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 
+#: Turns a catalog URL into a local file holding its JSON.
+CatalogFetcher = Callable[[str], Path]
+
+
+def is_catalog_url(entry: str | Path) -> bool:
+    return isinstance(entry, str) and entry.lower().startswith(("http://", "https://"))
+
+
 class Catalog:
     def __init__(self, files: Iterable[str | Path] = (), *, include_builtin: bool = True,
-                 remembered: Path | None = None) -> None:
-        """``remembered``: a catalog file that may not exist yet (the cache's ``sources.json``
-        of models pulled by URL), read after the built-in one and before ``files``."""
-        self.files = tuple(Path(f) for f in files)
+                 fetch: CatalogFetcher | None = None, remembered: Path | None = None) -> None:
+        """``files`` are catalog files or URLs (``fetch`` turns a URL into a local copy).
+        ``remembered``: a catalog file that may not exist yet (the cache's ``sources.json`` of
+        models pulled by URL), read after the built-in one and before ``files``."""
+        #: Local files (as Paths) and catalog URLs (kept as strings).
+        self.files: tuple[str | Path, ...] = tuple(
+            f if is_catalog_url(f) else Path(f) for f in files)
         self.include_builtin = include_builtin
+        self.fetch = fetch
         self.remembered = remembered
         self._models: dict[str, ModelMetadata] = {}
         self._registered: dict[str, ModelMetadata] = {}
@@ -35,8 +52,9 @@ class Catalog:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, include_builtin: bool = True) -> Catalog:
-        return cls(settings.catalogs, include_builtin=include_builtin,
+    def from_settings(cls, settings: Settings, *, include_builtin: bool = True,
+                      fetch: CatalogFetcher | None = None) -> Catalog:
+        return cls(settings.catalogs, include_builtin=include_builtin, fetch=fetch,
                    remembered=settings.home / "sources.json")
 
     def load(self) -> None:
@@ -49,11 +67,20 @@ class Catalog:
                 models.update((m.id, m) for m in load_builtin())
             if self.remembered is not None and self.remembered.exists():
                 models.update((m.id, m) for m in load_catalog_file(self.remembered))
-            for path in self.files:
-                models.update((m.id, m) for m in load_catalog_file(path))
+            for entry in self.files:
+                models.update((m.id, m) for m in self._read(entry))
             models.update(self._registered)
             self._models = models
             self._loaded = True
+
+    def _read(self, entry: str | Path) -> list[ModelMetadata]:
+        if isinstance(entry, Path):
+            return load_catalog_file(entry)
+        if self.fetch is None:
+            raise InvalidCatalogError(f"catalog {entry}: a catalog URL needs a ModelRegistry (it"
+                                      " fetches the URL and keeps a copy); download it and give"
+                                      " the file instead")
+        return load_catalog_file(self.fetch(entry), source=entry)
 
     def register(self, meta: ModelMetadata | Mapping[str, Any]) -> ModelMetadata:
         """Add or replace a model (a metadata object or a catalog-style dict, validated)."""

@@ -310,9 +310,10 @@ def parse_catalog(data: object, source: str) -> list[ModelMetadata]:
     return out
 
 
-def load_catalog_file(path: Path | str) -> list[ModelMetadata]:
-    """Read and validate a catalog JSON file."""
-    source = str(path)
+def load_catalog_file(path: Path | str, source: str | None = None) -> list[ModelMetadata]:
+    """Read and validate a catalog JSON file; errors (and each model's ``source``) name
+    ``source``, by default the path (a fetched catalog's copy is named by its URL)."""
+    source = source or str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import ModelMetadata
-from ..errors import DownloadCancelledError, InvalidCatalogError, ModelError
+from ..errors import (
+    DownloadCancelledError,
+    InvalidCatalogError,
+    ModelError,
+    RuntimeUnavailableError,
+    install_hint,
+)
 from ..progress import DownloadProgress
 from ..registry import ModelRegistry
 from ..settings import Settings
@@ -33,7 +39,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     registry.load_catalogs()
     handler = {
         "list": cmd_list, "info": cmd_info, "pull": cmd_pull, "cache": cmd_cache,
-        "import": cmd_import, "load": cmd_load,
+        "import": cmd_import, "load": cmd_load, "serve": cmd_serve,
     }[args.command]
     return handler(args, registry)
 
@@ -391,7 +397,18 @@ def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:
         print(f"{what}: freed {human_size(freed)}")
 
 
-# -- import, load ----------------------------------------------------------------------------------
+# -- serve, import, load ---------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    try:
+        from .serve import cmd_serve as serve
+    except ImportError as e:
+        if (e.name or "").split(".")[0] not in ("aiohttp", "multidict", "yarl"):
+            raise
+        raise RuntimeUnavailableError(
+            f"runanywhere serve needs aiohttp: {install_hint('serve')}") from None
+    return serve(args, reg)
+
 
 def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:
     entry = reg.import_model(args.id, args.path)

@@ -51,7 +51,8 @@ def _common(top: bool) -> argparse.ArgumentParser:
     opt("--home", type=Path, metavar="DIR",
         help="cache folder (default: $RUNANYWHERE_HOME or the user cache folder)")
     opt("--catalog", action="append", metavar="FILE|URL", default=[], after="catalog_after",
-        help="extra catalog JSON file (repeatable; a later id replaces an earlier one)")
+        help="extra catalog: a JSON file or an http(s) URL, fetched and kept for when its server"
+             " is away (repeatable; a later id replaces an earlier one)")
     opt("--offline", action="store_true", default=False,
         help="never touch the network (also RUNANYWHERE_OFFLINE=1)")
     opt("--no-durable", action="store_true", default=False,
@@ -138,6 +139,21 @@ def build_parser() -> Parser:
     s.add_argument("id", help="model id")
     s.add_argument("--runtime", choices=available_runtimes(),
                    help="runtime (default: the one for the model's format)")
+
+    s = command(sub, "serve", "serve the cache over HTTP: browsers, other machines,"
+                " huggingface_hub (HF_ENDPOINT)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+    s.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free)")
+    s.add_argument("--token", help="require 'Authorization: Bearer T' (default:"
+                   " $RUNANYWHERE_SERVE_TOKEN)")
+    s.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from this origin read the responses (repeatable; * for any)")
+    s.add_argument("--pull-through", action="store_true",
+                   help="pull a model the catalog knows but the cache lacks when it is asked for")
+    s.add_argument("--public-url", help="base URL the served catalog links to (default: the"
+                   " Host each client used)")
+    s.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
 
     s = command(sub, "demo", "offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
