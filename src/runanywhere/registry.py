@@ -29,6 +29,7 @@ from .catalog import Catalog, ModelMetadata, parse_model
 from .errors import InvalidCatalogError, ModelError, ModelLoadError
 from .progress import DownloadProgress
 from .result import Result
+from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ def _fetch_catalog(url: str, settings: Settings) -> Path:
     from .transfer.remote_catalog import fetch_catalog
 
     return fetch_catalog(url, settings)
+
+
+def _session_key(model_id: str, runtime: str | None, options: Mapping[str, Any]) -> SessionKey:
+    return model_id, runtime or "", repr(sorted(options.items()))
 
 
 class ModelRegistry:
@@ -71,7 +76,7 @@ class ModelRegistry:
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None
         self._parts_lock = threading.Lock()
-        self._sessions: dict[tuple[str, str, str], Any] = {}
+        self._loaded = LoadedSessions(s.max_loaded_memory, self._release_hold)
 
     @classmethod
     def get_instance(cls) -> ModelRegistry:
@@ -166,9 +171,13 @@ class ModelRegistry:
     async def load_model(self, model_id: str, runtime: str | None = None,
                          on_progress: SimpleProgress | None = None, **options: Any
                          ) -> Result[Any, ModelError]:
-        """Download if needed, then load into a runtime (cached per model, runtime, options)."""
-        key = (model_id, runtime or "", repr(sorted(options.items())))
-        session = self._sessions.get(key)
+        """Download if needed, then load into a runtime (cached per model, runtime, options).
+
+        Loaded sessions stay within ``Settings.max_loaded_memory`` (each costs its model's
+        ``requirements.memory``, else its size): the least recently used one no adapter holds
+        is unloaded to make room."""
+        key = _session_key(model_id, runtime, options)
+        session = self._loaded.get(key)
         if session is not None:
             return Result.ok(session)
         try:
@@ -186,27 +195,42 @@ class ModelRegistry:
             except BaseException:
                 cache.release(model_id)
                 raise
-            earlier = self._sessions.get(key)
-            if earlier is not None:  # a concurrent call loaded it first: one session, one hold
+            cost = meta.requirements.memory if meta.requirements else meta.size
+            kept = self._loaded.add(key, session, cost)
+            if kept is not session:  # a concurrent call loaded it first: one session, one hold
                 cache.release(model_id)
-                return Result.ok(earlier)
-            self._sessions[key] = session
-            return Result.ok(session)
+            return Result.ok(kept)
         except ModelError as e:
             return Result.err(e)
         except Exception as e:  # a runtime's own error (bad model bytes, bad options)
             return Result.err(ModelLoadError(
                 f"could not load {model_id} into {runtime or 'its runtime'}: {e}"))
 
-    def unload(self, model_id: str, runtime: str | None = None) -> int:
-        """Drop loaded sessions of a model (all runtimes unless one is named)."""
-        gone = [k for k in self._sessions
-                if k[0] == model_id and (runtime is None or k[1] == (runtime or ""))]
-        for k in gone:
-            del self._sessions[k]
-            if self._cache is not None:
-                self._cache.release(model_id)
-        return len(gone)
+    def unload_model(self, model_id: str, runtime: str | None = None) -> int:
+        """Drop the loaded sessions of a model (all runtimes unless one is named); returns how
+        many. The model stays in the cache."""
+        return self._loaded.unload(model_id, runtime)
+
+    unload = unload_model
+
+    def loaded_models(self) -> list[Loaded]:
+        """What is loaded into runtimes now, least recently used first (``budget`` and ``used``
+        bytes: :attr:`loaded_budget`)."""
+        return self._loaded.listing()
+
+    @property
+    def loaded_budget(self) -> tuple[int, int]:
+        """(budget, bytes the loaded sessions take)."""
+        return self._loaded.budget, self._loaded.used
+
+    def hold_loaded(self, model_id: str, holder: object) -> None:
+        """``holder`` (an adapter) runs on this model: do not unload it to make room while
+        ``holder`` lives (it is held weakly)."""
+        self._loaded.hold(model_id, holder)
+
+    def _release_hold(self, model_id: str) -> None:
+        if self._cache is not None:
+            self._cache.release(model_id)
 
     async def get_cached_models(self) -> list[CacheEntry]:
         return await asyncio.to_thread(self.cache.entries)
@@ -217,10 +241,10 @@ class ModelRegistry:
     async def clear_cache(self, model_id: str | None = None) -> int:
         """Remove one model (or all) from the cache; returns the bytes freed."""
         if model_id is None:
-            for mid in {k[0] for k in self._sessions}:
-                self.unload(mid)
+            for mid in self._loaded.models():
+                self.unload_model(mid)
             return await asyncio.to_thread(self.cache.clear)
-        self.unload(model_id)
+        self.unload_model(model_id)
         return await asyncio.to_thread(self.cache.delete, model_id)
 
     # -- models from a URL or the Hub ------------------------------------------------------------
@@ -427,8 +451,13 @@ class BlockingRegistry:
                     search: str | None = None) -> list[ModelMetadata]:
         return self.registry.list_models(type, format, search)
 
-    def unload(self, model_id: str, runtime: str | None = None) -> int:
-        return self.registry.unload(model_id, runtime)
+    def unload_model(self, model_id: str, runtime: str | None = None) -> int:
+        return self.registry.unload_model(model_id, runtime)
+
+    unload = unload_model
+
+    def loaded_models(self) -> list[Loaded]:
+        return self.registry.loaded_models()
 
     def add_source(self, source: str, *, sha256: str | None = None, size: int | None = None,
                    model_id: str | None = None, include: Sequence[str] = (),

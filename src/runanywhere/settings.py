@@ -20,6 +20,8 @@ _TRUE = {"1", "true", "yes", "on"}
 
 #: Bytes the memory tier may hold (the design note's 500 MB).
 DEFAULT_MEMORY_LIMIT = 500 * 2**20
+#: Bytes the models loaded into runtimes may need together (their ``requirements.memory``).
+DEFAULT_MAX_LOADED_MEMORY = 4 * 2**30
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 
@@ -84,6 +86,8 @@ class Settings:
     durable: bool = True
     disk_limit: int | None = None
     memory_limit: int = DEFAULT_MEMORY_LIMIT
+    #: Loaded sessions are unloaded, least recently used first, past this many bytes.
+    max_loaded_memory: int = DEFAULT_MAX_LOADED_MEMORY
     shared_cache: str | None = None
     #: Where the cache folder cannot be written: download into a temporary folder for the process
     #: (True) instead of refusing to add anything (False, the default).
@@ -103,6 +107,7 @@ class Settings:
         home = env.get("RUNANYWHERE_HOME")
         catalogs = split_catalogs(env.get("RUNANYWHERE_CATALOG", ""))
         mem = _size(env, "RUNANYWHERE_MEMORY_LIMIT")
+        loaded = _size(env, "RUNANYWHERE_MAX_LOADED_MEMORY")
         hf_home = _hf_home(env)
         return cls(
             home=Path(home).expanduser() if home else _default_home(),
@@ -111,6 +116,7 @@ class Settings:
             durable=_flag(env, "RUNANYWHERE_DURABLE", "1"),
             disk_limit=_size(env, "RUNANYWHERE_DISK_LIMIT"),
             memory_limit=DEFAULT_MEMORY_LIMIT if mem is None else mem,
+            max_loaded_memory=DEFAULT_MAX_LOADED_MEMORY if loaded is None else loaded,
             shared_cache=env.get("RUNANYWHERE_SHARED_CACHE") or None,
             hf_endpoint=(env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,

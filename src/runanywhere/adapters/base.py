@@ -310,6 +310,9 @@ class BaseAdapter(Generic[EventsT]):
             if not loaded.success:
                 return self._fail(mid, loaded.error)
             self._attach(mid, path, loaded.value)
+            hold = getattr(self.registry, "hold_loaded", None)
+            if hold is not None:  # this adapter runs on the model: not unloaded for room
+                hold(mid, self)
         except ModelError as e:
             return self._fail(mid, e)
         except Exception as e:  # a bug or a runtime's own exception: still an error Result

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,26 +217,9 @@ async def spoken_round_trip(registry: Any, folder: str | Path, *, sentence: str 
 
 def run_spoken_round_trip(registry: Any, folder: str | Path, **options: Any) -> RoundTripReport:
     """The blocking form (works where an event loop already runs, e.g. in Jupyter)."""
-    coro = spoken_round_trip(registry, folder, **options)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: list[RoundTripReport] = []
-    errors: list[BaseException] = []
+    from ..registry import run_blocking
 
-    def run() -> None:
-        try:
-            box.append(asyncio.run(coro))
-        except BaseException as e:  # pragma: no cover - spoken_round_trip catches its errors
-            errors.append(e)
-
-    worker = threading.Thread(target=run, name="runanywhere-round-trip")
-    worker.start()
-    worker.join()
-    if errors:  # pragma: no cover
-        raise errors[0]
-    return box[0]
+    return run_blocking(spoken_round_trip(registry, folder, **options))
 
 
 __all__ = ["SENTENCE", "RoundTripReport", "Step", "run_spoken_round_trip", "spoken_round_trip",

@@ -246,12 +246,17 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
         from ..shared import shared_presence
 
         shared = shared_presence(reg.settings, cache, entries)
+    loaded = {x.model_id for x in reg.loaded_models()}
     if args.json:
         models = [{**e.to_dict(), "source": _source_of(reg, e.model_id),
+                   "loaded": e.model_id in loaded,
                    **({"shared": shared.get(e.model_id, "?")} if shared else {})}
                   for e in entries]
+        budget, used = reg.loaded_budget
         print_json({"models": models, "total_size": cache.size(),
-                    "directory": str(cache.directory), "degraded": cache.degraded})
+                    "directory": str(cache.directory), "degraded": cache.degraded,
+                    "loaded_memory": {"budget": budget, "used": used,
+                                      "models": [x.to_dict() for x in reg.loaded_models()]}})
         return 0
     if args.quiet:
         for e in entries:
@@ -262,10 +267,10 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
     rows = [(e.model_id, e.version, human_size(e.size), e.tier, e.origin,
              human_age(e.last_access), e.hits, "yes" if e.pinned else "",
              e.sha256[:12] if e.sha256 else "-", *([shared.get(e.model_id, "?")] if shared else []),
-             _source_of(reg, e.model_id))
+             "yes" if e.model_id in loaded else "", _source_of(reg, e.model_id))
             for e in entries]
     print_table(["ID", "VERSION", "SIZE", "TIER", "ORIGIN", "LAST USED", "HITS", "PINNED",
-                 "SHA256", *(["SHARED"] if shared else []), "SOURCE"], rows)
+                 "SHA256", *(["SHARED"] if shared else []), "LOADED", "SOURCE"], rows)
     if args.shared and not shared:
         say("no shared cache configured (RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix)")
     say(f"total {human_size(cache.size())} in {cache.directory}")

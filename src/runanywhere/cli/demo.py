@@ -5,7 +5,9 @@
 2. serve it from a loopback origin and point a catalog entry at it,
 3. pull it through the real pipeline (ranges, verify, publish) with progress bars,
 4. load it into ONNX Runtime and run the VAD on speech (espeak-ng) framed by silence,
-5. ask again and show the cache hit and the speed-up.
+5. ask again and show the cache hit and the speed-up,
+6. a spoken round trip: the system voice says a sentence, the VAD finds it, and a Whisper model
+   (only if one is cached) writes it down; a step that cannot run says why in one line.
 """
 
 from __future__ import annotations
@@ -171,6 +173,13 @@ async def _demo(*, keep: bool, durable: bool) -> int:
                   f"  {t_pull / max(disk[1], 1e-9):,.0f}x faster than the pull")
             print(f"   cache: {len(await registry.get_cached_models())} model(s),"
                   f" {await registry.get_cache_size():,} bytes")
+            print("6. speech  (the system voice says a sentence, the VAD finds it, a cached Whisper"
+                  " writes it down)")
+            from ..adapters.roundtrip import spoken_round_trip
+
+            report = await spoken_round_trip(registry, work / "round-trip")
+            for line in report.lines():
+                print(f"   {line}")
         print(f"done in {time.perf_counter() - t_start:.1f}s")
         return 0
     finally:
@@ -178,3 +187,4 @@ async def _demo(*, keep: bool, durable: bool) -> int:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+            print(f"removed {work} (runanywhere demo --keep keeps it)")
