@@ -3,6 +3,7 @@ huggingface_hub's own client, the catalog another home pulls from, pull-through,
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -698,3 +699,42 @@ def test_free_port_helper_and_health(home: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(15)
+
+
+CHAIN_CLIENT = """
+import hashlib, json, os, sys
+from huggingface_hub import hf_hub_download, snapshot_download
+commit = sys.argv[1]
+out = {name: hashlib.sha256(open(hf_hub_download("acme/chain", name, revision=commit),
+                                 "rb").read()).hexdigest() for name in sys.argv[2:]}
+snap = snapshot_download("acme/chain", revision=commit)
+out["snapshot"] = sorted(os.path.relpath(os.path.join(d, f), snap)
+                         for d, _, fs in os.walk(snap) for f in fs)
+print(json.dumps(out))
+"""
+
+
+def test_a_model_pulled_from_the_hub_is_served_on_the_hubs_routes(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole chain with parts no one here wrote at both ends: ``runanywhere pull
+    hf://...`` from the Hub stand-in (its fidelity huggingface_hub checks), then ``serve``, then
+    huggingface_hub's own ``hf_hub_download`` and ``snapshot_download`` against the server."""
+    from support.hub_server import HubServer
+
+    files = {"model.onnx": os.urandom(200_000), "config.json": b'{"n": 1}\n',
+             "sub/tokens.txt": b"a\nb\n"}
+    with HubServer(lfs_threshold=1024) as hub:
+        commit = hub.add_repo("acme/chain", files)
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        reg = ModelRegistry(home=home, include_builtin=False)
+        assert asyncio.run(reg.fetch("hf://acme/chain", model_id="chain")).success
+    monkeypatch.delenv("HF_ENDPOINT")
+    served = ModelRegistry(home=home, include_builtin=False)  # knows "chain" from sources.json
+    with InProcessServer(served) as s:
+        r = subprocess.run([sys.executable, "-c", CHAIN_CLIENT, commit, *files],
+                           capture_output=True, text=True, timeout=180,
+                           env=hf_env(tmp_path, s.url))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    assert {name: out[name] for name in files} == {n: sha(b) for n, b in files.items()}
+    assert out["snapshot"] == sorted(files)
