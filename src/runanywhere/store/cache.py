@@ -20,6 +20,7 @@ import mmap
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -38,6 +39,7 @@ from .disk import CacheEntry, DiskTier, Prepared, StagedFile, VerifyResult
 from .fsutil import disk_error, is_writable_dir
 from .index import dump_manifest, is_busy
 from .memory import MemoryLRU
+from .partial import is_reuse_link, link_for_publish, release_link
 from .prune import PrunePlan, evict_unused, plan_prune
 
 if TYPE_CHECKING:
@@ -182,8 +184,10 @@ class ModelCache:
         """The model's bytes (mmap) and path, or None; counts a hit."""
         mem = self.memory.get(model_id)
         if mem is not None:
-            self._touch(model_id)
-            return mem.buffer  # type: ignore[no-any-return]
+            if self._still_on_disk(mem.buffer.entry):
+                self._touch(model_id)
+                return mem.buffer  # type: ignore[no-any-return]
+            self.memory.pop(model_id)  # removed or replaced by another process: ask the disk
         for _ in range(3):  # another process may replace the file between check and open
             entry = self.lookup(model_id)
             if entry is None:
@@ -200,6 +204,25 @@ class ModelCache:
             self.memory.put(model_id, CacheHit(entry.with_tier("memory"), "memory", buffer),
                             entry.size)
         return CacheHit(entry, "disk", buffer)
+
+    @staticmethod
+    def _still_on_disk(entry: CacheEntry) -> bool:
+        """Is a memory copy still what the disk shows? One ``lstat`` per file (about a
+        microsecond): the same inode for a single file, regular files of the right size for a
+        folder. Another process may have removed or replaced the model since it was read."""
+        try:
+            if entry.kind == "file":
+                st = os.lstat(entry.path)
+                return (entry.checked_inode in (None, (st.st_dev, st.st_ino))
+                        and st.st_size == entry.size)
+            base = entry.base
+            for f in entry.files:
+                st = os.lstat(base / f.path)
+                if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
+                    return False
+            return True
+        except OSError:
+            return False
 
     def lookup(self, model_id: str) -> CacheEntry | None:
         """The disk entry (cheap checks only), without promoting or counting a hit."""
@@ -218,7 +241,7 @@ class ModelCache:
         return self._fallback.lookup(model_id)
 
     def has(self, model_id: str) -> bool:
-        return model_id in self.memory or self.lookup(model_id) is not None
+        return self.lookup(model_id) is not None
 
     def __contains__(self, model_id: object) -> bool:
         return isinstance(model_id, str) and self.has(model_id)
@@ -394,25 +417,24 @@ class ModelCache:
         """Stage a hard link to a stored blob with these bytes, or None if there is none.
 
         Publishing *moves* a staged file into ``blobs/`` and drops it when the blob exists, so the
-        blob itself must never be staged: a link in ``partials/`` is, and it costs no copy.
+        blob itself must never be staged: a link in ``partials/`` is, and it costs no copy. The
+        link is a partial of this process (``prune`` leaves it alone), and it keeps the bytes
+        even if another process removes the blob before the publish.
         """
-        if not self.disk.has_blob(sha256, size):
-            return None
-        link = self.partial_dir() / f"{sha256}.reuse-{uuid.uuid4().hex[:8]}.part"
         try:
-            os.link(self.disk.blob_path(sha256), link)
-        except FileNotFoundError:
-            return None  # pruned a moment ago: download it
-        except OSError:  # no hard links here: a copy is still cheaper than the network
-            shutil.copyfile(self.disk.blob_path(sha256), link)
+            if not self.disk.has_blob(sha256, size):
+                return None
+            link = link_for_publish(self.partial_dir(), self.disk.blob_path(sha256), sha256,
+                                    size)
+        except OSError:  # removed by another process's clear or prune a moment ago: download
+            return None
         return StagedFile(path, link, sha256, size)
 
     def discard_staged(self, files: Iterable[StagedFile]) -> None:
         """Drop the reuse links that publishing did not consume (never a download's partial)."""
         for sf in files:
-            if sf.src.parent == self.disk.partial_dir and ".reuse-" in sf.src.name:
-                with contextlib.suppress(FileNotFoundError):
-                    sf.src.unlink()
+            if sf.src.parent == self.disk.partial_dir and is_reuse_link(sf.src):
+                release_link(sf.src)
 
     def check_space(self, todo: list[tuple[str, int]], *, unpack: bool = False) -> None:
         """Refuse (``InsufficientStorageError``) a download of ``(partial key, size)`` files that

@@ -322,7 +322,10 @@ class DiskTier:
         known = self.index.blob(sha256)
         if known is not None:
             return known == (size, st.st_mtime_ns)
-        return file_sha256(self.blob_path(sha256)) == sha256
+        try:
+            return file_sha256(self.blob_path(sha256)) == sha256
+        except OSError:  # another process's gc removed it between the lstat and the open
+            return False
 
     def store_blob(self, staged: StagedFile) -> Path:
         """Move a verified file into ``blobs/`` (or drop it if the blob is already there)."""

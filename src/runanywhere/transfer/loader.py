@@ -33,6 +33,7 @@ from ..progress import DownloadProgress, ProgressCallback, ProgressTracker, Stag
 from ..settings import Settings
 from ..shared import SharedTier, shared_tier_from_settings
 from ..store import ModelCache
+from ..store.fsutil import disk_error
 from .fetch import FetchConfig
 from .pipeline import Pull, pull_model
 
@@ -78,6 +79,20 @@ def deliver(listener: _Listener, p: DownloadProgress) -> bool:
     except RuntimeError:  # the caller's loop is closed: nobody is listening there any more
         return False
     return True
+
+
+def typed(e: BaseException, model_id: str, home: Path) -> ModelError:
+    """The error a caller of the loader sees: always a ``ModelError`` (the API promises a
+    ``Result``); anything else that escaped the pull is wrapped, its cause kept."""
+    if isinstance(e, ModelError):
+        return e
+    if isinstance(e, OSError):
+        wrapped: ModelError = disk_error(e, f"pulling {model_id}", home)
+    else:
+        wrapped = ModelError(f"pulling {model_id} failed unexpectedly: {type(e).__name__}: {e}")
+    log.debug("pull of %s failed", model_id, exc_info=e)
+    wrapped.__cause__ = e
+    return wrapped
 
 
 def merge_config(base: FetchConfig | None, **seed: Any) -> FetchConfig:
@@ -282,7 +297,7 @@ class ModelLoader:
         try:
             outcome = pull_model(pull, job.meta, tracker, job.cancel)
         except BaseException as e:
-            outcome = e if isinstance(e, Exception) else ModelError(str(e))
+            outcome = typed(e, job.meta.id, self.cache.directory)
         with self._lock:
             self._active -= 1
         self._pump()  # the next job is under way before anyone hears that this one ended

@@ -68,23 +68,23 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
 def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
                        cancel: threading.Event) -> Path:
     cache = pull.cache
-    partials = cache.partial_dir()
     todo: list[tuple[ModelFile, str | None]] = []
     staged: dict[str, StagedFile] = {}
-    for f in meta.files:
-        expected = cache.expected_sha256(meta.id, f)
-        # Same bytes already stored (another model, or a crash before the index commit)?
-        reused = cache.stage_stored_blob(f.path, expected, f.size) if expected else None
-        if reused is not None:
-            staged[f.path] = reused
-            tracker.add_resumed(f.size)
-        else:
-            todo.append((f, expected))
-    cache.check_space([(partial_key(f.url, f.size, e), f.size) for f, e in todo],
-                      unpack=meta.archive is not None)
-    tracker.set_stage(Stage.DOWNLOADING, f"downloading {meta.id}")
     fetched: dict[str, FetchedFile] = {}
     try:
+        partials = cache.partial_dir()
+        for f in meta.files:
+            expected = cache.expected_sha256(meta.id, f)
+            # Same bytes already stored (another model, or a crash before the index commit)?
+            reused = cache.stage_stored_blob(f.path, expected, f.size) if expected else None
+            if reused is not None:
+                staged[f.path] = reused
+                tracker.add_resumed(f.size)
+            else:
+                todo.append((f, expected))
+        cache.check_space([(partial_key(f.url, f.size, e), f.size) for f, e in todo],
+                          unpack=meta.archive is not None)
+        tracker.set_stage(Stage.DOWNLOADING, f"downloading {meta.id}")
         if todo:
             fetches = {f.path: FileFetch(f.urls, f.size, expected, partial_dir=partials,
                                          key=partial_key(f.url, f.size, expected),
