@@ -81,7 +81,7 @@ def _in_threads(calls: list[Callable[[], Any]], timeout: float = 60.0) -> list[A
     return results
 
 
-# -- blocking registries on threads -------------------------------------------------------------
+# -- blocking registries on threads ---------------------------------------------------------------
 def test_two_blocking_registries_one_slot_two_models(server: FaultServer, write_catalog: Catalog,
                                                      home: Path) -> None:
     """concurrency=1: the second model waits for the slot the first holds, on another loop."""
@@ -127,7 +127,7 @@ def test_two_blocking_registries_same_model(server: FaultServer, write_catalog: 
     assert check_cache(home) == ["join-0"]
 
 
-# -- a pull racing clear / prune in another process ---------------------------------------------
+# -- a pull racing clear / prune in another process -----------------------------------------------
 RACER = textwrap.dedent("""
     import select, sys
     from pathlib import Path
@@ -198,7 +198,7 @@ def test_pulls_racing_clear_and_prune_never_fail_untyped(
     assert check_cache(home, {"raced": {"raced": sha}}) == ["raced"]
 
 
-# -- the memory tier after another process removed the model ------------------------------------
+# -- the memory tier after another process removed the model --------------------------------------
 def test_memory_hit_is_not_served_after_another_process_removed_the_model(
         server: FaultServer, write_catalog: Catalog, home: Path) -> None:
     data = os.urandom(50_000)
@@ -229,7 +229,7 @@ def test_memory_hit_is_not_served_after_another_process_removed_the_model(
     assert check_cache(home, {"gone": {"gone": sha}}) == ["gone"]
 
 
-# -- progress callbacks that raise --------------------------------------------------------------
+# -- progress callbacks that raise ----------------------------------------------------------------
 def _boom(*_: Any) -> None:
     raise RuntimeError("callback bug")
 

@@ -51,9 +51,11 @@ def cmd_list(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     m = reg.require_model(args.id)
     entry = reg.cache.lookup(m.id)
+    recorded = {r.path: r for r in reg.cache.trusted_hashes(m.id)}
     if args.json:
         doc = _model_summary(m)
         doc["cached"] = entry.to_dict() if entry else None
+        doc["recorded_hashes"] = [r.to_dict() for r in recorded.values()]
         print_json(doc)
         return 0
     lines = [
@@ -71,7 +73,13 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         print(f"{k:<{width}}  {v}")
     print("files:")
     for f in m.files:
-        print(f"  {f.path}  {human_size(f.size)}  {f.hash or 'no hash (trust on first use)'}")
+        r = recorded.get(f.path)
+        how = f.hash or "no hash (trust on first use: nothing recorded yet)"
+        if not f.hash and r is not None:
+            day = time.strftime("%Y-%m-%d", time.localtime(r.recorded))
+            how = (f"sha256:{r.sha256} (recorded at first use on {day};"
+                   f" `runanywhere cache forget {m.id}` drops it)")
+        print(f"  {f.path}  {human_size(f.size)}  {how}")
         print(f"    {f.url}")
         for mirror in f.mirrors:
             print(f"    mirror: {mirror}")
@@ -118,6 +126,7 @@ def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
     handler = {
         "ls": _cache_ls, "size": _cache_size, "verify": _cache_verify, "rm": _cache_rm,
         "clear": _cache_clear, "prune": _cache_prune, "pin": _cache_pin, "push": _cache_push,
+        "forget": _cache_forget,
     }[args.cache_command]
     return handler(args, reg)
 
@@ -163,7 +172,7 @@ def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 def _cache_verify(args: argparse.Namespace, reg: ModelRegistry) -> int:
     cache = reg.cache
-    if args.id and cache.lookup(args.id) is None and args.id not in _cached_ids(reg):
+    if args.id and args.id not in _cached_ids(reg):
         raise ModelError(f"{args.id} is not in the cache")
     results = cache.verify(args.id)
     bad = [r for r in results if not r.ok]
@@ -232,6 +241,18 @@ def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
         print_json({"id": args.id, "pinned": not args.off})
     else:
         print(f"{'unpinned' if args.off else 'pinned'} {args.id}")
+    return 0
+
+
+def _cache_forget(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    gone = reg.cache.forget_trusted(args.id)
+    if not gone:
+        raise ModelError(f"{args.id} has no recorded first-use hash")
+    if args.json:
+        print_json({"id": args.id, "forgotten": [r.to_dict() for r in gone]})
+    else:
+        for r in gone:
+            print(f"forgot {args.id} {r.path}: sha256:{r.sha256} ({human_size(r.size)})")
     return 0
 
 

@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("id")
     x.add_argument("--off", action="store_true", help="unpin")
     x.add_argument("--json", action="store_true")
+    x = csub.add_parser("forget", help="forget the sha256 recorded at a model's first download"
+                        " (trust on first use); the next download records a new one")
+    x.add_argument("id")
+    x.add_argument("--json", action="store_true")
     x = csub.add_parser("push", help="upload cached models to the shared S3 tier")
     x.add_argument("id", nargs="?")
     x.add_argument("--json", action="store_true")

@@ -6,10 +6,10 @@ methods; nothing outside this package touches the disk tier or the index.
 
 from .cache import CacheHit, ModelCache
 from .disk import CacheEntry, StagedFile, VerifyResult
-from .index import FileRow
+from .index import FileRow, TrustRecord
 from .memory import MemoryLRU
 from .partial import partial_key
 from .prune import PrunePlan
 
 __all__ = ["CacheEntry", "CacheHit", "FileRow", "MemoryLRU", "ModelCache", "PrunePlan",
-           "StagedFile", "VerifyResult", "partial_key"]
+           "StagedFile", "TrustRecord", "VerifyResult", "partial_key"]

@@ -37,7 +37,7 @@ from ..settings import DEFAULT_MEMORY_LIMIT, Settings
 from .archive import extract
 from .disk import CacheEntry, DiskTier, Prepared, StagedFile, VerifyResult
 from .fsutil import disk_error, is_writable_dir
-from .index import dump_manifest, is_busy
+from .index import TrustRecord, dump_manifest, is_busy
 from .memory import MemoryLRU
 from .partial import is_reuse_link, link_for_publish, release_link
 from .prune import PrunePlan, evict_unused, plan_prune
@@ -67,6 +67,8 @@ class CacheHit:
         return self.entry.model_id
 
 
+#: ``_checked``'s answer when a re-hash is due but not allowed (on an event loop).
+_PENDING = object()
 #: Open caches, so batched statistics are written when the interpreter exits.
 _OPEN: weakref.WeakSet[ModelCache] = weakref.WeakSet()
 
@@ -225,20 +227,43 @@ class ModelCache:
             return False
 
     def lookup(self, model_id: str) -> CacheEntry | None:
-        """The disk entry (cheap checks only), without promoting or counting a hit."""
-        entry = self._guarded(lambda: self.disk.lookup(model_id), None, f"lookup of {model_id}")
+        """The disk entry (cheap checks only), without promoting or counting a hit.
+
+        A file whose size is right but whose mtime moved is re-hashed here (once: its new mtime
+        is recorded when the bytes are right, it is quarantined when they are not)."""
+        return self._lookup(model_id, rehash=True)[0]
+
+    def _lookup(self, model_id: str, *, rehash: bool) -> tuple[CacheEntry | None, bool]:
+        """``(entry or None, True if a re-hash is needed and rehash was False)``."""
+        entry = self._checked(self.disk, model_id, rehash)
+        if entry is _PENDING:
+            return None, True
         if entry is None and model_id in self._volatile:
             entry = self._volatile[model_id][1]
         if entry is None and self._fallback is not None:
-            entry = self._guarded(lambda: self._fallback_lookup(model_id), None, "lookup",
-                                  self._fallback)
+            entry = self._checked(self._fallback, model_id, rehash)
+            if entry is _PENDING:
+                return None, True
         if entry is None:
             self.memory.pop(model_id)  # a stale memory copy must not outlive the disk entry
-        return entry
+        return entry, False
 
-    def _fallback_lookup(self, model_id: str) -> CacheEntry | None:
-        assert self._fallback is not None
-        return self._fallback.lookup(model_id)
+    def _checked(self, tier: DiskTier, model_id: str, rehash: bool) -> Any:
+        """The tier's entry after its cheap check, re-hashed if its mtimes moved (or
+        ``_PENDING`` when that is needed and not allowed here)."""
+        none: tuple[CacheEntry | None, bool] = (None, False)
+        entry, stale = self._guarded(lambda: tier.check(model_id), none,
+                                     f"lookup of {model_id}", tier)
+        if not stale:
+            return entry
+        if not rehash:
+            return _PENDING
+        try:
+            return self._guarded(lambda: tier.recheck(model_id), None,
+                                 f"re-check of {model_id}", tier)
+        except CacheBusy as e:
+            self._warn("busy-recheck", f"{model_id} could not be re-checked now ({e})")
+            return None
 
     def has(self, model_id: str) -> bool:
         return self.lookup(model_id) is not None
@@ -374,7 +399,12 @@ class ModelCache:
         """``find`` for an event loop: ``(False, None)`` at once when another thread holds the
         index (it may be waiting out another process's write), ``(True, entry or None)`` else."""
         with self.disk.index.unless_busy() as free:
-            return (True, self.find(meta)) if free else (False, None)
+            if not free:
+                return False, None
+            entry, pending = self._lookup(meta.id, rehash=False)
+            if pending:  # a re-hash is due: not on the event loop
+                return False, None
+            return True, entry if entry is not None and self._matches(entry, meta) else None
 
     def _matches(self, entry: CacheEntry, meta: ModelMetadata) -> bool:
         if meta.archive:
@@ -398,8 +428,20 @@ class ModelCache:
 
     def record_trusted(self, model_id: str, path: str, source: str, sha256: str, size: int
                        ) -> None:
-        """Trust on first use: every later download or import of this file must match."""
-        self.disk.index.set_trusted(model_id, path, source, sha256, size)
+        """Trust on first use: every later download or import of this file must match (the
+        record outlives ``rm``, ``clear`` and an index rebuild; only :meth:`forget_trusted`
+        drops it)."""
+        self.disk.record_trust(model_id, path, source, sha256, size)
+
+    def trusted_hashes(self, model_id: str | None = None) -> list[TrustRecord]:
+        """The first-use sha256 records (of one model, or all)."""
+        none: list[TrustRecord] = []
+        return self._guarded(lambda: self.disk.trust_records(model_id), none, "trust records")
+
+    def forget_trusted(self, model_id: str) -> list[TrustRecord]:
+        """Forget a model's first-use hashes; returns what was forgotten. The cached copy (if
+        any) stays; the next download records what it sees."""
+        return self.disk.forget_trust(model_id)
 
     def partial_dir(self) -> Path:
         """``partials/`` (recreated if someone removed it while we ran)."""

@@ -7,6 +7,7 @@ Layout under the cache root::
     models/<id>/<version>/...    the model as users see it: hard links to blobs (copies where
                                  links are impossible)
     manifests/<id>.json          per-model manifest, enough to rebuild the index
+    trusted/<id>.json            first-use sha256 records (kept after ``rm``; see ``forget``)
     partials/                    downloads and imports in progress (see partial.py)
     locks/                       flocks (see locks.py)
     quarantine/                  whatever failed verification, kept for inspection
@@ -53,7 +54,16 @@ from .fsutil import (
     replace_with_link,
 )
 from .hashing import file_sha256
-from .index import FileRow, Index, ListingRow, dump_manifest, is_busy, is_full, make_manifest
+from .index import (
+    FileRow,
+    Index,
+    ListingRow,
+    TrustRecord,
+    dump_manifest,
+    is_busy,
+    is_full,
+    make_manifest,
+)
 from .locks import Locks
 
 log = logging.getLogger("runanywhere")
@@ -214,11 +224,12 @@ class DiskTier:
         self.manifest_dir = root / "manifests"
         self.partial_dir = root / "partials"
         self.quarantine_dir = root / "quarantine"
+        self.trusted_dir = root / "trusted"
         self.locks = Locks(root / "locks", busy_timeout)
         self._root_s = str(root)
         if not readonly:
             for d in (self.blob_dir, self.model_dir, self.manifest_dir, self.partial_dir,
-                      self.locks.folder, self.quarantine_dir):
+                      self.locks.folder, self.quarantine_dir, self.trusted_dir):
                 d.mkdir(parents=True, exist_ok=True)
         self.index = self._open_index()
 
@@ -229,6 +240,9 @@ class DiskTier:
             return Index(path, readonly=True, busy_timeout=self.busy_timeout)
         # One process at a time checks (and maybe rebuilds) the index: a rebuild moves the file.
         with self.locks.index():
+            lost = self._index_lost(path)
+            if lost is not None:
+                return self._rebuild(path, lost)
             try:
                 index = Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
             except sqlite3.OperationalError:
@@ -245,7 +259,29 @@ class DiskTier:
             if check != "ok":
                 index.close()
                 return self._rebuild(path, sqlite3.DatabaseError(check))
+            self._save_unsaved_trust(index)
             return index
+
+    def _index_lost(self, path: Path) -> str | None:
+        """Why the index must be rebuilt before it is opened: it is missing or empty (deleted,
+        truncated to nothing) while the manifests or trust records it was built from are here.
+        An empty SQLite file is a valid empty database: opened as is, every model would vanish."""
+        try:
+            if os.stat(path).st_size > 0:
+                return None
+            why = "empty (0 bytes)"
+        except FileNotFoundError:
+            why = "missing"
+        if any(self.manifest_dir.glob("*.json")) or any(self.trusted_dir.glob("*.json")):
+            return why
+        return None
+
+    def _save_unsaved_trust(self, index: Index) -> None:
+        """Trust records from before ``trusted/`` existed get their file (one query)."""
+        with contextlib.suppress(OSError, sqlite3.Error):
+            for mid in {r.model_id for r in index.trust_records()}:
+                if not (self.trusted_dir / f"{mid}.json").exists():
+                    self._write_trust(index, mid)
 
     def recover(self, why: Exception) -> None:
         """The index turned out corrupt while in use: set it aside and rebuild it."""
@@ -254,12 +290,18 @@ class DiskTier:
                 self.index.close()
             self.index = self._rebuild(self.root / "index.db", why)
 
-    def _rebuild(self, path: Path, why: Exception) -> Index:
+    def _rebuild(self, path: Path, why: Exception | str) -> Index:
+        damaged = not isinstance(why, str)
         aside = path.with_name(f"index.db.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
                                f"-{uuid.uuid4().hex[:4]}")
+        moved = False
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
+                if suffix == "" and not damaged:  # an empty file holds nothing to keep
+                    path.unlink()
+                    continue
                 os.replace(str(path) + suffix, str(aside) + suffix)
+                moved = moved or suffix == ""
         index = Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
         restored: list[str] = []
         skipped: list[str] = []
@@ -268,10 +310,58 @@ class DiskTier:
             problem = self._restore(index, mf, hashed)
             (skipped if problem else restored).append(f"{mf.stem} ({problem})" if problem
                                                       else mf.stem)
-        log.warning("cache index %s was damaged (%s): kept it as %s and rebuilt the index from"
-                    " the blobs and manifests; %d model(s) restored%s", path, why, aside.name,
-                    len(restored), f", not restored: {', '.join(skipped)}" if skipped else "")
+        trusted = self._restore_trust(index)
+        state = (f"was damaged ({why}): kept it as {aside.name}" if damaged and moved
+                 else f"was {why}")
+        log.warning("cache index %s %s; rebuilt the index from the blobs and manifests;"
+                    " %d model(s) restored%s%s", path, state, len(restored),
+                    f", not restored: {', '.join(skipped)}" if skipped else "",
+                    f"; {trusted} first-use hash(es) restored" if trusted else "")
         return index
+
+    def _restore_trust(self, index: Index) -> int:
+        """Put the first-use hashes of ``trusted/`` back into a rebuilt index."""
+        count = 0
+        for tf in sorted(self.trusted_dir.glob("*.json")):
+            try:
+                doc = json.loads(tf.read_text())
+                for r in doc["files"]:
+                    index.set_trusted(doc["id"], r["path"], r["url"], r["sha256"],
+                                      int(r["size"]), float(r["recorded"]))
+                    count += 1
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("cannot read the first-use hashes in %s (%s)", tf, e)
+        return count
+
+    # -- trust on first use ------------------------------------------------------------------------
+    def record_trust(self, model_id: str, path: str, url: str, sha256: str, size: int) -> None:
+        """Record the sha256 first seen for a file without a catalog hash, in the index and in
+        ``trusted/<id>.json`` (so a rebuilt index keeps it)."""
+        self._writable()
+        self.index.set_trusted(model_id, path, url, sha256, size)
+        self._write_trust(self.index, model_id)
+
+    def trust_records(self, model_id: str | None = None) -> list[TrustRecord]:
+        return self.index.trust_records(model_id)
+
+    def forget_trust(self, model_id: str) -> list[TrustRecord]:
+        """Forget a model's first-use hashes (the next download records new ones)."""
+        self._writable()
+        gone = self.index.trust_records(model_id)
+        self.index.delete_trusted(model_id)
+        (self.trusted_dir / f"{model_id}.json").unlink(missing_ok=True)
+        return gone
+
+    def _write_trust(self, index: Index, model_id: str) -> None:
+        records = index.trust_records(model_id)
+        target = self.trusted_dir / f"{model_id}.json"
+        if not records:
+            target.unlink(missing_ok=True)
+            return
+        doc = {"id": model_id, "files": [
+            {k: v for k, v in r.to_dict().items() if k != "id"} for r in records]}
+        atomic_write(target, json.dumps(doc, indent=1, sort_keys=True).encode(),
+                     durable=self.durable)
 
     def _restore(self, index: Index, manifest_file: Path, hashed: dict[str, bool]
                  ) -> str | None:
@@ -320,12 +410,16 @@ class DiskTier:
         if st is None or st.st_size != size:
             return False
         known = self.index.blob(sha256)
-        if known is not None:
-            return known == (size, st.st_mtime_ns)
-        try:
-            return file_sha256(self.blob_path(sha256)) == sha256
+        if known == (size, st.st_mtime_ns):
+            return True
+        try:  # no row vouches for it (left by a crash), or its mtime moved: the bytes decide
+            good = file_sha256(self.blob_path(sha256)) == sha256
         except OSError:  # another process's gc removed it between the lstat and the open
             return False
+        if good and known is not None and not self.readonly:
+            with contextlib.suppress(sqlite3.Error):
+                self.index.refresh_blob_mtime(sha256, st.st_mtime_ns)
+        return good
 
     def store_blob(self, staged: StagedFile) -> Path:
         """Move a verified file into ``blobs/`` (or drop it if the blob is already there)."""
@@ -370,18 +464,45 @@ class DiskTier:
 
     def lookup(self, model_id: str) -> CacheEntry | None:
         """The entry if it is present and intact as far as a cheap ``lstat`` can tell."""
+        entry, stale = self.check(model_id)
+        return None if stale else entry
+
+    def check(self, model_id: str) -> tuple[CacheEntry | None, bool]:
+        """The cheap check: ``(entry, False)`` if every file is there with the recorded size and
+        mtime; ``(entry, True)`` if only an mtime moved (``touch``, a clock jump, a copy that
+        kept the bytes): the bytes must be re-hashed before they are served; ``(None, False)``
+        if the model is not there (no row, a file missing, a link, another size)."""
         found = self.index.row_and_files(model_id)
         if found is None:
-            return None
+            return None, False
         entry = self.entry(found[0])
         base = entry.base
+        stale = False
         for path, size, mtime_ns in found[1]:
             st = _regular(base / path)
-            if st is None or st.st_size != size or (mtime_ns is not None
-                                                     and st.st_mtime_ns != mtime_ns):
-                return None
+            if st is None or st.st_size != size:
+                return None, False
+            stale = stale or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
             entry.checked_inode = (st.st_dev, st.st_ino)
-        return entry
+        return entry, stale
+
+    def recheck(self, model_id: str) -> CacheEntry | None:
+        """Re-hash a model whose mtimes moved: the right bytes are served again (their new
+        mtimes recorded), wrong ones are quarantined (see :meth:`verify`). Holds the model's
+        lock, so a publish of the same model is not mistaken for damage."""
+        if self.readonly:
+            entry, stale = self.check(model_id)
+            if entry is None or not stale:
+                return entry
+            return entry if self._verify_one(entry, fix=False)[0].ok else None
+        with self.locks.model(model_id):
+            entry, stale = self.check(model_id)
+            if entry is None or not stale:
+                return entry
+            log.info("%s: a file's mtime changed; re-hashing its bytes", model_id)
+            self.verify([model_id])
+            entry, stale = self.check(model_id)
+            return None if stale else entry
 
     def entries(self) -> list[CacheEntry]:
         root = self._root_s
