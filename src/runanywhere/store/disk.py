@@ -244,7 +244,7 @@ class DiskTier:
             if lost is not None:
                 return self._rebuild(path, lost)
             try:
-                index = Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
+                index = self._connect(path)
             except sqlite3.OperationalError:
                 raise  # locked, I/O error: not a reason to set the index aside
             except sqlite3.DatabaseError as e:
@@ -261,6 +261,21 @@ class DiskTier:
                 return self._rebuild(path, sqlite3.DatabaseError(check))
             self._save_unsaved_trust(index)
             return index
+
+    def _connect(self, path: Path) -> Index:
+        """Open the index, retrying a "database is locked" for up to ``busy_timeout``: two
+        processes creating a new index at once (where ``flock`` is a no-op) can get it at once,
+        without SQLite's busy handler (switching to WAL), and must not degrade for it."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
+            except sqlite3.OperationalError as e:
+                if not is_busy(e) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _index_lost(self, path: Path) -> str | None:
         """Why the index must be rebuilt before it is opened: it is missing or empty (deleted,
