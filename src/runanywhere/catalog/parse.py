@@ -148,6 +148,11 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
     archive = raw.get("archive")
     if archive is not None and archive not in ARCHIVES:
         raise where.error(f"archive must be one of {sorted(ARCHIVES)}, not {archive!r}")
+    unpacked = raw.get("unpacked_size")
+    if unpacked is not None:
+        if archive is None:
+            raise where.error("unpacked_size applies to archive models only")
+        unpacked = _check_size(where, unpacked, "unpacked_size")
 
     if "files" in raw and raw["files"] is not None:
         if "url" in raw:
@@ -221,6 +226,7 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
         files=tuple(files),
         single_file=single,
         archive=cast(Any, archive),
+        unpacked_size=unpacked,
         requirements=requirements,
         supported_languages=tuple(langs),
         performance=performance,

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..catalog import ModelMetadata
@@ -162,11 +164,15 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
     cache = reg.cache
     size = cache.size()
+    disk = cache.usage()
     if args.json:
         print_json({"size": size, "models": len(cache.entries()),
-                    "directory": str(cache.directory)})
+                    "directory": str(cache.directory), "disk": disk.to_dict()})
     else:
         print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
+        print(f"on disk {human_size(disk.total)}: models {human_size(disk.models)}, partials"
+              f" {human_size(disk.partials)}, quarantine {human_size(disk.quarantine)}, index"
+              f" {human_size(disk.index)}, other {human_size(disk.other)}")
     return 0
 
 
@@ -213,24 +219,41 @@ def _cache_clear(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
     limit = parse_size(args.max_size) if args.max_size else None
     plan = reg.cache.plan_prune(limit, orphan_age=args.orphan_age)
-    freed = 0 if args.dry_run else plan.execute()
+    done = None if args.dry_run else plan.apply()
     if args.json:
-        print_json({**plan.to_dict(), "dry_run": args.dry_run, "freed": freed})
+        print_json({**plan.to_dict(), "dry_run": args.dry_run,
+                    "freed": done.freed_bytes if done else 0,
+                    "removed": [str(p) for p in done.removed] if done else [],
+                    "skipped": list(done.skipped) if done else []})
         return 0
-    verb = "would remove" if args.dry_run else "removed"
-    rows = [(verb, e.model_id, human_size(e.size), human_age(e.last_access)) for e in plan.evict]
-    rows += [(verb, f"orphan blob {p.name[:12]}", "", "") for p in plan.orphan_blobs]
-    rows += [(verb, f"abandoned partial {p.name}", "", "") for p in plan.orphan_partials]
-    rows += [(verb, f"stray {p.parent.name}/{p.name}", "", "") for p in plan.stray]
+    gone = set(done.removed) if done else None
+    evicted = set(done.evicted) if done else None
+
+    def verb(ok: bool) -> str:
+        return "would remove" if done is None else ("removed" if ok else "left")
+
+    rows = [(verb(evicted is None or e.model_id in evicted), e.model_id, human_size(e.size),
+             human_age(e.last_access)) for e in plan.evict]
+    labels: list[tuple[tuple[Path, ...], Callable[[Path], str]]] = [
+        (plan.orphan_blobs, lambda p: f"orphan blob {p.name[:12]}"),
+        (plan.orphan_partials, lambda p: f"abandoned partial {p.name}"),
+        (plan.stray, lambda p: f"stray {p.parent.name}/{p.name}"),
+        (plan.quarantine, lambda p: f"quarantined {p.name}")]
+    for paths, label in labels:
+        rows += [(verb(gone is None or p in gone), label(p), "", "") for p in paths]
     if rows:
         print_table(["ACTION", "WHAT", "SIZE", "LAST USED"], rows)
     for mid in plan.kept:
         print(f"kept {mid} (pinned or in use)")
-    if args.dry_run:
-        print(f"would free {human_size(plan.freed_bytes)}; cache size"
+    for mid in plan.spared:
+        print(f"kept {mid} (its bytes are shared with a pinned or in-use model)")
+    if done is None:
+        print(f"would free {human_size(plan.freed_bytes)} on disk; cache size"
               f" {human_size(plan.size_before)} -> {human_size(plan.size_after)}")
     else:
-        print(f"freed {human_size(freed)}")
+        for why in done.skipped:
+            print(f"left {why}")
+        print(f"freed {human_size(done.freed_bytes)}")
     return 0
 
 

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = csub.add_parser("prune", help="evict least-recently-used models and orphans")
     x.add_argument("--max-size", help="target size, e.g. 2GiB (default: only orphans)")
     x.add_argument("--orphan-age", type=float, default=24 * 3600,
-                   help="seconds an abandoned partial or blob must be idle (default 1 day)")
+                   help="seconds an abandoned partial, orphan blob, old version or quarantined"
+                   " file must be idle (default 1 day)")
     x.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     x.add_argument("--json", action="store_true")
     x = csub.add_parser("pin", help="never evict this model")

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import CacheBusy, CacheError, InsufficientStorageError, IntegrityError
 from ..logs import log, warn_once
 from ..settings import DEFAULT_MEMORY_LIMIT, Settings
-from .archive import extract
-from .disk import CacheEntry, DiskTier, Prepared, StagedFile, VerifyResult
+from .archive import extract, unpack_bound
+from .disk import CacheEntry, DiskTier, DiskUsage, Prepared, StagedFile, VerifyResult
 from .fsutil import disk_error, is_writable_dir
 from .index import TrustRecord, dump_manifest, is_busy
 from .memory import MemoryLRU
@@ -316,6 +316,12 @@ class ModelCache:
             total += self._guarded(self._fallback.size, 0, "size", self._fallback)
         return total
 
+    def usage(self) -> DiskUsage:
+        """Where the cache folder's bytes really are on the disk: the models, partials,
+        quarantine, the index and everything else (old versions, orphans), each inode once.
+        Walks the folder: for ``cache size``, not for a hot path."""
+        return self._guarded(self.disk.usage, DiskUsage(0, 0, 0, 0, 0), "usage")
+
     def memory_size(self) -> int:
         return self.memory.bytes
 
@@ -365,7 +371,11 @@ class ModelCache:
         work = self.partial_dir() / f"unpack-{meta.id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             assert meta.archive is not None
-            members = extract(blob, meta.archive, work)
+            work.parent.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(work.parent).free - SPACE_MARGIN
+            members = extract(blob, meta.archive, work,
+                              limit=unpack_bound(archive.size, meta.unpacked_size), free=free,
+                              declared=meta.unpacked_size is not None)
             if not members:
                 raise IntegrityError(f"the archive of {meta.id} holds no files")
             files = [StagedFile(m.path, m.file, m.sha256, m.size) for m in members]
@@ -478,10 +488,12 @@ class ModelCache:
             if sf.src.parent == self.disk.partial_dir and is_reuse_link(sf.src):
                 release_link(sf.src)
 
-    def check_space(self, todo: list[tuple[str, int]], *, unpack: bool = False) -> None:
+    def check_space(self, todo: list[tuple[str, int]], *, unpacked: int = 0) -> None:
         """Refuse (``InsufficientStorageError``) a download of ``(partial key, size)`` files that
-        cannot fit, counting the bytes their partials hold already."""
-        if not todo:
+        cannot fit, counting the bytes their partials hold already; ``unpacked``: what an archive
+        will unpack to besides itself (the catalog's ``unpacked_size``, else its own size as a
+        lower bound; the unpacker enforces the real bound member by member)."""
+        if not todo and not unpacked:
             return
         folder = self.partial_dir()
         have = 0
@@ -491,13 +503,13 @@ class ModelCache:
                     have += min(part.stat().st_blocks * 512, size)
         total = sum(size for _, size in todo)
         need = total - have
-        # An archive is unpacked beside itself: count its size once more as a lower bound.
-        extra = total if unpack else 0
         free = shutil.disk_usage(folder).free
-        if need + extra + SPACE_MARGIN > free:
+        if need + unpacked + SPACE_MARGIN > free:
+            also = f" and {unpacked / 2**20:.1f} MiB to unpack" if unpacked else ""
             raise InsufficientStorageError(
                 f"not enough disk space in {self.directory}: {need / 2**20:.1f} MiB still to"
-                f" download, {free / 2**20:.1f} MiB free", needed=need, available=free)
+                f" download{also}, {free / 2**20:.1f} MiB free", needed=need + unpacked,
+                available=free)
 
     def download_lock(self, meta: ModelMetadata, cancel: threading.Event
                       ) -> contextlib.AbstractContextManager[bool]:

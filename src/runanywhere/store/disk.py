@@ -46,12 +46,15 @@ from .fsutil import (
     copy_file,
     crash_point,
     disk_error,
+    file_bytes,
     fsync_dir,
     fsync_file,
     is_enospc,
     link_or_copy,
     remove_tree,
+    remove_tree_counted,
     replace_with_link,
+    unlink_counted,
 )
 from .hashing import file_sha256
 from .index import (
@@ -185,6 +188,31 @@ class VerifyResult:
     problems: list[str] = field(default_factory=list)
     #: What was wrong but fixed from a good copy (the model stays visible).
     repaired: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """What a cache folder holds on the disk: bytes of files, each inode counted once (a
+    sparse partial by its allocated blocks; see ``fsutil.file_bytes``)."""
+
+    #: The models as the index shows them: their folders, manifests and blobs.
+    models: int
+    #: Downloads and imports in progress or abandoned (``partials/``).
+    partials: int
+    #: Whatever failed verification, kept aside (``quarantine/``).
+    quarantine: int
+    #: ``index.db`` and its journal files (and damaged copies kept aside).
+    index: int
+    #: Everything else: orphan blobs, old version folders, strays, locks, trust records.
+    other: int
+
+    @property
+    def total(self) -> int:
+        return self.models + self.partials + self.quarantine + self.index + self.other
+
+    def to_dict(self) -> dict[str, int]:
+        return {"total": self.total, "models": self.models, "partials": self.partials,
+                "quarantine": self.quarantine, "index": self.index, "other": self.other}
 
 
 @dataclass(frozen=True)
@@ -534,6 +562,38 @@ class DiskTier:
     def size(self) -> int:
         return self.index.total_size()
 
+    def usage(self) -> DiskUsage:
+        """Walk the folder and say where its bytes are (see :class:`DiskUsage`)."""
+        seen: set[tuple[int, int]] = set()
+
+        def count(paths: list[Path]) -> int:
+            total = 0
+            stack = [str(p) for p in paths]
+            while stack:
+                p = stack.pop()
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += file_bytes(st)
+                if stat.S_ISDIR(st.st_mode):
+                    with contextlib.suppress(OSError):
+                        stack.extend(os.path.join(p, n) for n in os.listdir(p))
+            return total
+
+        entries = self.entries()
+        shown = [e.base for e in entries]
+        shown += [self.manifest_dir / f"{e.model_id}.json" for e in entries]
+        shown += [self.blob_path(sha) for sha in self.index.blob_refs()]
+        models = count(shown)
+        partials = count([self.partial_dir])
+        quarantine = count([self.quarantine_dir])
+        index = count([p for p in self.root.glob("index.db*")])
+        other = count([self.root])
+        return DiskUsage(models, partials, quarantine, index, other)
+
     # -- publishing ------------------------------------------------------------------------------
     def publish(self, model_id: str, version: str, files: list[StagedFile], *,
                 kind: str, source_sha256: str | None, origin: str = "download",
@@ -559,7 +619,9 @@ class DiskTier:
                 if is_enospc(e):
                     raise disk_error(e, f"publishing {model_id}", self.root) from e
                 raise
-            return self._commit(prepared)
+            entry = self._commit(prepared)
+        self.drop_old_versions(model_id)
+        return entry
 
     def retry_commit(self, p: Prepared) -> CacheEntry:
         """Commit a model whose publish met a locked index (``CacheBusy.pending``)."""
@@ -572,6 +634,44 @@ class DiskTier:
                     raise CacheError(f"{p.doc['id']}: its files changed before the index"
                                      " accepted them")
             return self._commit(p)
+
+    def old_versions(self, model_id: str, current: Path | None) -> list[Path]:
+        """Version folders of a model other than ``current`` (the one its row shows), e.g. left
+        when the catalog moved the model to a new version while it was in use."""
+        folder = self.model_dir / model_id
+        try:
+            children = list(folder.iterdir())
+        except OSError:
+            return []
+        return [c for c in children if c != current
+                and not c.name.startswith((".tmp-", ".old-"))
+                and (current is None or not current.is_relative_to(c))]
+
+    def drop_old_versions(self, model_id: str) -> int:
+        """After a publish: remove the model's other version folders (and the blobs only they
+        used), unless a process holds the model (then ``prune`` removes them later)."""
+        fd = self.locks.try_evict(model_id)
+        if fd is None:
+            return 0
+        freed = 0
+        old: list[Path] = []
+        try:
+            with self.locks.model(model_id):
+                row = self.index.row(model_id)
+                if row is None:
+                    return 0
+                old = self.old_versions(model_id, self.entry(row).base)
+                for folder in old:
+                    freed += remove_tree_counted(folder)
+        except (OSError, CacheError, sqlite3.Error) as e:
+            log.warning("could not remove old versions of %s (%s); prune will", model_id, e)
+            return freed
+        finally:
+            os.close(fd)
+        if old:  # their blobs (linked from the folders, so not counted yet) may be unused now
+            with contextlib.suppress(OSError, CacheError, sqlite3.Error):
+                freed += self.gc_blobs()
+        return freed
 
     def _install(self, model_id: str, version: str, files: list[StagedFile], kind: str,
                  source_sha256: str | None, origin: str, pinned: bool | None) -> Prepared:
@@ -706,21 +806,21 @@ class DiskTier:
                 stack.enter_context(self.locks.model(mid))
             self.index.delete_models(ids)
             crash_point("remove:index")
+            freed = 0
             for mid in ids:
                 (self.manifest_dir / f"{mid}.json").unlink(missing_ok=True)
-                remove_tree(self.model_dir / mid)
+                freed += remove_tree_counted(self.model_dir / mid)
             crash_point("remove:files")
-        return self.gc_blobs()
+        return freed + self.gc_blobs()
 
     def gc_blobs(self) -> int:
-        """Delete blobs no model references any more; returns the bytes freed."""
+        """Delete blobs no model references any more; returns the bytes freed on the disk (a
+        blob still linked from a folder frees nothing until that folder goes too)."""
         freed = 0
         with self.locks.gc():
-            for sha, size in self.index.delete_unreferenced_blobs():
+            for sha, _size in self.index.delete_unreferenced_blobs():
                 crash_point("gc:unlink")
-                with contextlib.suppress(FileNotFoundError):
-                    self.blob_path(sha).unlink()
-                    freed += size
+                freed += unlink_counted(self.blob_path(sha))
         return freed
 
     # -- integrity -------------------------------------------------------------------------------
@@ -829,4 +929,5 @@ def _same_file(a: Path, b: Path) -> bool:
     return stat.S_ISREG(sa.st_mode) and (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
 
 
-__all__ = ["CacheEntry", "DiskTier", "Prepared", "StagedFile", "VerifyResult", "dump_manifest"]
+__all__ = ["CacheEntry", "DiskTier", "DiskUsage", "Prepared", "StagedFile", "VerifyResult",
+           "dump_manifest"]

@@ -266,18 +266,24 @@ def release_link(path: Path) -> None:
     _ACTIVE.discard(owner)
 
 
-def is_abandoned(path: Path, older_than: float) -> bool:
-    """Is this file in ``partials/`` left by a writer that is gone, and idle long enough?"""
+def partial_group(path: Path) -> tuple[str, str]:
+    """``(key, owner)`` of a file in ``partials/`` (``("", "")`` if it is not a partial's)."""
     name = path.name
     for suffix in (".part", ".json", ".log", ".tmp"):
         if name.endswith(suffix):
             stem = name[: -len(suffix)]
             break
     else:
-        return False
+        return "", ""
     if suffix == ".tmp":
         stem = stem[: -len(".json")] if stem.endswith(".json") else stem
     key, _, owner = stem.partition(".")
+    return (key, owner) if owner else ("", "")
+
+
+def is_abandoned(path: Path, older_than: float) -> bool:
+    """Is this file in ``partials/`` left by a writer that is gone, and idle long enough?"""
+    key, owner = partial_group(path)
     if not owner:
         return False
     folder = path.parent
