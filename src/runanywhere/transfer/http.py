@@ -105,6 +105,12 @@ def _connect(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]
     return conn, target
 
 
+def _origin(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.hostname or "").lower(), parts.port or default
+
+
 def open_url(
     url: str,
     headers: dict[str, str] | None = None,
@@ -116,21 +122,27 @@ def open_url(
 ) -> Response:
     """GET ``url`` following at most 10 http(s) redirects; the body is left unread.
 
-    ``token`` is sent as a bearer token only to hosts in ``token_hosts`` (and never after a
-    redirect to another host, like requests does). ``on_socket`` receives each new socket right
-    after it connects, so another thread can break a request that hangs before its headers.
+    ``token`` is sent as a bearer token only to hosts in ``token_hosts``, and only while the
+    redirects stay on the first request's host and port (never after one leaves it, like
+    requests). A redirect from https to http of a request that carried the token is refused.
+    ``on_socket`` receives each new socket right after it connects, so another thread can break
+    a request that hangs before its headers.
     """
     seen: set[str] = set()
+    origin = _origin(url)
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DownloadError(f"refusing to fetch {url!r}: only http and https URLs are followed",
                                 url=url)
         seen.add(url)
+        if _origin(url) != origin:
+            token = None  # the chain left the first host: the token stays behind for good
         conn, target = _connect(url, timeout)
         hdrs = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
-        if token and any(parts.hostname == h or parts.hostname.endswith("." + h)
-                         for h in token_hosts):
+        carries = bool(token) and any(parts.hostname == h or parts.hostname.endswith("." + h)
+                                      for h in token_hosts)
+        if carries:
             hdrs["Authorization"] = f"Bearer {token}"
         try:
             conn.connect()
@@ -150,6 +162,10 @@ def open_url(
                 raise DownloadError(f"redirect without Location from {url}", url=url,
                                     status=resp.status)
             nxt = urljoin(url, location)
+            if carries and parts.scheme == "https" and urlsplit(nxt).scheme != "https":
+                raise DownloadError(f"refusing a redirect from https to {urlsplit(nxt).scheme}"
+                                    f" at {url}: the request carried a token", url=url,
+                                    status=resp.status)
             if nxt in seen:
                 raise DownloadError(f"redirect loop at {url}", url=url, status=resp.status)
             url = nxt
