@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the demo, tests and benchmark use, if missing:
-# nginx (the test origin), espeak-ng (speech samples), aria2 and curl (benchmark peers).
+# nginx (the test origin), espeak-ng (speech samples), openssl (the tests' throwaway TLS
+# certificate), aria2 and curl (benchmark peers).
 set -euo pipefail
 want=()
-for pair in "nginx:nginx" "espeak-ng:espeak-ng" "${EXTRA_DEPS:-}"; do
+for pair in "nginx:nginx" "espeak-ng:espeak-ng" "openssl:openssl" "${EXTRA_DEPS:-}"; do
   [ -n "$pair" ] || continue
   cmd=${pair%%:*}; pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then want+=("$pkg"); fi

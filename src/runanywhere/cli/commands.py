@@ -23,6 +23,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from .demo import run_demo
 
         return run_demo(keep=args.keep, durable=settings.durable)
+    if args.command == "doctor":
+        return cmd_doctor(args, settings)
     registry = ModelRegistry(settings=settings)
     registry.load_catalogs()
     handler = {
@@ -30,6 +32,19 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "import": cmd_import, "load": cmd_load,
     }[args.command]
     return handler(args, registry)
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the cache folder without opening it for writing; non-zero when a problem is
+    found (warnings alone exit 0)."""
+    from ..store import diagnose
+
+    report = diagnose(settings.home)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
 
 
 def _model_summary(m: ModelMetadata) -> dict[str, Any]:

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("doctor", help="check the cache folder (permissions, index, models,"
+                       " orphans, quarantine, free space, recorded hashes); changes nothing")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("demo", help="offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
     return p

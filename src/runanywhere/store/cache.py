@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import CacheBusy, CacheError, InsufficientStorageError, IntegrityError
 from ..logs import log, warn_once
 from ..settings import DEFAULT_MEMORY_LIMIT, Settings
+from . import permissions
 from .archive import extract, unpack_bound
 from .disk import CacheEntry, DiskTier, DiskUsage, Prepared, StagedFile, VerifyResult
 from .fsutil import disk_error, is_writable_dir
@@ -112,6 +113,11 @@ class ModelCache:
 
     # -- opening and graceful fallback ----------------------------------------------------------
     def _open_disk(self) -> DiskTier:
+        unsafe = permissions.problems(self.directory)
+        if unsafe:
+            raise CacheError(f"refusing the cache folder {self.directory}: {unsafe[0]}"
+                             + (f" (and {len(unsafe) - 1} more: runanywhere doctor)"
+                                if len(unsafe) > 1 else ""))
         if not is_writable_dir(self.directory):
             return self._degrade(f"cache folder {self.directory} is not writable")
         try:
@@ -457,7 +463,7 @@ class ModelCache:
         """``partials/`` (recreated if someone removed it while we ran)."""
         folder = self.disk.partial_dir
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o755)
         except OSError as e:
             raise disk_error(e, f"creating {folder}", self.directory) from e
         return folder

@@ -258,7 +258,8 @@ class DiskTier:
         if not readonly:
             for d in (self.blob_dir, self.model_dir, self.manifest_dir, self.partial_dir,
                       self.locks.folder, self.quarantine_dir, self.trusted_dir):
-                d.mkdir(parents=True, exist_ok=True)
+                d.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+                d.mkdir(exist_ok=True, mode=0o755)  # the umask may take more, never add
         self.index = self._open_index()
 
     # -- opening, recovery ------------------------------------------------------------------------
@@ -916,7 +917,7 @@ class DiskTier:
         if not (path.exists() or path.is_symlink()):
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
         with contextlib.suppress(OSError):
             os.replace(path, self.quarantine_dir / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}")
 

@@ -214,7 +214,7 @@ def bytes_freed_by(paths: list[Path]) -> int:
 def is_writable_dir(path: Path) -> bool:
     """Can we create files in ``path`` (creating it if needed)? Tests real writes, not modes."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o755)  # never world-writable, whatever
         probe = path / f".probe-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from ..errors import DownloadCancelledError, DownloadError, IntegrityError, ModelError
 from ..progress import ProgressTracker, Stage
@@ -71,6 +72,26 @@ class FetchConfig:
     durable: bool = True
     flush_every: int = 64 * MiB
     token: str | None = None
+    #: Where the token may be sent: ``scheme://host[:port]`` (subdomains of the host too), the
+    #: Hub's and ``HF_ENDPOINT``'s; never over another scheme or port (see ``token_for``).
+    token_origins: tuple[str, ...] = ("https://huggingface.co", "https://hf.co")
+
+
+def token_for(url: str, token: str | None, origins: tuple[str, ...]) -> str | None:
+    """``token`` if ``url`` is on one of ``origins`` (same scheme and port; the host or a
+    subdomain of it), else None. Redirects are ``open_url``'s business: it never carries the
+    token off the first host, nor from https to http."""
+    if not token:
+        return None
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}
+    for origin in origins:
+        o = urlsplit(origin)
+        host, want = (parts.hostname or "").lower(), (o.hostname or "").lower()
+        if (parts.scheme == o.scheme and (host == want or host.endswith("." + want))
+                and (parts.port or default.get(parts.scheme)) == (o.port or default.get(o.scheme))):
+            return token
+    return None
 
 
 @dataclass(frozen=True)
@@ -320,7 +341,9 @@ class FileFetch:
             self._conns[idx] = conn
         try:
             try:
-                resp = open_url(url, headers, timeout=self.cfg.timeout, token=self.cfg.token,
+                resp = open_url(url, headers, timeout=self.cfg.timeout,
+                                token=token_for(url, self.cfg.token, self.cfg.token_origins),
+                                token_hosts=(urlsplit(url).hostname or "",),
                                 on_socket=conn.attach)
             except ModelError:
                 raise

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..catalog import Catalog, ModelMetadata
 from ..errors import DownloadCancelledError, ModelError
@@ -81,6 +82,16 @@ def deliver(listener: _Listener, p: DownloadProgress) -> bool:
     return True
 
 
+def hub_origins(s: Settings, base: tuple[str, ...]) -> tuple[str, ...]:
+    """Where ``HF_TOKEN`` may go: the Hub (https) and ``HF_ENDPOINT`` as configured (scheme,
+    host and port; huggingface_hub sends the token there too); never anywhere else."""
+    parts = urlsplit(s.hf_endpoint)
+    if not parts.scheme or not parts.hostname:
+        return base
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return base if origin in base else (*base, origin)
+
+
 def typed(e: BaseException, model_id: str, home: Path) -> ModelError:
     """The error a caller of the loader sees: always a ``ModelError`` (the API promises a
     ``Result``); anything else that escaped the pull is wrapped, its cause kept."""
@@ -127,7 +138,8 @@ class ModelLoader:
         config = merge_config(fetch_config, chunk_size=chunk_size,
                               retry_attempts=retry_attempts, retry_delay=retry_delay,
                               timeout=timeout)
-        self.config = replace(config, durable=s.durable, token=s.hf_token or config.token)
+        self.config = replace(config, durable=s.durable, token=s.hf_token or config.token,
+                              token_origins=hub_origins(s, config.token_origins))
         self.concurrency = concurrency
         self.shared: SharedTier | None = shared_tier_from_settings(s)
         self.files_in_parallel = files_in_parallel
