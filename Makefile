@@ -26,7 +26,7 @@ demo: setup
 	$(VENV)/bin/runanywhere demo
 
 lint: setup-test
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy
 
 test: setup-test lint
