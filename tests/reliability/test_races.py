@@ -33,7 +33,7 @@ from runanywhere import BlockingRegistry, ModelRegistry, Result
 from runanywhere.errors import ModelError
 from runanywhere.settings import Settings
 from support import fault_server as fs
-from support.fault_server import FaultServer, MiB, make_registry
+from support.fault_server import FaultServer, MiB, make_registry, wait_until
 from support.invariants import check_cache
 from support.silero import silero_onnx_bytes
 
@@ -85,12 +85,17 @@ def _in_threads(calls: list[Callable[[], Any]], timeout: float = 60.0) -> list[A
 def test_two_blocking_registries_one_slot_two_models(server: FaultServer, write_catalog: Catalog,
                                                      home: Path) -> None:
     """concurrency=1: the second model waits for the slot the first holds, on another loop."""
-    entries, data = _slow_models(server, "slot", 2)
+    entries, data = _slow_models(server, "slot", 2, rate=500_000)
     reg = make_registry(home, write_catalog(entries), concurrency=1)
     a, b = BlockingRegistry(reg), BlockingRegistry(reg)
+
+    def second() -> Any:  # queued behind the first, whose download is under way
+        wait_until(lambda: server.requests("/slot-0") > 0, what="the first download")
+        return b.download_model("slot-1")
+
     try:
-        ra, rb = _in_threads([lambda: a.download_model("slot-0"),
-                              lambda: b.download_model("slot-1")])
+        # Before the fix the second call never returned, although all its bytes arrived.
+        ra, rb = _in_threads([lambda: a.download_model("slot-0"), second], timeout=40)
     finally:
         a.close()
         b.close()
