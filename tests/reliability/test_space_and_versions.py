@@ -314,6 +314,7 @@ def test_a_bomb_bigger_than_the_disk_is_insufficient_storage_before_writing(
     assert isinstance(r.error, InsufficientStorageError), r
     assert "weights.bin" in str(r.error) and "\n" not in str(r.error)
     _assert_nothing_unpacked(home, small_fs, name)
+    assert check_cache(home) == []
 
 
 def test_many_small_members_past_the_ratio_are_refused(server: FaultServer,
