@@ -37,7 +37,7 @@ demo: setup
 	$(VENV)/bin/runanywhere demo
 
 lint: setup-test
-	$(VENV)/bin/ruff check src tests bench harness
+	$(VENV)/bin/ruff check src tests bench harness scripts
 	$(VENV)/bin/mypy
 
 # The parity tests fail (not skip) when a reference is missing: CI cannot pass by skipping.

@@ -122,10 +122,11 @@ def read_log(path: Path, ports: Mapping[int, int] | None = None) -> list[Record]
 
 def select(records: Iterable[Record], *, uri: str | None = None, prefix: str | None = None,
            contains: str | None = None, site: str | None = None, port: int | None = None,
-           scheme: str | None = None, status: int | None = None) -> list[Record]:
+           scheme: str | None = None, status: int | None = None,
+           authorized: bool | None = None) -> list[Record]:
     """The records matching every filter given: ``uri`` equal to ``$request_uri`` (query
     included), ``prefix`` of the path, ``contains`` anywhere in the uri, ``site`` name, client
-    ``port``, ``scheme`` and ``status``."""
+    ``port``, ``scheme``, ``status``, and whether the request carried an ``Authorization``."""
     out = []
     for r in records:
         if uri is not None and r.uri != uri:
@@ -141,6 +142,8 @@ def select(records: Iterable[Record], *, uri: str | None = None, prefix: str | N
         if scheme is not None and r.scheme != scheme:
             continue
         if status is not None and r.status != status:
+            continue
+        if authorized is not None and bool(r.authorization) != authorized:
             continue
         out.append(r)
     return out

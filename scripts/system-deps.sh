@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the demo, tests and benchmark use, if missing:
-# nginx (the test origin), espeak-ng (speech samples), aria2 and curl (benchmark peers),
-# chromium, chromium-driver, nodejs and npm (the browser test of `runanywhere serve`).
-# EXTRA_DEPS adds "command:package" pairs, separated by spaces.
+# nginx (the test origin), espeak-ng (speech samples), openssl (a throwaway TLS certificate in
+# the tests), aria2 and curl (benchmark peers), chromium, chromium-driver, nodejs and npm (the
+# browser test of `runanywhere serve`). EXTRA_DEPS adds "command:package" pairs, separated by
+# spaces.
 set -euo pipefail
 want=()
 # shellcheck disable=SC2206  # EXTRA_DEPS is split on spaces on purpose
 extra=(${EXTRA_DEPS:-})
-for pair in "nginx:nginx" "espeak-ng:espeak-ng" "${extra[@]}"; do
+for pair in "nginx:nginx" "espeak-ng:espeak-ng" "openssl:openssl" "${extra[@]}"; do
   [ -n "$pair" ] || continue
   cmd=${pair%%:*}; pkg=${pair#*:}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then want+=("$pkg"); fi

@@ -100,7 +100,9 @@ def test_ls_and_size_tables_and_json(run: Run, files: dict[str, tuple[Path, str]
     assert m["origin"] == "import"
     assert doc["total_size"] == 10000
     code, out, _ = run("cache", "size", "--json")
-    assert _json(out) == {"size": 10000, "models": 3, "directory": _json(out)["directory"]}
+    doc = _json(out)
+    assert doc == {"size": 10000, "models": 3, "directory": doc["directory"], "disk": doc["disk"]}
+    assert doc["disk"]["models"] >= 10000 and doc["disk"]["total"] >= doc["disk"]["models"]
     code, out, _ = run("cache", "size")
     assert "(10000 bytes)" in out
 

@@ -66,6 +66,9 @@ class ModelMetadata:
     #: True when the catalog used the single-file form (``url`` + ``hash``).
     single_file: bool = True
     archive: ArchiveKind | None = None
+    #: For an archive: the most bytes it may unpack to (the catalog's ``unpacked_size``); None
+    #: means a bound of ``UNPACK_RATIO`` times the archive (see ``store/archive.py``).
+    unpacked_size: int | None = None
     requirements: Requirements | None = None
     supported_languages: tuple[str, ...] = ()
     performance: Performance | None = None
@@ -125,6 +128,8 @@ class ModelMetadata:
             ]
         if self.archive:
             d["archive"] = self.archive
+        if self.unpacked_size:
+            d["unpacked_size"] = self.unpacked_size
         if self.requirements:
             d["requirements"] = {"memory": self.requirements.memory,
                                  "compute": self.requirements.compute}

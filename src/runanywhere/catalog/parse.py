@@ -28,6 +28,13 @@ URL_SCHEMES = {"http", "https", "s3"}
 HEX40_RE = re.compile(r"[0-9a-f]{40}")
 #: No single model we manage is bigger than this; a larger size is a typo or an attack.
 MAX_SIZE = 2**44  # 16 TiB
+#: Longest file or folder name a model may use: filesystems allow 255 bytes, and the store adds
+#: temporary names around it (``.<name>.<8 hex>.tmp``).
+MAX_COMPONENT = 200
+#: Longest relative file path in a model, in bytes.
+MAX_PATH = 1024
+#: Longest version string (it names a folder too).
+MAX_VERSION = 128
 #: The seed's camelCase spellings, accepted as aliases.
 ALIASES = {"supportedLanguages": "supported_languages"}
 
@@ -75,6 +82,13 @@ def normalize_hash(value: object) -> str:
 def _check_url(where: _Where, value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise where.error(f"{field} must be a non-empty string")
+    for i, c in enumerate(value):
+        if c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F:
+            raise where.error(f"{field} has a space or control character ({c!r}) at position"
+                              f" {i}: percent-encode it (%20) or fix the URL")
+        if ord(c) > 0x7E:
+            raise where.error(f"{field} has a non-ASCII character ({c!r}) at position {i}:"
+                              " percent-encode it")
     if is_hub_url(value):
         try:
             ref = HubRef.parse(value)
@@ -103,6 +117,12 @@ def _check_rel_path(where: _Where, value: object, field: str) -> str:
     p = PurePosixPath(value)
     if p.is_absolute() or any(part in ("..", ".", "") for part in value.split("/")):
         raise where.error(f"{field} {value!r} must be relative and must not contain '..'")
+    long = [part for part in p.parts if len(part.encode()) > MAX_COMPONENT]
+    if long:
+        raise where.error(f"{field} has a name of {len(long[0].encode())} bytes (at most"
+                          f" {MAX_COMPONENT} fit on every filesystem): {long[0][:40]!r}...")
+    if len(value.encode()) > MAX_PATH:
+        raise where.error(f"{field} is {len(value.encode())} bytes long (at most {MAX_PATH})")
     return str(p)
 
 
@@ -126,6 +146,29 @@ def _sizes(where: _Where, raw: Mapping[str, Any], prefix: str, has_hash: bool
             return None, None  # learned from the origin; the hash decides
         return None, _check_size(where, estimate, f"{prefix}size_estimate")
     return _check_size(where, size, f"{prefix}size"), None
+
+
+def _check_no_clash(where: _Where, path: str, earlier: list[ModelFile], field: str) -> None:
+    """A path cannot be a file and a folder at once (``a`` and ``a/b``): the folder would be
+    created over the file (or the other way round) after every byte was downloaded."""
+    low = path.lower()
+    for i, other in enumerate(earlier):
+        o = other.path.lower()
+        if low.startswith(o + "/") or o.startswith(low + "/"):
+            inner, outer = (path, other.path) if low.startswith(o + "/") else (other.path, path)
+            raise where.error(f"{field}.path {path!r} clashes with files[{i}].path"
+                              f" {other.path!r}: {outer!r} would have to be a file and the"
+                              f" folder of {inner!r}")
+
+
+def _version(where: _Where, raw: Mapping[str, Any]) -> str:
+    version = str(raw.get("version", "1"))
+    if not version.strip() or len(version) > MAX_VERSION:
+        raise where.error(f"version must be 1-{MAX_VERSION} characters (it names a folder),"
+                          f" not {len(version)}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in version):
+        raise where.error("version must not contain control characters")
+    return version
 
 
 def _opt_hash(where: _Where, value: object, field: str) -> str | None:
@@ -178,6 +221,11 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
     archive = raw.get("archive")
     if archive is not None and archive not in ARCHIVES:
         raise where.error(f"archive must be one of {sorted(ARCHIVES)}, not {archive!r}")
+    unpacked = raw.get("unpacked_size")
+    if unpacked is not None:
+        if archive is None:
+            raise where.error("unpacked_size applies to archive models only")
+        unpacked = _check_size(where, unpacked, "unpacked_size")
 
     if "files" in raw and raw["files"] is not None:
         if "url" in raw:
@@ -196,6 +244,7 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
             path = _check_rel_path(where, rf.get("path"), f"{f}.path")
             if path.lower() in seen:
                 raise where.error(f"{f}.path {path!r} appears twice")
+            _check_no_clash(where, path, files, f)
             seen.add(path.lower())
             fhash = _opt_hash(where, rf.get("hash"), f"{f}.hash")
             fsize, festimate = _sizes(where, rf, f"{f}.", fhash is not None)
@@ -267,10 +316,11 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
         provider=_str(where, raw, "provider", required=False) or "unknown",
         size=size,
         format=cast(Any, fmt),
-        version=str(raw.get("version", "1")),
+        version=_version(where, raw),
         files=tuple(files),
         single_file=single,
         archive=cast(Any, archive),
+        unpacked_size=unpacked,
         requirements=requirements,
         supported_languages=tuple(langs),
         performance=performance,

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from .demo import run_demo
 
         return run_demo(keep=args.keep, durable=settings.durable)
+    if args.command == "doctor":
+        return cmd_doctor(args, settings)
     registry = ModelRegistry(settings=settings)
     registry.load_catalogs()
     handler = {
@@ -52,6 +55,19 @@ def say(*lines: str) -> None:
     """Messages for a person: stderr, so stdout carries only results."""
     for line in lines:
         sys.stderr.write(line + "\n")
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    """Check the cache folder without opening it for writing; non-zero when a problem is
+    found (warnings alone exit 0)."""
+    from ..store import diagnose
+
+    report = diagnose(settings.home)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
 
 
 def _model_summary(m: ModelMetadata) -> dict[str, Any]:
@@ -83,9 +99,11 @@ def cmd_list(args: argparse.Namespace, reg: ModelRegistry) -> int:
 def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     m = reg.require_model(args.id)
     entry = reg.cache.lookup(m.id)
+    recorded = {r.path: r for r in reg.cache.trusted_hashes(m.id)}
     if args.json:
         doc = _model_summary(m)
         doc["cached"] = entry.to_dict() if entry else None
+        doc["recorded_hashes"] = [r.to_dict() for r in recorded.values()]
         print_json(doc)
         return 0
     if args.quiet:
@@ -111,8 +129,13 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     for f in m.files:
         size = human_size(f.size) if f.size is not None else (
             f"~{human_size(f.size_estimate)} (estimate)" if f.size_estimate else "size unknown")
+        r = recorded.get(f.path)
         check = f.hash or (f"git blob {f.git_sha1} (the Hub's id)" if f.git_sha1
-                           else "no hash (trust on first use)")
+                           else "no hash (trust on first use: nothing recorded yet)")
+        if not f.hash and r is not None:
+            day = time.strftime("%Y-%m-%d", time.localtime(r.recorded))
+            check = (f"sha256:{r.sha256} (recorded at first use on {day};"
+                     f" `runanywhere cache forget {m.id}` drops it)")
         print(f"  {f.path}  {size}  {check}")
         print(f"    {f.url}")
         for mirror in f.mirrors:
@@ -234,6 +257,7 @@ def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
     handler = {
         "ls": _cache_ls, "size": _cache_size, "verify": _cache_verify, "rm": _cache_rm,
         "clear": _cache_clear, "prune": _cache_prune, "pin": _cache_pin, "push": _cache_push,
+        "forget": _cache_forget,
     }[args.cache_command]
     return handler(args, reg)
 
@@ -289,19 +313,23 @@ def _source_of(reg: ModelRegistry, model_id: str) -> str:
 def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
     cache = reg.cache
     size = cache.size()
+    disk = cache.usage()
     if args.json:
         print_json({"size": size, "models": len(cache.entries()),
-                    "directory": str(cache.directory)})
+                    "directory": str(cache.directory), "disk": disk.to_dict()})
     elif args.quiet:
         print(size)
     else:
         print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
+        print(f"on disk {human_size(disk.total)}: models {human_size(disk.models)}, partials"
+              f" {human_size(disk.partials)}, quarantine {human_size(disk.quarantine)}, index"
+              f" {human_size(disk.index)}, other {human_size(disk.other)}")
     return 0
 
 
 def _cache_verify(args: argparse.Namespace, reg: ModelRegistry) -> int:
     cache = reg.cache
-    if args.id and cache.lookup(args.id) is None and args.id not in _cached_ids(reg):
+    if args.id and args.id not in _cached_ids(reg):
         raise ModelError(f"{args.id} is not in the cache")
     results = cache.verify(args.id)
     bad = [r for r in results if not r.ok]
@@ -347,27 +375,44 @@ def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
     if not args.dry_run:
         reg.cache.require_writable()
     plan = reg.cache.plan_prune(limit, orphan_age=args.orphan_age)
-    freed = 0 if args.dry_run else plan.execute()
+    done = None if args.dry_run else plan.apply()
     if args.json:
-        print_json({**plan.to_dict(), "dry_run": args.dry_run, "freed": freed})
+        print_json({**plan.to_dict(), "dry_run": args.dry_run,
+                    "freed": done.freed_bytes if done else 0,
+                    "removed": [str(p) for p in done.removed] if done else [],
+                    "skipped": list(done.skipped) if done else []})
         return 0
     if args.quiet:
-        print(plan.freed_bytes if args.dry_run else freed)
+        print(plan.freed_bytes if done is None else done.freed_bytes)
         return 0
-    verb = "would remove" if args.dry_run else "removed"
-    rows = [(verb, e.model_id, human_size(e.size), human_age(e.last_access)) for e in plan.evict]
-    rows += [(verb, f"orphan blob {p.name[:12]}", "", "") for p in plan.orphan_blobs]
-    rows += [(verb, f"abandoned partial {p.name}", "", "") for p in plan.orphan_partials]
-    rows += [(verb, f"stray {p.parent.name}/{p.name}", "", "") for p in plan.stray]
+    gone = set(done.removed) if done else None
+    evicted = set(done.evicted) if done else None
+
+    def verb(ok: bool) -> str:
+        return "would remove" if done is None else ("removed" if ok else "left")
+
+    rows = [(verb(evicted is None or e.model_id in evicted), e.model_id, human_size(e.size),
+             human_age(e.last_access)) for e in plan.evict]
+    labels: list[tuple[tuple[Path, ...], Callable[[Path], str]]] = [
+        (plan.orphan_blobs, lambda p: f"orphan blob {p.name[:12]}"),
+        (plan.orphan_partials, lambda p: f"abandoned partial {p.name}"),
+        (plan.stray, lambda p: f"stray {p.parent.name}/{p.name}"),
+        (plan.quarantine, lambda p: f"quarantined {p.name}")]
+    for paths, label in labels:
+        rows += [(verb(gone is None or p in gone), label(p), "", "") for p in paths]
     if rows:
         print_table(["ACTION", "WHAT", "SIZE", "LAST USED"], rows)
     for mid in plan.kept:
         say(f"kept {mid} (pinned or in use)")
-    if args.dry_run:
-        print(f"would free {human_size(plan.freed_bytes)}; cache size"
+    for mid in plan.spared:
+        say(f"kept {mid} (its bytes are shared with a pinned or in-use model)")
+    if done is None:
+        print(f"would free {human_size(plan.freed_bytes)} on disk; cache size"
               f" {human_size(plan.size_before)} -> {human_size(plan.size_after)}")
     else:
-        print(f"freed {human_size(freed)}")
+        for why in done.skipped:
+            say(f"left {why}")
+        print(f"freed {human_size(done.freed_bytes)}")
     return 0
 
 
@@ -378,6 +423,18 @@ def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
         print_json({"id": args.id, "pinned": not args.off})
     elif not args.quiet:
         print(f"{'unpinned' if args.off else 'pinned'} {args.id}")
+    return 0
+
+
+def _cache_forget(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    gone = reg.cache.forget_trusted(args.id)
+    if not gone:
+        raise ModelError(f"{args.id} has no recorded first-use hash")
+    if args.json:
+        print_json({"id": args.id, "forgotten": [r.to_dict() for r in gone]})
+    elif not args.quiet:
+        for r in gone:
+            print(f"forgot {args.id} {r.path}: sha256:{r.sha256} ({human_size(r.size)})")
     return 0
 
 

@@ -123,11 +123,15 @@ def build_parser() -> Parser:
     x.add_argument("--max-size", metavar="SIZE",
                    help="target size, e.g. 2GiB or 500MB (default: only orphans)")
     x.add_argument("--orphan-age", type=float, default=24 * 3600, metavar="SECONDS",
-                   help="how long an abandoned partial or blob must be idle (default 86400)")
+                   help="how long an abandoned partial, orphan blob, old version or quarantined"
+                        " file must be idle (default 86400)")
     x.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     x = command(csub, "pin", "never evict this model")
     x.add_argument("id", help="model id")
     x.add_argument("--off", action="store_true", help="unpin instead")
+    command(csub, "forget", "forget the sha256 recorded at a model's first download (trust on"
+            " first use); the next download records a new one").add_argument(
+        "id", help="model id")
     command(csub, "push", "upload cached models to the shared S3 tier").add_argument(
         "id", nargs="?", help="one model (default: all)")
 
@@ -154,6 +158,9 @@ def build_parser() -> Parser:
     s.add_argument("--public-url", help="base URL the served catalog links to (default: the"
                    " Host each client used)")
     s.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
+
+    command(sub, "doctor", "check the cache folder (permissions, index, models, orphans,"
+            " quarantine, free space, recorded hashes); changes nothing")
 
     s = command(sub, "demo", "offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")

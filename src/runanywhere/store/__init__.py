@@ -5,11 +5,13 @@ methods; nothing outside this package touches the disk tier or the index.
 """
 
 from .cache import CacheHit, ModelCache
-from .disk import CacheEntry, StagedFile, VerifyResult
-from .index import FileRow
+from .disk import CacheEntry, DiskUsage, StagedFile, VerifyResult
+from .doctor import Check, DoctorReport, diagnose
+from .index import FileRow, TrustRecord
 from .memory import MemoryLRU
 from .partial import partial_key
-from .prune import PrunePlan
+from .prune import PrunePlan, PruneResult
 
-__all__ = ["CacheEntry", "CacheHit", "FileRow", "MemoryLRU", "ModelCache", "PrunePlan",
-           "StagedFile", "VerifyResult", "partial_key"]
+__all__ = ["CacheEntry", "CacheHit", "Check", "DiskUsage", "DoctorReport", "FileRow",
+           "MemoryLRU", "ModelCache", "PrunePlan", "PruneResult", "StagedFile", "TrustRecord",
+           "VerifyResult", "diagnose", "partial_key"]

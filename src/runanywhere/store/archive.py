@@ -4,6 +4,12 @@ No member may land outside the destination (absolute names, ``..``, drive letter
 point at members inside the archive (they become plain copies), and device files, FIFOs and
 sockets are refused. Each extracted file is hashed as it is written, so it can be published as a
 content-addressed blob without being read again.
+
+Decompression bombs: before a member is written, its size (from the tar header or the zip
+directory; neither format lets a member outgrow it) is added to what was unpacked so far. Past
+the free space the answer is ``InsufficientStorageError``; past the bound (the catalog's
+``unpacked_size``, else ``UNPACK_RATIO`` times the archive and at least ``UNPACK_FLOOR``) it is
+``UnsafeArchiveError``. Either way nothing of that member is written.
 """
 
 from __future__ import annotations
@@ -16,8 +22,46 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
-from ..errors import IntegrityError, UnsafeArchiveError
+from ..errors import InsufficientStorageError, IntegrityError, UnsafeArchiveError
+from .fsutil import disk_error, is_enospc
 from .hashing import Readable, copy_hashing, write_all
+
+#: Without a declared ``unpacked_size``, an archive may unpack to this many times its size ...
+UNPACK_RATIO = 20
+#: ... and at least to this many bytes (small archives of text compress well).
+UNPACK_FLOOR = 16 * 2**20
+
+
+def unpack_bound(archive_size: int, declared: int | None) -> int:
+    """The most bytes an archive of ``archive_size`` bytes may unpack to."""
+    return declared if declared else max(UNPACK_RATIO * archive_size, UNPACK_FLOOR)
+
+
+class Budget:
+    """Bytes an extraction may still write: refuses a member before a byte of it is written."""
+
+    def __init__(self, archive: Path, limit: int, free: int, declared: bool) -> None:
+        self.archive = archive
+        self.limit = limit
+        self.free = free
+        self.declared = declared
+        self.used = 0
+
+    def admit(self, name: str, size: int) -> None:
+        total = self.used + size
+        if total > self.free:
+            raise InsufficientStorageError(
+                f"not enough disk space to unpack {self.archive.name}: member {name!r} brings"
+                f" it to {total} bytes, {max(0, self.free)} bytes can be written",
+                needed=total, available=max(0, self.free))
+        if total > self.limit:
+            why = ("the catalog's unpacked_size" if self.declared else
+                   f"{UNPACK_RATIO}x the archive; declare unpacked_size in the catalog if this"
+                   " is expected")
+            raise UnsafeArchiveError(
+                f"{self.archive.name} unpacks to more than {self.limit} bytes ({why}): member"
+                f" {name!r} refused (a decompression bomb?)")
+        self.used = total
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +104,25 @@ def _copy_of(done: dict[str, Extracted], rel: str, target: str, dest: Path, kind
         return _write(src, dest, rel)
 
 
-def extract(archive: Path, kind: str, dest: Path) -> list[Extracted]:
-    """Extract ``archive`` (``tar.gz``/``tar.bz2``/``tar.xz``/``zip``) into the empty ``dest``."""
+def extract(archive: Path, kind: str, dest: Path, *, limit: int | None = None,
+            free: int | None = None, declared: bool = False) -> list[Extracted]:
+    """Extract ``archive`` (``tar.gz``/``tar.bz2``/``tar.xz``/``zip``) into the empty ``dest``,
+    writing at most ``limit`` bytes (default: :func:`unpack_bound`) and at most ``free``."""
     dest.mkdir(parents=True, exist_ok=True)
-    if kind == "zip":
-        return _extract_zip(archive, dest)
+    size = archive.stat().st_size
+    budget = Budget(archive, unpack_bound(size, None) if limit is None else limit,
+                    2**63 if free is None else free, declared)
+    try:
+        if kind == "zip":
+            return _extract_zip(archive, dest, budget)
+        return _extract_tar(archive, kind, dest, budget)
+    except OSError as e:
+        if is_enospc(e):
+            raise disk_error(e, f"unpacking {archive.name}", dest) from e
+        raise
+
+
+def _extract_tar(archive: Path, kind: str, dest: Path, budget: Budget) -> list[Extracted]:
     mode = {"tar.gz": "r:gz", "tar.bz2": "r:bz2", "tar.xz": "r:xz"}.get(kind)
     if mode is None:
         raise ValueError(f"unknown archive kind {kind!r}")
@@ -85,11 +143,14 @@ def extract(archive: Path, kind: str, dest: Path) -> list[Extracted]:
                     target = os.path.normpath(str(base / raw)).replace("\\", "/")
                     if target.startswith("../") or target == "..":
                         raise UnsafeArchiveError(f"archive link {rel!r} points outside the folder")
+                    if target in done:
+                        budget.admit(rel, done[target].size)
                     done[rel] = _copy_of(done, rel, target, dest, "link")
                     continue
                 if not m.isfile():
                     raise UnsafeArchiveError(f"archive member {rel!r} is a device, FIFO or other"
                                              " special file")
+                budget.admit(rel, m.size)
                 src = tar.extractfile(m)
                 if src is None:
                     raise UnsafeArchiveError(f"archive member {rel!r} cannot be read")
@@ -98,11 +159,13 @@ def extract(archive: Path, kind: str, dest: Path) -> list[Extracted]:
     except (tarfile.TarError, EOFError, OSError) as e:
         if isinstance(e, FileExistsError):
             raise UnsafeArchiveError(f"archive member clashes with another: {e}") from e
+        if is_enospc(e) or isinstance(e, InsufficientStorageError):
+            raise
         raise IntegrityError(f"cannot unpack {archive.name}: {e}") from e
     return list(done.values())
 
 
-def _extract_zip(archive: Path, dest: Path) -> list[Extracted]:
+def _extract_zip(archive: Path, dest: Path, budget: Budget) -> list[Extracted]:
     done: dict[str, Extracted] = {}
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -117,8 +180,11 @@ def _extract_zip(archive: Path, dest: Path) -> list[Extracted]:
                     raise UnsafeArchiveError(f"archive member {rel!r} is a special file")
                 if rel in done:
                     raise UnsafeArchiveError(f"archive member {rel!r} appears twice")
+                budget.admit(rel, info.file_size)  # zipfile never reads past file_size
                 with zf.open(info) as src:
                     done[rel] = _write(src, dest, rel)
     except (zipfile.BadZipFile, OSError) as e:
+        if is_enospc(e) or isinstance(e, InsufficientStorageError):
+            raise
         raise IntegrityError(f"cannot unpack {archive.name}: {e}") from e
     return list(done.values())

@@ -21,6 +21,7 @@ import mmap
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -34,11 +35,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import CacheBusy, CacheError, InsufficientStorageError, IntegrityError
 from ..logs import log, warn_once
 from ..settings import DEFAULT_MEMORY_LIMIT, Settings
-from .archive import extract
-from .disk import CacheEntry, DiskTier, Prepared, StagedFile, VerifyResult
+from . import permissions
+from .archive import extract, unpack_bound
+from .disk import CacheEntry, DiskTier, DiskUsage, Prepared, StagedFile, VerifyResult
 from .fsutil import atomic_write, disk_error, is_writable_dir
-from .index import dump_manifest, is_busy
+from .index import TrustRecord, dump_manifest, is_busy
 from .memory import MemoryLRU
+from .partial import is_reuse_link, link_for_publish, release_link
 from .prune import PrunePlan, evict_unused, plan_prune
 
 if TYPE_CHECKING:
@@ -66,6 +69,8 @@ class CacheHit:
         return self.entry.model_id
 
 
+#: ``_checked``'s answer when a re-hash is due but not allowed (on an event loop).
+_PENDING = object()
 #: Open caches, so batched statistics are written when the interpreter exits.
 _OPEN: weakref.WeakSet[ModelCache] = weakref.WeakSet()
 
@@ -116,6 +121,11 @@ class ModelCache:
 
     # -- opening and graceful fallback ----------------------------------------------------------
     def _open_disk(self) -> DiskTier:
+        unsafe = permissions.problems(self.directory)
+        if unsafe:
+            raise CacheError(f"refusing the cache folder {self.directory}: {unsafe[0]}"
+                             + (f" (and {len(unsafe) - 1} more: runanywhere doctor)"
+                                if len(unsafe) > 1 else ""))
         if not is_writable_dir(self.directory):
             return self._degrade(f"cache folder {self.directory} is not writable")
         deadline = time.monotonic() + self.lock_timeout
@@ -209,8 +219,10 @@ class ModelCache:
         """The model's bytes (mmap) and path, or None; counts a hit."""
         mem = self.memory.get(model_id)
         if mem is not None:
-            self._touch(model_id)
-            return mem.buffer  # type: ignore[no-any-return]
+            if self._still_on_disk(mem.buffer.entry):
+                self._touch(model_id)
+                return mem.buffer  # type: ignore[no-any-return]
+            self.memory.pop(model_id)  # removed or replaced by another process: ask the disk
         for _ in range(3):  # another process may replace the file between check and open
             entry = self.lookup(model_id)
             if entry is None:
@@ -228,24 +240,66 @@ class ModelCache:
                             entry.size)
         return CacheHit(entry, "disk", buffer)
 
+    @staticmethod
+    def _still_on_disk(entry: CacheEntry) -> bool:
+        """Is a memory copy still what the disk shows? One ``lstat`` per file (about a
+        microsecond): the same inode for a single file, regular files of the right size for a
+        folder. Another process may have removed or replaced the model since it was read."""
+        try:
+            if entry.kind == "file":
+                st = os.lstat(entry.path)
+                return (entry.checked_inode in (None, (st.st_dev, st.st_ino))
+                        and st.st_size == entry.size)
+            base = entry.base
+            for f in entry.files:
+                st = os.lstat(base / f.path)
+                if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
+                    return False
+            return True
+        except OSError:
+            return False
+
     def lookup(self, model_id: str) -> CacheEntry | None:
-        """The disk entry (cheap checks only), without promoting or counting a hit."""
-        entry = self._guarded(lambda: self.disk.lookup(model_id), None, f"lookup of {model_id}")
+        """The disk entry (cheap checks only), without promoting or counting a hit.
+
+        A file whose size is right but whose mtime moved is re-hashed here (once: its new mtime
+        is recorded when the bytes are right, it is quarantined when they are not)."""
+        return self._lookup(model_id, rehash=True)[0]
+
+    def _lookup(self, model_id: str, *, rehash: bool) -> tuple[CacheEntry | None, bool]:
+        """``(entry or None, True if a re-hash is needed and rehash was False)``."""
+        entry = self._checked(self.disk, model_id, rehash)
+        if entry is _PENDING:
+            return None, True
         if entry is None and model_id in self._volatile:
             entry = self._volatile[model_id][1]
         if entry is None and self._fallback is not None:
-            entry = self._guarded(lambda: self._fallback_lookup(model_id), None, "lookup",
-                                  self._fallback)
+            entry = self._checked(self._fallback, model_id, rehash)
+            if entry is _PENDING:
+                return None, True
         if entry is None:
             self.memory.pop(model_id)  # a stale memory copy must not outlive the disk entry
-        return entry
+        return entry, False
 
-    def _fallback_lookup(self, model_id: str) -> CacheEntry | None:
-        assert self._fallback is not None
-        return self._fallback.lookup(model_id)
+    def _checked(self, tier: DiskTier, model_id: str, rehash: bool) -> Any:
+        """The tier's entry after its cheap check, re-hashed if its mtimes moved (or
+        ``_PENDING`` when that is needed and not allowed here)."""
+        none: tuple[CacheEntry | None, bool] = (None, False)
+        entry, stale = self._guarded(lambda: tier.check(model_id), none,
+                                     f"lookup of {model_id}", tier)
+        if not stale:
+            return entry
+        if not rehash:
+            return _PENDING
+        try:
+            return self._guarded(lambda: tier.recheck(model_id), None,
+                                 f"re-check of {model_id}", tier)
+        except CacheBusy as e:
+            self._warn("busy-recheck", f"{model_id} could not be re-checked now ({e})")
+            return None
 
     def has(self, model_id: str) -> bool:
-        return model_id in self.memory or self.lookup(model_id) is not None
+        return self.lookup(model_id) is not None
 
     def __contains__(self, model_id: object) -> bool:
         return isinstance(model_id, str) and self.has(model_id)
@@ -294,6 +348,12 @@ class ModelCache:
         if self._fallback is not None:
             total += self._guarded(self._fallback.size, 0, "size", self._fallback)
         return total
+
+    def usage(self) -> DiskUsage:
+        """Where the cache folder's bytes really are on the disk: the models, partials,
+        quarantine, the index and everything else (old versions, orphans), each inode once.
+        Walks the folder: for ``cache size``, not for a hot path."""
+        return self._guarded(self.disk.usage, DiskUsage(0, 0, 0, 0, 0), "usage")
 
     def memory_size(self) -> int:
         return self.memory.bytes
@@ -346,7 +406,11 @@ class ModelCache:
         work = self.partial_dir() / f"unpack-{meta.id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             assert meta.archive is not None
-            members = extract(blob, meta.archive, work)
+            work.parent.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(work.parent).free - SPACE_MARGIN
+            members = extract(blob, meta.archive, work,
+                              limit=unpack_bound(archive.size, meta.unpacked_size), free=free,
+                              declared=meta.unpacked_size is not None)
             if not members:
                 raise IntegrityError(f"the archive of {meta.id} holds no files")
             files = [StagedFile(m.path, m.file, m.sha256, m.size) for m in members]
@@ -403,7 +467,12 @@ class ModelCache:
         """``find`` for an event loop: ``(False, None)`` at once when another thread holds the
         index (it may be waiting out another process's write), ``(True, entry or None)`` else."""
         with self.disk.index.unless_busy() as free:
-            return (True, self.find(meta)) if free else (False, None)
+            if not free:
+                return False, None
+            entry, pending = self._lookup(meta.id, rehash=False)
+            if pending:  # a re-hash is due: not on the event loop
+                return False, None
+            return True, entry if entry is not None and self._matches(entry, meta) else None
 
     def _matches(self, entry: CacheEntry, meta: ModelMetadata) -> bool:
         if meta.archive:
@@ -427,14 +496,26 @@ class ModelCache:
 
     def record_trusted(self, model_id: str, path: str, source: str, sha256: str, size: int
                        ) -> None:
-        """Trust on first use: every later download or import of this file must match."""
-        self.disk.index.set_trusted(model_id, path, source, sha256, size)
+        """Trust on first use: every later download or import of this file must match (the
+        record outlives ``rm``, ``clear`` and an index rebuild; only :meth:`forget_trusted`
+        drops it)."""
+        self.disk.record_trust(model_id, path, source, sha256, size)
+
+    def trusted_hashes(self, model_id: str | None = None) -> list[TrustRecord]:
+        """The first-use sha256 records (of one model, or all)."""
+        none: list[TrustRecord] = []
+        return self._guarded(lambda: self.disk.trust_records(model_id), none, "trust records")
+
+    def forget_trusted(self, model_id: str) -> list[TrustRecord]:
+        """Forget a model's first-use hashes; returns what was forgotten. The cached copy (if
+        any) stays; the next download records what it sees."""
+        return self.disk.forget_trust(model_id)
 
     def partial_dir(self) -> Path:
         """``partials/`` (recreated if someone removed it while we ran)."""
         folder = self.disk.partial_dir
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o755)
         except OSError as e:
             raise disk_error(e, f"creating {folder}", self.directory) from e
         return folder
@@ -446,32 +527,33 @@ class ModelCache:
         """Stage a hard link to a stored blob with these bytes, or None if there is none.
 
         Publishing *moves* a staged file into ``blobs/`` and drops it when the blob exists, so the
-        blob itself must never be staged: a link in ``partials/`` is, and it costs no copy.
+        blob itself must never be staged: a link in ``partials/`` is, and it costs no copy. The
+        link is a partial of this process (``prune`` leaves it alone), and it keeps the bytes
+        even if another process removes the blob before the publish.
         """
-        if not self.disk.has_blob(sha256, size):
-            return None
-        if size is None:
-            size = self.disk.blob_path(sha256).stat().st_size
-        link = self.partial_dir() / f"{sha256}.reuse-{uuid.uuid4().hex[:8]}.part"
         try:
-            os.link(self.disk.blob_path(sha256), link)
-        except FileNotFoundError:
-            return None  # pruned a moment ago: download it
-        except OSError:  # no hard links here: a copy is still cheaper than the network
-            shutil.copyfile(self.disk.blob_path(sha256), link)
+            if not self.disk.has_blob(sha256, size):
+                return None
+            if size is None:  # a catalog without sizes (a Hub file known by its hash)
+                size = self.disk.blob_path(sha256).stat().st_size
+            link = link_for_publish(self.partial_dir(), self.disk.blob_path(sha256), sha256,
+                                    size)
+        except OSError:  # removed by another process's clear or prune a moment ago: download
+            return None
         return StagedFile(path, link, sha256, size)
 
     def discard_staged(self, files: Iterable[StagedFile]) -> None:
         """Drop the reuse links that publishing did not consume (never a download's partial)."""
         for sf in files:
-            if sf.src.parent == self.disk.partial_dir and ".reuse-" in sf.src.name:
-                with contextlib.suppress(FileNotFoundError):
-                    sf.src.unlink()
+            if sf.src.parent == self.disk.partial_dir and is_reuse_link(sf.src):
+                release_link(sf.src)
 
-    def check_space(self, todo: list[tuple[str, int]], *, unpack: bool = False) -> None:
+    def check_space(self, todo: list[tuple[str, int]], *, unpacked: int = 0) -> None:
         """Refuse (``InsufficientStorageError``) a download of ``(partial key, size)`` files that
-        cannot fit, counting the bytes their partials hold already."""
-        if not todo:
+        cannot fit, counting the bytes their partials hold already; ``unpacked``: what an archive
+        will unpack to besides itself (the catalog's ``unpacked_size``, else its own size as a
+        lower bound; the unpacker enforces the real bound member by member)."""
+        if not todo and not unpacked:
             return
         folder = self.partial_dir()
         have = 0
@@ -481,13 +563,13 @@ class ModelCache:
                     have += min(part.stat().st_blocks * 512, size)
         total = sum(size for _, size in todo)
         need = total - have
-        # An archive is unpacked beside itself: count its size once more as a lower bound.
-        extra = total if unpack else 0
         free = shutil.disk_usage(folder).free
-        if need + extra + SPACE_MARGIN > free:
+        if need + unpacked + SPACE_MARGIN > free:
+            also = f" and {unpacked / 2**20:.1f} MiB to unpack" if unpacked else ""
             raise InsufficientStorageError(
                 f"not enough disk space in {self.directory}: {need / 2**20:.1f} MiB still to"
-                f" download, {free / 2**20:.1f} MiB free", needed=need, available=free)
+                f" download{also}, {free / 2**20:.1f} MiB free", needed=need + unpacked,
+                available=free)
 
     def download_lock(self, meta: ModelMetadata, cancel: threading.Event
                       ) -> contextlib.AbstractContextManager[bool]:

@@ -7,6 +7,7 @@ Layout under the cache root::
     models/<id>/<version>/...    the model as users see it: hard links to blobs (copies where
                                  links are impossible)
     manifests/<id>.json          per-model manifest, enough to rebuild the index
+    trusted/<id>.json            first-use sha256 records (kept after ``rm``; see ``forget``)
     partials/                    downloads and imports in progress (see partial.py)
     locks/                       flocks (see locks.py)
     quarantine/                  whatever failed verification, kept for inspection
@@ -45,15 +46,27 @@ from .fsutil import (
     copy_file,
     crash_point,
     disk_error,
+    file_bytes,
     fsync_dir,
     fsync_file,
     is_enospc,
     link_or_copy,
     remove_tree,
+    remove_tree_counted,
     replace_with_link,
+    unlink_counted,
 )
 from .hashing import file_sha256
-from .index import FileRow, Index, ListingRow, dump_manifest, is_busy, is_full, make_manifest
+from .index import (
+    FileRow,
+    Index,
+    ListingRow,
+    TrustRecord,
+    dump_manifest,
+    is_busy,
+    is_full,
+    make_manifest,
+)
 from .locks import Locks
 
 log = logging.getLogger("runanywhere")
@@ -178,6 +191,31 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
+class DiskUsage:
+    """What a cache folder holds on the disk: bytes of files, each inode counted once (a
+    sparse partial by its allocated blocks; see ``fsutil.file_bytes``)."""
+
+    #: The models as the index shows them: their folders, manifests and blobs.
+    models: int
+    #: Downloads and imports in progress or abandoned (``partials/``).
+    partials: int
+    #: Whatever failed verification, kept aside (``quarantine/``).
+    quarantine: int
+    #: ``index.db`` and its journal files (and damaged copies kept aside).
+    index: int
+    #: Everything else: orphan blobs, old version folders, strays, locks, trust records.
+    other: int
+
+    @property
+    def total(self) -> int:
+        return self.models + self.partials + self.quarantine + self.index + self.other
+
+    def to_dict(self) -> dict[str, int]:
+        return {"total": self.total, "models": self.models, "partials": self.partials,
+                "quarantine": self.quarantine, "index": self.index, "other": self.other}
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A model whose files are in place, waiting for its index commit."""
 
@@ -214,12 +252,14 @@ class DiskTier:
         self.manifest_dir = root / "manifests"
         self.partial_dir = root / "partials"
         self.quarantine_dir = root / "quarantine"
+        self.trusted_dir = root / "trusted"
         self.locks = Locks(root / "locks", busy_timeout)
         self._root_s = str(root)
         if not readonly:
             for d in (self.blob_dir, self.model_dir, self.manifest_dir, self.partial_dir,
-                      self.locks.folder, self.quarantine_dir):
-                d.mkdir(parents=True, exist_ok=True)
+                      self.locks.folder, self.quarantine_dir, self.trusted_dir):
+                d.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+                d.mkdir(exist_ok=True, mode=0o755)  # the umask may take more, never add
         self.index = self._open_index()
 
     # -- opening, recovery ------------------------------------------------------------------------
@@ -229,8 +269,11 @@ class DiskTier:
             return Index(path, readonly=True, busy_timeout=self.busy_timeout)
         # One process at a time checks (and maybe rebuilds) the index: a rebuild moves the file.
         with self.locks.index():
+            lost = self._index_lost(path)
+            if lost is not None:
+                return self._rebuild(path, lost)
             try:
-                index = Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
+                index = self._connect(path)
             except sqlite3.OperationalError:
                 raise  # locked, I/O error: not a reason to set the index aside
             except sqlite3.DatabaseError as e:
@@ -245,7 +288,44 @@ class DiskTier:
             if check != "ok":
                 index.close()
                 return self._rebuild(path, sqlite3.DatabaseError(check))
+            self._save_unsaved_trust(index)
             return index
+
+    def _connect(self, path: Path) -> Index:
+        """Open the index, retrying a "database is locked" for up to ``busy_timeout``: two
+        processes creating a new index at once (where ``flock`` is a no-op) can get it at once,
+        without SQLite's busy handler (switching to WAL), and must not degrade for it."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
+            except sqlite3.OperationalError as e:
+                if not is_busy(e) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _index_lost(self, path: Path) -> str | None:
+        """Why the index must be rebuilt before it is opened: it is missing or empty (deleted,
+        truncated to nothing) while the manifests or trust records it was built from are here.
+        An empty SQLite file is a valid empty database: opened as is, every model would vanish."""
+        try:
+            if os.stat(path).st_size > 0:
+                return None
+            why = "empty (0 bytes)"
+        except FileNotFoundError:
+            why = "missing"
+        if any(self.manifest_dir.glob("*.json")) or any(self.trusted_dir.glob("*.json")):
+            return why
+        return None
+
+    def _save_unsaved_trust(self, index: Index) -> None:
+        """Trust records from before ``trusted/`` existed get their file (one query)."""
+        with contextlib.suppress(OSError, sqlite3.Error):
+            for mid in {r.model_id for r in index.trust_records()}:
+                if not (self.trusted_dir / f"{mid}.json").exists():
+                    self._write_trust(index, mid)
 
     def recover(self, why: Exception) -> None:
         """The index turned out corrupt while in use: set it aside and rebuild it."""
@@ -254,12 +334,18 @@ class DiskTier:
                 self.index.close()
             self.index = self._rebuild(self.root / "index.db", why)
 
-    def _rebuild(self, path: Path, why: Exception) -> Index:
+    def _rebuild(self, path: Path, why: Exception | str) -> Index:
+        damaged = not isinstance(why, str)
         aside = path.with_name(f"index.db.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
                                f"-{uuid.uuid4().hex[:4]}")
+        moved = False
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
+                if suffix == "" and not damaged:  # an empty file holds nothing to keep
+                    path.unlink()
+                    continue
                 os.replace(str(path) + suffix, str(aside) + suffix)
+                moved = moved or suffix == ""
         index = Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
         restored: list[str] = []
         skipped: list[str] = []
@@ -268,10 +354,58 @@ class DiskTier:
             problem = self._restore(index, mf, hashed)
             (skipped if problem else restored).append(f"{mf.stem} ({problem})" if problem
                                                       else mf.stem)
-        log.warning("cache index %s was damaged (%s): kept it as %s and rebuilt the index from"
-                    " the blobs and manifests; %d model(s) restored%s", path, why, aside.name,
-                    len(restored), f", not restored: {', '.join(skipped)}" if skipped else "")
+        trusted = self._restore_trust(index)
+        state = (f"was damaged ({why}): kept it as {aside.name}" if damaged and moved
+                 else f"was {why}")
+        log.warning("cache index %s %s; rebuilt the index from the blobs and manifests;"
+                    " %d model(s) restored%s%s", path, state, len(restored),
+                    f", not restored: {', '.join(skipped)}" if skipped else "",
+                    f"; {trusted} first-use hash(es) restored" if trusted else "")
         return index
+
+    def _restore_trust(self, index: Index) -> int:
+        """Put the first-use hashes of ``trusted/`` back into a rebuilt index."""
+        count = 0
+        for tf in sorted(self.trusted_dir.glob("*.json")):
+            try:
+                doc = json.loads(tf.read_text())
+                for r in doc["files"]:
+                    index.set_trusted(doc["id"], r["path"], r["url"], r["sha256"],
+                                      int(r["size"]), float(r["recorded"]))
+                    count += 1
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("cannot read the first-use hashes in %s (%s)", tf, e)
+        return count
+
+    # -- trust on first use ------------------------------------------------------------------------
+    def record_trust(self, model_id: str, path: str, url: str, sha256: str, size: int) -> None:
+        """Record the sha256 first seen for a file without a catalog hash, in the index and in
+        ``trusted/<id>.json`` (so a rebuilt index keeps it)."""
+        self._writable()
+        self.index.set_trusted(model_id, path, url, sha256, size)
+        self._write_trust(self.index, model_id)
+
+    def trust_records(self, model_id: str | None = None) -> list[TrustRecord]:
+        return self.index.trust_records(model_id)
+
+    def forget_trust(self, model_id: str) -> list[TrustRecord]:
+        """Forget a model's first-use hashes (the next download records new ones)."""
+        self._writable()
+        gone = self.index.trust_records(model_id)
+        self.index.delete_trusted(model_id)
+        (self.trusted_dir / f"{model_id}.json").unlink(missing_ok=True)
+        return gone
+
+    def _write_trust(self, index: Index, model_id: str) -> None:
+        records = index.trust_records(model_id)
+        target = self.trusted_dir / f"{model_id}.json"
+        if not records:
+            target.unlink(missing_ok=True)
+            return
+        doc = {"id": model_id, "files": [
+            {k: v for k, v in r.to_dict().items() if k != "id"} for r in records]}
+        atomic_write(target, json.dumps(doc, indent=1, sort_keys=True).encode(),
+                     durable=self.durable)
 
     def _restore(self, index: Index, manifest_file: Path, hashed: dict[str, bool]
                  ) -> str | None:
@@ -322,9 +456,16 @@ class DiskTier:
             return False
         size = st.st_size
         known = self.index.blob(sha256)
-        if known is not None:
-            return known == (size, st.st_mtime_ns)
-        return file_sha256(self.blob_path(sha256)) == sha256
+        if known == (size, st.st_mtime_ns):
+            return True
+        try:  # no row vouches for it (left by a crash), or its mtime moved: the bytes decide
+            good = file_sha256(self.blob_path(sha256)) == sha256
+        except OSError:  # another process's gc removed it between the lstat and the open
+            return False
+        if good and known is not None and not self.readonly:
+            with contextlib.suppress(sqlite3.Error):
+                self.index.refresh_blob_mtime(sha256, st.st_mtime_ns)
+        return good
 
     def store_blob(self, staged: StagedFile) -> Path:
         """Move a verified file into ``blobs/`` (or drop it if the blob is already there)."""
@@ -369,18 +510,45 @@ class DiskTier:
 
     def lookup(self, model_id: str) -> CacheEntry | None:
         """The entry if it is present and intact as far as a cheap ``lstat`` can tell."""
+        entry, stale = self.check(model_id)
+        return None if stale else entry
+
+    def check(self, model_id: str) -> tuple[CacheEntry | None, bool]:
+        """The cheap check: ``(entry, False)`` if every file is there with the recorded size and
+        mtime; ``(entry, True)`` if only an mtime moved (``touch``, a clock jump, a copy that
+        kept the bytes): the bytes must be re-hashed before they are served; ``(None, False)``
+        if the model is not there (no row, a file missing, a link, another size)."""
         found = self.index.row_and_files(model_id)
         if found is None:
-            return None
+            return None, False
         entry = self.entry(found[0])
         base = entry.base
+        stale = False
         for path, size, mtime_ns in found[1]:
             st = _regular(base / path)
-            if st is None or st.st_size != size or (mtime_ns is not None
-                                                     and st.st_mtime_ns != mtime_ns):
-                return None
+            if st is None or st.st_size != size:
+                return None, False
+            stale = stale or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
             entry.checked_inode = (st.st_dev, st.st_ino)
-        return entry
+        return entry, stale
+
+    def recheck(self, model_id: str) -> CacheEntry | None:
+        """Re-hash a model whose mtimes moved: the right bytes are served again (their new
+        mtimes recorded), wrong ones are quarantined (see :meth:`verify`). Holds the model's
+        lock, so a publish of the same model is not mistaken for damage."""
+        if self.readonly:
+            entry, stale = self.check(model_id)
+            if entry is None or not stale:
+                return entry
+            return entry if self._verify_one(entry, fix=False)[0].ok else None
+        with self.locks.model(model_id):
+            entry, stale = self.check(model_id)
+            if entry is None or not stale:
+                return entry
+            log.info("%s: a file's mtime changed; re-hashing its bytes", model_id)
+            self.verify([model_id])
+            entry, stale = self.check(model_id)
+            return None if stale else entry
 
     def entries(self) -> list[CacheEntry]:
         root = self._root_s
@@ -396,6 +564,38 @@ class DiskTier:
 
     def size(self) -> int:
         return self.index.total_size()
+
+    def usage(self) -> DiskUsage:
+        """Walk the folder and say where its bytes are (see :class:`DiskUsage`)."""
+        seen: set[tuple[int, int]] = set()
+
+        def count(paths: list[Path]) -> int:
+            total = 0
+            stack = [str(p) for p in paths]
+            while stack:
+                p = stack.pop()
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += file_bytes(st)
+                if stat.S_ISDIR(st.st_mode):
+                    with contextlib.suppress(OSError):
+                        stack.extend(os.path.join(p, n) for n in os.listdir(p))
+            return total
+
+        entries = self.entries()
+        shown = [e.base for e in entries]
+        shown += [self.manifest_dir / f"{e.model_id}.json" for e in entries]
+        shown += [self.blob_path(sha) for sha in self.index.blob_refs()]
+        models = count(shown)
+        partials = count([self.partial_dir])
+        quarantine = count([self.quarantine_dir])
+        index = count([p for p in self.root.glob("index.db*")])
+        other = count([self.root])
+        return DiskUsage(models, partials, quarantine, index, other)
 
     # -- publishing ------------------------------------------------------------------------------
     def publish(self, model_id: str, version: str, files: list[StagedFile], *,
@@ -422,7 +622,9 @@ class DiskTier:
                 if is_enospc(e):
                     raise disk_error(e, f"publishing {model_id}", self.root) from e
                 raise
-            return self._commit(prepared)
+            entry = self._commit(prepared)
+        self.drop_old_versions(model_id)
+        return entry
 
     def retry_commit(self, p: Prepared) -> CacheEntry:
         """Commit a model whose publish met a locked index (``CacheBusy.pending``)."""
@@ -435,6 +637,44 @@ class DiskTier:
                     raise CacheError(f"{p.doc['id']}: its files changed before the index"
                                      " accepted them")
             return self._commit(p)
+
+    def old_versions(self, model_id: str, current: Path | None) -> list[Path]:
+        """Version folders of a model other than ``current`` (the one its row shows), e.g. left
+        when the catalog moved the model to a new version while it was in use."""
+        folder = self.model_dir / model_id
+        try:
+            children = list(folder.iterdir())
+        except OSError:
+            return []
+        return [c for c in children if c != current
+                and not c.name.startswith((".tmp-", ".old-"))
+                and (current is None or not current.is_relative_to(c))]
+
+    def drop_old_versions(self, model_id: str) -> int:
+        """After a publish: remove the model's other version folders (and the blobs only they
+        used), unless a process holds the model (then ``prune`` removes them later)."""
+        fd = self.locks.try_evict(model_id)
+        if fd is None:
+            return 0
+        freed = 0
+        old: list[Path] = []
+        try:
+            with self.locks.model(model_id):
+                row = self.index.row(model_id)
+                if row is None:
+                    return 0
+                old = self.old_versions(model_id, self.entry(row).base)
+                for folder in old:
+                    freed += remove_tree_counted(folder)
+        except (OSError, CacheError, sqlite3.Error) as e:
+            log.warning("could not remove old versions of %s (%s); prune will", model_id, e)
+            return freed
+        finally:
+            os.close(fd)
+        if old:  # their blobs (linked from the folders, so not counted yet) may be unused now
+            with contextlib.suppress(OSError, CacheError, sqlite3.Error):
+                freed += self.gc_blobs()
+        return freed
 
     def _install(self, model_id: str, version: str, files: list[StagedFile], kind: str,
                  source_sha256: str | None, origin: str, pinned: bool | None) -> Prepared:
@@ -569,21 +809,21 @@ class DiskTier:
                 stack.enter_context(self.locks.model(mid))
             self.index.delete_models(ids)
             crash_point("remove:index")
+            freed = 0
             for mid in ids:
                 (self.manifest_dir / f"{mid}.json").unlink(missing_ok=True)
-                remove_tree(self.model_dir / mid)
+                freed += remove_tree_counted(self.model_dir / mid)
             crash_point("remove:files")
-        return self.gc_blobs()
+        return freed + self.gc_blobs()
 
     def gc_blobs(self) -> int:
-        """Delete blobs no model references any more; returns the bytes freed."""
+        """Delete blobs no model references any more; returns the bytes freed on the disk (a
+        blob still linked from a folder frees nothing until that folder goes too)."""
         freed = 0
         with self.locks.gc():
-            for sha, size in self.index.delete_unreferenced_blobs():
+            for sha, _size in self.index.delete_unreferenced_blobs():
                 crash_point("gc:unlink")
-                with contextlib.suppress(FileNotFoundError):
-                    self.blob_path(sha).unlink()
-                    freed += size
+                freed += unlink_counted(self.blob_path(sha))
         return freed
 
     # -- integrity -------------------------------------------------------------------------------
@@ -679,7 +919,7 @@ class DiskTier:
         if not (path.exists() or path.is_symlink()):
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
         with contextlib.suppress(OSError):
             os.replace(path, self.quarantine_dir / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}")
 
@@ -692,4 +932,5 @@ def _same_file(a: Path, b: Path) -> bool:
     return stat.S_ISREG(sa.st_mode) and (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
 
 
-__all__ = ["CacheEntry", "DiskTier", "Prepared", "StagedFile", "VerifyResult", "dump_manifest"]
+__all__ = ["CacheEntry", "DiskTier", "DiskUsage", "Prepared", "StagedFile", "VerifyResult",
+           "dump_manifest"]

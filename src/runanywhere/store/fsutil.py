@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -139,10 +140,81 @@ def remove_tree(path: Path) -> None:
             path.unlink()
 
 
+def file_bytes(st: os.stat_result) -> int:
+    """The bytes a file holds on the disk, in the unit ``cache size`` uses: its length, or its
+    allocated blocks if fewer (a sparse partial). Folders and links count nothing."""
+    if not stat.S_ISREG(st.st_mode):
+        return 0
+    return min(st.st_size, st.st_blocks * 512)
+
+
+def unlink_counted(path: Path) -> int:
+    """Unlink a file (or link); returns the bytes this freed on the disk: the file's bytes if
+    this was its last name (a blob and a model file are often two names of one inode), else 0."""
+    try:
+        st = os.lstat(path)
+        os.unlink(path)
+    except FileNotFoundError:
+        return 0
+    return file_bytes(st) if st.st_nlink <= 1 else 0
+
+
+def remove_tree_counted(path: Path) -> int:
+    """``remove_tree`` that returns the bytes freed on the disk (see :func:`unlink_counted`).
+    Files that cannot be removed are left (and not counted)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(OSError):
+            return unlink_counted(path)
+        return 0
+    freed = 0
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            with contextlib.suppress(OSError):
+                freed += unlink_counted(Path(root, name))
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(Path(root, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+    return freed
+
+
+def bytes_freed_by(paths: list[Path]) -> int:
+    """What removing all of ``paths`` (files or folders, recursively) would free on the disk:
+    the bytes of every file all of whose names are among them (a prune's plan, made before
+    anything is removed; :func:`unlink_counted` counts the removal itself the same way)."""
+    names: dict[tuple[int, int], list[int]] = {}  # inode -> [names seen, st_nlink, bytes]
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        if p in seen:  # listed twice, or inside a listed folder: one name, counted once
+            return
+        seen.add(p)
+        try:
+            st = os.lstat(p)
+        except OSError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            with contextlib.suppress(OSError):
+                for name in os.listdir(p):
+                    add(os.path.join(p, name))
+            return
+        rec = names.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, file_bytes(st)])
+        rec[0] += 1
+
+    for p in paths:
+        add(os.path.normpath(str(p)))
+    return sum(size for count, nlink, size in names.values() if count >= nlink)
+
+
 def is_writable_dir(path: Path) -> bool:
     """Can we create files in ``path`` (creating it if needed)? Tests real writes, not modes."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o755)  # never world-writable, whatever
         probe = path / f".probe-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()

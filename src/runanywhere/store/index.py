@@ -133,6 +133,22 @@ class FileRow:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class TrustRecord:
+    """The sha256 first seen for a file the catalog gives no hash for (trust on first use)."""
+
+    model_id: str
+    path: str
+    sha256: str
+    size: int
+    url: str
+    recorded: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.model_id, "path": self.path, "sha256": self.sha256,
+                "size": self.size, "url": self.url, "recorded": self.recorded}
+
+
 #: (id, manifest JSON, last_access, hits, pinned): what a CacheEntry is built from.
 ListingRow = tuple[str, str, float, int, int]
 _LISTING = "SELECT id, manifest, last_access, hits, pinned FROM models"
@@ -295,6 +311,13 @@ class Index:
                           (model_id, path))
         return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
+    def trust_records(self, model_id: str | None = None) -> list[TrustRecord]:
+        sql = "SELECT model_id, path, sha256, size, url, recorded FROM trusted"
+        rows = (self.query(sql + " WHERE model_id=? ORDER BY path", (model_id,)) if model_id
+                else self.query(sql + " ORDER BY model_id, path"))
+        return [TrustRecord(str(m), str(p), str(h), int(n), str(u), float(t))
+                for m, p, h, n, u, t in rows]
+
     # -- writes ---------------------------------------------------------------------------------
     def put_model(self, doc: dict[str, Any], *, pinned: bool | None,
                   file_mtimes: dict[str, int], blob_mtimes: dict[str, int]) -> None:
@@ -378,7 +401,19 @@ class Index:
             db.executemany("UPDATE blobs SET mtime_ns=? WHERE sha256=?",
                            [(m, s) for s, m in blob_mtimes.items()])
 
-    def set_trusted(self, model_id: str, path: str, url: str, sha256: str, size: int) -> None:
+    def refresh_blob_mtime(self, sha256: str, mtime_ns: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE blobs SET mtime_ns=? WHERE sha256=?", (mtime_ns, sha256))
+
+    def set_trusted(self, model_id: str, path: str, url: str, sha256: str, size: int,
+                    recorded: float | None = None) -> None:
+        """Record a first-use hash; the first record of a file wins (later ones are ignored)."""
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO trusted(model_id, path, url, sha256, size, recorded)"
-                       " VALUES (?,?,?,?,?,?)", (model_id, path, url, sha256, size, time.time()))
+                       " VALUES (?,?,?,?,?,?)",
+                       (model_id, path, url, sha256, size,
+                        time.time() if recorded is None else recorded))
+
+    def delete_trusted(self, model_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM trusted WHERE model_id=?", (model_id,))

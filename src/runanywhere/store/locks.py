@@ -141,7 +141,7 @@ class Locks:
                  done: Callable[[], bool]) -> Iterator[bool]:
         """Hold the model's download lock (yields True), or yield False as soon as ``done()``
         says another process finished the download while we waited."""
-        self.folder.mkdir(parents=True, exist_ok=True)  # someone may have removed it
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o755)  # someone may have removed it
         fd = os.open(self._path(f"download-{model_id}"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             yield _acquire(fd, shared=False, timeout=None, what=f"the download of {model_id}",

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import socket
 import struct
 import time
@@ -225,18 +226,64 @@ def adopt(folder: Path, key: str, expected: PartialMeta, owner: str,
     return mine
 
 
-def is_abandoned(path: Path, older_than: float) -> bool:
-    """Is this file in ``partials/`` left by a writer that is gone, and idle long enough?"""
+#: Partials named ``reuse-<sha256>.<owner>.part`` are hard links to stored blobs, staged for a
+#: publish (no download needed): this process's, so ``prune`` leaves them alone while it lives.
+REUSE_PREFIX = "reuse-"
+
+
+def link_for_publish(folder: Path, blob: Path, sha256: str, size: int) -> Path:
+    """Stage a hard link to ``blob`` (a copy where links are impossible) as a partial of this
+    process, so a concurrent ``prune`` sees a live writer; ``OSError`` if the blob went away."""
+    part = Partial(folder, f"{REUSE_PREFIX}{sha256}", new_owner())
+    part.meta = PartialMeta(url=f"blob:{sha256}", size=size, sha256=sha256,
+                            host=socket.gethostname(), pid=os.getpid())
+    _ACTIVE.add(part.owner)
+    try:
+        part.save_meta()
+        try:
+            os.link(blob, part.data_path)
+        except FileNotFoundError:
+            raise
+        except OSError:  # no hard links here: a copy is still cheaper than the network
+            shutil.copyfile(blob, part.data_path)
+    except BaseException:
+        release_link(part.data_path)
+        raise
+    return part.data_path
+
+
+def is_reuse_link(path: Path) -> bool:
+    return path.name.startswith(REUSE_PREFIX) and path.name.endswith(".part")
+
+
+def release_link(path: Path) -> None:
+    """Drop a staged reuse link (unless publishing consumed it) and its sidecar."""
+    stem = path.name[: -len(".part")]
+    owner = stem.partition(".")[2]
+    for p in (path, path.with_name(stem + ".json")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    _ACTIVE.discard(owner)
+
+
+def partial_group(path: Path) -> tuple[str, str]:
+    """``(key, owner)`` of a file in ``partials/`` (``("", "")`` if it is not a partial's)."""
     name = path.name
     for suffix in (".part", ".json", ".log", ".tmp"):
         if name.endswith(suffix):
             stem = name[: -len(suffix)]
             break
     else:
-        return False
+        return "", ""
     if suffix == ".tmp":
         stem = stem[: -len(".json")] if stem.endswith(".json") else stem
     key, _, owner = stem.partition(".")
+    return (key, owner) if owner else ("", "")
+
+
+def is_abandoned(path: Path, older_than: float) -> bool:
+    """Is this file in ``partials/`` left by a writer that is gone, and idle long enough?"""
+    key, owner = partial_group(path)
     if not owner:
         return False
     folder = path.parent

@@ -225,21 +225,26 @@ class Client:
             on_socket: SocketHook | None = None) -> Response:
         """GET ``url``, following at most 10 http(s) redirects; the body is left unread.
 
-        The bearer token goes only to its origins (scheme, host and port), so never to a CDN a
-        redirect leads to, nor over a downgrade to http. ``on_socket`` receives the socket of
-        each request (new or reused) before it is sent, so another thread can break a request
-        that hangs.
+        The bearer token goes only to its origins (scheme, host and port), and only while the
+        redirects stay on the first request's origin: once a redirect leaves it (a CDN), the
+        token stays behind for good, as requests does. A redirect from https to http of a request
+        that carried the token is refused. ``on_socket`` receives the socket of each request
+        (new or reused) before it is sent, so another thread can break a request that hangs.
         """
         seen: set[str] = set()
+        first = origin_of(url)
+        token = self.token if first in self.token_origins else None
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise DownloadError(f"refusing to fetch {url!r}: only http and https URLs are"
                                     " followed", url=url)
             seen.add(url)
+            if origin_of(url) != first:
+                token = None
             hdrs = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
-            if self.token and origin_of(url) in self.token_origins:
-                hdrs["Authorization"] = f"Bearer {self.token}"
+            if token:
+                hdrs["Authorization"] = f"Bearer {token}"
             resp = self._send(url, hdrs, on_socket)
             if resp.status not in REDIRECT_CODES:
                 return resp
@@ -249,6 +254,10 @@ class Client:
                 raise DownloadError(f"redirect without Location from {url}", url=url,
                                     status=resp.status)
             nxt = urljoin(url, location)
+            if token and parts.scheme == "https" and urlsplit(nxt).scheme != "https":
+                raise DownloadError(f"refusing a redirect from https to {urlsplit(nxt).scheme}"
+                                    f" at {url}: the request carried a token", url=url,
+                                    status=resp.status)
             if nxt in seen:
                 raise DownloadError(f"redirect loop at {url}", url=url, status=resp.status)
             url = nxt

@@ -33,6 +33,7 @@ from ..progress import HEARTBEAT, DownloadProgress, ProgressCallback, ProgressTr
 from ..settings import Settings
 from ..shared import SharedTier, shared_tier_from_settings
 from ..store import ModelCache
+from ..store.fsutil import disk_error
 from .fetch import FetchConfig
 from .hub import hub_token, token_origins
 from .pipeline import Pull, pull_model
@@ -100,6 +101,19 @@ def deliver(listener: _Listener, p: DownloadProgress) -> bool:
     except RuntimeError:  # the caller's loop is closed: nobody is listening there any more
         return False
     return True
+
+
+def typed(e: BaseException, model_id: str, home: Path) -> ModelError:
+    """The error a caller of the loader sees: always a ``ModelError`` (the API promises a
+    ``Result``); anything else that escaped the pull is wrapped, its cause kept."""
+    if isinstance(e, ModelError):
+        return e
+    if isinstance(e, OSError):
+        wrapped: ModelError = disk_error(e, f"pulling {model_id}", home)
+    else:
+        wrapped = ModelError(f"pulling {model_id} failed unexpectedly: {type(e).__name__}: {e}")
+    wrapped.__cause__ = e
+    return wrapped
 
 
 def merge_config(base: FetchConfig | None, **seed: Any) -> FetchConfig:
@@ -322,7 +336,7 @@ class ModelLoader:
             try:
                 outcome = pull_model(pull, job.meta, tracker, job.cancel)
             except BaseException as e:
-                outcome = e if isinstance(e, Exception) else ModelError(str(e))
+                outcome = typed(e, job.meta.id, self.cache.directory)
                 if isinstance(outcome, DownloadCancelledError):
                     tracker.set_stage(Stage.CANCELLED, f"cancelled: {outcome}", outcome)
                 else:

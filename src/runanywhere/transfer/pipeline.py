@@ -16,7 +16,7 @@ Order (each step is where a crash may stop; the store's publish order keeps the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,23 +75,30 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
 def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
                        cancel: threading.Event) -> Path:
     cache = pull.cache
-    partials = cache.partial_dir()
     todo: list[tuple[ModelFile, str | None]] = []
     staged: dict[str, StagedFile] = {}
-    for f in meta.files:
-        expected = cache.expected_sha256(meta.id, f)
-        # Same bytes already stored (another model, or a crash before the index commit)?
-        reused = cache.stage_stored_blob(f.path, expected, f.size) if expected else None
-        if reused is not None:
-            staged[f.path] = reused
-            tracker.add_resumed(f.expected_size)
-        else:
-            todo.append((f, expected))
-    cache.check_space([(partial_key(f.url, f.expected_size, e), f.expected_size)
-                       for f, e in todo], unpack=meta.archive is not None)
-    tracker.set_stage(Stage.DOWNLOADING, f"downloading {meta.id}")
     fetched: dict[str, FetchedFile] = {}
+    claimed: set[tuple[str, str]] = set()
     try:
+        partials = cache.partial_dir()
+        hashes = {f.path: cache.expected_sha256(meta.id, f) for f in meta.files}
+        # Another model of this process may be downloading the same bytes: wait for it.
+        claimed = FLIGHTS.claim({(str(cache.directory), h) for h in hashes.values() if h},
+                                cancel, lambda: tracker.set_stage(
+                                    Stage.QUEUED, "waiting for the same bytes of another model"))
+        for f in meta.files:
+            expected = hashes[f.path]
+            # Same bytes already stored (another model, or a crash before the index commit)?
+            reused = cache.stage_stored_blob(f.path, expected, f.size) if expected else None
+            if reused is not None:
+                staged[f.path] = reused
+                tracker.add_resumed(f.expected_size)
+            else:
+                todo.append((f, expected))
+        unpacked = (meta.unpacked_size or meta.size) if meta.archive else 0
+        cache.check_space([(partial_key(f.url, f.expected_size, e), f.expected_size)
+                           for f, e in todo], unpacked=unpacked)
+        tracker.set_stage(Stage.DOWNLOADING, f"downloading {meta.id}")
         if todo:
             fetches = {f.path: FileFetch([download_url(u, pull.settings) for u in f.urls],
                                          f.size, expected, partial_dir=partials,
@@ -117,6 +124,46 @@ def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker
         for got in fetched.values():
             got.release()
         cache.discard_staged(staged.values())
+        FLIGHTS.release(claimed)  # published (or failed): the waiters look for the blob now
+
+
+class Flights:
+    """Blobs (cache folder, sha256) the pulls of this process are fetching right now.
+
+    Two models with identical bytes in one command would otherwise both download them (and
+    store them once). A pull claims all of its blobs or none: if any is in flight it claims
+    nothing and waits, then stages the blob the other pull published (or, if that one failed,
+    claims and downloads it itself). A waiter holds no claim, so no two pulls wait on each other.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: dict[tuple[str, str], threading.Event] = {}
+
+    def claim(self, keys: set[tuple[str, str]], cancel: threading.Event,
+              on_wait: Callable[[], object] | None = None) -> set[tuple[str, str]]:
+        while True:
+            with self._lock:
+                waits = [self._busy[k] for k in keys if k in self._busy]
+                if not waits:
+                    self._busy.update((k, threading.Event()) for k in keys)
+                    return keys
+            if on_wait is not None:
+                on_wait()
+            for ev in waits:
+                while not ev.wait(0.25):
+                    if cancel.is_set():
+                        raise DownloadCancelledError("cancelled while waiting for another"
+                                                     " download of the same bytes")
+
+    def release(self, keys: set[tuple[str, str]]) -> None:
+        with self._lock:
+            events = [self._busy.pop(k) for k in keys if k in self._busy]
+        for ev in events:
+            ev.set()
+
+
+FLIGHTS = Flights()
 
 
 def _run_all(fetches: dict[str, FileFetch], shared: SharedTier | None, width: int,
