@@ -231,6 +231,29 @@ def test_hf_by_commit_is_pinned_and_a_moved_branch_is_not_followed(
     assert not [q for q in hf_env.requests if "/revision/" in q.path and first in q.path]
 
 
+def test_fetching_a_moved_branch_again_gives_its_new_bytes(hf_env: HubServer,
+                                                           home: Path) -> None:
+    """A small file (known by its git blob id, no sha256) changes on main: fetching the same
+    reference again must give the new bytes, whatever their size, never the cached old ones,
+    and a later pull after ``clear`` must not be held to the old first-use hash."""
+    hf_env.add_repo("acme/cfg", {"config.json": b'{"layers": 1}'})
+    assert asyncio.run(ModelRegistry(home=home, include_builtin=False).fetch(
+        "hf://acme/cfg/config.json")).unwrap().read_bytes() == b'{"layers": 1}'
+    for content in (b'{"layers": 2}', b'{"layers": 333}'):  # the same size, then another
+        commit = hf_env.add_repo("acme/cfg", {"config.json": content})
+        reg = ModelRegistry(home=home, include_builtin=False)
+        got = asyncio.run(reg.fetch("hf://acme/cfg/config.json")).unwrap()
+        assert got.read_bytes() == content
+        assert reg.require_model("cfg-config.json").version == commit[:12]
+        (record,) = reg.cache.trusted_hashes("cfg-config.json")
+        assert record.sha256 == sha(content) and commit in record.url
+    asyncio.run(reg.clear_cache(None))
+    again = asyncio.run(ModelRegistry(home=home, include_builtin=False).download_model(
+        "cfg-config.json"))
+    assert again.unwrap().read_bytes() == b'{"layers": 333}'
+    assert check_cache(home) == ["cfg-config.json"]
+
+
 def test_hf_private_repo_with_the_login_token_file(hf_env: HubServer, home: Path,
                                                     tmp_path: Path) -> None:
     refused = cli("pull", "hf://acme/secret/weights.bin", home=home)

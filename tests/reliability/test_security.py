@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
+from runanywhere.catalog import ModelFile
 from runanywhere.cli.main import main
 from runanywhere.errors import CacheError
 from runanywhere.store import ModelCache, StagedFile
@@ -275,7 +276,8 @@ def test_doctor_reports_each_kind_of_trouble(home: Path, cached: str, write_cata
     with ModelCache(directory=home, durable=False) as cache:
         bad = publish(cache, "rotten", os.urandom(4000))
         publish(cache, "touched", os.urandom(3000))
-        cache.record_trusted("tofu", "tofu.bin", "http://127.0.0.1:9/tofu.bin", "ab" * 32, 10)
+        url = "http://127.0.0.1:9/tofu.bin"
+        cache.record_trusted("tofu", ModelFile("tofu.bin", url, 10), url, "ab" * 32, 10)
     blob = home / "blobs" / "sha256" / bad
     os.chmod(blob, 0o644)
     with open(blob, "r+b") as f:

@@ -478,28 +478,45 @@ class ModelCache:
         if meta.archive:
             want = self.expected_sha256(meta.id, meta.files[0])
             return want is not None and entry.sha256 == want
-        have = {f.path: f.sha256 for f in entry.files}
+        have = {f.path: f for f in entry.files}
         if set(have) != {f.path for f in meta.files}:
             return False
         for f in meta.files:
+            if f.size is not None and have[f.path].size != f.size:
+                return False
             want = self.expected_sha256(meta.id, f)
-            if want is not None and have[f.path] != want:
+            if want is None and f.git_sha1:
+                return False  # no sha256 vouches for these bytes: fetch (and check) them
+            if want is not None and have[f.path].sha256 != want:
                 return False
         return True
 
     def expected_sha256(self, model_id: str, f: ModelFile) -> str | None:
-        """The catalog's hash of a file, else the one recorded at its first verified download."""
+        """The catalog's hash of a file, else the one recorded at its first verified download.
+
+        A file the catalog knows by its git blob id (a small file of the Hub) changes with the
+        commit its URL names: its record counts only for the URL it was recorded from, so a
+        moved branch is fetched and checked against the new blob id, never served old bytes.
+        """
         if f.sha256:
             return f.sha256
         t = self._guarded(lambda: self.disk.index.trusted(model_id, f.path), None, "lookup")
-        return t[0] if t and f.size in (None, t[1]) else None
+        if t is None or f.size not in (None, t[1]):
+            return None
+        if f.git_sha1 and t[2] != f.url:
+            return None
+        return t[0]
 
-    def record_trusted(self, model_id: str, path: str, source: str, sha256: str, size: int
-                       ) -> None:
+    def record_trusted(self, model_id: str, f: ModelFile, source: str, sha256: str,
+                       size: int) -> None:
         """Trust on first use: every later download or import of this file must match (the
         record outlives ``rm``, ``clear`` and an index rebuild; only :meth:`forget_trusted`
-        drops it)."""
-        self.disk.record_trust(model_id, path, source, sha256, size)
+        drops it). A file with a git blob id was checked against it: its record is replaced
+        when its URL (the commit) changes, and names that URL whatever ``source`` was."""
+        if f.git_sha1:
+            self.disk.record_trust(model_id, f.path, f.url, sha256, size, replace=True)
+        else:
+            self.disk.record_trust(model_id, f.path, source, sha256, size)
 
     def trusted_hashes(self, model_id: str | None = None) -> list[TrustRecord]:
         """The first-use sha256 records (of one model, or all)."""

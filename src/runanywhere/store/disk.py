@@ -378,11 +378,12 @@ class DiskTier:
         return count
 
     # -- trust on first use ------------------------------------------------------------------------
-    def record_trust(self, model_id: str, path: str, url: str, sha256: str, size: int) -> None:
+    def record_trust(self, model_id: str, path: str, url: str, sha256: str, size: int, *,
+                     replace: bool = False) -> None:
         """Record the sha256 first seen for a file without a catalog hash, in the index and in
         ``trusted/<id>.json`` (so a rebuilt index keeps it)."""
         self._writable()
-        self.index.set_trusted(model_id, path, url, sha256, size)
+        self.index.set_trusted(model_id, path, url, sha256, size, replace=replace)
         self._write_trust(self.index, model_id)
 
     def trust_records(self, model_id: str | None = None) -> list[TrustRecord]:

@@ -306,10 +306,11 @@ class Index:
                           " (SELECT sha256 FROM model_files)")
         return int(rows[0][0])
 
-    def trusted(self, model_id: str, path: str) -> tuple[str, int] | None:
-        rows = self.query("SELECT sha256, size FROM trusted WHERE model_id=? AND path=?",
+    def trusted(self, model_id: str, path: str) -> tuple[str, int, str] | None:
+        """``(sha256, size, url it was recorded from)`` of a file's first-use record."""
+        rows = self.query("SELECT sha256, size, url FROM trusted WHERE model_id=? AND path=?",
                           (model_id, path))
-        return (str(rows[0][0]), int(rows[0][1])) if rows else None
+        return (str(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
 
     def trust_records(self, model_id: str | None = None) -> list[TrustRecord]:
         sql = "SELECT model_id, path, sha256, size, url, recorded FROM trusted"
@@ -406,10 +407,12 @@ class Index:
             db.execute("UPDATE blobs SET mtime_ns=? WHERE sha256=?", (mtime_ns, sha256))
 
     def set_trusted(self, model_id: str, path: str, url: str, sha256: str, size: int,
-                    recorded: float | None = None) -> None:
-        """Record a first-use hash; the first record of a file wins (later ones are ignored)."""
+                    recorded: float | None = None, *, replace: bool = False) -> None:
+        """Record a first-use hash; the first record of a file wins (later ones are ignored)
+        unless ``replace`` (a file whose identity the Hub vouches for: see ModelCache)."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO trusted(model_id, path, url, sha256, size, recorded)"
+            db.execute(f"{verb} INTO trusted(model_id, path, url, sha256, size, recorded)"
                        " VALUES (?,?,?,?,?,?)",
                        (model_id, path, url, sha256, size,
                         time.time() if recorded is None else recorded))

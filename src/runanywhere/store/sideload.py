@@ -82,5 +82,5 @@ def _stage(cache: ModelCache, meta: ModelMetadata, f: ModelFile, src: Path,
         raise IntegrityError(f"{src}: sha256 {digest} does not match the expected {want}",
                              expected=want, actual=digest)
     if want is None:  # trust on first use: every later download or import must match
-        cache.record_trusted(meta.id, f.path, f"file://{src}", digest, actual_size)
+        cache.record_trusted(meta.id, f, f"file://{src}", digest, actual_size)
     return StagedFile(f.path, part.data_path, digest, actual_size)

@@ -110,7 +110,7 @@ def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker
         for f, expected in todo:
             got = fetched[f.path]
             if expected is None:  # trust on first use (or the Hub's git blob id, checked):
-                cache.record_trusted(meta.id, f.path, f.url, got.sha256, got.size)  # from now on
+                cache.record_trusted(meta.id, f, f.url, got.sha256, got.size)  # from now on
             staged[f.path] = StagedFile(f.path, got.path, got.sha256, got.size)
         crash_point("download:verified")  # verified and flushed, nothing published yet
         return _publish(pull, meta, [staged[f.path] for f in meta.files], tracker)
