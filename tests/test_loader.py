@@ -24,12 +24,13 @@ import pytest
 
 from conftest import model_entry
 from harness.nginx import Nginx
-from runanywhere import ModelRegistry
+from runanywhere import ModelRegistry, Result
 from runanywhere.errors import (
     CacheError,
     DownloadCancelledError,
     InsufficientStorageError,
     IntegrityError,
+    ModelError,
     OfflineError,
 )
 from runanywhere.progress import ProgressTracker, Stage
@@ -246,6 +247,32 @@ def test_cancel_active_download_keeps_the_partial_and_a_later_load_resumes(
     assert seen[-1].resumed_bytes == kept
     assert nginx.bytes_served(uri=f"/{name}") <= size - kept + 8 * MiB // 4
     check_cache(home)
+
+
+def test_download_again_right_after_cancel_starts_anew(
+        nginx: Nginx, payload: Callable[[str, int], tuple[str, str, int]],
+        write_catalog: Catalog, home: Path) -> None:
+    """An app's "cancel" then "download" buttons: the second request must not join the
+    cancelled job that is still winding down, and it resumes from the kept partial."""
+    name, sha, size = payload("cancel-again.bin", 8 * MiB)
+    slow = write_catalog([model_entry("cancel-again", f"{nginx.url}/slow/{name}", size, sha)])
+    reg = make_registry(home, slow, timeout=30.0, chunk_size=256 * 1024,
+                        fetch_config=fast_config(split_threshold=2**40, stall_window=30.0))
+
+    async def scenario() -> tuple[Result[Path, ModelError], Result[Path, ModelError]]:
+        moving = asyncio.Event()
+        first = asyncio.create_task(reg.download_model(
+            "cancel-again", on_detail=lambda p: p.bytes_loaded >= MiB and moving.set()))
+        await asyncio.wait_for(moving.wait(), 30)
+        assert reg.loader.cancel_download("cancel-again")
+        second = await reg.download_model("cancel-again")
+        return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first.error, DownloadCancelledError)
+    assert second.success, second.error
+    assert hashlib.sha256(second.unwrap().read_bytes()).hexdigest() == sha
+    assert check_cache(home, {"cancel-again": {"cancel-again.bin": sha}}) == ["cancel-again"]
 
 
 def test_cancel_breaks_a_request_waiting_for_headers(server: FaultServer, write_catalog: Catalog,

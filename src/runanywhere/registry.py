@@ -72,6 +72,10 @@ class ModelRegistry:
         self.settings = s
         self.catalog = Catalog.from_settings(s, include_builtin=include_builtin,
                                              fetch=lambda url: _fetch_catalog(url, s))
+        if loader_options.get("fetch_config") is not None:
+            from .transfer.loader import check_durable
+
+            check_durable(loader_options["fetch_config"], s)  # now, not at the first download
         self._loader_options = loader_options
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None

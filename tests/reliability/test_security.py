@@ -15,6 +15,7 @@ with ``check_cache``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -27,10 +28,13 @@ from typing import Any
 import pytest
 
 from conftest import model_entry
+from runanywhere import ModelRegistry
 from runanywhere.catalog import ModelFile
 from runanywhere.cli.main import main
 from runanywhere.errors import CacheError
 from runanywhere.store import ModelCache, StagedFile
+from runanywhere.transfer import FetchConfig
+from runanywhere.transfer.http import origin_of
 from support.invariants import check_cache
 from support.tls import HeaderServer, servers
 
@@ -191,6 +195,25 @@ def test_a_redirect_from_https_to_http_is_refused_with_a_token(hub: Any, write_c
     assert r.returncode == 0, r.stderr
     assert set(plain.tokens()) == {None}
     assert check_cache(home) == ["gated"]
+
+
+def test_a_token_given_in_python_goes_with_its_own_origins_only(
+        hub: Any, write_catalog: Catalog, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller's own token and origins travel as a pair: ``HF_TOKEN`` in the environment
+    must not be sent to the host the caller named for its own token."""
+    _tls, plain, env = hub
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    monkeypatch.setenv("HF_ENDPOINT", env["HF_ENDPOINT"])
+    data = os.urandom(20_000)
+    plain.files["/corp.bin"] = data
+    cat = _model(write_catalog, plain.url("/corp.bin"), data, "corp")
+    config = FetchConfig(token="corp-token", token_origins=(origin_of(plain.url("/")),))
+    reg = ModelRegistry(home=home, catalogs=[cat], include_builtin=False, fetch_config=config)
+    assert asyncio.run(reg.download_model("corp")).success
+    assert set(plain.tokens("/corp.bin")) == {"Bearer corp-token"}
+    with pytest.raises(ValueError, match="RUNANYWHERE_DURABLE"):
+        ModelRegistry(home=home, catalogs=[cat], fetch_config=FetchConfig(durable=False))
+    assert check_cache(home) == ["corp"]
 
 
 OPEN_URL = """

@@ -80,6 +80,11 @@ class _Job:
     last: DownloadProgress | None = None
 
 
+def _joinable(job: _Job) -> bool:
+    """A job a new request may wait on: not finished and not cancelled."""
+    return not job.future.done() and not job.cancel.is_set()
+
+
 def deliver(listener: _Listener, p: DownloadProgress) -> bool:
     """Call a progress callback on its own loop (or here); False once its loop is gone.
 
@@ -116,6 +121,24 @@ def typed(e: BaseException, model_id: str, home: Path) -> ModelError:
     return wrapped
 
 
+def check_durable(config: FetchConfig | None, s: Settings) -> None:
+    """Refuse ``FetchConfig(durable=False)`` under durable settings: the cache decides
+    durability for every write, and a request to skip fsync must not be silently dropped."""
+    if config is not None and not config.durable and s.durable:
+        raise ValueError("durability is a setting of the cache, not of one fetch: use"
+                         " Settings(durable=False) or RUNANYWHERE_DURABLE=0")
+
+
+def credentials(config: FetchConfig, s: Settings) -> dict[str, Any]:
+    """The token and where it may go, always as a pair: the caller's own (with its origins,
+    else the Hub's), or the Hub's from the environment with the Hub's origins. Mixing them
+    would send ``HF_TOKEN`` to a host the caller named for its own token."""
+    if config.token:
+        return {"token": config.token,
+                "token_origins": config.token_origins or token_origins(s)}
+    return {"token": hub_token(s), "token_origins": token_origins(s)}
+
+
 def merge_config(base: FetchConfig | None, **seed: Any) -> FetchConfig:
     """The one configuration of a loader: ``base`` (or the defaults) with the seed's keyword
     arguments applied. A keyword that contradicts ``base`` is an error, never silently lost."""
@@ -149,8 +172,8 @@ class ModelLoader:
         config = merge_config(fetch_config, chunk_size=chunk_size,
                               retry_attempts=retry_attempts, retry_delay=retry_delay,
                               timeout=timeout)
-        self.config = replace(config, durable=s.durable, token=hub_token(s) or config.token,
-                              token_origins=config.token_origins or token_origins(s))
+        check_durable(fetch_config, s)
+        self.config = replace(config, durable=s.durable, **credentials(config, s))
         self.concurrency = concurrency
         self.shared: SharedTier | None = shared_tier_from_settings(s)
         self.files_in_parallel = files_in_parallel
@@ -168,7 +191,7 @@ class ModelLoader:
         loop = asyncio.get_running_loop()
         with self._lock:
             job = self._jobs.get(meta.id)
-            running = job is not None and not job.future.done()
+            running = job is not None and _joinable(job)
         if not running:
             # A cache hit needs no queue slot and no worker thread: one index read and a stat,
             # well under a millisecond. Only when the index is free, though: a thread holding it
@@ -186,15 +209,19 @@ class ModelLoader:
 
     def _submit(self, meta: ModelMetadata, on_progress: ProgressCallback | None = None,
                loop: asyncio.AbstractEventLoop | None = None) -> _Job:
-        """Queue a download of ``meta`` (or join the one under way)."""
+        """Queue a download of ``meta`` (or join the one under way); the caller counts as one
+        of its waiters from here (see ``_wait``)."""
         with self._lock:
             job = self._jobs.get(meta.id)
-            fresh = job is None or job.future.done()
+            fresh = job is None or not _joinable(job)
             if fresh:
+                # A cancelled job still winding down is not joined: "cancel, then download
+                # again" starts anew (the download lock queues it behind the old thread).
                 job = _Job(meta)
                 self._jobs[meta.id] = job
                 self._queue.append(job)
             assert job is not None
+            job.waiters += 1  # under the lock: a waiter leaving now cannot cancel it for us
             if on_progress is not None:
                 job.listeners.append(_Listener(on_progress, loop))
         if fresh:
@@ -220,8 +247,6 @@ class ModelLoader:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
                 loop.call_soon_threadsafe(copy)
 
-        with self._lock:
-            job.waiters += 1
         job.future.add_done_callback(settle)
         try:
             return await waiter
