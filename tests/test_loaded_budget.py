@@ -11,6 +11,9 @@ import dataclasses
 import gc
 import hashlib
 import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +128,41 @@ def test_a_model_with_several_sessions_costs_once() -> None:
     loaded.add(("vad", "onnx", ""), object(), 2 * MiB)  # no room: whisper goes, both sessions
     assert [m.model_id for m in loaded.listing()] == ["vad"]
     assert released == ["whisper", "whisper"]  # one cache hold per session, each given back
+
+
+def test_a_load_cancelled_while_taking_its_hold_leaves_no_hold(home: Path) -> None:
+    """The hold is taken in a worker thread; a caller cancelled meanwhile must not leave it
+    behind when it lands, or the model could never be evicted in this process's lifetime."""
+    reg = registry(home, 1, memory=MiB, budget=8 * MiB)
+    cache = reg.cache
+    evicting = cache.disk.locks.try_evict("vad-0")  # as if another process were evicting it
+    assert evicting is not None
+    asked = threading.Event()
+
+    class Watched(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            called = (fn, *args, *getattr(fn, "args", ()))  # to_thread wraps it in a partial
+            if any(getattr(f, "__name__", "") == "hold" for f in called):
+                asked.set()
+            return super().submit(fn, *args, **kwargs)
+
+    async def scenario() -> None:
+        pool = Watched(max_workers=2)
+        asyncio.get_running_loop().set_default_executor(pool)
+        task = asyncio.create_task(reg.load_model("vad-0", "onnx"))
+        while not asked.is_set():  # the hold is on its way, and waits for the "eviction"
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        os.close(evicting)  # the eviction ends: the hold lands in its thread
+        await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+        pool.shutdown(wait=True)
+        for _ in range(100):  # the undo runs on this loop once the hold's future is done
+            if not cache.held("vad-0"):
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(scenario())
+    assert not cache.held("vad-0")
+    assert reg.loaded_models() == []

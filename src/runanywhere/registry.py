@@ -50,6 +50,21 @@ def _fetch_catalog(url: str, settings: Settings) -> Path:
     return fetch_catalog(url, settings)
 
 
+async def _hold(cache: ModelCache, model_id: str) -> None:
+    """``cache.hold`` off the event loop. If the caller is cancelled meanwhile, the hold the
+    thread still takes is released when it lands, or the model could never be evicted."""
+    taking = asyncio.get_running_loop().run_in_executor(None, cache.hold, model_id)
+    try:
+        await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        def undo(f: asyncio.Future[None]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                cache.release(model_id)
+
+        taking.add_done_callback(undo)
+        raise
+
+
 def _session_key(model_id: str, runtime: str | None, options: Mapping[str, Any]) -> SessionKey:
     return model_id, runtime or "", repr(sorted(options.items()))
 
@@ -147,6 +162,16 @@ class ModelRegistry:
                                            resolve=self.require_model, **self._loader_options)
             return self._loader
 
+    # Opening the cache may wait out another process's lock or rebuild the index: never on
+    # the event loop.
+    async def _open_cache(self) -> ModelCache:
+        return self._cache if self._cache is not None else await asyncio.to_thread(
+            lambda: self.cache)
+
+    async def _open_loader(self) -> ModelLoader:
+        return self._loader if self._loader is not None else await asyncio.to_thread(
+            lambda: self.loader)
+
     # -- the design note's API ---------------------------------------------------------------------
     async def download_model(self, model_id: str, on_progress: SimpleProgress | None = None,
                              *, on_detail: Callable[[DownloadProgress], None] | None = None
@@ -159,7 +184,8 @@ class ModelRegistry:
         same model; its partial bytes stay for a resume."""
         try:
             meta = self.require_model(model_id)
-            path = await self.loader.load_model(meta, _progress_callback(on_progress, on_detail))
+            loader = await self._open_loader()
+            path = await loader.load_model(meta, _progress_callback(on_progress, on_detail))
             return Result.ok(path)
         except ModelError as e:
             return Result.err(e)
@@ -189,10 +215,10 @@ class ModelRegistry:
 
             meta = self.require_model(model_id)
             rt = get_runtime(runtime or default_runtime_for(meta.format))
-            cache = self.cache
+            cache = await self._open_cache()
             # Hold first (no process may evict it from now on), then find or download it: a
             # hold taken after the lookup could arrive just after another process evicted it.
-            await asyncio.to_thread(cache.hold, model_id)
+            await _hold(cache, model_id)
             try:
                 path = (await self.download_model(model_id, on_progress)).unwrap()
                 session = await asyncio.to_thread(rt.load, path, meta, **options)
@@ -237,19 +263,19 @@ class ModelRegistry:
             self._cache.release(model_id)
 
     async def get_cached_models(self) -> list[CacheEntry]:
-        return await asyncio.to_thread(self.cache.entries)
+        return await asyncio.to_thread(lambda: self.cache.entries())
 
     async def get_cache_size(self) -> int:
-        return await asyncio.to_thread(self.cache.size)
+        return await asyncio.to_thread(lambda: self.cache.size())
 
     async def clear_cache(self, model_id: str | None = None) -> int:
         """Remove one model (or all) from the cache; returns the bytes freed."""
         if model_id is None:
             for mid in self._loaded.models():
                 self.unload_model(mid)
-            return await asyncio.to_thread(self.cache.clear)
+            return await asyncio.to_thread(lambda: self.cache.clear())
         self.unload_model(model_id)
-        return await asyncio.to_thread(self.cache.delete, model_id)
+        return await asyncio.to_thread(lambda: self.cache.delete(model_id))
 
     # -- models from a URL or the Hub ------------------------------------------------------------
     def add_source(self, source: str, *, sha256: str | None = None, size: int | None = None,
