@@ -150,6 +150,26 @@ def test_sigint_with_json_prints_one_document(server: FaultServer, write_catalog
     assert model["error"]["exit_code"] == 130 and model["kept_bytes"] >= MiB // 2
 
 
+def test_sigint_during_load_with_json_prints_one_document(server: FaultServer,
+                                                         write_catalog: Catalog,
+                                                         home: Path) -> None:
+    """Ctrl-C outside ``pull``'s own progress handling (here ``load``, still downloading)
+    keeps ``--json``'s promise too: one error document on stdout, exit 130."""
+    data = os.urandom(SIZE)
+    url = server.add("json-load", data, fs.slow(RATE), then=fs.ok())
+    entry = model_entry("json-load", url, SIZE, hashlib.sha256(data).hexdigest())
+    cat = write_catalog([{**entry, "format": "onnx"}])  # load needs a runtime for it
+    proc = subprocess.Popen(cli_argv("load", "json-load", "--json"), env=cli_env(home, cat),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: server.bytes_served("json-load") >= MiB, what="1 MiB served")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert json.loads(out)["error"]["exit_code"] == 130
+    assert "Traceback" not in err
+    assert check_cache(home) == []
+
+
 def test_wait_for_timeout_cancels_the_download(server: FaultServer, write_catalog: Catalog,
                                                home: Path) -> None:
     data, _, cat = slow_model(server, write_catalog, "api-timeout")

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import select
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -228,6 +229,17 @@ def fail(args: argparse.Namespace, error: BaseException, exit_code: int) -> int:
     return exit_code
 
 
+def stdout_gone() -> bool:
+    """Has the reader of stdout gone away (a pipe whose other end closed)?"""
+    try:
+        sys.stdout.flush()
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (OSError, ValueError):  # BrokenPipeError while flushing: gone
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
@@ -237,9 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return commands.dispatch(args, settings)
     except KeyboardInterrupt:
+        if getattr(args, "json", False):  # --json promises one document, also now
+            from .render import error_doc, print_json
+
+            print_json(error_doc(KeyboardInterrupt("interrupted"), 130))
         sys.stderr.write("runanywhere: interrupted\n")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as e:
+        if not stdout_gone():  # a connection's broken pipe, not our reader leaving
+            if args.debug:
+                raise
+            return fail(args, e, 1)
         # The reader went away (``| head``): say nothing more, as other tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
