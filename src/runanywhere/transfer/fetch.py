@@ -45,7 +45,7 @@ from .http import Client, Origin, Response
 from .response import CONTENT_RANGE, SourceChanged, classify, one_line
 from .retry import TransientError, backoff
 from .schedule import Schedule, Segment
-from .watch import Request, too_slow
+from .watch import Request, police
 
 log = logging.getLogger(__name__)
 MiB = 2**20
@@ -440,7 +440,7 @@ class FileFetch:
         to ``url`` once for a fresh one."""
         target = self._final.get(url, url)
         try:
-            resp = client.get(target, headers, on_socket=conn.attach)
+            resp = client.get(target, headers, watch=conn)
             if target != url and resp.status in (403, 404, 410):
                 log.info("%s answered %d: asking %s again for a fresh link", resp.url,
                          resp.status, url)
@@ -448,10 +448,12 @@ class FileFetch:
                 with self._lock:
                     self._final.pop(url, None)
                 target = url
-                resp = client.get(url, headers, on_socket=conn.attach)
+                resp = client.get(url, headers, watch=conn)
+        except TransientError as e:  # refused, timeout, aborted (by us?), not HTTP
+            self._raise_transient(conn, url, "cannot get an answer from", e)
         except ModelError:
             raise
-        except Exception as e:  # refused, timeout, aborted, protocol errors
+        except Exception as e:  # a last guard: the client raises DownloadError only
             self._raise_transient(conn, url, "cannot get an answer from", e)
         if resp.url != target or target != url:
             with self._lock:
@@ -459,8 +461,11 @@ class FileFetch:
         return resp
 
     def _raise_transient(self, conn: Request, url: str, what: str, e: Exception) -> NoReturn:
+        """A failed request, as its real cause: a cancel, the watchdog, or ``e``."""
         if self.cancel.is_set():
             raise DownloadCancelledError("download cancelled") from None
+        if not conn.stalled and isinstance(e, TransientError):
+            raise e
         reason = ("stalled (below the minimum speed)" if conn.stalled
                   else one_line(f"{type(e).__name__}: {e}"))
         raise TransientError(f"{url}: {what} {reason}", url=url) from e
@@ -632,14 +637,9 @@ class FileFetch:
                 flush = self.cfg.durable and self._unflushed >= self.cfg.flush_every
                 if flush:
                     self._unflushed = 0
-            cancelled = self.cancel.is_set()
-            for c in conns:
-                if cancelled:  # cancel breaks every wait: connect, headers, body
-                    c.abort()
-                elif too_slow(c, now, timeout=self.cfg.timeout, window=self.cfg.stall_window,
-                              min_speed=self.cfg.min_speed):
-                    c.stalled = True
-                    c.abort()
+            # Cancel breaks every wait (connect, headers, body); the watchdog, the slow ones.
+            police(conns, now, cancelled=self.cancel.is_set(), timeout=self.cfg.timeout,
+                   window=self.cfg.stall_window, min_speed=self.cfg.min_speed)
             # Reports are otherwise made when bytes arrive: without this, the end of a burst
             # (or a stall, with its falling speed) would go unreported until the next bytes.
             self.tracker.emit()
