@@ -46,9 +46,10 @@ class Case:
 
     def __init__(self, server: FaultServer, tmp_path: Path, write_catalog: Callable[..., Path],
                  name: str, size: int = SIZE, *, with_hash: bool = True,
-                 mirrors: tuple[str, ...] = (), primary: str | None = None, **loader: Any
-                 ) -> None:
-        """``mirrors`` are names served with the same bytes; ``primary`` overrides the URL."""
+                 mirrors: tuple[str, ...] = (), primary: str | None = None,
+                 estimate: bool = False, **loader: Any) -> None:
+        """``mirrors`` are names served with the same bytes; ``primary`` overrides the URL;
+        ``estimate``: the catalog gives a ``size_estimate`` (a little off), not the size."""
         self.server = server
         self.name = name
         self.path = "/" + name
@@ -57,9 +58,11 @@ class Case:
         self.url = server.add(name, self.data)
         mirror_urls = [server.add(m, self.data) for m in mirrors]
         self.home = tmp_path / "home"
-        self.catalog = write_catalog([model_entry(name, primary or self.url, size,
-                                                  self.sha if with_hash else None,
-                                                  mirrors=mirror_urls)])
+        entry = model_entry(name, primary or self.url, size, self.sha if with_hash else None,
+                            mirrors=mirror_urls)
+        if estimate:
+            entry["size_estimate"] = entry.pop("size") - 1000
+        self.catalog = write_catalog([entry])
         self.registry: ModelRegistry = make_registry(self.home, self.catalog, **loader)
 
     def script(self, *script: fs.Behaviour, then: fs.Behaviour | None = None) -> Case:
@@ -291,6 +294,45 @@ def test_all_mirrors_failing_is_a_download_error(case: Callable[..., Case],
     server.script("mirror-bad-copy", then=fs.status(502))
     c.assert_failed(c.pull(), DownloadError)
     assert c.requests() >= 1 and server.requests("/mirror-bad-copy") >= 1
+
+
+# -- sizes the catalog only estimates: learned like a body is fetched ------------------------------
+def test_a_size_estimate_is_learned_through_a_503(case: Callable[..., Case]) -> None:
+    c = case("estimate-503", SMALL, estimate=True).script(fs.status(503, retry_after="1"))
+    c.assert_ok(c.pull())
+    refused, probe = c.server.hits(c.path)[:2]
+    assert refused.range == probe.range == "bytes=0-0"
+    assert (refused.status, probe.status) == (503, 206)
+
+
+def test_a_garbage_answer_to_the_size_probe_is_retried(case: Callable[..., Case]) -> None:
+    c = case("estimate-garbage", SMALL, estimate=True).script(fs.garbage())
+    c.assert_ok(c.pull())
+
+
+def test_a_size_estimate_is_learned_from_the_mirror_that_can_say(
+        case: Callable[..., Case], server: FaultServer) -> None:
+    c = case("estimate-mirror", SMALL, estimate=True, mirrors=("estimate-mirror-copy",))
+    c.script(then=fs.status(404))
+    c.assert_ok(c.pull())
+    assert c.requests() == 1  # the probe's 404; the body is not asked of it again
+    assert [h.range for h in server.hits("/estimate-mirror-copy")] == [
+        "bytes=0-0", f"bytes=0-{SMALL - 1}"]
+
+
+def test_a_size_nobody_can_say_is_a_typed_error_after_the_retries(
+        case: Callable[..., Case]) -> None:
+    c = case("estimate-down", SMALL, estimate=True, retry_attempts=2).script(then=fs.status(503))
+    err = c.assert_failed(c.pull(), DownloadError)
+    assert c.requests() == 1 + 2 and "size" in str(err) and "503" in str(err)
+
+
+def test_a_size_probe_with_dribbled_headers_is_broken_and_retried(
+        case: Callable[..., Case]) -> None:
+    c = case("estimate-dribble", SMALL, estimate=True, timeout=1.0).script(fs.trickle_head(0.2))
+    c.assert_ok(c.pull())
+    assert [h.range for h in c.server.hits(c.path)] == [
+        "bytes=0-0", "bytes=0-0", f"bytes=0-{SMALL - 1}"]
 
 
 # -- the watchdog ---------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ Design (numbers are the defaults of :class:`FetchConfig`):
 * Each range retries alone with backoff (``Retry-After`` wins); after ``retry_attempts`` the next
   mirror is used. A 4xx moves to the next mirror at once. Local disk failures are typed
   (``InsufficientStorageError``, ``CacheError``) and never retried as network errors.
+* A file the catalog gives only an estimate for learns its size first (``probe.py``: the same
+  retries, token rules and watchdog), from the first URL that can say.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from ..store.hashing import git_blob_sha1, write_all
 from ..store.partial import Partial, PartialMeta, adopt, new_owner
 from .hasher import PrefixHasher
 from .http import Client, Origin, Response
-from .response import CONTENT_RANGE, SourceChanged, classify, one_line
+from .probe import probe_size
+from .response import SourceChanged, classify, one_line
 from .retry import TransientError, backoff
 from .schedule import Schedule, Segment
 from .watch import Request, police
@@ -96,14 +99,6 @@ class FetchedFile:
         """
         if not self.path.exists():
             self.partial.drop_sidecars()
-
-
-def _total_size(resp: Response) -> int | None:
-    """The file's full size from an answer to ``Range: bytes=0-0`` (or a whole 200)."""
-    if resp.status == 206:
-        m = CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
-        return int(m[3]) if m and m[3] != "*" else None
-    return resp.content_length if resp.status == 200 else None
 
 
 class FileFetch:
@@ -231,31 +226,20 @@ class FileFetch:
         return None
 
     def _learn_size(self) -> None:
-        """Ask the origin how big the file is (the catalog gave only an estimate): a one-byte
-        range, answered with the total in ``Content-Range`` (or a ``Content-Length``)."""
-        errors = []
-        for url in self.urls:
-            try:
-                with self._client() as client:
-                    resp = client.get(url, {"Range": "bytes=0-0"})
-                    try:
-                        total = _total_size(resp)
-                        self._final[url] = resp.url
-                    finally:
-                        resp.close()
-            except (DownloadError, OSError, ValueError) as e:
-                errors.append(f"{url}: {one_line(str(e))}")
-                continue
-            if total is None:
-                errors.append(f"{url}: answered HTTP {resp.status} without a size")
-                continue
-            log.info("%s: %d bytes (the catalog estimated %s)", url, total, self.size_estimate)
-            self.tracker.total += total - (self.size_estimate or 0)
-            self.size, self.size_known = total, True
-            self._plan.size = total
-            return
-        raise DownloadError(f"cannot learn the size of {self.urls[0]}: {'; '.join(errors)}",
-                            url=self.urls[0])
+        """Ask the origin how big the file is (the catalog gave only an estimate), through
+        ``probe.py``; the URL that answered is where the bytes are fetched from."""
+        found = probe_size(self.urls, self.cfg, self.cancel)
+        url = self.urls[found.index]
+        log.info("%s: %d bytes (the catalog estimated %s)", url, found.total,
+                 self.size_estimate)
+        with self._lock:
+            self._tried.update(found.failed)
+            self._url_index = found.index
+            if found.final != url:
+                self._final[url] = found.final
+        self.tracker.grow(found.total - (self.size_estimate or 0))
+        self.size, self.size_known = found.total, True
+        self._plan.size = found.total
 
     def _client(self) -> Client:
         return Client(timeout=self.cfg.timeout, token=self.cfg.token,

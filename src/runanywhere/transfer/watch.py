@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+
+#: How often a watchdog looks at its requests (and at the cancel event).
+EVERY = 0.25
 
 
 def shutdown(sock: socket.socket) -> None:
@@ -75,3 +80,23 @@ def police(requests: Iterable[Request], now: float, *, cancelled: bool, timeout:
             r.stalled = True
             r.abort()
 
+
+@contextlib.contextmanager
+def watchdog(requests: Callable[[], Iterable[Request]], cancel: threading.Event, *,
+             timeout: float, window: float, min_speed: float) -> Iterator[None]:
+    """A thread policing ``requests()`` every ``EVERY`` s while the block runs (for callers
+    without a watchdog of their own, such as the size probe)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(min(EVERY, window / 4)):
+            police(list(requests()), time.monotonic(), cancelled=cancel.is_set(),
+                   timeout=timeout, window=window, min_speed=min_speed)
+
+    thread = threading.Thread(target=loop, daemon=True, name="ra-watchdog")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
