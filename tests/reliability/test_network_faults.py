@@ -296,6 +296,45 @@ def test_all_mirrors_failing_is_a_download_error(case: Callable[..., Case],
     assert c.requests() >= 1 and server.requests("/mirror-bad-copy") >= 1
 
 
+# -- wrong bytes: blamed on the URLs that sent them, every URL gets a clean try -------------------
+def test_a_primary_sending_another_file_leaves_the_mirror_a_clean_try(
+        case: Callable[..., Case], server: FaultServer) -> None:
+    """A longer file without Content-Length: caught at its extra bytes, after all the others
+    were written. They are dropped, and the mirror is asked for the file from byte 0."""
+    c = case("longer-primary", SMALL, mirrors=("longer-primary-copy",))
+    server.set_data(c.name, os.urandom(SMALL + 100))
+    c.script(then=fs.no_length(0, whole=True))
+    c.assert_ok(c.pull())
+    assert c.requests() == 1
+    assert [h.range for h in server.hits("/longer-primary-copy")] == [f"bytes=0-{SMALL - 1}"]
+
+
+def test_a_file_mixed_from_two_urls_is_fetched_again_from_one(
+        case: Callable[..., Case], server: FaultServer) -> None:
+    """The primary's first range comes from another file, then it answers 404 and the mirror
+    sends the rest: the whole file is wrong, nobody alone is to blame, so the mirror (the one
+    still usable) is asked for all of it."""
+    c = case("mixed", mirrors=("mixed-copy",))
+    server.set_data(c.name, os.urandom(SIZE))
+    c.script(fs.ok(), then=fs.status(404))
+    c.assert_ok(c.pull())
+    mirror = server.hits("/mixed-copy")
+    assert any((h.range or "").startswith("bytes=0-") for h in mirror)
+
+
+def test_wrong_bytes_everywhere_name_each_sender(case: Callable[..., Case],
+                                                 server: FaultServer) -> None:
+    c = case("all-wrong", SMALL, mirrors=("all-wrong-copy",))
+    server.set_data(c.name, os.urandom(SMALL))
+    server.set_data("all-wrong-copy", os.urandom(SMALL))
+    err = c.assert_failed(c.pull(), IntegrityError)
+    mirror = server.url("all-wrong-copy")
+    assert err.url == mirror and f"from {mirror}" in str(err)
+    assert f"{c.url}: sha256 mismatch" in str(err) and f"{mirror}: sha256 mismatch" in str(err)
+    for path in (c.path, "/all-wrong-copy"):  # each alone, from byte 0
+        assert [h.range for h in server.hits(path)] == [f"bytes=0-{SMALL - 1}"]
+
+
 # -- sizes the catalog only estimates: learned like a body is fetched ------------------------------
 def test_a_size_estimate_is_learned_through_a_503(case: Callable[..., Case]) -> None:
     c = case("estimate-503", SMALL, estimate=True).script(fs.status(503, retry_after="1"))

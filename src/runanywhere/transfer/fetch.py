@@ -21,6 +21,11 @@ Design (numbers are the defaults of :class:`FetchConfig`):
 * Each range retries alone with backoff (``Retry-After`` wins); after ``retry_attempts`` the next
   mirror is used. A 4xx moves to the next mirror at once. Local disk failures are typed
   (``InsufficientStorageError``, ``CacheError``) and never retried as network errors.
+* Wrong bytes are blamed on the URLs that sent them: the fetch records which URLs supplied the
+  bytes now in the partial. A URL caught sending the wrong file (a size, a length, an HTML page,
+  or the whole file's hash when it alone supplied it) is not used again; when several shared in
+  a wrong file, each is used again only alone, after the URLs not suspected. Either way the
+  partial starts over from byte 0 with the next URL, until every URL had its chance.
 * A file the catalog gives only an estimate for learns its size first (``probe.py``: the same
   retries, token rules and watchdog), from the first URL that can say.
 """
@@ -101,6 +106,15 @@ class FetchedFile:
             self.partial.drop_sidecars()
 
 
+class _BadBytes(Exception):
+    """A URL that supplied bytes of the partial was caught sending the wrong file: the partial
+    starts over from the next URL."""
+
+    def __init__(self, error: IntegrityError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class FileFetch:
     """Downloads one file into a partial and verifies it. Blocking; run it in a thread."""
 
@@ -141,8 +155,12 @@ class FileFetch:
         self._html_checked = False
         #: Where a URL's redirect led: later pieces go there directly (signed CDN links).
         self._final: dict[str, str] = {}
-        #: What each URL did that made us leave it, for the final error.
+        #: What each URL did that made us leave it, for the final error (and never use it again).
         self._tried: dict[str, str] = {}
+        #: The URLs whose bytes are in the partial now (since it last started from byte 0).
+        self._supplied: dict[str, None] = {}
+        #: URLs that shared in a wrong file with others: used again only alone, and last.
+        self._suspects: set[str] = set()
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> FetchedFile:
@@ -179,14 +197,14 @@ class FileFetch:
                         # Bytes we kept from before were bad (power loss, or a changed
                         # source): never trust them again, start over once.
                         raise SourceChanged("the bytes kept from an earlier run were bad")
-                    url = self.urls[self._url_index]
-                    if not self._next_url(url, wrong):
-                        raise IntegrityError(f"{wrong} for {url}{self._tried_note()}",
-                                             expected=self.expected or self.git_sha1,
-                                             actual=digest, url=url)
+                    senders = self._blame(wrong)
+                    self._start_over_from_next(IntegrityError(
+                        f"{wrong} from {' and '.join(senders)}",
+                        expected=self.expected or self.git_sha1, actual=digest, url=senders[0]))
                     restarted, resumed = False, 0  # a new source: the bytes start over
-                    self.tracker.rewind(partial.ranges.covered())
-                    self._reset()
+                except _BadBytes as bad:
+                    self._start_over_from_next(bad.error)
+                    restarted, resumed = False, 0
                 except SourceChanged as why:
                     log.warning("%s: starting the file over: %s", self.urls[0], why)
                     if restarted:
@@ -224,6 +242,32 @@ class FileFetch:
             if actual != self.git_sha1:
                 return f"git blob id mismatch (expected {self.git_sha1}, got {actual})"
         return None
+
+    def _blame(self, why: str) -> list[str]:
+        """The whole file is wrong: the URLs that sent it. One URL alone is left for good;
+        several are each suspected (used again only alone, after the others)."""
+        with self._lock:
+            senders = list(self._supplied) or [self.urls[self._url_index]]
+            if len(senders) == 1:
+                self._tried[senders[0]] = why
+            else:  # (one left for another reason, a timeout, stays left: no endless loop)
+                self._suspects.update(senders)
+        return senders
+
+    def _start_over_from_next(self, error: IntegrityError) -> None:
+        """Drop the partial's bytes and start over from byte 0 with the next URL; raise
+        ``error`` when every URL had its chance."""
+        assert self._partial is not None
+        with self._lock:
+            nxt = self._pick()
+            if nxt is None:
+                if self._tried_note():  # name every URL tried, in the one message
+                    error.args = (f"{error}{self._tried_note()}",)
+                raise error
+            self._url_index = nxt
+        log.warning("%s; starting over from %s", error, self.urls[nxt])
+        self.tracker.rewind(self._partial.ranges.covered())
+        self._reset()
 
     def _learn_size(self) -> None:
         """Ask the origin how big the file is (the catalog gave only an estimate), through
@@ -272,6 +316,7 @@ class FileFetch:
         self._plan.ranges_ok = None
         self._error = None
         self._html_checked = False
+        self._supplied.clear()
 
     def _download(self) -> None:
         assert self._partial is not None
@@ -371,6 +416,13 @@ class FileFetch:
             except DownloadError as e:
                 # Not worth retrying here (a 4xx, the wrong file, a host that does not resolve,
                 # a certificate that does not verify): the next mirror, if there is one.
+                with self._lock:
+                    tainted = isinstance(e, IntegrityError) and url in self._supplied
+                    if tainted:
+                        self._tried[url] = one_line(str(e))
+                if tainted:  # its earlier bytes are suspect too: the file starts over
+                    assert isinstance(e, IntegrityError)
+                    raise _BadBytes(e) from e
                 if not self._next_url(url, one_line(str(e))):
                     if self._tried_note():  # name every URL tried, in the one message
                         e.args = (f"{e}{self._tried_note()}",)
@@ -384,12 +436,18 @@ class FileFetch:
             self._tried.setdefault(failed, why)
             if self.urls[self._url_index] != failed:
                 return True  # another worker moved on already
-            if self._url_index + 1 >= len(self.urls):
+            nxt = self._pick()
+            if nxt is None:
                 return False
-            self._url_index += 1
-            log.warning("%s failed; switching to the mirror %s", failed,
-                        self.urls[self._url_index])
-            return True
+            self._url_index = nxt
+        log.warning("%s failed; switching to the mirror %s", failed, self.urls[nxt])
+        return True
+
+    def _pick(self) -> int | None:
+        """The URL to use next (lock held): the first not left yet, unsuspected ones first."""
+        fresh = [i for i, u in enumerate(self.urls) if u not in self._tried]
+        clean = [i for i in fresh if self.urls[i] not in self._suspects]
+        return (clean or fresh)[0] if fresh else None
 
     def _request_into(self, idx: int, client: Client, url: str, seg: Segment,
                       view: memoryview) -> None:
@@ -406,7 +464,7 @@ class FileFetch:
             try:
                 start, length = self._check_response(resp, url, seg)
                 resp.expect_body(length)
-                self._read_body(resp, conn, seg, view, start, length)
+                self._read_body(resp, url, conn, seg, view, start, length)
             except (ModelError, SourceChanged):  # typed already (download, disk, cancel)
                 raise
             except Exception as e:  # OSError, ValueError, http.client protocol errors
@@ -481,8 +539,8 @@ class FileFetch:
             p.meta.etag, p.meta.last_modified = self._validators[url]
             p.save_meta()
 
-    def _read_body(self, resp: Response, conn: Request, seg: Segment, view: memoryview,
-                   start: int, length: int | None) -> None:
+    def _read_body(self, resp: Response, url: str, conn: Request, seg: Segment,
+                   view: memoryview, start: int, length: int | None) -> None:
         assert self._partial is not None
         fd = self._partial.fd
         body_end = start + length if length is not None else None
@@ -514,6 +572,7 @@ class FileFetch:
                     self._hasher.offer(pos, view[:written])
                     with self._lock:
                         self._partial.record(pos, pos + written)
+                        self._supplied[url] = None
                         self._unflushed += written
                         seg.pos = pos + written
                         self._cond.notify_all()
@@ -544,7 +603,7 @@ class FileFetch:
                 extra = resp.readinto1(view[:1])
                 if extra:
                     raise IntegrityError(f"{resp.url} sent more than the {self.size} bytes the"
-                                         " catalog says", expected=str(self.size))
+                                         " catalog says", expected=str(self.size), url=resp.url)
                 return
 
     @staticmethod
@@ -588,7 +647,7 @@ class FileFetch:
         ctype = (resp.header("Content-Type") or "").lower()
         if "html" in ctype and head.lstrip().lower().startswith(_HTML_START):
             raise IntegrityError(f"{resp.url} returned an HTML page instead of the model",
-                                 expected="model bytes", actual=ctype)
+                                 expected="model bytes", actual=ctype, url=resp.url)
 
     # -- hashing, flushing, watchdog -------------------------------------------------------------
     def _prefix_end(self) -> int:
