@@ -374,6 +374,20 @@ def test_a_size_probe_with_dribbled_headers_is_broken_and_retried(
         "bytes=0-0", "bytes=0-0", f"bytes=0-{SMALL - 1}"]
 
 
+# -- signed links ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("code", [400, 403])
+def test_a_4xx_at_a_remembered_redirect_target_asks_for_a_fresh_link(
+        case: Callable[..., Case], server: FaultServer, code: int) -> None:
+    """A signed link that expired mid-download answers 400 (GCS) or 403 (S3): the URL is asked
+    again for a fresh one instead of giving up."""
+    c = case(f"signed-{code}", SMALL)
+    server.add(f"signed-{code}-target", c.data, fs.reset(50_000), fs.status(code))
+    c.script(then=fs.redirect(f"/signed-{code}-target"))
+    c.assert_ok(c.pull())
+    assert c.requests() == 2
+    assert [h.status for h in server.hits(f"/signed-{code}-target")][1:] == [code, 206]
+
+
 # -- the watchdog ---------------------------------------------------------------------------------
 def test_trickle_is_caught_by_the_watchdog_and_retried(case: Callable[..., Case]) -> None:
     c = case("watchdog", SMALL, timeout=30.0).script(fs.trickle(0.2))

@@ -51,7 +51,7 @@ from .hasher import PrefixHasher
 from .http import Client, Origin, Response
 from .probe import probe_size
 from .response import SourceChanged, classify, one_line
-from .retry import TransientError, backoff
+from .retry import RETRY_STATUSES, TransientError, backoff
 from .schedule import Schedule, Segment
 from .watch import Request, police
 
@@ -113,6 +113,12 @@ class _BadBytes(Exception):
     def __init__(self, error: IntegrityError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _stale_link(status: int) -> bool:
+    """Does this answer at a remembered redirect target call for a fresh link? Any 4xx (an
+    expired signed URL is a 403 at S3, a 400 at GCS, a 410 elsewhere) but "try again later"."""
+    return 400 <= status < 500 and status not in RETRY_STATUSES
 
 
 class FileFetch:
@@ -478,12 +484,12 @@ class FileFetch:
     def _get(self, client: Client, url: str, headers: dict[str, str], conn: Request
              ) -> Response:
         """GET the piece from where ``url`` redirected before (no second redirect), or from
-        ``url``. A 403/404/410 at the remembered place (a signed link that expired) goes back
-        to ``url`` once for a fresh one."""
+        ``url``. A 4xx at the remembered place (a signed link that expired: 400, 403, 404,
+        410...) goes back to ``url`` once for a fresh one."""
         target = self._final.get(url, url)
         try:
             resp = client.get(target, headers, watch=conn)
-            if target != url and resp.status in (403, 404, 410):
+            if target != url and _stale_link(resp.status):
                 log.info("%s answered %d: asking %s again for a fresh link", resp.url,
                          resp.status, url)
                 resp.close()
