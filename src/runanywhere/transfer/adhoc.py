@@ -77,11 +77,11 @@ def probe_size_of(url: str, settings: Settings, config: FetchConfig | None = Non
     """The length of the file at ``url``, asked as a download asks it (``probe.py``: retries,
     token rules, typed errors), with the loader's ``config`` when given. Offline: no request."""
     if settings.offline:
-        raise OfflineError(f"{url}: learning its size needs the network, and offline mode is on"
-                           " (RUNANYWHERE_OFFLINE / --offline); give --size and --sha256")
-    base = config or FetchConfig(timeout=30.0)
-    config = replace(base, token=hub_token(settings) or base.token,
-                     token_origins=base.token_origins or token_origins(settings))
+        raise OfflineError(f"{url} is not in the cache, and learning its size needs the"
+                           " network while offline mode is on (RUNANYWHERE_OFFLINE / --offline)")
+    config = config or FetchConfig(timeout=30.0)
+    if config.token is None:  # a token of the caller's own keeps its own origins
+        config = replace(config, token=hub_token(settings), token_origins=token_origins(settings))
     try:
         return probe_size([url], config, threading.Event()).total
     except DownloadError as e:

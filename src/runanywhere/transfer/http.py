@@ -50,7 +50,8 @@ USER_AGENT = "runanywhere/0.1 (+python)"
 Origin = tuple[str, str, int]
 #: How often a connect in progress looks at its request's abort flag.
 CONNECT_SLICE = 0.25
-_IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN}
+_IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN,
+                getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK)}
 
 
 class Watch(Protocol):
