@@ -41,11 +41,12 @@ AREAS = [
          "network (a fault server of our own on 127.0.0.1): resets after N bytes, stalls, "
          "trickles, short and long bodies, ignored Range, ETag and bytes changing between "
          "ranges, 500/503/429 with and without Retry-After, redirect loops and "
-         "`file://`/`ftp://` redirects, unasked gzip, HTML with 200, empty bodies, mirrors",
+         "`file://`/`ftp://` redirects, unasked gzip, HTML with 200, empty bodies, mirrors "
+         "(and mirrors sending wrong bytes), size probes, expired signed links",
          "{reliability/test_network_faults.py::test_recovers} recover to the right bytes; "
          "{reliability/test_network_faults.py::test_fails_typed} end in a typed error with "
-         "nothing visible; {rest} more check retries, Retry-After, If-Range, mirrors and "
-         "restarts"),
+         "nothing visible; {rest} more check retries, Retry-After, If-Range, mirrors (who is "
+         "blamed for wrong bytes), size probes and restarts"),
     Area(("test_crash_resume.py", "test_cache_crash.py"),
          "`kill -9` of a child downloading, publishing, evicting, pruning (at named hook "
          "points, at byte counts, and at random moments)",

@@ -604,6 +604,37 @@ def test_e2e_read_path_hit_costs_the_origin_nothing(
     assert check_cache(home, {"fleet-model": {name: sha}}) == ["fleet-model"]
 
 
+@pytest.mark.parametrize("stored", ["right", "corrupt"])
+def test_e2e_a_size_estimate_is_read_from_the_tier_too(
+        seaweed: SeaweedFS, nginx: Any, payload: Callable[..., tuple[str, str, int]], url: str,
+        tmp_path: Path, write_catalog: Callable[..., Path], origin_root: Path,
+        stored: str) -> None:
+    """The catalog gives only an estimate: the object's own size is taken (the sha256 decides),
+    so a hit costs the origin nothing, not even a size probe; a corrupt object gives way to the
+    origin. Either way progress ends at the real size."""
+    name, sha, size = payload(f"estimated-{uuid.uuid4().hex[:6]}.bin", 1_500_000)
+    entry = model_entry("estimated-fleet", f"{nginx.url}/{name}", size, sha)
+    entry["size_estimate"] = entry.pop("size") + 123_456
+    cat = write_catalog([entry])
+    data = (origin_root / name).read_bytes()
+    seaweed.client().put_object(Bucket=seaweed.bucket,
+                                Key=SharedLocation.parse(url).blob_key(sha),
+                                Body=data if stored == "right" else flipped(data))
+    home = tmp_path / "machine"
+    reg = shared_registry(home, cat, url)
+    seen: list[Any] = []
+    r = asyncio.run(reg.download_model("estimated-fleet", on_detail=seen.append))
+    assert r.unwrap().read_bytes() == data
+    if stored == "right":
+        assert nginx.records(contains=name) == []
+        assert reg.loader.shared.stats.hits == 1
+    else:
+        assert reg.loader.shared.stats.corrupt == 1
+        assert nginx.bytes_served(contains=name) == size + 1  # the size probe, then the body
+    assert seen[-1].total_bytes == size
+    assert check_cache(home, {"estimated-fleet": {name: sha}}) == ["estimated-fleet"]
+
+
 def test_e2e_write_path_then_a_second_machine(
         seaweed: SeaweedFS, nginx: Any, url: str, tmp_path: Path,
         model: tuple[Path, str, str, int], capsys: pytest.CaptureFixture[str],

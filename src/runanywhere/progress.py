@@ -106,6 +106,12 @@ class ProgressTracker:
         if now - self._last_emit >= self._interval:
             self.emit()
 
+    def grow(self, n: int) -> None:
+        """The total changed by ``n`` bytes (negative: shrank): an exact size was learned where
+        the catalog gave an estimate. Many fetch threads may learn sizes at once."""
+        with self._lock:
+            self.total += n
+
     def rewind(self, n: int) -> None:
         """Bytes that were counted but must be fetched again (a restart)."""
         with self._lock:

@@ -303,7 +303,7 @@ class ModelRegistry:
                     f"{source}: give its --sha256 (or --trust-first-use to record the hash of"
                     " the first download and hold every later one to it)")
             entry = url_entry(source, sha256=sha256, size=size, model_id=model_id,
-                              settings=self.settings)
+                              settings=self.settings, config=self.loader.config)
         meta = parse_model(entry, str(self.cache.sources_path))
         known = self.get_model(meta.id)
         if known is not None and known.name != meta.name:  # the same source may update it

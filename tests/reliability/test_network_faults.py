@@ -46,9 +46,10 @@ class Case:
 
     def __init__(self, server: FaultServer, tmp_path: Path, write_catalog: Callable[..., Path],
                  name: str, size: int = SIZE, *, with_hash: bool = True,
-                 mirrors: tuple[str, ...] = (), primary: str | None = None, **loader: Any
-                 ) -> None:
-        """``mirrors`` are names served with the same bytes; ``primary`` overrides the URL."""
+                 mirrors: tuple[str, ...] = (), primary: str | None = None,
+                 estimate: bool = False, **loader: Any) -> None:
+        """``mirrors`` are names served with the same bytes; ``primary`` overrides the URL;
+        ``estimate``: the catalog gives a ``size_estimate`` (a little off), not the size."""
         self.server = server
         self.name = name
         self.path = "/" + name
@@ -57,9 +58,11 @@ class Case:
         self.url = server.add(name, self.data)
         mirror_urls = [server.add(m, self.data) for m in mirrors]
         self.home = tmp_path / "home"
-        self.catalog = write_catalog([model_entry(name, primary or self.url, size,
-                                                  self.sha if with_hash else None,
-                                                  mirrors=mirror_urls)])
+        entry = model_entry(name, primary or self.url, size, self.sha if with_hash else None,
+                            mirrors=mirror_urls)
+        if estimate:
+            entry["size_estimate"] = entry.pop("size") - 1000
+        self.catalog = write_catalog([entry])
         self.registry: ModelRegistry = make_registry(self.home, self.catalog, **loader)
 
     def script(self, *script: fs.Behaviour, then: fs.Behaviour | None = None) -> Case:
@@ -291,6 +294,98 @@ def test_all_mirrors_failing_is_a_download_error(case: Callable[..., Case],
     server.script("mirror-bad-copy", then=fs.status(502))
     c.assert_failed(c.pull(), DownloadError)
     assert c.requests() >= 1 and server.requests("/mirror-bad-copy") >= 1
+
+
+# -- wrong bytes: blamed on the URLs that sent them, every URL gets a clean try -------------------
+def test_a_primary_sending_another_file_leaves_the_mirror_a_clean_try(
+        case: Callable[..., Case], server: FaultServer) -> None:
+    """A longer file without Content-Length: caught at its extra bytes, after all the others
+    were written. They are dropped, and the mirror is asked for the file from byte 0."""
+    c = case("longer-primary", SMALL, mirrors=("longer-primary-copy",))
+    server.set_data(c.name, os.urandom(SMALL + 100))
+    c.script(then=fs.no_length(0, whole=True))
+    c.assert_ok(c.pull())
+    assert c.requests() == 1
+    assert [h.range for h in server.hits("/longer-primary-copy")] == [f"bytes=0-{SMALL - 1}"]
+
+
+def test_a_file_mixed_from_two_urls_is_fetched_again_from_one(
+        case: Callable[..., Case], server: FaultServer) -> None:
+    """The primary's first range comes from another file, then it answers 404 and the mirror
+    sends the rest: the whole file is wrong, nobody alone is to blame, so the mirror (the one
+    still usable) is asked for all of it."""
+    c = case("mixed", mirrors=("mixed-copy",))
+    server.set_data(c.name, os.urandom(SIZE))
+    c.script(fs.ok(), then=fs.status(404))
+    c.assert_ok(c.pull())
+    mirror = server.hits("/mixed-copy")
+    assert any((h.range or "").startswith("bytes=0-") for h in mirror)
+
+
+def test_wrong_bytes_everywhere_name_each_sender(case: Callable[..., Case],
+                                                 server: FaultServer) -> None:
+    c = case("all-wrong", SMALL, mirrors=("all-wrong-copy",))
+    server.set_data(c.name, os.urandom(SMALL))
+    server.set_data("all-wrong-copy", os.urandom(SMALL))
+    err = c.assert_failed(c.pull(), IntegrityError)
+    mirror = server.url("all-wrong-copy")
+    assert err.url == mirror and f"from {mirror}" in str(err)
+    assert f"{c.url}: sha256 mismatch" in str(err) and f"{mirror}: sha256 mismatch" in str(err)
+    for path in (c.path, "/all-wrong-copy"):  # each alone, from byte 0
+        assert [h.range for h in server.hits(path)] == [f"bytes=0-{SMALL - 1}"]
+
+
+# -- sizes the catalog only estimates: learned like a body is fetched ------------------------------
+def test_a_size_estimate_is_learned_through_a_503(case: Callable[..., Case]) -> None:
+    c = case("estimate-503", SMALL, estimate=True).script(fs.status(503, retry_after="1"))
+    c.assert_ok(c.pull())
+    refused, probe = c.server.hits(c.path)[:2]
+    assert refused.range == probe.range == "bytes=0-0"
+    assert (refused.status, probe.status) == (503, 206)
+
+
+def test_a_garbage_answer_to_the_size_probe_is_retried(case: Callable[..., Case]) -> None:
+    c = case("estimate-garbage", SMALL, estimate=True).script(fs.garbage())
+    c.assert_ok(c.pull())
+
+
+def test_a_size_estimate_is_learned_from_the_mirror_that_can_say(
+        case: Callable[..., Case], server: FaultServer) -> None:
+    c = case("estimate-mirror", SMALL, estimate=True, mirrors=("estimate-mirror-copy",))
+    c.script(then=fs.status(404))
+    c.assert_ok(c.pull())
+    assert c.requests() == 1  # the probe's 404; the body is not asked of it again
+    assert [h.range for h in server.hits("/estimate-mirror-copy")] == [
+        "bytes=0-0", f"bytes=0-{SMALL - 1}"]
+
+
+def test_a_size_nobody_can_say_is_a_typed_error_after_the_retries(
+        case: Callable[..., Case]) -> None:
+    c = case("estimate-down", SMALL, estimate=True, retry_attempts=2).script(then=fs.status(503))
+    err = c.assert_failed(c.pull(), DownloadError)
+    assert c.requests() == 1 + 2 and "size" in str(err) and "503" in str(err)
+
+
+def test_a_size_probe_with_dribbled_headers_is_broken_and_retried(
+        case: Callable[..., Case]) -> None:
+    c = case("estimate-dribble", SMALL, estimate=True, timeout=1.0).script(fs.trickle_head(0.2))
+    c.assert_ok(c.pull())
+    assert [h.range for h in c.server.hits(c.path)] == [
+        "bytes=0-0", "bytes=0-0", f"bytes=0-{SMALL - 1}"]
+
+
+# -- signed links ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("code", [400, 403])
+def test_a_4xx_at_a_remembered_redirect_target_asks_for_a_fresh_link(
+        case: Callable[..., Case], server: FaultServer, code: int) -> None:
+    """A signed link that expired mid-download answers 400 (GCS) or 403 (S3): the URL is asked
+    again for a fresh one instead of giving up."""
+    c = case(f"signed-{code}", SMALL)
+    server.add(f"signed-{code}-target", c.data, fs.reset(50_000), fs.status(code))
+    c.script(then=fs.redirect(f"/signed-{code}-target"))
+    c.assert_ok(c.pull())
+    assert c.requests() == 2
+    assert [h.status for h in server.hits(f"/signed-{code}-target")][1:] == [code, 206]
 
 
 # -- the watchdog ---------------------------------------------------------------------------------

@@ -38,7 +38,16 @@ def error_doc(error: BaseException, exit_code: int) -> dict[str, Any]:
 
 
 def error_fields(error: BaseException, exit_code: int) -> dict[str, Any]:
-    return {"type": type(error).__name__, "message": str(error), "exit_code": exit_code}
+    return {"type": public_type(error), "message": str(error), "exit_code": exit_code}
+
+
+def public_type(error: BaseException) -> str:
+    """The name a script can rely on: the nearest class of ``runanywhere.errors`` (an internal
+    subclass such as the transfer layer's retryable error is reported as its public base)."""
+    for cls in type(error).__mro__:
+        if cls.__module__ == "runanywhere.errors":
+            return cls.__name__
+    return type(error).__name__
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None

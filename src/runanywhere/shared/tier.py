@@ -149,9 +149,13 @@ class SharedTier:
             lease.release()
 
     # -- read path -------------------------------------------------------------------------------
-    def locate(self, sha256: str, size: int, *, cancel: threading.Event, lead: bool = False,
-               on_wait: Callable[[str], None] | None = None) -> BlobSource | None:
+    def locate(self, sha256: str, size: int | None, *, cancel: threading.Event,
+               lead: bool = False, on_wait: Callable[[str], None] | None = None
+               ) -> BlobSource | None:
         """Where the blob can be read, or None on a miss (or when the tier cannot help).
+
+        ``size`` None: the catalog knows only an estimate, so the object's size is taken (the
+        sha256 still decides what is kept) and returned in the ``BlobSource``.
 
         With ``lead=True`` a miss takes the fleet lease when nobody holds it (the caller then
         fetches the origin and must end with :meth:`upload_blob` or :meth:`release`); without
@@ -159,7 +163,7 @@ class SharedTier:
         we wait for. Raises only ``DownloadCancelledError``.
         """
         sha = sha256.lower()
-        if not is_sha256(sha) or size <= 0 or not self.usable():
+        if not is_sha256(sha) or (size is not None and size <= 0) or not self.usable():
             return None
         with self._lock:
             if sha in self._corrupt or sha in self._leases:
@@ -172,18 +176,21 @@ class SharedTier:
                 if obj is None:
                     self.stats.misses += 1
                     return None
-            if obj.size != size:
+            if size is not None and obj.size != size:
                 self.report_corrupt(sha, f"it has {obj.size} bytes, the catalog says {size}")
                 return None
+            if obj.size <= 0:
+                self.report_corrupt(sha, "it is empty")
+                return None
             # Long enough for a slow link, within SigV4's 7-day limit.
-            expires = int(min(7 * 86400, 3600 + size / MiB))
+            expires = int(min(7 * 86400, 3600 + obj.size / MiB))
             url = self.bucket.presigned_get(key, expires)
         except DownloadCancelledError:
             raise
         except Exception as e:
             self._step_aside("lookup", e)
             return None
-        return BlobSource(sha, size, url, self.location.url(key), self.min_speed,
+        return BlobSource(sha, obj.size, url, self.location.url(key), self.min_speed,
                           self.stall_window)
 
     def note_served(self, source: BlobSource) -> None:

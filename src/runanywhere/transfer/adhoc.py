@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import posixpath
 import re
+import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..catalog.hub import HubRef, is_hub_url
 from ..catalog.parse import normalize_hash, validate_id
-from ..errors import DownloadError, InvalidCatalogError
+from ..errors import DownloadError, InvalidCatalogError, OfflineError
 from ..settings import Settings
-from .http import get_small
-from .hub import Hub
+from .fetch import FetchConfig
+from .hub import Hub, hub_token, token_origins
+from .probe import probe_size
 
 _FORMATS = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".safetensors": "safetensors",
             ".gguf": "gguf", ".pt": "pytorch", ".pth": "pytorch", ".bin": "custom"}
@@ -45,9 +48,10 @@ def guess_format(paths: Sequence[str]) -> str:
 
 
 def url_entry(url: str, *, sha256: str | None, size: int | None, model_id: str | None,
-              settings: Settings) -> dict[str, Any]:
+              settings: Settings, config: FetchConfig | None = None) -> dict[str, Any]:
     """A single-file entry for an http(s) URL. Without a sha256 the size is asked of the origin
-    (a one-byte range), so trust on first use still has an exact length to hold to."""
+    (a one-byte range, see :func:`probe_size`), so trust on first use still has an exact length
+    to hold to."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidCatalogError(f"{url!r} is not an http(s) URL or an hf:// reference")
@@ -63,31 +67,38 @@ def url_entry(url: str, *, sha256: str | None, size: int | None, model_id: str |
         except ValueError as e:
             raise InvalidCatalogError(f"--sha256: {e}") from None
     if size is None and not sha256:
-        size = probe_size(url, settings)
+        size = probe_size_of(url, settings, config)
     if size is not None:
         entry["size"] = size
     return entry
 
 
-def probe_size(url: str, settings: Settings) -> int:
-    """The length of the file at ``url``, from a one-byte range (or a whole answer's length)."""
-    status, headers, _ = get_small(url, {"Range": "bytes=0-0"}, timeout=30.0, limit=1 << 16)
-    total: str | None = None
-    if status == 206:
-        total = (headers.get("Content-Range") or "").rpartition("/")[2]
-    elif status == 200:
-        total = headers.get("Content-Length")
-    if not total or not total.strip().isdigit():
-        raise DownloadError(f"{url} answered HTTP {status} without saying its size; give"
-                            " --size or --sha256", url=url, status=status)
-    return int(total)
+def probe_size_of(url: str, settings: Settings, config: FetchConfig | None = None) -> int:
+    """The length of the file at ``url``, asked as a download asks it (``probe.py``: retries,
+    token rules, typed errors), with the loader's ``config`` when given. Offline: no request."""
+    if settings.offline:
+        raise OfflineError(f"{url} is not in the cache, and learning its size needs the"
+                           " network while offline mode is on (RUNANYWHERE_OFFLINE / --offline)")
+    config = config or FetchConfig(timeout=30.0)
+    if config.token is None:  # a token of the caller's own keeps its own origins
+        config = replace(config, token=hub_token(settings), token_origins=token_origins(settings))
+    try:
+        return probe_size([url], config, threading.Event()).total
+    except DownloadError as e:
+        if e.status in (200, 206):  # it answered, but without a length
+            raise DownloadError(f"{e}; give --size or --sha256", url=url,
+                                status=e.status) from None
+        raise
 
 
 def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
               exclude: Sequence[str], settings: Settings) -> dict[str, Any]:
     """An entry for an ``hf://`` file, folder or repository, pinned to the commit its revision
     names now, with each file's size and the hash the Hub publishes for it."""
-    ref = HubRef.parse(ref_text)
+    try:
+        ref = HubRef.parse(ref_text)
+    except ValueError as e:  # the message names the reference
+        raise InvalidCatalogError(str(e)) from None
     with Hub(settings) as hub:
         found = hub.resolve(ref, include, exclude)
     pinned, commit = found.ref, found.commit

@@ -21,6 +21,13 @@ Design (numbers are the defaults of :class:`FetchConfig`):
 * Each range retries alone with backoff (``Retry-After`` wins); after ``retry_attempts`` the next
   mirror is used. A 4xx moves to the next mirror at once. Local disk failures are typed
   (``InsufficientStorageError``, ``CacheError``) and never retried as network errors.
+* Wrong bytes are blamed on the URLs that sent them: the fetch records which URLs supplied the
+  bytes now in the partial. A URL caught sending the wrong file (a size, a length, an HTML page,
+  or the whole file's hash when it alone supplied it) is not used again; when several shared in
+  a wrong file, each is used again only alone, after the URLs not suspected. Either way the
+  partial starts over from byte 0 with the next URL, until every URL had its chance.
+* A file the catalog gives only an estimate for learns its size first (``probe.py``: the same
+  retries, token rules and watchdog), from the first URL that can say.
 """
 
 from __future__ import annotations
@@ -42,10 +49,11 @@ from ..store.hashing import git_blob_sha1, write_all
 from ..store.partial import Partial, PartialMeta, adopt, new_owner
 from .hasher import PrefixHasher
 from .http import Client, Origin, Response
-from .response import CONTENT_RANGE, SourceChanged, classify, one_line
-from .retry import TransientError, backoff
+from .probe import probe_size
+from .response import SourceChanged, classify, one_line
+from .retry import RETRY_STATUSES, TransientError, backoff
 from .schedule import Schedule, Segment
-from .watch import Request, too_slow
+from .watch import Request, police
 
 log = logging.getLogger(__name__)
 MiB = 2**20
@@ -98,12 +106,19 @@ class FetchedFile:
             self.partial.drop_sidecars()
 
 
-def _total_size(resp: Response) -> int | None:
-    """The file's full size from an answer to ``Range: bytes=0-0`` (or a whole 200)."""
-    if resp.status == 206:
-        m = CONTENT_RANGE.fullmatch((resp.header("Content-Range") or "").strip())
-        return int(m[3]) if m and m[3] != "*" else None
-    return resp.content_length if resp.status == 200 else None
+class _BadBytes(Exception):
+    """A URL that supplied bytes of the partial was caught sending the wrong file: the partial
+    starts over from the next URL."""
+
+    def __init__(self, error: IntegrityError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _stale_link(status: int) -> bool:
+    """Does this answer at a remembered redirect target call for a fresh link? Any 4xx (an
+    expired signed URL is a 403 at S3, a 400 at GCS, a 410 elsewhere) but "try again later"."""
+    return 400 <= status < 500 and status not in RETRY_STATUSES
 
 
 class FileFetch:
@@ -146,8 +161,12 @@ class FileFetch:
         self._html_checked = False
         #: Where a URL's redirect led: later pieces go there directly (signed CDN links).
         self._final: dict[str, str] = {}
-        #: What each URL did that made us leave it, for the final error.
+        #: What each URL did that made us leave it, for the final error (and never use it again).
         self._tried: dict[str, str] = {}
+        #: The URLs whose bytes are in the partial now (since it last started from byte 0).
+        self._supplied: dict[str, None] = {}
+        #: URLs that shared in a wrong file with others: used again only alone, and last.
+        self._suspects: set[str] = set()
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> FetchedFile:
@@ -184,14 +203,14 @@ class FileFetch:
                         # Bytes we kept from before were bad (power loss, or a changed
                         # source): never trust them again, start over once.
                         raise SourceChanged("the bytes kept from an earlier run were bad")
-                    url = self.urls[self._url_index]
-                    if not self._next_url(url, wrong):
-                        raise IntegrityError(f"{wrong} for {url}{self._tried_note()}",
-                                             expected=self.expected or self.git_sha1,
-                                             actual=digest, url=url)
+                    senders = self._blame(wrong)
+                    self._start_over_from_next(IntegrityError(
+                        f"{wrong} from {' and '.join(senders)}",
+                        expected=self.expected or self.git_sha1, actual=digest, url=senders[0]))
                     restarted, resumed = False, 0  # a new source: the bytes start over
-                    self.tracker.rewind(partial.ranges.covered())
-                    self._reset()
+                except _BadBytes as bad:
+                    self._start_over_from_next(bad.error)
+                    restarted, resumed = False, 0
                 except SourceChanged as why:
                     log.warning("%s: starting the file over: %s", self.urls[0], why)
                     if restarted:
@@ -230,32 +249,47 @@ class FileFetch:
                 return f"git blob id mismatch (expected {self.git_sha1}, got {actual})"
         return None
 
+    def _blame(self, why: str) -> list[str]:
+        """The whole file is wrong: the URLs that sent it. One URL alone is left for good;
+        several are each suspected (used again only alone, after the others)."""
+        with self._lock:
+            senders = list(self._supplied) or [self.urls[self._url_index]]
+            if len(senders) == 1:
+                self._tried[senders[0]] = why
+            else:  # (one left for another reason, a timeout, stays left: no endless loop)
+                self._suspects.update(senders)
+        return senders
+
+    def _start_over_from_next(self, error: IntegrityError) -> None:
+        """Drop the partial's bytes and start over from byte 0 with the next URL; raise
+        ``error`` when every URL had its chance."""
+        assert self._partial is not None
+        with self._lock:
+            nxt = self._pick()
+            if nxt is None:
+                if self._tried_note():  # name every URL tried, in the one message
+                    error.args = (f"{error}{self._tried_note()}",)
+                raise error
+            self._url_index = nxt
+        log.warning("%s; starting over from %s", error, self.urls[nxt])
+        self.tracker.rewind(self._partial.ranges.covered())
+        self._reset()
+
     def _learn_size(self) -> None:
-        """Ask the origin how big the file is (the catalog gave only an estimate): a one-byte
-        range, answered with the total in ``Content-Range`` (or a ``Content-Length``)."""
-        errors = []
-        for url in self.urls:
-            try:
-                with self._client() as client:
-                    resp = client.get(url, {"Range": "bytes=0-0"})
-                    try:
-                        total = _total_size(resp)
-                        self._final[url] = resp.url
-                    finally:
-                        resp.close()
-            except (DownloadError, OSError, ValueError) as e:
-                errors.append(f"{url}: {one_line(str(e))}")
-                continue
-            if total is None:
-                errors.append(f"{url}: answered HTTP {resp.status} without a size")
-                continue
-            log.info("%s: %d bytes (the catalog estimated %s)", url, total, self.size_estimate)
-            self.tracker.total += total - (self.size_estimate or 0)
-            self.size, self.size_known = total, True
-            self._plan.size = total
-            return
-        raise DownloadError(f"cannot learn the size of {self.urls[0]}: {'; '.join(errors)}",
-                            url=self.urls[0])
+        """Ask the origin how big the file is (the catalog gave only an estimate), through
+        ``probe.py``; the URL that answered is where the bytes are fetched from."""
+        found = probe_size(self.urls, self.cfg, self.cancel)
+        url = self.urls[found.index]
+        log.info("%s: %d bytes (the catalog estimated %s)", url, found.total,
+                 self.size_estimate)
+        with self._lock:
+            self._tried.update(found.failed)
+            self._url_index = found.index
+            if found.final != url:
+                self._final[url] = found.final
+        self.tracker.grow(found.total - (self.size_estimate or 0))
+        self.size, self.size_known = found.total, True
+        self._plan.size = found.total
 
     def _client(self) -> Client:
         return Client(timeout=self.cfg.timeout, token=self.cfg.token,
@@ -288,6 +322,7 @@ class FileFetch:
         self._plan.ranges_ok = None
         self._error = None
         self._html_checked = False
+        self._supplied.clear()
 
     def _download(self) -> None:
         assert self._partial is not None
@@ -387,6 +422,13 @@ class FileFetch:
             except DownloadError as e:
                 # Not worth retrying here (a 4xx, the wrong file, a host that does not resolve,
                 # a certificate that does not verify): the next mirror, if there is one.
+                with self._lock:
+                    tainted = isinstance(e, IntegrityError) and url in self._supplied
+                    if tainted:
+                        self._tried[url] = one_line(str(e))
+                if tainted:  # its earlier bytes are suspect too: the file starts over
+                    assert isinstance(e, IntegrityError)
+                    raise _BadBytes(e) from e
                 if not self._next_url(url, one_line(str(e))):
                     if self._tried_note():  # name every URL tried, in the one message
                         e.args = (f"{e}{self._tried_note()}",)
@@ -400,12 +442,18 @@ class FileFetch:
             self._tried.setdefault(failed, why)
             if self.urls[self._url_index] != failed:
                 return True  # another worker moved on already
-            if self._url_index + 1 >= len(self.urls):
+            nxt = self._pick()
+            if nxt is None:
                 return False
-            self._url_index += 1
-            log.warning("%s failed; switching to the mirror %s", failed,
-                        self.urls[self._url_index])
-            return True
+            self._url_index = nxt
+        log.warning("%s failed; switching to the mirror %s", failed, self.urls[nxt])
+        return True
+
+    def _pick(self) -> int | None:
+        """The URL to use next (lock held): the first not left yet, unsuspected ones first."""
+        fresh = [i for i, u in enumerate(self.urls) if u not in self._tried]
+        clean = [i for i in fresh if self.urls[i] not in self._suspects]
+        return (clean or fresh)[0] if fresh else None
 
     def _request_into(self, idx: int, client: Client, url: str, seg: Segment,
                       view: memoryview) -> None:
@@ -422,7 +470,7 @@ class FileFetch:
             try:
                 start, length = self._check_response(resp, url, seg)
                 resp.expect_body(length)
-                self._read_body(resp, conn, seg, view, start, length)
+                self._read_body(resp, url, conn, seg, view, start, length)
             except (ModelError, SourceChanged):  # typed already (download, disk, cancel)
                 raise
             except Exception as e:  # OSError, ValueError, http.client protocol errors
@@ -436,22 +484,24 @@ class FileFetch:
     def _get(self, client: Client, url: str, headers: dict[str, str], conn: Request
              ) -> Response:
         """GET the piece from where ``url`` redirected before (no second redirect), or from
-        ``url``. A 403/404/410 at the remembered place (a signed link that expired) goes back
-        to ``url`` once for a fresh one."""
+        ``url``. A 4xx at the remembered place (a signed link that expired: 400, 403, 404,
+        410...) goes back to ``url`` once for a fresh one."""
         target = self._final.get(url, url)
         try:
-            resp = client.get(target, headers, on_socket=conn.attach)
-            if target != url and resp.status in (403, 404, 410):
+            resp = client.get(target, headers, watch=conn)
+            if target != url and _stale_link(resp.status):
                 log.info("%s answered %d: asking %s again for a fresh link", resp.url,
                          resp.status, url)
                 resp.close()
                 with self._lock:
                     self._final.pop(url, None)
                 target = url
-                resp = client.get(url, headers, on_socket=conn.attach)
+                resp = client.get(url, headers, watch=conn)
+        except TransientError as e:  # refused, timeout, aborted (by us?), not HTTP
+            self._raise_transient(conn, url, "cannot get an answer from", e)
         except ModelError:
             raise
-        except Exception as e:  # refused, timeout, aborted, protocol errors
+        except Exception as e:  # a last guard: the client raises DownloadError only
             self._raise_transient(conn, url, "cannot get an answer from", e)
         if resp.url != target or target != url:
             with self._lock:
@@ -459,8 +509,11 @@ class FileFetch:
         return resp
 
     def _raise_transient(self, conn: Request, url: str, what: str, e: Exception) -> NoReturn:
+        """A failed request, as its real cause: a cancel, the watchdog, or ``e``."""
         if self.cancel.is_set():
             raise DownloadCancelledError("download cancelled") from None
+        if not conn.stalled and isinstance(e, TransientError):
+            raise e
         reason = ("stalled (below the minimum speed)" if conn.stalled
                   else one_line(f"{type(e).__name__}: {e}"))
         raise TransientError(f"{url}: {what} {reason}", url=url) from e
@@ -492,8 +545,8 @@ class FileFetch:
             p.meta.etag, p.meta.last_modified = self._validators[url]
             p.save_meta()
 
-    def _read_body(self, resp: Response, conn: Request, seg: Segment, view: memoryview,
-                   start: int, length: int | None) -> None:
+    def _read_body(self, resp: Response, url: str, conn: Request, seg: Segment,
+                   view: memoryview, start: int, length: int | None) -> None:
         assert self._partial is not None
         fd = self._partial.fd
         body_end = start + length if length is not None else None
@@ -525,6 +578,7 @@ class FileFetch:
                     self._hasher.offer(pos, view[:written])
                     with self._lock:
                         self._partial.record(pos, pos + written)
+                        self._supplied[url] = None
                         self._unflushed += written
                         seg.pos = pos + written
                         self._cond.notify_all()
@@ -555,7 +609,7 @@ class FileFetch:
                 extra = resp.readinto1(view[:1])
                 if extra:
                     raise IntegrityError(f"{resp.url} sent more than the {self.size} bytes the"
-                                         " catalog says", expected=str(self.size))
+                                         " catalog says", expected=str(self.size), url=resp.url)
                 return
 
     @staticmethod
@@ -599,7 +653,7 @@ class FileFetch:
         ctype = (resp.header("Content-Type") or "").lower()
         if "html" in ctype and head.lstrip().lower().startswith(_HTML_START):
             raise IntegrityError(f"{resp.url} returned an HTML page instead of the model",
-                                 expected="model bytes", actual=ctype)
+                                 expected="model bytes", actual=ctype, url=resp.url)
 
     # -- hashing, flushing, watchdog -------------------------------------------------------------
     def _prefix_end(self) -> int:
@@ -632,14 +686,9 @@ class FileFetch:
                 flush = self.cfg.durable and self._unflushed >= self.cfg.flush_every
                 if flush:
                     self._unflushed = 0
-            cancelled = self.cancel.is_set()
-            for c in conns:
-                if cancelled:  # cancel breaks every wait: connect, headers, body
-                    c.abort()
-                elif too_slow(c, now, timeout=self.cfg.timeout, window=self.cfg.stall_window,
-                              min_speed=self.cfg.min_speed):
-                    c.stalled = True
-                    c.abort()
+            # Cancel breaks every wait (connect, headers, body); the watchdog, the slow ones.
+            police(conns, now, cancelled=self.cancel.is_set(), timeout=self.cfg.timeout,
+                   window=self.cfg.stall_window, min_speed=self.cfg.min_speed)
             # Reports are otherwise made when bytes arrive: without this, the end of a burst
             # (or a stall, with its falling speed) would go unreported until the next bytes.
             self.tracker.emit()

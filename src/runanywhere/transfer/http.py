@@ -12,31 +12,57 @@ it (no new TCP or TLS handshake). A connection the server closed while idle is r
 The environment is read the way curl and requests read it: ``http_proxy``/``https_proxy``/
 ``no_proxy`` (credentials in the proxy URL are sent as ``Proxy-Authorization``), and
 ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR`` for the
-certificate authorities. What cannot heal is not retried: a host name that does not resolve, a
-certificate that does not verify, a proxy that refuses us.
+certificate authorities. Every failure leaves as a ``DownloadError``: what cannot heal (a host
+name that does not resolve, a certificate that does not verify, a proxy that refuses us, a
+malformed URL) as a plain one, everything else (refused, reset, timed out, not HTTP, a temporary
+DNS failure) as a ``TransientError``, worth another try.
+
+Connects are ours to stop: the socket is created here and handed to the request's :class:`Watch`
+before it connects, and the connect waits in slices of ``CONNECT_SLICE`` s, looking at
+``Watch.aborted`` in between (a blocking ``connect()`` cannot be broken from another thread, and a
+host that drops SYNs holds it for the whole timeout).
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
 import os
+import selectors
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import DownloadError
+from .retry import TransientError
 
 MAX_REDIRECTS = 10
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 USER_AGENT = "runanywhere/0.1 (+python)"
 #: (scheme, host, port): where a bearer token may go.
 Origin = tuple[str, str, int]
-SocketHook = Callable[[socket.socket], None]
+#: How often a connect in progress looks at its request's abort flag.
+CONNECT_SLICE = 0.25
+_IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN,
+                getattr(errno, "WSAEWOULDBLOCK", errno.EWOULDBLOCK)}
+
+
+class Watch(Protocol):
+    """A request in flight as another thread sees it (``watch.Request``)."""
+
+    #: Set by the other thread: a connect in progress stops at its next slice.
+    aborted: bool
+
+    def attach(self, sock: socket.socket) -> None:
+        """Receives each socket: before it connects, once connected (TLS-wrapped), and before a
+        kept-alive one carries the next request. Shutting it down breaks a blocked read."""
 
 _tls_lock = threading.Lock()
 _tls_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
@@ -86,20 +112,18 @@ class _Route:
             auth = "Basic " + base64.b64encode(creds.encode()).decode()
         return cls(scheme, host, port, (pp.hostname or "", pp.port or 8080), auth)
 
-    def connect(self, timeout: float) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection
+    def connect(self, timeout: float) -> _Conn:
+        """A connection object, not connected yet (see :func:`_connect`)."""
         if self.proxy is None:
             if self.scheme == "https":
-                return http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
-                                                   context=tls_context())
-            return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+                return _HTTPS(self.host, self.port, timeout=timeout, context=tls_context())
+            return _HTTP(self.host, self.port, timeout=timeout)
         if self.scheme == "https":  # a CONNECT tunnel through the proxy
-            conn = http.client.HTTPSConnection(*self.proxy, timeout=timeout,
-                                               context=tls_context())
+            conn = _HTTPS(*self.proxy, timeout=timeout, context=tls_context())
             tunnel = {"Proxy-Authorization": self.proxy_auth} if self.proxy_auth else None
             conn.set_tunnel(self.host, self.port, headers=tunnel)
             return conn
-        return http.client.HTTPConnection(*self.proxy, timeout=timeout)
+        return _HTTP(*self.proxy, timeout=timeout)
 
     def target(self, url: str) -> str:
         """The request target: absolute-form through a plain HTTP proxy, else the path."""
@@ -109,10 +133,23 @@ class _Route:
         return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
+class _HTTP(http.client.HTTPConnection):
+    #: http.client's socket factory (an instance attribute it keeps for this purpose), set per
+    #: connect to :func:`_open_socket` with the request's watch.
+    _create_connection: Callable[..., socket.socket]
+
+
+class _HTTPS(http.client.HTTPSConnection):
+    _create_connection: Callable[..., socket.socket]
+
+
+_Conn = _HTTP | _HTTPS
+
+
 class Response:
     """An open response whose body has not been read yet (or only partly)."""
 
-    def __init__(self, client: Client, route: _Route, url: str, conn: http.client.HTTPConnection,
+    def __init__(self, client: Client, route: _Route, url: str, conn: _Conn,
                  resp: http.client.HTTPResponse) -> None:
         self._client = client
         self._route = route
@@ -200,11 +237,11 @@ class Client:
         self.timeout = timeout
         self.token = token
         self.token_origins = frozenset(token_origins)
-        self._idle: dict[_Route, http.client.HTTPConnection] = {}
+        self._idle: dict[_Route, _Conn] = {}
         #: Connections opened (for tests and benchmarks: keep-alive is counted, not assumed).
         self.connects = 0
 
-    def give_back(self, route: _Route, conn: http.client.HTTPConnection) -> None:
+    def give_back(self, route: _Route, conn: _Conn) -> None:
         old = self._idle.pop(route, None)
         if old is not None and old is not conn:
             old.close()
@@ -222,17 +259,19 @@ class Client:
         self.close()
 
     def get(self, url: str, headers: dict[str, str] | None = None, *,
-            on_socket: SocketHook | None = None) -> Response:
+            watch: Watch | None = None) -> Response:
         """GET ``url``, following at most 10 http(s) redirects; the body is left unread.
 
         The bearer token goes only to its origins (scheme, host and port), and only while the
         redirects stay on the first request's origin: once a redirect leaves it (a CDN), the
         token stays behind for good, as requests does. A redirect from https to http of a request
-        that carried the token is refused. ``on_socket`` receives the socket of each request
-        (new or reused) before it is sent, so another thread can break a request that hangs.
+        that carried the token is refused. ``watch`` receives every socket (see :class:`Watch`),
+        so another thread can break a request that hangs, from the connect on.
+
+        Raises only ``DownloadError`` (``TransientError`` for what another try may heal).
         """
         seen: set[str] = set()
-        first = origin_of(url)
+        first = _origin_or_error(url)
         token = self.token if first in self.token_origins else None
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
@@ -240,12 +279,12 @@ class Client:
                 raise DownloadError(f"refusing to fetch {url!r}: only http and https URLs are"
                                     " followed", url=url)
             seen.add(url)
-            if origin_of(url) != first:
+            if _origin_or_error(url) != first:
                 token = None
             hdrs = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
             if token:
                 hdrs["Authorization"] = f"Bearer {token}"
-            resp = self._send(url, hdrs, on_socket)
+            resp = self._send(url, hdrs, watch)
             if resp.status not in REDIRECT_CODES:
                 return resp
             location = resp.header("Location")
@@ -263,27 +302,46 @@ class Client:
             url = nxt
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects starting at {url}", url=url)
 
-    def _send(self, url: str, headers: dict[str, str], on_socket: SocketHook | None
-              ) -> Response:
-        route = _Route.of(url)
+    def _send(self, url: str, headers: dict[str, str], watch: Watch | None) -> Response:
+        try:
+            route = _Route.of(url)
+        except ValueError as e:  # a proxy variable with a port out of range
+            raise DownloadError(f"cannot route {url}: {e} (check http_proxy/https_proxy)",
+                                url=url) from None
         if route.proxy is not None and route.scheme == "http" and route.proxy_auth:
             headers = {**headers, "Proxy-Authorization": route.proxy_auth}
         idle = self._idle.pop(route, None)
         for reused in ((True, False) if idle is not None else (False,)):
-            conn = idle if reused and idle is not None else route.connect(self.timeout)
+            step = "sending the request to"
+            try:
+                conn = idle if reused and idle is not None else route.connect(self.timeout)
+            except http.client.InvalidURL as e:
+                raise DownloadError(f"invalid URL {url!r}: {e}", url=url) from None
             try:
                 if not reused:
                     self.connects += 1
-                    _connect(conn, route, url)
-                if on_socket is not None and conn.sock is not None:
-                    on_socket(conn.sock)
+                    step = "connecting to"
+                    _connect(conn, route, url, watch)
+                    step = "sending the request to"
+                if watch is not None and conn.sock is not None:
+                    watch.attach(conn.sock)
                 conn.request("GET", route.target(url), headers=headers)
+                step = "waiting for the answer of"
                 resp = conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 conn.close()
                 if reused:
                     continue  # the server closed it while idle: once more on a new one
+                raise _transient(step, url, e) from e
+            except DownloadError:
+                conn.close()
                 raise
+            except http.client.InvalidURL as e:  # control characters in the URL
+                conn.close()
+                raise DownloadError(f"invalid URL {url!r}: {e}", url=url) from None
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise _transient(step, url, e) from e
             except BaseException:
                 conn.close()
                 raise
@@ -297,30 +355,106 @@ class Client:
         raise AssertionError("unreachable")
 
 
-def _connect(conn: http.client.HTTPConnection, route: _Route, url: str) -> None:
-    """Connect, turning failures that no retry can heal into a clear ``DownloadError``."""
+def _origin_or_error(url: str) -> Origin:
+    try:
+        return origin_of(url)
+    except ValueError as e:  # a port out of range, a malformed IPv6 address
+        raise DownloadError(f"invalid URL {url!r}: {e}", url=url) from None
+
+
+def _transient(step: str, url: str, e: BaseException) -> TransientError:
+    """A failure that another try may not meet: refused, reset, timed out, not HTTP."""
+    what = " ".join(f"{type(e).__name__}: {e}".split())
+    return TransientError(f"{step} {url} failed: {what}", url=url)
+
+
+def _connect(conn: _Conn, route: _Route, url: str, watch: Watch | None) -> None:
+    """Connect through :func:`_open_socket` (so ``watch`` sees the socket before it connects),
+    turning failures that no retry can heal into a clear ``DownloadError``."""
+
+    def open_socket(address: tuple[str, int], timeout: float | None = None,
+                    source_address: object = None) -> socket.socket:
+        return _open_socket(address, timeout, watch)
+
+    conn._create_connection = open_socket
+    host = route.proxy[0] if route.proxy else route.host
     try:
         conn.connect()
     except socket.gaierror as e:
-        host = route.proxy[0] if route.proxy else route.host
+        if e.errno == socket.EAI_AGAIN:  # the resolver did not answer in time: may heal
+            raise TransientError(f"cannot resolve host {host} for now ({url}):"
+                                 f" {e.strerror or e}", url=url) from e
         raise DownloadError(f"cannot resolve host {host} ({url}): {e.strerror or e}",
                             url=url) from e
     except ssl.SSLCertVerificationError as e:
         raise DownloadError(
             f"certificate for {route.host} is not trusted ({e.verify_message}; set SSL_CERT_FILE"
             f" or REQUESTS_CA_BUNDLE to the CA that signed it): {url}", url=url) from e
+    except UnicodeError as e:  # a host name IDNA cannot encode
+        raise DownloadError(f"invalid host name {host!r} ({url}): {e}", url=url) from None
     except OSError as e:
         if "Tunnel connection failed" in str(e):
             raise DownloadError(f"the proxy would not connect us to {route.host}: {e}",
                                 url=url) from e
         raise
+    if watch is not None and conn.sock is not None:
+        watch.attach(conn.sock)  # the TLS socket now carries the bytes
+
+
+def _open_socket(address: tuple[str, int], timeout: float | None, watch: Watch | None
+                 ) -> socket.socket:
+    """``socket.create_connection`` that another thread can stop (see the module comment)."""
+    host, port = address
+    last: OSError | None = None
+    for family, kind, proto, _, addr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            if watch is not None:
+                watch.attach(sock)
+            _connect_in_slices(sock, addr, timeout, watch)
+        except OSError as e:
+            sock.close()
+            if watch is not None and watch.aborted:
+                raise
+            last = e
+            continue
+        sock.settimeout(timeout)
+        return sock
+    raise last or OSError(f"no address found for {host}")
+
+
+def _connect_in_slices(sock: socket.socket, addr: tuple[Any, ...], timeout: float | None,
+                       watch: Watch | None) -> None:
+    sock.setblocking(False)
+    code = sock.connect_ex(addr)
+    if code == 0:
+        return
+    if code not in _IN_PROGRESS:
+        raise OSError(code, os.strerror(code))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_WRITE)
+        while True:
+            if watch is not None and watch.aborted:
+                raise ConnectionAbortedError(errno.ECONNABORTED, "aborted while connecting")
+            left = CONNECT_SLICE if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, "timed out while connecting")
+            if sel.select(min(CONNECT_SLICE, left)):
+                break
+    if watch is not None and watch.aborted:  # a shutdown may end a connect as if it succeeded
+        raise ConnectionAbortedError(errno.ECONNABORTED, "aborted while connecting")
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))  # ConnectionRefusedError and its kin
 
 
 def get_small(url: str, headers: dict[str, str] | None = None, *, timeout: float = 30.0,
               limit: int = 16 * 2**20, client: Client | None = None
               ) -> tuple[int, http.client.HTTPMessage, bytes]:
     """GET a small document (an API answer, a catalog): ``(status, headers, body)``, the body
-    read whole (at most ``limit`` bytes; more is an error, not a truncation)."""
+    read whole (at most ``limit`` bytes; more is an error, not a truncation). Raises only
+    ``DownloadError`` (as :meth:`Client.get`)."""
     own = client is None
     c = client or Client(timeout=timeout)
     try:

@@ -40,7 +40,7 @@ def fetch_catalog(url: str, settings: Settings) -> Path:
     try:
         body = _download(url)
         parse_catalog(json.loads(body), url)  # a copy is only ever a valid catalog
-    except (DownloadError, OSError, ValueError) as e:
+    except (DownloadError, ValueError) as e:  # ValueError: not JSON
         why = str(e) or type(e).__name__
         if not copy.is_file():
             if isinstance(e, InvalidCatalogError):
@@ -55,13 +55,9 @@ def fetch_catalog(url: str, settings: Settings) -> Path:
 
 
 def _download(url: str) -> bytes:
-    import http.client
-
-    try:
-        status, _, body = get_small(url, {"Accept": "application/json"},
-                                    timeout=CATALOG_TIMEOUT, limit=CATALOG_MAX_BYTES)
-    except http.client.HTTPException as e:  # a reply that is not HTTP at all
-        raise DownloadError(f"not an HTTP answer ({type(e).__name__})", url=url) from None
+    # get_small raises DownloadError only (a reply that is not HTTP at all included).
+    status, _, body = get_small(url, {"Accept": "application/json"},
+                                timeout=CATALOG_TIMEOUT, limit=CATALOG_MAX_BYTES)
     if status != 200:
         raise DownloadError(f"the server answered HTTP {status}", url=url, status=status)
     return body

@@ -52,13 +52,7 @@ def classify(status: int, header: Callable[[str], str | None], *, url: str, size
     (worth another try), ``DownloadError`` (not at this URL), ``IntegrityError`` (the wrong file)
     or :class:`SourceChanged` (start the file over).
     """
-    if status in RETRY_STATUSES:
-        body = error_body()
-        detail = ": " + one_line(body[:80].decode(errors="replace")) if body else ""
-        raise TransientError(f"{url} answered HTTP {status}{detail}", url=url, status=status,
-                             retry_after=retry_after_seconds(header("Retry-After")))
-    if status not in (200, 206):
-        raise DownloadError(f"{url} answered HTTP {status}", url=url, status=status)
+    check_status(status, header, url=url, error_body=error_body)
     encoding = (header("Content-Encoding") or "identity").strip().lower()
     if encoding not in ("identity", ""):
         raise DownloadError(f"{url} sent Content-Encoding {encoding!r} although identity was"
@@ -68,6 +62,29 @@ def classify(status: int, header: Callable[[str], str | None], *, url: str, size
     if status == 206:
         return _ranged(header, url, size, asked_from, known, validators)
     return _whole(header, url, size, known, had_bytes, validators)
+
+
+def check_status(status: int, header: Callable[[str], str | None], *, url: str,
+                 error_body: Callable[[], bytes] = lambda: b"") -> None:
+    """Accept a ``200`` or ``206``; raise ``TransientError`` for an answer worth another try
+    (5xx, 408, 429, with its ``Retry-After``) and ``DownloadError`` for any other."""
+    if status in RETRY_STATUSES:
+        body = error_body()
+        detail = ": " + one_line(body[:80].decode(errors="replace")) if body else ""
+        raise TransientError(f"{url} answered HTTP {status}{detail}", url=url, status=status,
+                             retry_after=retry_after_seconds(header("Retry-After")))
+    if status not in (200, 206):
+        raise DownloadError(f"{url} answered HTTP {status}", url=url, status=status)
+
+
+def total_size(status: int, header: Callable[[str], str | None]) -> int | None:
+    """The file's full size from an answer to ``Range: bytes=0-0``: the total of its
+    ``Content-Range`` (a 206), or the ``Content-Length`` of a whole 200."""
+    if status == 206:
+        m = CONTENT_RANGE.fullmatch((header("Content-Range") or "").strip())
+        return int(m[3]) if m and m[3] != "*" else None
+    value = header("Content-Length") if status == 200 else None
+    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 def _ranged(header: Callable[[str], str | None], url: str, size: int, asked_from: int,

@@ -3,9 +3,11 @@
 The shared tier only says where a blob can be read (a presigned URL); the bytes come through the
 same :class:`~.fetch.FileFetch` as an origin download (parallel ranges, resume, verified as they
 land), into a partial of their own (``s3-<sha256>``) so a failed shared read never mixes with the
-origin's bytes. Only files with a known sha256 use the tier. On a miss this process may take the
-fleet lease for the blob; it is kept until the upload after publishing (or ``PUBLISH_GRACE``
-seconds), and dropped at once if the origin download fails.
+origin's bytes. Only files with a known sha256 use the tier; for one the catalog gives only a
+size estimate, the object's own size is taken (the sha256 decides), so a hit costs the origin
+nothing, not even a size probe. On a miss this process may take the fleet lease for the blob;
+it is kept until the upload after publishing (or ``PUBLISH_GRACE`` seconds), and dropped at once
+if the origin download fails.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ class SubTracker(ProgressTracker):
         super().__init__(parent.model_id, parent.total, None)
         self.parent = parent
         self.counted = 0
+        self.grown = 0
         self._count_lock = threading.Lock()
+
+    def grow(self, n: int) -> None:
+        with self._count_lock:
+            self.grown += n
+        self.parent.grow(n)
 
     def add(self, n: int) -> None:
         with self._count_lock:
@@ -60,16 +68,20 @@ class SubTracker(ProgressTracker):
         """Undo every byte this fetch reported (it failed; the origin will report them again)."""
         with self._count_lock:
             n, self.counted = self.counted, 0
+            grown, self.grown = self.grown, 0
         if n > 0:
             self.parent.rewind(n)
+        if grown:
+            self.parent.grow(-grown)
 
 
-def fetch_from_shared(tier: SharedTier, sha256: str, size: int, partial_dir: Path,
+def fetch_from_shared(tier: SharedTier, sha256: str, size: int | None, partial_dir: Path,
                       tracker: ProgressTracker, cancel: threading.Event, config: FetchConfig, *,
-                      lead: bool = False) -> FetchedFile | None:
+                      lead: bool = False, estimate: int = 0) -> FetchedFile | None:
     """The verified blob from the shared tier, in ``partial_dir``; None on a miss or a failure
     (the tier then steps aside or marks the object corrupt). ``lead``: see ``SharedTier.locate``.
-    Raises only ``DownloadCancelledError``."""
+    ``size`` None: the object's size is taken, in place of the ``estimate`` the progress counted
+    so far. Raises only ``DownloadCancelledError``."""
     source = tier.locate(sha256, size, cancel=cancel, lead=lead,
                          on_wait=lambda message: tracker.set_stage(tracker.stage, message))
     if source is None:
@@ -81,7 +93,9 @@ def fetch_from_shared(tier: SharedTier, sha256: str, size: int, partial_dir: Pat
                   min_speed=max(config.min_speed, source.min_speed),
                   stall_window=min(config.stall_window, source.stall_window))
     sub = SubTracker(tracker)
-    fetch = FileFetch([source.url], size, source.sha256, partial_dir=partial_dir,
+    if size is None:
+        sub.grow(source.size - estimate)  # taken back if the read fails
+    fetch = FileFetch([source.url], source.size, source.sha256, partial_dir=partial_dir,
                       key=f"s3-{source.sha256}", config=cfg, tracker=sub, cancel=cancel)
     try:
         got = fetch.run()
@@ -104,8 +118,9 @@ def fetch_file(tier: SharedTier | None, fetch: FileFetch) -> FetchedFile:
     sha = fetch.expected
     if tier is None or not sha:
         return fetch.run()
-    got = fetch_from_shared(tier, sha, fetch.size, fetch.partial_dir, fetch.tracker,
-                            fetch.cancel, fetch.cfg, lead=True)
+    got = fetch_from_shared(tier, sha, fetch.size if fetch.size_known else None,
+                            fetch.partial_dir, fetch.tracker, fetch.cancel, fetch.cfg, lead=True,
+                            estimate=fetch.size_estimate or 0)
     if got is not None:
         return got
     try:

@@ -3,15 +3,23 @@
 A socket timeout only catches silence. A server that dribbles its headers a byte at a time, or a
 body at a few bytes a second, would hold a connection forever; the watchdog thread of a fetch
 checks each :class:`Request` every 0.25 s with :func:`too_slow` and breaks it (``abort``) from
-the outside, as it does for every request on cancel.
+the outside, as it does for every request on cancel (:func:`police`). A request is watched from
+its connect on: ``http.Client`` hands over the socket before it connects and stops a connect in
+progress once ``aborted`` is set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import threading
+import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+
+#: How often a watchdog looks at its requests (and at the cancel event).
+EVERY = 0.25
 
 
 def shutdown(sock: socket.socket) -> None:
@@ -33,13 +41,15 @@ class Request:
     aborted: bool = False
 
     def attach(self, sock: socket.socket) -> None:
-        """Called by ``Client.get`` before each request is sent (new or reused connection)."""
+        """Called by ``Client.get`` with each socket: before it connects, once connected, and
+        before a kept-alive one carries the next request."""
         self.sock = sock
         if self.aborted:  # abort() ran before the socket existed
             shutdown(sock)
 
     def abort(self) -> None:
-        """Break a blocked connect, header wait or body read from another thread."""
+        """Break a connect in progress (``Client`` looks at ``aborted``), a header wait or a
+        body read (the socket is shut down) from another thread."""
         self.aborted = True
         sock = self.sock
         if sock is not None:
@@ -57,3 +67,36 @@ def too_slow(r: Request, now: float, *, timeout: float, window: float, min_speed
         r.samples.popleft()
     t0, b0 = r.samples[0]
     return now - t0 >= window and (r.bytes - b0) / (now - t0) < min_speed
+
+
+def police(requests: Iterable[Request], now: float, *, cancelled: bool, timeout: float,
+           window: float, min_speed: float) -> None:
+    """One look of the watchdog: on cancel every request is broken, else each one too slow
+    (marked ``stalled``, so its failure says why)."""
+    for r in requests:
+        if cancelled:
+            r.abort()
+        elif too_slow(r, now, timeout=timeout, window=window, min_speed=min_speed):
+            r.stalled = True
+            r.abort()
+
+
+@contextlib.contextmanager
+def watchdog(requests: Callable[[], Iterable[Request]], cancel: threading.Event, *,
+             timeout: float, window: float, min_speed: float) -> Iterator[None]:
+    """A thread policing ``requests()`` every ``EVERY`` s while the block runs (for callers
+    without a watchdog of their own, such as the size probe)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(min(EVERY, window / 4)):
+            police(list(requests()), time.monotonic(), cancelled=cancel.is_set(),
+                   timeout=timeout, window=window, min_speed=min_speed)
+
+    thread = threading.Thread(target=loop, daemon=True, name="ra-watchdog")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
