@@ -51,9 +51,11 @@ from .fsutil import (
     fsync_file,
     is_enospc,
     link_or_copy,
+    regular_stat,
     remove_tree,
     remove_tree_counted,
     replace_with_link,
+    same_file,
     unlink_counted,
 )
 from .hashing import file_sha256
@@ -68,6 +70,7 @@ from .index import (
     make_manifest,
 )
 from .locks import Locks
+from .rebuild import index_lost, rebuild_index, save_unsaved_trust, write_trust_file
 
 log = logging.getLogger("runanywhere")
 
@@ -231,15 +234,6 @@ def _safe_component(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text).strip(".") or "v"
 
 
-def _regular(path: Path) -> os.stat_result | None:
-    """``lstat`` of a regular file (not a link, not a folder), else None."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return st if stat.S_ISREG(st.st_mode) else None
-
-
 class DiskTier:
     def __init__(self, root: Path, *, durable: bool = True, busy_timeout: float = 10.0,
                  readonly: bool = False) -> None:
@@ -269,15 +263,15 @@ class DiskTier:
             return Index(path, readonly=True, busy_timeout=self.busy_timeout)
         # One process at a time checks (and maybe rebuilds) the index: a rebuild moves the file.
         with self.locks.index():
-            lost = self._index_lost(path)
+            lost = index_lost(self, path)
             if lost is not None:
-                return self._rebuild(path, lost)
+                return rebuild_index(self, path, lost)
             try:
                 index = self._connect(path)
             except sqlite3.OperationalError:
                 raise  # locked, I/O error: not a reason to set the index aside
             except sqlite3.DatabaseError as e:
-                return self._rebuild(path, e)
+                return rebuild_index(self, path, e)
             try:
                 check = index.quick_check()
             except sqlite3.OperationalError:
@@ -287,8 +281,8 @@ class DiskTier:
                 check = str(e)
             if check != "ok":
                 index.close()
-                return self._rebuild(path, sqlite3.DatabaseError(check))
-            self._save_unsaved_trust(index)
+                return rebuild_index(self, path, sqlite3.DatabaseError(check))
+            save_unsaved_trust(self, index)
             return index
 
     def _connect(self, path: Path) -> Index:
@@ -306,76 +300,12 @@ class DiskTier:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    def _index_lost(self, path: Path) -> str | None:
-        """Why the index must be rebuilt before it is opened: it is missing or empty (deleted,
-        truncated to nothing) while the manifests or trust records it was built from are here.
-        An empty SQLite file is a valid empty database: opened as is, every model would vanish."""
-        try:
-            if os.stat(path).st_size > 0:
-                return None
-            why = "empty (0 bytes)"
-        except FileNotFoundError:
-            why = "missing"
-        if any(self.manifest_dir.glob("*.json")) or any(self.trusted_dir.glob("*.json")):
-            return why
-        return None
-
-    def _save_unsaved_trust(self, index: Index) -> None:
-        """Trust records from before ``trusted/`` existed get their file (one query)."""
-        with contextlib.suppress(OSError, sqlite3.Error):
-            for mid in {r.model_id for r in index.trust_records()}:
-                if not (self.trusted_dir / f"{mid}.json").exists():
-                    self._write_trust(index, mid)
-
     def recover(self, why: Exception) -> None:
         """The index turned out corrupt while in use: set it aside and rebuild it."""
         with self.locks.index():
             with contextlib.suppress(sqlite3.Error):
                 self.index.close()
-            self.index = self._rebuild(self.root / "index.db", why)
-
-    def _rebuild(self, path: Path, why: Exception | str) -> Index:
-        damaged = not isinstance(why, str)
-        aside = path.with_name(f"index.db.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-                               f"-{uuid.uuid4().hex[:4]}")
-        moved = False
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                if suffix == "" and not damaged:  # an empty file holds nothing to keep
-                    path.unlink()
-                    continue
-                os.replace(str(path) + suffix, str(aside) + suffix)
-                moved = moved or suffix == ""
-        index = Index(path, durable=self.durable, busy_timeout=self.busy_timeout)
-        restored: list[str] = []
-        skipped: list[str] = []
-        hashed: dict[str, bool] = {}
-        for mf in sorted(self.manifest_dir.glob("*.json")):
-            problem = self._restore(index, mf, hashed)
-            (skipped if problem else restored).append(f"{mf.stem} ({problem})" if problem
-                                                      else mf.stem)
-        trusted = self._restore_trust(index)
-        state = (f"was damaged ({why}): kept it as {aside.name}" if damaged and moved
-                 else f"was {why}")
-        log.warning("cache index %s %s; rebuilt the index from the blobs and manifests;"
-                    " %d model(s) restored%s%s", path, state, len(restored),
-                    f", not restored: {', '.join(skipped)}" if skipped else "",
-                    f"; {trusted} first-use hash(es) restored" if trusted else "")
-        return index
-
-    def _restore_trust(self, index: Index) -> int:
-        """Put the first-use hashes of ``trusted/`` back into a rebuilt index."""
-        count = 0
-        for tf in sorted(self.trusted_dir.glob("*.json")):
-            try:
-                doc = json.loads(tf.read_text())
-                for r in doc["files"]:
-                    index.set_trusted(doc["id"], r["path"], r["url"], r["sha256"],
-                                      int(r["size"]), float(r["recorded"]))
-                    count += 1
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.warning("cannot read the first-use hashes in %s (%s)", tf, e)
-        return count
+            self.index = rebuild_index(self, self.root / "index.db", why)
 
     # -- trust on first use ------------------------------------------------------------------------
     def record_trust(self, model_id: str, path: str, url: str, sha256: str, size: int, *,
@@ -384,7 +314,7 @@ class DiskTier:
         ``trusted/<id>.json`` (so a rebuilt index keeps it)."""
         self._writable()
         self.index.set_trusted(model_id, path, url, sha256, size, replace=replace)
-        self._write_trust(self.index, model_id)
+        write_trust_file(self, self.index, model_id)
 
     def trust_records(self, model_id: str | None = None) -> list[TrustRecord]:
         return self.index.trust_records(model_id)
@@ -396,46 +326,6 @@ class DiskTier:
         self.index.delete_trusted(model_id)
         (self.trusted_dir / f"{model_id}.json").unlink(missing_ok=True)
         return gone
-
-    def _write_trust(self, index: Index, model_id: str) -> None:
-        records = index.trust_records(model_id)
-        target = self.trusted_dir / f"{model_id}.json"
-        if not records:
-            target.unlink(missing_ok=True)
-            return
-        doc = {"id": model_id, "files": [
-            {k: v for k, v in r.to_dict().items() if k != "id"} for r in records]}
-        atomic_write(target, json.dumps(doc, indent=1, sort_keys=True).encode(),
-                     durable=self.durable)
-
-    def _restore(self, index: Index, manifest_file: Path, hashed: dict[str, bool]
-                 ) -> str | None:
-        """Re-index one manifest if every blob is present and hashes right (no index row
-        vouches for it any more), relinking missing model files; returns what prevented it."""
-        try:
-            doc = json.loads(manifest_file.read_text())
-            pinned = bool(doc.pop("pinned", False))
-            base = Path(self.root, doc["entry"])
-            base = base if doc["kind"] == "dir" else base.parent
-            file_mtimes, blob_mtimes = {}, {}
-            for f in doc["files"]:
-                blob = self.blob_path(f["sha256"])
-                st = _regular(blob)
-                if st is None or st.st_size != f["size"]:
-                    return f"blob {f['sha256'][:12]} is missing or the wrong size"
-                if f["sha256"] not in hashed:
-                    hashed[f["sha256"]] = file_sha256(blob) == f["sha256"]
-                if not hashed[f["sha256"]]:
-                    return f"blob {f['sha256'][:12]} has the wrong bytes"
-                target = base / f["path"]
-                if not _same_file(blob, target):  # only the verified blob is trusted
-                    replace_with_link(blob, target)
-                file_mtimes[f["path"]] = os.lstat(target).st_mtime_ns
-                blob_mtimes[f["sha256"]] = st.st_mtime_ns
-            index.put_model(doc, pinned=pinned, file_mtimes=file_mtimes, blob_mtimes=blob_mtimes)
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            return str(e) or type(e).__name__
 
     def close(self) -> None:
         self.index.close()
@@ -452,7 +342,7 @@ class DiskTier:
         """Is a blob with these bytes stored? Cheap when the index vouches for the file (same
         size and mtime as recorded); a blob no row mentions (left by a crash) is re-hashed.
         ``size`` None: any size (the sha256 alone names the bytes)."""
-        st = _regular(self.blob_path(sha256))
+        st = regular_stat(self.blob_path(sha256))
         if st is None or st.st_size != (st.st_size if size is None else size):
             return False
         size = st.st_size
@@ -526,7 +416,7 @@ class DiskTier:
         base = entry.base
         stale = False
         for path, size, mtime_ns in found[1]:
-            st = _regular(base / path)
+            st = regular_stat(base / path)
             if st is None or st.st_size != size:
                 return None, False
             stale = stale or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
@@ -633,7 +523,7 @@ class DiskTier:
             base = Path(self.root, p.doc["entry"])
             base = base if p.doc["kind"] == "dir" else base.parent
             for path, mtime in p.file_mtimes.items():
-                st = _regular(base / path)
+                st = regular_stat(base / path)
                 if st is None or st.st_mtime_ns != mtime:
                     raise CacheError(f"{p.doc['id']}: its files changed before the index"
                                      " accepted them")
@@ -864,7 +754,7 @@ class DiskTier:
         for f in entry.files:
             target, blob = entry.base / f.path, self.blob_path(f.sha256)
             file_ok = self._hashes_to(target, f)
-            blob_ok = (file_ok and _same_file(blob, target)) or self._hashes_to(blob, f)
+            blob_ok = (file_ok and same_file(blob, target)) or self._hashes_to(blob, f)
             if not blob_ok and (blob.exists() or blob.is_symlink()):
                 corrupt.add(f.sha256)
             if not file_ok:
@@ -888,7 +778,7 @@ class DiskTier:
 
     @staticmethod
     def _hashes_to(path: Path, f: FileRow) -> bool:
-        st = _regular(path)
+        st = regular_stat(path)
         return st is not None and st.st_size == f.size and file_sha256(path) == f.sha256
 
     @staticmethod
@@ -896,7 +786,7 @@ class DiskTier:
         name = name or f.path
         if path.is_symlink():
             return f"{name}: a symbolic link, not a stored file"
-        st = _regular(path)
+        st = regular_stat(path)
         if st is None:
             return f"{name}: missing" if not path.exists() else f"{name}: not a regular file"
         if st.st_size != f.size:
@@ -912,7 +802,7 @@ class DiskTier:
         with self.locks.gc():
             for sha in suspects:  # unless another model's good copy restored it meanwhile
                 blob = self.blob_path(sha)
-                if _regular(blob) is None or file_sha256(blob) != sha:
+                if regular_stat(blob) is None or file_sha256(blob) != sha:
                     self._quarantine_path(blob, f"blob-{sha[:16]}")
         self.gc_blobs()
 
@@ -923,14 +813,6 @@ class DiskTier:
         self.quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
         with contextlib.suppress(OSError):
             os.replace(path, self.quarantine_dir / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        sa, sb = os.lstat(a), os.lstat(b)
-    except OSError:
-        return False
-    return stat.S_ISREG(sa.st_mode) and (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
 
 
 __all__ = ["CacheEntry", "DiskTier", "DiskUsage", "Prepared", "StagedFile", "VerifyResult",

@@ -221,3 +221,22 @@ def is_writable_dir(path: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def regular_stat(path: Path) -> os.stat_result | None:
+    """``lstat`` of a regular file (not a link, not a folder), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Are ``a`` (a regular file) and ``b`` the same inode?"""
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return stat.S_ISREG(sa.st_mode) and (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
+
