@@ -272,6 +272,25 @@ def test_route_rates_are_per_connection(srv: Nginx) -> None:
     assert max(r.request_time for r in pair) < 0.8, pair
 
 
+def test_hub_repo_rates_cap_one_repo_on_the_cdn(files: Path, tmp_path: Path) -> None:
+    """``Hub(repo_rates=...)``: one CDN, a cap for one repo's links, none for the others."""
+    (files / "other").mkdir(exist_ok=True)
+    (files / "other" / "blob.bin").write_bytes((files / "blob.bin").read_bytes())
+    sites = [Site("origin", routes=()), Site("cdn", routes=())]
+    hub = Hub(files, repo_rates=((REPO, "2m"),))
+    with Nginx(files, tmp_path, sites=sites, hub=hub) as n:
+        capped = get(n.hub_url(REPO, "weights.bin"), n)  # 3 MiB at 2 MiB/s
+        free = get(n.hub_url("other", "blob.bin"), n)  # 10 MiB, no cap
+        assert capped == (files / REPO / "weights.bin").read_bytes()
+        assert free == (files / "blob.bin").read_bytes()
+        slow = n.wait_records(site="cdn", contains="weights.bin")[-1]
+        fast = n.wait_records(site="cdn", contains="other/blob.bin")[-1]
+        assert slow.request_time >= 0.9 and fast.request_time < slow.request_time, (slow, fast)
+        assert status_of(n.signed_url(REPO, "weights.bin", secret="guessed"), n)[0] == 403
+    with pytest.raises(ValueError):
+        Nginx(files, sites=sites, hub=Hub(files, repo_rates=(("../x", "2m"),)))
+
+
 def test_total_rate_is_shared_by_every_connection_of_the_site(srv: Nginx, files: Path) -> None:
     """4 MiB/s for the whole site: four connections fetching 2 MiB each (8 MiB, http and https
     mixed) need about 2 s together, not the 0.5 s each would take alone."""
