@@ -336,12 +336,20 @@ class Nginx:
     def access_log(self) -> Path:
         return self.tmp / "access.log"
 
-    def records(self, **filters: Any) -> list[Record]:
-        """Every logged request, optionally filtered as :func:`harness.accesslog.select`
-        (``uri=``, ``prefix=``, ``contains=``, ``site=``, ``port=``, ``scheme=``,
-        ``status=``). Ports are the ones clients used."""
+    def log_size(self) -> int:
+        """The access log's size now: give it to :meth:`records` as ``since`` later."""
+        try:
+            return self.access_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def records(self, since: int = 0, **filters: Any) -> list[Record]:
+        """Every logged request (after the byte offset ``since``, a :meth:`log_size`),
+        optionally filtered as :func:`harness.accesslog.select` (``uri=``, ``prefix=``,
+        ``contains=``, ``site=``, ``port=``, ``scheme=``, ``status=``). Ports are the ones
+        clients used."""
         internal = {lst.nginx_port: lst.port for lst in self._listeners}
-        recs = accesslog.read_log(self.access_log, internal)
+        recs = accesslog.read_log(self.access_log, internal, since)
         return accesslog.select(recs, **filters) if filters else recs
 
     def wait_records(self, count: int = 1, timeout: float = 10.0, **filters: Any

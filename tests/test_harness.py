@@ -174,6 +174,16 @@ def test_bytes_served_and_filters(srv: Nginx) -> None:
     assert srv.records(prefix="/redirect/", contains="count-b")[0].status == 302
 
 
+def test_records_since_a_mark_are_the_later_ones_only(srv: Nginx) -> None:
+    get(srv.url + "/small.bin?before-mark", srv)
+    srv.wait_records(contains="before-mark")
+    mark = srv.log_size()
+    get(srv.url + "/small.bin?after-mark", srv)
+    srv.wait_records(contains="after-mark")
+    assert [r.uri for r in srv.records(since=mark, contains="-mark")] == ["/small.bin?after-mark"]
+    assert len(srv.records(contains="-mark")) == 2
+
+
 def test_log_parser_skips_torn_lines() -> None:
     assert accesslog.parse_line('{"msec":"1.0","site":"o"') is None
     assert accesslog.parse_line("[1, 2]") is None
@@ -355,6 +365,18 @@ def test_hub_resolve_redirects_to_the_cdn_with_hub_headers(srv: Nginx, files: Pa
     cdn = srv.wait_records(site="cdn", prefix="/lfs/", status=200)
     assert cdn and cdn[-1].status == 200 and cdn[-1].body_bytes == len(data)
     assert srv.hub_endpoint() == srv.base("origin")
+
+
+def test_hub_takes_a_known_hash_instead_of_hashing(srv: Nginx, files: Path) -> None:
+    f = files / REPO / "remembered.bin"
+    f.write_bytes(b"x" * 1000)
+    assert srv.signer is not None
+    srv.signer.remember(f, "ab" * 32)  # a caller's manifest knows it: the Hub says what it is told
+    _, h = head_no_redirect(srv.hub_url(REPO, "remembered.bin"), srv)
+    assert h["X-Linked-Etag"] == f'"{"ab" * 32}"'
+    f.write_bytes(b"y" * 1001)  # changed: hashed again
+    _, h = head_no_redirect(srv.hub_url(REPO, "remembered.bin"), srv)
+    assert h["X-Linked-Etag"] == f'"{hashlib.sha256(b"y" * 1001).hexdigest()}"'
 
 
 def test_cdn_refuses_expired_and_forged_links(srv: Nginx, files: Path) -> None:
