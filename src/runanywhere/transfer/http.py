@@ -124,6 +124,8 @@ class Response:
         length = self.content_length
         self._left = length if length is not None and not resp.chunked else None
         self._reusable = not resp.will_close
+        #: Set by :meth:`close`: the connection went back to the client for the next request.
+        self.kept_alive = False
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -190,6 +192,7 @@ class Response:
                 self._client.give_back(self._route, self._conn)
             else:
                 self._conn.close()
+            self.kept_alive = reusable
 
 
 class Client:
