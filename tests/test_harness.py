@@ -338,6 +338,31 @@ def test_token_bucket_keeps_the_long_run_rate() -> None:
 
 
 # -- the Hub route --------------------------------------------------------------------------------
+def test_token_bucket_loses_nothing_when_takers_wake_late() -> None:
+    """A busy event loop wakes every taker late; the bytes still leave at the rate (a bucket
+    that dropped the oversleep gave 32 connections through a 100 MiB/s cap only 75 MiB/s)."""
+    import asyncio
+
+    async def run() -> float:
+        bucket = Bucket(10_000_000, 100_000)  # 100 kB grants: 10 ms each
+        stop = False
+
+        async def hog() -> None:
+            while not stop:
+                time.sleep(0.004)  # blocks the loop, so every wake-up comes late
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(hog())
+        t = time.monotonic()
+        await asyncio.gather(*(bucket.take(100_000) for _ in range(100)))  # 10 MB: ~1 s
+        elapsed = time.monotonic() - t
+        stop = True
+        await task
+        return elapsed
+
+    assert 0.9 < asyncio.run(run()) < 1.6  # the old bucket needed ~2 s
+
+
 def test_hub_resolve_redirects_to_the_cdn_with_hub_headers(srv: Nginx, files: Path) -> None:
     data = (files / REPO / "weights.bin").read_bytes()
     for scheme in ("http", "https"):
