@@ -250,14 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args)
 
-    from runanywhere import ModelLoader
-
     from .payloads import bench_dir, ensure_payloads
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if "fleet" in scenarios and not hasattr(ModelLoader, "shared"):
-        print("fleet scenario needs the loader wired to the shared tier (ModelLoader.shared);"
-              " not measuring it", file=sys.stderr)
+    missing = unavailable() if "fleet" in scenarios else None
+    if missing:
+        print(f"the fleet scenario cannot run: {missing}", file=sys.stderr)
         scenarios.remove("fleet")
     payload = ensure_payloads([args.size], bench_dir() / "payloads")[0]
     wan = None if args.wan_rate.lower() in ("none", "0", "") else args.wan_rate
