@@ -49,7 +49,7 @@ def _meta_dict(model_id: str, size: int, sha256: str, url: str) -> dict[str, Any
 
 def _ra_env() -> dict[str, str]:
     env = peers.base_env()
-    env.update(peers._ra_env_for_check())
+    env.update(peers.ra_pythonpath())
     return env
 
 

@@ -46,13 +46,14 @@ class Job:
     size: int
     sha256: str
     name: str  # payload file name
-    route: str  # "full" or "slow"
-    url: str
-    hf_endpoint: str
+    route: str  # a key of origin.ROUTES
+    url: str  # the front door: the Hub's resolve URL on https routes, the file on http
+    hf_endpoint: str  # HF_ENDPOINT for hf_hub_download (and hf_transfer's resolve)
     hf_repo: str
     catalog: Path  # a runanywhere catalog with one model pointing at `url`
     model_id: str
     workdir: Path  # fresh and empty for every run
+    ca_file: Path | None = None  # the CA that signed the server certificates (https)
 
 
 @dataclass
@@ -77,6 +78,15 @@ class Measurement:
     cpu_user: float = 0.0
     cpu_sys: float = 0.0
     peak_rss_mib: float = 0.0
+    # from nginx's access log (every request the run made, both sites)
+    requests: int = 0
+    connections: int = 0  # distinct TCP connections ($connection)
+    tls_full: int = 0  # TLS connections with a full handshake ($ssl_session_reused ".")
+    tls_resumed: int = 0  # TLS connections that resumed a session ("r")
+    redirects: int = 0  # 3xx answers
+    served: int = 0  # body bytes nginx sent
+    settle_s: float = 0.0  # untimed wait for the memory state before the run
+    settle_mib: int = 0  # free memory the machine handed back to its host meanwhile
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -90,6 +100,7 @@ class Peer:
     needs: tuple[str, ...] = ()  # python modules (checked in a subprocess) or "exe:NAME"
     runanywhere: bool = False
     note: str = ""
+    verifies: bool = False  # checks the sha256 of what it downloaded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,19 +109,26 @@ class Peer:
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "ftp_proxy"}
 
 
-def base_env() -> dict[str, str]:
-    """The parent's environment without proxies or tokens that would change what a peer does."""
+_CA_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def base_env(job: Job | None = None) -> dict[str, str]:
+    """The parent's environment without proxies, tokens or CA settings that would change what a
+    peer does; with the job's CA (the variables OpenSSL, requests/httpx and curl read)."""
     env = {k: v for k, v in os.environ.items()
            if k.lower() not in _PROXY_VARS and not k.startswith(("RUNANYWHERE_", "HF_"))
-           and k not in ("HUGGING_FACE_HUB_TOKEN", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+           and k not in ("HUGGING_FACE_HUB_TOKEN", *_CA_VARS)}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if job is not None and job.ca_file is not None:
+        env.update({"SSL_CERT_FILE": str(job.ca_file), "REQUESTS_CA_BUNDLE": str(job.ca_file),
+                    "CURL_CA_BUNDLE": str(job.ca_file)})
     return env
 
 
 def _py_child(job: Job, peer: str, args: dict[str, object], env: dict[str, str] | None = None,
               find_output: Callable[[], Path | None] | None = None) -> Command:
-    e = base_env()
+    e = base_env(job)
     e.update(env or {})
     argv = [sys.executable, str(HERE / "child.py"), peer, json.dumps(args)]
     return Command(argv, e, None, find_output)
@@ -119,7 +137,7 @@ def _py_child(job: Job, peer: str, args: dict[str, object], env: dict[str, str] 
 def _ra_env(job: Job, durable: bool) -> dict[str, str]:
     env = {"RUNANYWHERE_HOME": str(job.workdir / "ra-home"),
            "RUNANYWHERE_DURABLE": "1" if durable else "0"}
-    env.update(_ra_env_for_check())
+    env.update(ra_pythonpath())
     return env
 
 
@@ -158,8 +176,15 @@ def runanywhere_cli_argv() -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # peers (parent side): one function each
 # ---------------------------------------------------------------------------------------------
+#: FetchConfig fields for the runanywhere API peers (``bench.run --ra-config``); {} = defaults.
+RA_FETCH: dict[str, object] = {}
+
+
 def peer_runanywhere_api(job: Job, durable: bool = True) -> Command:
-    args = {"home": str(job.workdir / "ra-home"), "catalog": str(job.catalog), "id": job.model_id}
+    args: dict[str, object] = {"home": str(job.workdir / "ra-home"),
+                               "catalog": str(job.catalog), "id": job.model_id}
+    if RA_FETCH:
+        args["fetch"] = RA_FETCH
     return _py_child(job, "runanywhere_api", args, _ra_env(job, durable))
 
 
@@ -168,7 +193,7 @@ def peer_runanywhere_api_nondurable(job: Job) -> Command:
 
 
 def peer_runanywhere_cli(job: Job, durable: bool = True) -> Command:
-    env = base_env()
+    env = base_env(job)
     env.update(_ra_env(job, durable))
     argv = [*runanywhere_cli_argv(), "--home", str(job.workdir / "ra-home"),
             "--catalog", str(job.catalog), "pull", job.model_id, "--quiet"]
@@ -181,15 +206,17 @@ def peer_runanywhere_cli_nondurable(job: Job) -> Command:
 
 def peer_curl(job: Job) -> Command:
     out = job.workdir / job.name
-    return Command(["curl", "-sS", "--fail", "-o", str(out), job.url], base_env(), out)
+    return Command(["curl", "-sS", "--fail", "-L", "-o", str(out), job.url], base_env(job), out)
 
 
 def peer_aria2c(job: Job) -> Command:
     out = job.workdir / job.name
     argv = ["aria2c", "-x8", "-s8", "-k1M", "--file-allocation=none", "--allow-overwrite=true",
             "--auto-file-renaming=false", "--console-log-level=error", "--summary-interval=0",
-            "--download-result=hide", "-q", "-d", str(job.workdir), "-o", job.name, job.url]
-    return Command(argv, base_env(), out)
+            "--download-result=hide", "-q", "-d", str(job.workdir), "-o", job.name]
+    if job.ca_file is not None:
+        argv.append(f"--ca-certificate={job.ca_file}")
+    return Command([*argv, job.url], base_env(job), out)
 
 
 def peer_urllib(job: Job) -> Command:
@@ -201,13 +228,15 @@ def peer_requests(job: Job) -> Command:
     return _py_child(job, "requests", {"url": job.url, "out": str(job.workdir / job.name)})
 
 
+def _hf_env(job: Job) -> dict[str, str]:
+    return {"HF_ENDPOINT": job.hf_endpoint, "HF_HOME": str(job.workdir / "hf-home"),
+            "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
+
+
 def peer_hf_hub(job: Job) -> Command:
-    env = {"HF_HOME": str(job.workdir / "hf-home"), "HF_HUB_ENABLE_HF_TRANSFER": "0",
-           "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
-    args = {"repo": job.hf_repo, "file": job.name, "endpoint": job.hf_endpoint,
-            "cache_dir": str(job.workdir / "hf-cache")}
-    return _py_child(job, "hf_hub", args, env)
+    args = {"repo": job.hf_repo, "file": job.name, "cache_dir": str(job.workdir / "hf-cache")}
+    return _py_child(job, "hf_hub", args, _hf_env(job))
 
 
 def peer_pooch(job: Job) -> Command:
@@ -216,28 +245,37 @@ def peer_pooch(job: Job) -> Command:
 
 
 def peer_hf_transfer(job: Job) -> Command:
-    return _py_child(job, "hf_transfer", {"url": job.url, "out": str(job.workdir / job.name)})
+    args = {"endpoint": job.hf_endpoint, "repo": job.hf_repo, "file": job.name,
+            "out": str(job.workdir / job.name)}
+    return _py_child(job, "hf_transfer", args, _hf_env(job))
 
 
 PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("ra-api", "runanywhere API", peer_runanywhere_api, ("runanywhere:ModelRegistry",),
-         runanywhere=True, note="durable (fsync before publish)"),
+         runanywhere=True, verifies=True, note="durable (fsync before publish)"),
     Peer("ra-api-nd", "runanywhere API, non-durable", peer_runanywhere_api_nondurable,
-         ("runanywhere:ModelRegistry",), runanywhere=True, note="RUNANYWHERE_DURABLE=0"),
+         ("runanywhere:ModelRegistry",), runanywhere=True, verifies=True,
+         note="RUNANYWHERE_DURABLE=0"),
     Peer("ra-cli", "runanywhere CLI", peer_runanywhere_cli, ("runanywhere.cli.main:main",),
-         runanywhere=True, note="`pull --quiet`, durable"),
+         runanywhere=True, verifies=True, note="`pull --quiet`, durable"),
     Peer("ra-cli-nd", "runanywhere CLI, non-durable", peer_runanywhere_cli_nondurable,
-         ("runanywhere.cli.main:main",), runanywhere=True, note="RUNANYWHERE_DURABLE=0"),
-    Peer("curl", "curl", peer_curl, ("exe:curl",), note="`curl -sS --fail -o`"),
+         ("runanywhere.cli.main:main",), runanywhere=True, verifies=True,
+         note="RUNANYWHERE_DURABLE=0"),
+    Peer("curl", "curl", peer_curl, ("exe:curl",), note="`curl -sS --fail -L -o`"),
     Peer("aria2c", "aria2c -x8", peer_aria2c, ("exe:aria2c",),
-         note="`-x8 -s8 -k1M --file-allocation=none`"),
-    Peer("urllib", "urllib + sha256", peer_urllib, (), note="1 MiB reads, inline sha256"),
-    Peer("requests", "requests", peer_requests, ("requests",), note="iter_content(1 MiB)"),
+         note="`-x8 -s8 -k1M --file-allocation=none --ca-certificate=CA`"),
+    Peer("urllib", "urllib + sha256", peer_urllib, (), verifies=True,
+         note="`urlopen` (follows the 302), 1 MiB reads, inline sha256"),
+    Peer("requests", "requests", peer_requests, ("requests",),
+         note="`get(stream=True).iter_content(1 MiB)`, not verified"),
     Peer("hf_hub", "hf_hub_download", peer_hf_hub, ("huggingface_hub",),
-         note="HF_HUB_ENABLE_HF_TRANSFER=0, Hub-like nginx route"),
-    Peer("pooch", "pooch.retrieve", peer_pooch, ("pooch",), note="known_hash sha256"),
+         note="`HF_ENDPOINT` = the fake Hub, Xet off; checks the size, not the sha256"),
+    Peer("pooch", "pooch.retrieve", peer_pooch, ("pooch",), verifies=True,
+         note="known_hash sha256"),
     Peer("hf_transfer", "hf_transfer", peer_hf_transfer, ("hf_transfer",),
-         note="max_files=100, chunk_size=10 MiB"),
+         note="as huggingface_hub < 1.0 with HF_HUB_ENABLE_HF_TRANSFER=1: HEAD the resolve URL "
+              "on `HF_ENDPOINT`, then `download(Location, max_files=100, chunk_size=10 MiB)`; "
+              "not verified"),
 ]}
 RUNANYWHERE_PEERS = [n for n, p in PEERS.items() if p.runanywhere]
 
@@ -253,7 +291,7 @@ def check_available(peer: Peer) -> str | None:
         code = f"from {module} import {attr}" if attr else f"import {module}"
         env = base_env()
         if peer.runanywhere:
-            env.update(_ra_env_for_check())
+            env.update(ra_pythonpath())
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                            timeout=120)
         if r.returncode != 0:
@@ -262,7 +300,8 @@ def check_available(peer: Peer) -> str | None:
     return None
 
 
-def _ra_env_for_check() -> dict[str, str]:
+def ra_pythonpath() -> dict[str, str]:
+    """``PYTHONPATH`` with the runanywhere a run measures (``RA_SRC``) first."""
     pp = os.environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": str(RA_SRC) + (os.pathsep + pp if pp else "")}
 

@@ -1,17 +1,23 @@
 """Download benchmark: runanywhere against curl, aria2c, urllib, requests, hf_hub_download,
-pooch and hf_transfer, all fetching from a private nginx on 127.0.0.1, in one run.
+pooch and hf_transfer, all fetching from a private nginx on 127.0.0.1 shaped like the real world
+(HTTPS, a Hub that answers 302 to a CDN, per-connection caps), in one run.
 
 From the repository root:
 
-    python -m bench.run                      # 64M,512M,2G; 3 reps; report in bench/results/
-    python -m bench.run --smoke              # 64 MiB, 1 rep, a few peers (CI)
-    python -m bench.run --sizes 64M,512M --reps 5 --peers ra-api,curl,aria2c
+    python -m bench.run                      # the cases below, 3 reps; report in bench/results/
+    python -m bench.run --smoke              # every route once at 32 MiB, a few peers (CI)
+    python -m bench.run --cases https-75:512M --reps 5 --peers ra-api,hf_transfer
+
+Cases (route:size, each with its peers; ``origin.ROUTES`` says what a route is):
+``https:2G`` (HTTPS, Hub 302, CDN at full speed), ``https-75:512M`` and ``https-20:256M`` (the
+CDN capped per connection), ``http:2G`` (plain http, direct: what TLS and the redirect cost).
 
 Order of work: check which peers can run (a runanywhere that does not import yet is listed as
 "unavailable: <error>", not an error) -> generate payloads in $RA_BENCH_DIR (default
-/tmp/ra-bench; never in the repository) -> context figures (dd with fdatasync, bare sha256) ->
-start nginx -> for each repetition, size and route, every peer once, in an order rotated per
-repetition -> cache figures -> stop nginx -> results.json, report.md, chart.png and the table.
+/tmp/ra-bench; never in the repository) -> context figures (dd with fdatasync, bare sha256, the
+page-cache fill cost) -> start nginx -> for each repetition and case, every peer once, in an
+order rotated per repetition, each after the memory state settled (``memstate.py``) -> cache
+figures -> stop nginx -> the team case (``fleet.py``) -> results.json, report.md, chart.png.
 
 Exit status: 0 when the harness ran. ``--smoke`` (or ``--strict``) also exits 1 if any peer that
 could run failed a download (wrong bytes, error), because that means the harness or a peer broke;
@@ -33,35 +39,64 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from harness import accesslog
+from harness.accesslog import Record
 from harness.nginx import nginx_binary
 
-from . import cache_bench, report
+from . import cache_bench, fleet, memstate, report
 from . import peers as peers_mod
-from .origin import HF_REPO, SLOW_RATE, Origin
+from .origin import ALIASES, ROUTES, Origin
 from .payloads import bench_dir, ensure_payloads, human, label, parse_size
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PEERS = list(peers_mod.PEERS)
-SMOKE_PEERS = ["ra-api", "ra-cli", "curl", "urllib", "hf_hub", "aria2c"]
 CACHE_MODEL_SIZE = 244 * 2**20
+#: route -> (default size, peers). The 2 GiB cases leave pooch out (40 s a run over plain http).
+#: The 2 GiB runs each wait ~15 s for the memory to settle, so their lists are short (the whole
+#: run stays under 30 min on 2 cores): non-durable and CLI rows only at 512 MiB.
+CASES: dict[str, tuple[str, list[str]]] = {
+    "https": ("2G", ["ra-api", "curl", "aria2c", "urllib", "requests", "hf_hub", "hf_transfer"]),
+    "https-75": ("512M", ["ra-api", "ra-api-nd", "ra-cli", "curl", "aria2c", "urllib",
+                          "requests", "hf_hub", "pooch", "hf_transfer"]),
+    "https-20": ("256M", ["ra-api", "curl", "aria2c", "urllib", "hf_hub", "hf_transfer"]),
+    "http": ("2G", ["ra-api", "curl", "urllib", "requests"]),
+}
+SMOKE_SIZE = "32M"
+SMOKE_PEERS = ["ra-api", "ra-cli", "curl", "aria2c", "urllib", "hf_hub", "hf_transfer"]
+
+
+@dataclass(frozen=True)
+class Case:
+    route: str
+    size: int
+    peers: tuple[str, ...]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true",
-                   help="64 MiB, 1 repetition, a few peers, small cache figures (CI)")
-    p.add_argument("--sizes", default=None, help="payload sizes, e.g. 64M,512M,2G")
+                   help=f"every route once at {SMOKE_SIZE}, a few peers, small cache figures and "
+                        "team case, no settling (CI)")
+    p.add_argument("--cases", default=None,
+                   help="route[:size],... (default: "
+                        + ",".join(f"{r}:{sz}" for r, (sz, _) in CASES.items()) + ")")
     p.add_argument("--reps", type=int, default=None, help="repetitions per peer (default 3)")
     p.add_argument("--peers", default=None,
-                   help=f"comma-separated subset of: {','.join(peers_mod.PEERS)}")
-    p.add_argument("--routes", default="full,slow", help="full,slow (default both)")
-    p.add_argument("--slow-max", default="512M",
-                   help="largest size also run on the slow route (default 512M)")
+                   help="comma-separated peers for every case (default: each case's own list) "
+                        f"from: {','.join(peers_mod.PEERS)}")
+    p.add_argument("--no-settle", dest="settle", action="store_false",
+                   help="start each run at once, without waiting for the memory state to settle "
+                        "(memstate.py: the old protocol; numbers then depend on run order)")
+    p.add_argument("--ra-config", default="",
+                   help="FetchConfig fields for the runanywhere API peers, e.g. "
+                        "connections=4,chunk_size=4M (experiments; the report names them)")
     p.add_argument("--no-cache", action="store_true", help="skip the cache figures")
+    p.add_argument("--no-team", action="store_true", help="skip the team case (fleet.py)")
+    p.add_argument("--team-size", default=None, help="the team case's model (default 512M)")
     p.add_argument("--list-count", type=int, default=None,
                    help="cached models for the listing figure (default 10000; smoke 200)")
     p.add_argument("--out", default=None,
@@ -73,22 +108,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="exit 1 if any runnable peer failed a download (implied by --smoke)")
     a = p.parse_args(argv)
     if a.smoke:
-        a.sizes = a.sizes or "64M"
+        a.cases = a.cases or ",".join(f"{r}:{SMOKE_SIZE}" for r in CASES)
         a.reps = a.reps or 1
         a.peers = a.peers or ",".join(SMOKE_PEERS)
         a.list_count = a.list_count or 200
+        a.team_size = a.team_size or SMOKE_SIZE
+        a.settle = False
         a.strict = True
-    a.sizes = [parse_size(s) for s in (a.sizes or "64M,512M,2G").split(",") if s.strip()]
     a.reps = a.reps or 3
-    a.peers = [s.strip() for s in (a.peers or ",".join(DEFAULT_PEERS)).split(",") if s.strip()]
-    unknown = [x for x in a.peers if x not in peers_mod.PEERS]
-    if unknown:
-        p.error(f"unknown peer(s) {unknown}; choose from {list(peers_mod.PEERS)}")
-    a.routes = [r.strip() for r in a.routes.split(",") if r.strip()]
-    if not set(a.routes) <= {"full", "slow"}:
-        p.error("--routes takes full and/or slow")
-    a.slow_max = parse_size(a.slow_max)
+    a.ra_fetch = {}
+    for item in filter(None, (x.strip() for x in a.ra_config.split(","))):
+        key, _, value = item.partition("=")
+        a.ra_fetch[key] = (parse_size(value) if re.fullmatch(r"\d+[kmgKMG]", value)
+                           else json.loads(value) if value else None)
     a.list_count = a.list_count or 10_000
+    a.team_size = parse_size(a.team_size or "512M")
+    chosen = None
+    if a.peers:
+        chosen = [x.strip() for x in a.peers.split(",") if x.strip()]
+        unknown = [x for x in chosen if x not in peers_mod.PEERS]
+        if unknown:
+            p.error(f"unknown peer(s) {unknown}; choose from {list(peers_mod.PEERS)}")
+    a.case_list = []
+    for item in (a.cases or ",".join(CASES)).split(","):
+        route, _, size = item.strip().partition(":")
+        route = ALIASES.get(route, route)
+        if route not in CASES:
+            p.error(f"unknown route {route!r}; choose from {list(CASES)}")
+        default_size, default_peers = CASES[route]
+        peers = [x for x in (chosen or default_peers)]
+        a.case_list.append(Case(route, parse_size(size or default_size), tuple(peers)))
     return a
 
 
@@ -180,14 +229,14 @@ def write_catalog(path: Path, model_id: str, size: int, sha256: str, url: str) -
         "hash": "sha256:" + sha256}]}, indent=1))
 
 
-def plan(args: argparse.Namespace) -> list[tuple[int, str]]:
-    cells = []
-    for size in args.sizes:
-        for route in args.routes:
-            if route == "slow" and size > args.slow_max:
-                continue
-            cells.append((size, route))
-    return cells
+def count_log(m: peers_mod.Measurement, recs: list[Record]) -> None:
+    """What nginx saw of one run: requests, connections, TLS handshakes, redirects, bytes."""
+    m.requests = len(recs)
+    m.connections = accesslog.connections(recs)
+    m.tls_full = accesslog.tls_handshakes(recs)
+    m.tls_resumed = accesslog.tls_resumptions(recs)
+    m.redirects = sum(1 for r in recs if 300 <= r.status < 400)
+    m.served = accesslog.bytes_served(recs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,29 +247,31 @@ def main(argv: list[str] | None = None) -> int:
         root / "results-smoke" if args.smoke else HERE / "results")
     out_dir = out_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    log(f"runanywhere benchmark{' (smoke)' if args.smoke else ''}: sizes "
-        f"{', '.join(human(s) for s in args.sizes)}, {args.reps} rep(s), payloads in {root}")
+    cases: list[Case] = args.case_list
+    peers_mod.RA_FETCH = args.ra_fetch
+    log(f"runanywhere benchmark{' (smoke)' if args.smoke else ''}: "
+        + ", ".join(f"{c.route} {human(c.size)}" for c in cases)
+        + f"; {args.reps} rep(s), payloads in {root}")
 
     # 1. which peers can run (runanywhere from a copy: others edit src/ while we measure)
     src_info = {"source": "live src/ (--live-src)"} if args.live_src else snapshot_source(root)
     log(f"runanywhere: {src_info['source']}")
     log("peers:")
     unavailable: dict[str, str] = {}
-    runnable = []
-    for name in args.peers:
+    wanted = list(dict.fromkeys(p for c in cases for p in c.peers))
+    for name in wanted:
         why = peers_mod.check_available(peers_mod.PEERS[name])
         if why:
             unavailable[name] = why
-            log(f"  {name:12s} unavailable: {why}")
-        else:
-            runnable.append(name)
-            log(f"  {name:12s} ok")
+        log(f"  {name:12s} {'unavailable: ' + why if why else 'ok'}")
 
     # 2. payloads and context
     log("payloads:")
-    sizes = list(args.sizes)
-    cache_size = 0 if args.no_cache else (min(args.sizes) if args.smoke else CACHE_MODEL_SIZE)
-    want = sorted(set(sizes + ([cache_size] if cache_size else [])))
+    cache_size = 0 if args.no_cache else (min(c.size for c in cases) if args.smoke
+                                          else CACHE_MODEL_SIZE)
+    team_size = 0 if args.no_team else args.team_size
+    want = sorted({c.size for c in cases} | ({cache_size} if cache_size else set())
+                  | ({team_size} if team_size else set()))
     served = ensure_payloads(want, root / "payloads", log=log)
     by_size = {f.size: f for f in served}
     log("context:")
@@ -228,28 +279,38 @@ def main(argv: list[str] | None = None) -> int:
     context.append({"name": "CPU cores", "value": os.cpu_count(),
                     "text": f"{os.cpu_count()} ({platform.processor() or platform.machine()}), "
                             "shared with other work"})
+    if memstate.available():
+        if not args.smoke:
+            context.append(memstate.fill_cost(root))
+        context.append({"name": "memory state before each run",
+                        "value": "settled" if args.settle else "as left by the previous run",
+                        "text": ("settled: free page reporting to the host was quiet for 3 s "
+                                 "(memstate.py)") if args.settle else
+                                "not settled (--no-settle): depends on the previous run"})
     load_start = os.getloadavg()
     for c in context:
         log(f"  {c['name']}: {c['text']}")
 
-    cells = plan(args)
     results: dict[str, object] = {
         "meta": {
             "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             "machine": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores",
             "python": platform.python_version(), "smoke": args.smoke, "reps": args.reps,
-            "sizes": args.sizes, "routes": args.routes,
-            "peers": [p for p in peers_mod.PEERS if p in args.peers],  # report order
-            "slow_rate": SLOW_RATE, "slow_max": label(args.slow_max),
-            "skipped_slow": [human(s) for s in args.sizes
-                             if "slow" in args.routes and s > args.slow_max],
+            "cases": [{"route": c.route, "size": c.size, "peers": list(c.peers)} for c in cases],
+            "routes": {name: {"title": r.title, "tls": r.tls, "redirect": r.redirect,
+                              "cap": r.cap} for name, r in ROUTES.items()},
+            "peers": [p for p in peers_mod.PEERS if p in wanted],  # report order
             "labels": {n: p.label for n, p in peers_mod.PEERS.items()},
             "notes": {n: p.note for n, p in peers_mod.PEERS.items()},
+            "verifies": {n: p.verifies for n, p in peers_mod.PEERS.items()},
             "versions": versions(),
             "rss_method": peers_mod.rss_method(),
             "runanywhere_source": src_info["source"],
+            "settle": args.settle and memstate.available(),
+            "ra_config": args.ra_fetch,
         },
         "context": context, "unavailable": unavailable, "measurements": [], "cache": [],
+        "team": None,
     }
     measurements: list[dict[str, object]] = results["measurements"]  # type: ignore[assignment]
     harness_error = None
@@ -261,39 +322,50 @@ def main(argv: list[str] | None = None) -> int:
     srv = Origin(root / "payloads", served)
     try:
         srv.start()
-        log(f"nginx: {srv.base} (config and logs in {srv.tmp})")
+        log(f"nginx: origin {srv.base} and {srv.nginx.base('origin', 'https')}, CDN "
+            f"{srv.nginx.base('cdn', 'https')} (config and logs in {srv.tmp})")
         catalogs = {}
-        for size, route in cells:
-            f = by_size[size]
-            cat = root / "catalogs" / f"bench-{label(size)}-{route}.json"
+        for c in cases:
+            f = by_size[c.size]
+            cat = root / "catalogs" / f"bench-{label(c.size)}-{c.route}.json"
             cat.parent.mkdir(exist_ok=True)
-            write_catalog(cat, f"bench-{label(size)}", size, f.sha256, srv.url(route, f.name))
-            catalogs[(size, route)] = cat
-        total = args.reps * len(cells) * len(runnable)
+            write_catalog(cat, f"bench-{label(c.size)}", c.size, f.sha256,
+                          srv.front_door(c.route, f.name))
+            catalogs[(c.size, c.route)] = cat
+        total = args.reps * sum(len([p for p in c.peers if p not in unavailable]) for c in cases)
         i = 0
         for rep in range(args.reps):
-            k = rep % len(runnable) if runnable else 0
-            order = runnable[k:] + runnable[:k]  # rotate: no peer always runs first
-            for size, route in cells:
-                f = by_size[size]
-                for name in order:
+            for c in cases:
+                runnable = [p for p in c.peers if p not in unavailable]
+                if not runnable:
+                    continue
+                k = rep % len(runnable)
+                f = by_size[c.size]
+                for name in runnable[k:] + runnable[:k]:  # rotated: no peer always runs first
                     i += 1
                     job = peers_mod.Job(
-                        size=size, sha256=f.sha256, name=f.name, route=route,
-                        url=srv.url(route, f.name), hf_endpoint=srv.hf_endpoint(route),
-                        hf_repo=HF_REPO, catalog=catalogs[(size, route)],
-                        model_id=f"bench-{label(size)}",
-                        workdir=runs_dir / f"{label(size)}-{route}-{name}-{rep}")
-                    timeout = 120 + size / (10 * 2**20)
+                        size=c.size, sha256=f.sha256, name=f.name, route=c.route,
+                        url=srv.front_door(c.route, f.name), hf_endpoint=srv.hf_endpoint(c.route),
+                        hf_repo=srv.hf_repo(c.route), catalog=catalogs[(c.size, c.route)],
+                        model_id=f"bench-{label(c.size)}",
+                        workdir=runs_dir / f"{label(c.size)}-{c.route}-{name}-{rep}",
+                        ca_file=srv.ca_file if srv.route(c.route).tls else None)
+                    timeout = 120 + c.size / (10 * 2**20)
+                    waited, gave_back = memstate.settle() if args.settle else (0.0, 0)
+                    mark = srv.log_mark()
                     m = peers_mod.measure(peers_mod.PEERS[name], job, rep, timeout)
+                    count_log(m, srv.records_since(mark))
+                    m.settle_s, m.settle_mib = round(waited, 2), gave_back
                     shutil.rmtree(job.workdir, ignore_errors=True)
                     os.sync()  # untimed: the next peer starts without our dirty pages
                     measurements.append(m.to_dict())
-                    head = (f"[{i:3d}/{total}] {label(size):>5s} {route:4s} {name:12s} "
+                    head = (f"[{i:3d}/{total}] {label(c.size):>5s} {c.route:8s} {name:12s} "
                             f"rep {rep + 1}:")
                     if m.ok:
-                        log(f"{head} {m.wall:7.2f} s {size / 2**20 / m.wall:7.0f} MiB/s  "
-                            f"cpu {m.cpu:6.2f} s  rss {m.peak_rss_mib:6.0f} MiB")
+                        log(f"{head} {m.wall:7.2f} s {c.size / 2**20 / m.wall:6.0f} MiB/s  "
+                            f"cpu {m.cpu:6.2f} s  rss {m.peak_rss_mib:5.0f} MiB  "
+                            f"conn {m.connections:3d} tls {m.tls_full:3d}  "
+                            f"[settled {waited:.0f} s, {gave_back} MiB]")
                     else:
                         log(f"{head} FAIL ({m.wall:.2f} s): {m.error}")
         if cache_size:
@@ -311,7 +383,24 @@ def main(argv: list[str] | None = None) -> int:
         srv.stop()
         shutil.rmtree(runs_dir, ignore_errors=True)
 
-    # 4. report
+    # 4. the team case: its own nginx (the WAN link capped as a whole) and SeaweedFS
+    team_missing = fleet.unavailable() if team_size else None
+    if team_missing:
+        log(f"team case: unavailable: {team_missing}")
+        results["team"] = {"unavailable": team_missing}
+    elif team_size and not harness_error:
+        log("team case:")
+        try:
+            results["team"] = fleet.team_case(
+                by_size[team_size], root, machines=4 if args.smoke else 8,
+                wan_rate="100m", log=log)
+        except KeyboardInterrupt:
+            harness_error = "interrupted"
+        except Exception as e:
+            harness_error = f"team case: {type(e).__name__}: {e}"
+            traceback.print_exc()
+
+    # 5. report
     results["meta"]["elapsed_s"] = time.perf_counter() - started  # type: ignore[index]
     load_end = os.getloadavg()
     context.append({"name": "load average (1 min) at start / end of the run",
@@ -338,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"harness error: {harness_error}")
         return 2
     failed = [m for m in measurements if not m["ok"]]
+    team = results.get("team")
+    if team and "unavailable" not in team and not team.get("ok"):  # type: ignore[operator]
+        failed.append({"team": "failed"})
     if failed and args.strict:
         log(f"{len(failed)} download(s) failed (strict mode)")
         return 1

@@ -110,10 +110,14 @@ def parse_line(line: str, ports: Mapping[int, int] | None = None) -> Record | No
         return None
 
 
-def read_log(path: Path, ports: Mapping[int, int] | None = None) -> list[Record]:
-    """Every record of the log at ``path`` (none if it does not exist yet)."""
+def read_log(path: Path, ports: Mapping[int, int] | None = None, since: int = 0
+             ) -> list[Record]:
+    """Every record of the log at ``path`` (none if it does not exist yet), from byte offset
+    ``since`` on (a size the log had earlier: only what was logged after it)."""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
     except FileNotFoundError:
         return []
     return [r for r in (parse_line(ln, ports) for ln in text.splitlines() if ln.strip())

@@ -83,6 +83,13 @@ class HubSigner:
                                         "md5": sign(link, expires, secret or self.secret)})
         return f"{self.cdn_bases[scheme]}{urllib.parse.quote(link)}?{query}"
 
+    def remember(self, file: Path, sha256: str) -> None:
+        """Take ``file``'s sha256 from the caller (who knows it already), instead of hashing
+        it on the first resolve; forgotten like any other once the size or mtime changes."""
+        st = file.stat()
+        with self._lock:
+            self._hashes[(str(file), st.st_size, st.st_mtime_ns)] = sha256
+
     def sha256(self, file: Path) -> str:
         """The file's sha256, remembered while its size and mtime stay the same."""
         st = file.stat()

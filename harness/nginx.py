@@ -65,6 +65,7 @@ NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"
 READY_PATH = "/__harness__/ready"
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 _PREFIX = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_REPO = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 _HARNESS_ROOT = Path(__file__).resolve().parent.parent  # puts "harness" on the throttle's path
 
 
@@ -156,8 +157,10 @@ class Hub:
     Files are ``{root}/{repo}/{path}`` for every revision. ``ttl`` is how long a link stays
     valid (seconds; also settable later on :attr:`Nginx.signer`), ``token`` makes the origin
     require ``Authorization: Bearer <token>``, ``rate`` caps each CDN connection
-    (``limit_rate``), ``prefix`` is where the CDN serves links, and ``cdn_scheme`` forces the
-    links' scheme (default: the request's, if the CDN has it)."""
+    (``limit_rate``), ``repo_rates`` gives some repos a cap of their own (``(("org/slow",
+    "20m"),)``: one CDN serving files of several speeds), ``prefix`` is where the CDN serves
+    links, and ``cdn_scheme`` forces the links' scheme (default: the request's, if the CDN has
+    it)."""
 
     root: Path
     origin: str = "origin"
@@ -167,6 +170,7 @@ class Hub:
     rate: int | str | None = None
     prefix: str = "/lfs/"
     cdn_scheme: str | None = None
+    repo_rates: tuple[tuple[str, int | str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,9 @@ class Nginx:
             for role, name in (("origin", hub.origin), ("cdn", hub.cdn)):
                 if name not in self.sites:
                     raise ValueError(f"the hub's {role} site {name!r} is not among the sites")
+            for repo, _ in hub.repo_rates:
+                if not _REPO.match(repo.strip("/")):
+                    raise ValueError(f"a repo with a rate must be a plain path: {repo!r}")
         self.hub = hub
         self.tls_names = tuple(tls_names)
         self.workers = workers
@@ -329,12 +336,20 @@ class Nginx:
     def access_log(self) -> Path:
         return self.tmp / "access.log"
 
-    def records(self, **filters: Any) -> list[Record]:
-        """Every logged request, optionally filtered as :func:`harness.accesslog.select`
-        (``uri=``, ``prefix=``, ``contains=``, ``site=``, ``port=``, ``scheme=``,
-        ``status=``). Ports are the ones clients used."""
+    def log_size(self) -> int:
+        """The access log's size now: give it to :meth:`records` as ``since`` later."""
+        try:
+            return self.access_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def records(self, since: int = 0, **filters: Any) -> list[Record]:
+        """Every logged request (after the byte offset ``since``, a :meth:`log_size`),
+        optionally filtered as :func:`harness.accesslog.select` (``uri=``, ``prefix=``,
+        ``contains=``, ``site=``, ``port=``, ``scheme=``, ``status=``). Ports are the ones
+        clients used."""
         internal = {lst.nginx_port: lst.port for lst in self._listeners}
-        recs = accesslog.read_log(self.access_log, internal)
+        recs = accesslog.read_log(self.access_log, internal, since)
         return accesslog.select(recs, **filters) if filters else recs
 
     def wait_records(self, count: int = 1, timeout: float = 10.0, **filters: Any
@@ -425,9 +440,15 @@ http {{
 """
         if self.hub is not None and site.name == self.hub.cdn:
             prefix = "/" + self.hub.prefix.strip("/") + "/"
-            rate = f"\n            limit_rate {rate_bytes(self.hub.rate)};" if self.hub.rate else ""
-            hub += f"""        location {prefix} {{
-            alias {Path(self.hub.root).resolve()}/;
+            root_dir = Path(self.hub.root).resolve()
+            places: list[tuple[str, Path, int | str | None]] = [(prefix, root_dir, self.hub.rate)]
+            for repo, repo_rate in self.hub.repo_rates:  # longer prefixes: nginx picks these
+                repo = repo.strip("/")
+                places.append((f"{prefix}{repo}/", root_dir / repo, repo_rate))
+            for where, folder, cap in places:
+                rate = f"\n            limit_rate {rate_bytes(cap)};" if cap else ""
+                hub += f"""        location {where} {{
+            alias {folder}/;
             secure_link $arg_md5,$arg_expires;
             secure_link_md5 "$secure_link_expires$uri {self._secret}";
             if ($secure_link = "") {{ return 403 "invalid link\\n"; }}

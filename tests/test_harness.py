@@ -174,6 +174,16 @@ def test_bytes_served_and_filters(srv: Nginx) -> None:
     assert srv.records(prefix="/redirect/", contains="count-b")[0].status == 302
 
 
+def test_records_since_a_mark_are_the_later_ones_only(srv: Nginx) -> None:
+    get(srv.url + "/small.bin?before-mark", srv)
+    srv.wait_records(contains="before-mark")
+    mark = srv.log_size()
+    get(srv.url + "/small.bin?after-mark", srv)
+    srv.wait_records(contains="after-mark")
+    assert [r.uri for r in srv.records(since=mark, contains="-mark")] == ["/small.bin?after-mark"]
+    assert len(srv.records(contains="-mark")) == 2
+
+
 def test_log_parser_skips_torn_lines() -> None:
     assert accesslog.parse_line('{"msec":"1.0","site":"o"') is None
     assert accesslog.parse_line("[1, 2]") is None
@@ -272,6 +282,25 @@ def test_route_rates_are_per_connection(srv: Nginx) -> None:
     assert max(r.request_time for r in pair) < 0.8, pair
 
 
+def test_hub_repo_rates_cap_one_repo_on_the_cdn(files: Path, tmp_path: Path) -> None:
+    """``Hub(repo_rates=...)``: one CDN, a cap for one repo's links, none for the others."""
+    (files / "other").mkdir(exist_ok=True)
+    (files / "other" / "blob.bin").write_bytes((files / "blob.bin").read_bytes())
+    sites = [Site("origin", routes=()), Site("cdn", routes=())]
+    hub = Hub(files, repo_rates=((REPO, "2m"),))
+    with Nginx(files, tmp_path, sites=sites, hub=hub) as n:
+        capped = get(n.hub_url(REPO, "weights.bin"), n)  # 3 MiB at 2 MiB/s
+        free = get(n.hub_url("other", "blob.bin"), n)  # 10 MiB, no cap
+        assert capped == (files / REPO / "weights.bin").read_bytes()
+        assert free == (files / "blob.bin").read_bytes()
+        slow = n.wait_records(site="cdn", contains="weights.bin")[-1]
+        fast = n.wait_records(site="cdn", contains="other/blob.bin")[-1]
+        assert slow.request_time >= 0.9 and fast.request_time < slow.request_time, (slow, fast)
+        assert status_of(n.signed_url(REPO, "weights.bin", secret="guessed"), n)[0] == 403
+    with pytest.raises(ValueError):
+        Nginx(files, sites=sites, hub=Hub(files, repo_rates=(("../x", "2m"),)))
+
+
 def test_total_rate_is_shared_by_every_connection_of_the_site(srv: Nginx, files: Path) -> None:
     """4 MiB/s for the whole site: four connections fetching 2 MiB each (8 MiB, http and https
     mixed) need about 2 s together, not the 0.5 s each would take alone."""
@@ -309,6 +338,31 @@ def test_token_bucket_keeps_the_long_run_rate() -> None:
 
 
 # -- the Hub route --------------------------------------------------------------------------------
+def test_token_bucket_loses_nothing_when_takers_wake_late() -> None:
+    """A busy event loop wakes every taker late; the bytes still leave at the rate (a bucket
+    that dropped the oversleep gave 32 connections through a 100 MiB/s cap only 75 MiB/s)."""
+    import asyncio
+
+    async def run() -> float:
+        bucket = Bucket(10_000_000, 100_000)  # 100 kB grants: 10 ms each
+        stop = False
+
+        async def hog() -> None:
+            while not stop:
+                time.sleep(0.004)  # blocks the loop, so every wake-up comes late
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(hog())
+        t = time.monotonic()
+        await asyncio.gather(*(bucket.take(100_000) for _ in range(100)))  # 10 MB: ~1 s
+        elapsed = time.monotonic() - t
+        stop = True
+        await task
+        return elapsed
+
+    assert 0.9 < asyncio.run(run()) < 1.6  # the old bucket needed ~2 s
+
+
 def test_hub_resolve_redirects_to_the_cdn_with_hub_headers(srv: Nginx, files: Path) -> None:
     data = (files / REPO / "weights.bin").read_bytes()
     for scheme in ("http", "https"):
@@ -336,6 +390,18 @@ def test_hub_resolve_redirects_to_the_cdn_with_hub_headers(srv: Nginx, files: Pa
     cdn = srv.wait_records(site="cdn", prefix="/lfs/", status=200)
     assert cdn and cdn[-1].status == 200 and cdn[-1].body_bytes == len(data)
     assert srv.hub_endpoint() == srv.base("origin")
+
+
+def test_hub_takes_a_known_hash_instead_of_hashing(srv: Nginx, files: Path) -> None:
+    f = files / REPO / "remembered.bin"
+    f.write_bytes(b"x" * 1000)
+    assert srv.signer is not None
+    srv.signer.remember(f, "ab" * 32)  # a caller's manifest knows it: the Hub says what it is told
+    _, h = head_no_redirect(srv.hub_url(REPO, "remembered.bin"), srv)
+    assert h["X-Linked-Etag"] == f'"{"ab" * 32}"'
+    f.write_bytes(b"y" * 1001)  # changed: hashed again
+    _, h = head_no_redirect(srv.hub_url(REPO, "remembered.bin"), srv)
+    assert h["X-Linked-Etag"] == f'"{hashlib.sha256(b"y" * 1001).hexdigest()}"'
 
 
 def test_cdn_refuses_expired_and_forged_links(srv: Nginx, files: Path) -> None:

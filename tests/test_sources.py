@@ -17,6 +17,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -435,6 +436,31 @@ def test_pieces_reuse_connections_and_follow_the_redirect_once(trust: Nginx, fil
     assert trust.tls_handshakes(site="cdn") <= cdn_connections
     assert len(trust.records(site="origin", contains="/resolve/")) == 1  # the redirect, once
     assert check_cache(home) == ["big-hub"]
+
+
+def test_stolen_tails_cost_no_new_connection(files: Path, write_catalog: Catalog, home: Path,
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """A worker that runs out of pieces takes over the far half of a slower range on its
+    kept-alive connection; the victim stops where the thief starts (its answer cut short, its
+    connection closed) and does not steal in turn, so however many steals, a download uses at
+    most one connection per worker, plus one for the redirect."""
+    data = (files / "hub" / "acme" / "big" / "weights.bin").read_bytes()
+    sites = [Site("origin", http=False, https=True, routes=()),
+             Site("cdn", http=False, https=True, routes=())]
+    with Nginx(files, tmp_path / "nginx", sites=sites, hub=Hub(files / "hub", rate="10m")) as srv:
+        monkeypatch.setenv("SSL_CERT_FILE", str(srv.ca_file))
+        cat = write_catalog([model_entry("stolen", srv.hub_url("acme/big", "weights.bin"),
+                                         len(data), sha(data))])
+        config = fast_config(connections=4, min_part=MiB, split_threshold=MiB)
+        r = pull(make_registry(home, cat, fetch_config=config), "stolen")
+        assert r.success, r.error
+        time.sleep(0.5)  # nginx logs a cut answer when it notices the closed connection
+        pieces = srv.records(site="cdn")
+        assert [p for p in pieces if not p.completed], "no range was stolen: the test is moot"
+        assert srv.connections(site="cdn") <= 4, pieces
+        assert len(srv.records(site="origin")) == 1
+    assert check_cache(home) == ["stolen"]
 
 
 def test_huggingface_hub_accepts_the_stand_in() -> None:

@@ -379,12 +379,13 @@ class FileFetch:
         view = memoryview(buf)
         try:
             with self._client() as client:  # one kept-alive connection per origin, for all
-                while self._error is None and not self.cancel.is_set():  # this worker's pieces
-                    with self._lock:
-                        seg = self._plan.claim(idx)
+                kept = True  # this worker's pieces
+                while self._error is None and not self.cancel.is_set():
+                    with self._lock:  # no steal without a kept-alive connection to steal with
+                        seg = self._plan.claim(idx, steal=kept)
                     if seg is None:
                         return
-                    self._fetch_segment(idx, client, seg, view)
+                    kept = self._fetch_segment(idx, client, seg, view)
         except BaseException as e:  # handed to run() through self._error
             with self._cond:
                 if self._error is None:
@@ -392,15 +393,19 @@ class FileFetch:
                 self._cond.notify_all()
             self.abort_all()
 
-    def _fetch_segment(self, idx: int, client: Client, seg: Segment, view: memoryview) -> None:
+    def _fetch_segment(self, idx: int, client: Client, seg: Segment, view: memoryview) -> bool:
+        """Fetch ``seg`` to its (possibly moving) end; True if the last answer was read to its
+        end, so the connection is kept alive for the next piece."""
         attempt = 0
+        kept = False
         while seg.pos < seg.end:
             if self.cancel.is_set():
                 raise DownloadCancelledError("download cancelled")
             url = self.urls[self._url_index]
             before = seg.pos
+            kept = False
             try:
-                self._request_into(idx, client, url, seg, view)
+                kept = self._request_into(idx, client, url, seg, view)
             except TransientError as e:
                 if seg.pos - before >= self.cfg.chunk_size:
                     attempt = 0  # progress was made: this is a new failure, not the same one
@@ -435,6 +440,7 @@ class FileFetch:
                     raise
         with self._lock:
             seg.owner = None
+        return kept
 
     def _next_url(self, failed: str, why: str) -> bool:
         """Move to the next mirror after ``failed``; False if there is none."""
@@ -456,7 +462,9 @@ class FileFetch:
         return (clean or fresh)[0] if fresh else None
 
     def _request_into(self, idx: int, client: Client, url: str, seg: Segment,
-                      view: memoryview) -> None:
+                      view: memoryview) -> bool:
+        """One request for the rest of ``seg``; True if its connection stays open (the answer
+        was read to its end; not so when another worker took the tail meanwhile)."""
         etag, last_mod = self._validators.get(url, (None, None))
         headers = {"Range": f"bytes={seg.pos}-{seg.end - 1}"}
         if etag or last_mod:
@@ -477,6 +485,7 @@ class FileFetch:
                 self._raise_transient(conn, url, "connection failed:", e)
             finally:
                 resp.close()
+            return resp.kept_alive
         finally:
             with self._lock:
                 self._conns.pop(idx, None)

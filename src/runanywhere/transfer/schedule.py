@@ -4,8 +4,10 @@ The first request asks for one range: its answer tells whether the server honour
 ``206`` plans the rest as pieces handed out in file order (so the verified prefix grows while
 bytes arrive); a ``200`` turns the fetch into one stream. A worker with nothing left steals the
 far half of the range with the most bytes still to come (if that half is worth a connection), so
-the last percent does not crawl on one slow connection. Every method is called with the fetch's
-lock held.
+the last percent does not crawl on one slow connection. The victim's answer still carries the
+stolen bytes, so it stops early and its connection closes; it does not steal in turn (that would
+open a new connection, with a new TLS handshake): a download never uses more connections than
+workers (plus one per redirect hop). Every method is called with the fetch's lock held.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ class Schedule:
         auto = self.size // (4 * max(1, self.connections))
         return max(self.min_part, min(128 * MiB, max(16 * MiB, auto)))
 
-    def claim(self, idx: int) -> Segment | None:
-        """The next range for worker ``idx``, or None when it should stop."""
+    def claim(self, idx: int, steal: bool = True) -> Segment | None:
+        """The next range for worker ``idx``, or None when it should stop. ``steal``: the
+        worker may take half of another's range (it has a kept-alive connection for it)."""
         for seg in self.segments:
             if seg.owner is None and seg.remaining > 0:
                 seg.owner = idx
@@ -89,7 +92,7 @@ class Schedule:
             seg = Segment(s, e, s, idx)
             self.segments.append(seg)
             return seg
-        if not self.ranges_ok:
+        if not self.ranges_ok or not steal:
             return None
         # Steal the far half of the range with the most left to fetch, if that half is worth a
         # connection (>= min_part): the victim's bytes in flight past the cut are wasted.
