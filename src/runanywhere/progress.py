@@ -130,14 +130,16 @@ class ProgressTracker:
             if self._first_byte is None:
                 return 0.0
             start = max(now - self._window, self._first_byte)
-            base = 0
-            if start > self._first_byte:
-                # Keep the last sample at or before the window's start: the bytes before it.
-                while len(self._samples) >= 2 and self._samples[1][0] <= start:
-                    self._samples.popleft()
-                base = self._samples[0][1] if self._samples[0][0] <= start else 0
+            # Keep the last sample at or before the window's start: the bytes up to it are the
+            # base. At the very start that is the first burst itself, which arrived at
+            # ``start``: counting it over a time that begins after it would overstate the link
+            # (a 20 KB burst 50 ms into a 400 KB/s link reads as 800 KB/s).
+            while len(self._samples) >= 2 and self._samples[1][0] <= start:
+                self._samples.popleft()
+            base = self._samples[0][1] if self._samples[0][0] <= start else 0
             dt = now - start
-            return (self._arrived - base) / dt if dt > 0.05 else 0.0
+            # Under a fifth of a second a rate is mostly the jitter of bursts: report none yet.
+            return (self._arrived - base) / dt if dt >= 0.2 else 0.0
 
     def snapshot(self, message: str = "", error: BaseException | None = None) -> DownloadProgress:
         speed = self.speed()
