@@ -52,6 +52,7 @@ from .http import Client, Origin, Response
 from .probe import probe_size
 from .response import SourceChanged, classify, one_line
 from .retry import RETRY_STATUSES, TransientError, backoff
+from .roster import UrlRoster
 from .schedule import Schedule, Segment
 from .watch import Request, police
 
@@ -131,11 +132,9 @@ class FileFetch:
         """``size`` None: learned from the origin (then ``sha256`` decides; ``size_estimate``
         stands in for progress until then). ``git_sha1``: the git blob id the bytes must have
         (what the Hub publishes for a small file) when no sha256 is known."""
-        if not urls:
-            raise ValueError("no URL to fetch")
         if size is None and not sha256:
             raise ValueError("a file of unknown size needs a sha256")
-        self.urls = list(urls)
+        self.roster = UrlRoster(urls)
         self.size = size if size is not None else 0
         self.size_known = size is not None
         self.size_estimate = size_estimate
@@ -153,26 +152,17 @@ class FileFetch:
                               chunk_size=config.chunk_size, piece_size=config.piece_size)
         self._conns: dict[int, Request] = {}
         self._error: BaseException | None = None
-        self._url_index = 0
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._hasher: PrefixHasher | None = None
         self._unflushed = 0
         self._partial: Partial | None = None
         self._html_checked = False
-        #: Where a URL's redirect led: later pieces go there directly (signed CDN links).
-        self._final: dict[str, str] = {}
-        #: What each URL did that made us leave it, for the final error (and never use it again).
-        self._tried: dict[str, str] = {}
-        #: The URLs whose bytes are in the partial now (since it last started from byte 0).
-        self._supplied: dict[str, None] = {}
-        #: URLs that shared in a wrong file with others: used again only alone, and last.
-        self._suspects: set[str] = set()
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> FetchedFile:
         if not self.size_known:
             self._learn_size()
-        meta = PartialMeta(url=self.urls[0], size=self.size, sha256=self.expected)
+        meta = PartialMeta(url=self.roster.primary, size=self.size, sha256=self.expected)
         try:
             partial = adopt(self.partial_dir, self.key, meta, new_owner())
             partial.open(meta)
@@ -181,12 +171,13 @@ class FileFetch:
         self._partial = partial
         self._hasher = PrefixHasher(partial.fd)
         if meta.etag or meta.last_modified:
-            self._validators[self.urls[0]] = (meta.etag, meta.last_modified)
+            self._validators[self.roster.primary] = (meta.etag, meta.last_modified)
         resumed = partial.ranges.covered()
         self.tracker.add_resumed(resumed)
         if resumed:
             log.info("%s: resuming with %d of %d bytes already here (%d ranges missing)",
-                     self.urls[0], resumed, self.size, len(partial.ranges.missing(self.size)))
+                     self.roster.primary, resumed, self.size,
+                     len(partial.ranges.missing(self.size)))
             self.tracker.emit(f"resuming: {resumed} of {self.size} bytes already here",
                               force=True)
         restarted = False
@@ -203,7 +194,7 @@ class FileFetch:
                         # Bytes we kept from before were bad (power loss, or a changed
                         # source): never trust them again, start over once.
                         raise SourceChanged("the bytes kept from an earlier run were bad")
-                    senders = self._blame(wrong)
+                    senders = self.roster.blame(wrong)
                     self._start_over_from_next(IntegrityError(
                         f"{wrong} from {' and '.join(senders)}",
                         expected=self.expected or self.git_sha1, actual=digest, url=senders[0]))
@@ -212,10 +203,11 @@ class FileFetch:
                     self._start_over_from_next(bad.error)
                     restarted, resumed = False, 0
                 except SourceChanged as why:
-                    log.warning("%s: starting the file over: %s", self.urls[0], why)
+                    log.warning("%s: starting the file over: %s", self.roster.primary, why)
                     if restarted:
-                        raise DownloadError(f"{self.urls[0]}: had to start over twice ({why})",
-                                            url=self.urls[0]) from None
+                        raise DownloadError(
+                            f"{self.roster.primary}: had to start over twice ({why})",
+                            url=self.roster.primary) from None
                     restarted, resumed = True, 0
                     self.tracker.rewind(partial.ranges.covered())
                     self._reset()
@@ -249,44 +241,27 @@ class FileFetch:
                 return f"git blob id mismatch (expected {self.git_sha1}, got {actual})"
         return None
 
-    def _blame(self, why: str) -> list[str]:
-        """The whole file is wrong: the URLs that sent it. One URL alone is left for good;
-        several are each suspected (used again only alone, after the others)."""
-        with self._lock:
-            senders = list(self._supplied) or [self.urls[self._url_index]]
-            if len(senders) == 1:
-                self._tried[senders[0]] = why
-            else:  # (one left for another reason, a timeout, stays left: no endless loop)
-                self._suspects.update(senders)
-        return senders
-
     def _start_over_from_next(self, error: IntegrityError) -> None:
         """Drop the partial's bytes and start over from byte 0 with the next URL; raise
         ``error`` when every URL had its chance."""
         assert self._partial is not None
-        with self._lock:
-            nxt = self._pick()
-            if nxt is None:
-                if self._tried_note():  # name every URL tried, in the one message
-                    error.args = (f"{error}{self._tried_note()}",)
-                raise error
-            self._url_index = nxt
-        log.warning("%s; starting over from %s", error, self.urls[nxt])
+        nxt = self.roster.move_on()
+        if nxt is None:
+            error.args = (f"{error}{self.roster.tried_note()}",)  # every URL tried, named
+            raise error
+        log.warning("%s; starting over from %s", error, nxt)
         self.tracker.rewind(self._partial.ranges.covered())
         self._reset()
 
     def _learn_size(self) -> None:
         """Ask the origin how big the file is (the catalog gave only an estimate), through
         ``probe.py``; the URL that answered is where the bytes are fetched from."""
-        found = probe_size(self.urls, self.cfg, self.cancel)
-        url = self.urls[found.index]
+        found = probe_size(self.roster.urls, self.cfg, self.cancel)
+        url = self.roster.urls[found.index]
         log.info("%s: %d bytes (the catalog estimated %s)", url, found.total,
                  self.size_estimate)
-        with self._lock:
-            self._tried.update(found.failed)
-            self._url_index = found.index
-            if found.final != url:
-                self._final[url] = found.final
+        self.roster.settle_on(found.index, found.failed)
+        self.roster.redirected(url, found.final)
         self.tracker.grow(found.total - (self.size_estimate or 0))
         self.size, self.size_known = found.total, True
         self._plan.size = found.total
@@ -294,11 +269,6 @@ class FileFetch:
     def _client(self) -> Client:
         return Client(timeout=self.cfg.timeout, token=self.cfg.token,
                       token_origins=self.cfg.token_origins)
-
-    def _tried_note(self) -> str:
-        if len(self._tried) < 2:
-            return ""
-        return "; tried " + "; ".join(f"{u}: {why}" for u, why in self._tried.items())
 
     def abort_all(self) -> None:
         """Break every blocked read now (used by cancel)."""
@@ -322,7 +292,7 @@ class FileFetch:
         self._plan.ranges_ok = None
         self._error = None
         self._html_checked = False
-        self._supplied.clear()
+        self.roster.fresh_partial()
 
     def _download(self) -> None:
         assert self._partial is not None
@@ -401,7 +371,7 @@ class FileFetch:
         while seg.pos < seg.end:
             if self.cancel.is_set():
                 raise DownloadCancelledError("download cancelled")
-            url = self.urls[self._url_index]
+            url = self.roster.current
             before = seg.pos
             kept = False
             try:
@@ -412,10 +382,10 @@ class FileFetch:
                 attempt += 1
                 if attempt > self.cfg.retry_attempts:
                     why = f"failed {attempt} times, last: {e}"
-                    if not self._next_url(url, why):
+                    if self.roster.leave(url, why) is None:
                         raise DownloadError(
                             f"giving up on {url} after {self.cfg.retry_attempts} retries:"
-                            f" {e}{self._tried_note()}", url=url, status=e.status) from e
+                            f" {e}{self.roster.tried_note()}", url=url, status=e.status) from e
                     attempt = 0
                     continue
                 delay = backoff(attempt - 1, self.cfg.retry_delay, self.cfg.retry_cap,
@@ -427,39 +397,14 @@ class FileFetch:
             except DownloadError as e:
                 # Not worth retrying here (a 4xx, the wrong file, a host that does not resolve,
                 # a certificate that does not verify): the next mirror, if there is one.
-                with self._lock:
-                    tainted = isinstance(e, IntegrityError) and url in self._supplied
-                    if tainted:
-                        self._tried[url] = one_line(str(e))
-                if tainted:  # its earlier bytes are suspect too: the file starts over
-                    assert isinstance(e, IntegrityError)
-                    raise _BadBytes(e) from e
-                if not self._next_url(url, one_line(str(e))):
-                    if self._tried_note():  # name every URL tried, in the one message
-                        e.args = (f"{e}{self._tried_note()}",)
+                if isinstance(e, IntegrityError) and self.roster.caught(url, one_line(str(e))):
+                    raise _BadBytes(e) from e  # its earlier bytes are suspect: start over
+                if self.roster.leave(url, one_line(str(e))) is None:
+                    e.args = (f"{e}{self.roster.tried_note()}",)  # every URL tried, named
                     raise
         with self._lock:
             seg.owner = None
         return kept
-
-    def _next_url(self, failed: str, why: str) -> bool:
-        """Move to the next mirror after ``failed``; False if there is none."""
-        with self._lock:
-            self._tried.setdefault(failed, why)
-            if self.urls[self._url_index] != failed:
-                return True  # another worker moved on already
-            nxt = self._pick()
-            if nxt is None:
-                return False
-            self._url_index = nxt
-        log.warning("%s failed; switching to the mirror %s", failed, self.urls[nxt])
-        return True
-
-    def _pick(self) -> int | None:
-        """The URL to use next (lock held): the first not left yet, unsuspected ones first."""
-        fresh = [i for i, u in enumerate(self.urls) if u not in self._tried]
-        clean = [i for i in fresh if self.urls[i] not in self._suspects]
-        return (clean or fresh)[0] if fresh else None
 
     def _request_into(self, idx: int, client: Client, url: str, seg: Segment,
                       view: memoryview) -> bool:
@@ -495,15 +440,14 @@ class FileFetch:
         """GET the piece from where ``url`` redirected before (no second redirect), or from
         ``url``. A 4xx at the remembered place (a signed link that expired: 400, 403, 404,
         410...) goes back to ``url`` once for a fresh one."""
-        target = self._final.get(url, url)
+        target = self.roster.target(url)
         try:
             resp = client.get(target, headers, watch=conn)
             if target != url and _stale_link(resp.status):
                 log.info("%s answered %d: asking %s again for a fresh link", resp.url,
                          resp.status, url)
                 resp.close()
-                with self._lock:
-                    self._final.pop(url, None)
+                self.roster.redirected(url, None)
                 target = url
                 resp = client.get(url, headers, watch=conn)
         except TransientError as e:  # refused, timeout, aborted (by us?), not HTTP
@@ -512,9 +456,7 @@ class FileFetch:
             raise
         except Exception as e:  # a last guard: the client raises DownloadError only
             self._raise_transient(conn, url, "cannot get an answer from", e)
-        if resp.url != target or target != url:
-            with self._lock:
-                self._final[url] = resp.url
+        self.roster.redirected(url, resp.url)
         return resp
 
     def _raise_transient(self, conn: Request, url: str, what: str, e: Exception) -> NoReturn:
@@ -550,7 +492,7 @@ class FileFetch:
 
     def _save_validators(self, url: str) -> None:
         p = self._partial
-        if p is not None and p.meta is not None and url == self.urls[0]:
+        if p is not None and p.meta is not None and url == self.roster.primary:
             p.meta.etag, p.meta.last_modified = self._validators[url]
             p.save_meta()
 
@@ -587,7 +529,7 @@ class FileFetch:
                     self._hasher.offer(pos, view[:written])
                     with self._lock:
                         self._partial.record(pos, pos + written)
-                        self._supplied[url] = None
+                        self.roster.supplied(url)
                         self._unflushed += written
                         seg.pos = pos + written
                         self._cond.notify_all()
@@ -678,7 +620,8 @@ class FileFetch:
         assert self._partial is not None and self._hasher is not None
         end = self._partial.ranges.prefix_end()
         if end != self.size or self._partial.ranges.covered() != self.size:
-            raise DownloadError(f"download of {self.urls[0]} ended with {end} of {self.size} bytes")
+            raise DownloadError(f"download of {self.roster.primary} ended with {end} of"
+                                f" {self.size} bytes")
         if self._hasher.hashed < self.size:  # the follower stopped with the workers
             self.tracker.set_stage(Stage.VERIFYING, "verifying sha256")
         try:
