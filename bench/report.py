@@ -157,6 +157,42 @@ def targets(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
+def headline(results: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """One line per case, one column per peer: MiB/s (absolute) and ×ra (the ratio), then
+    runanywhere's CPU s/GiB, connections and peak RSS: the table for the README."""
+    meta = results["meta"]
+    sections = _sections(rows)
+    peers = [p for p in meta["peers"] if any(r["peer"] == p for _, _, rs in sections for r in rs)]
+    header = ["case"] + [meta["labels"].get(p, p) for p in peers]
+    body = []
+    for route, size, rs in sections:
+        by = {r["peer"]: r for r in rs}
+        cells = [f"{human(size)} {route}"]
+        for p in peers:
+            r = by.get(p)
+            if r is None:
+                cells.append("")
+            elif "wall" not in r:
+                cells.append("FAIL")
+            elif p == RA_MAIN:
+                cells.append(f"**{r['mibps']:.0f}**")
+            else:
+                cells.append(f"{r['mibps']:.0f} ({_f(r['vs_ra'], '.2f')}x)")
+        body.append(cells)
+    for key, title, fmt in (("cpu_gib", "CPU s per GiB", ".2f"),
+                            ("connections", "connections per download", ".0f")):
+        for route, size, rs in sections:
+            if route == "https":
+                by = {r["peer"]: r for r in rs}
+                body.append([f"{title} ({human(size)} {route})"]
+                            + [format(by[p][key], fmt) if p in by and key in by[p] else ""
+                               for p in peers])
+    rss = {p: max((r["rss"] for r in rows if r["peer"] == p and "rss" in r), default=None)
+           for p in peers}
+    body.append(["peak RSS MiB (any case)"] + [_f(rss[p], ".0f") for p in peers])
+    return _md_table(header, body)
+
+
 def _mark(met: bool | None) -> str:
     return {True: "met", False: "**missed**", None: "–"}[met]
 
@@ -295,7 +331,12 @@ def markdown(results: dict[str, Any], rows: list[dict[str, Any]], chart: str | N
           "TLS handshakes, requests, bytes sent): from nginx's access log, independent of load. "
           "*Absolute figures* (seconds, MiB/s, CPU s/GiB, peak RSS): true for this 2-core shared "
           "machine at that hour; CPU s/GiB and RSS move little with load, wall times a lot.", ""]
-    md += ["## Targets", ""]
+    md += ["## Summary", "",
+           "MiB/s of payload over the median whole-process wall time (absolute: this machine, "
+           "this hour); in brackets the peer's time ÷ runanywhere API's in the same run (a "
+           "ratio: above 1.00 runanywhere was faster).", ""]
+    md += headline(results, rows)
+    md += ["", "## Targets", ""]
     md += _md_table(["target", "measured", ""],
                     [[t["target"], t["measured"], _mark(t["met"])] for t in
                      targets(results, rows)])
@@ -454,9 +495,14 @@ def write_all(results: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     # Re-render a report from a saved run: python -m bench.report bench/results/results.json
+    # (--summary: print only the README's table, rendering nothing)
     import json
     import sys
 
-    src = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results/results.json")
+    args = [a for a in sys.argv[1:] if a != "--summary"]
+    src = Path(args[0] if args else Path(__file__).parent / "results/results.json")
     data = json.loads(src.read_text())
-    print(text_table(data, write_all(data, src.parent)))
+    if "--summary" in sys.argv:
+        print("\n".join(headline(data, summarize(data))))
+    else:
+        print(text_table(data, write_all(data, src.parent)))
