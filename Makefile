@@ -45,9 +45,10 @@ test: setup-test lint
 	RUNANYWHERE_REQUIRE_REFERENCES=1 $(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup
-	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
+	EXTRA_DEPS="aria2c:aria2 perf:linux-perf" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
 	$(PY) -m bench.run
+	$(PY) -m bench.profile
 	$(PY) -m bench.serve_bench
 
 bench-smoke: setup
