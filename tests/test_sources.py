@@ -26,7 +26,7 @@ import pytest
 
 from conftest import model_entry
 from harness.nginx import Hub, Nginx, Route, Site
-from runanywhere import BlockingRegistry, ModelRegistry
+from runanywhere import BlockingRegistry, FetchConfig, ModelRegistry, Settings
 from runanywhere.errors import (
     DownloadError,
     IntegrityError,
@@ -436,6 +436,39 @@ def test_pieces_reuse_connections_and_follow_the_redirect_once(trust: Nginx, fil
     assert trust.tls_handshakes(site="cdn") <= cdn_connections
     assert len(trust.records(site="origin", contains="/resolve/")) == 1  # the redirect, once
     assert check_cache(home) == ["big-hub"]
+
+
+def test_the_connections_setting_sets_the_streams_per_file(trust: Nginx, files: Path,
+                                                          write_catalog: Catalog,
+                                                          tmp_path: Path) -> None:
+    """`--connections N` and RUNANYWHERE_CONNECTIONS decide how many streams fetch one file
+    (behind a CDN that caps each connection, more is faster), as nginx counts them; a number
+    that cannot work is refused before anything is fetched, and the API refuses a second,
+    different number in its FetchConfig."""
+    data = (files / "hub" / "acme" / "big" / "weights.bin").read_bytes()  # 40 MiB
+    url = trust.hub_url("acme/big", "weights.bin", scheme="https")
+    cat = write_catalog([model_entry("big-conns", url, len(data), sha(data))])
+    seen: dict[str, int] = {}
+    for how, args, env in (("option", ["--connections", "2"], {}),
+                           ("env", [], {"RUNANYWHERE_CONNECTIONS": "5"})):
+        mark = trust.log_size()
+        r = cli("--catalog", str(cat), *args, "pull", "big-conns", "--quiet",
+                home=tmp_path / how, env=env)
+        assert r.returncode == 0, r.stderr
+        assert Path(r.stdout.strip()).read_bytes() == data
+        trust.wait_records(2, since=mark, site="cdn", status=206)
+        seen[how] = trust.connections(since=mark, site="cdn")
+    assert seen == {"option": 2, "env": 5}
+    mark = trust.log_size()
+    bad = cli("--catalog", str(cat), "pull", "big-conns", home=tmp_path / "bad",
+              env={"RUNANYWHERE_CONNECTIONS": "0"})
+    assert bad.returncode == 2
+    assert "RUNANYWHERE_CONNECTIONS: 0 is not between 1 and 64" in bad.stderr
+    assert trust.records(since=mark) == []
+    with pytest.raises(ValueError, match="connections given twice"):
+        ModelRegistry(home=tmp_path / "api", catalogs=[cat], include_builtin=False,
+                      settings=Settings(home=tmp_path / "api", connections=3),
+                      fetch_config=FetchConfig(connections=6))
 
 
 def test_stolen_tails_cost_no_new_connection(files: Path, write_catalog: Catalog, home: Path,

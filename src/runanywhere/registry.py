@@ -88,9 +88,11 @@ class ModelRegistry:
         self.catalog = Catalog.from_settings(s, include_builtin=include_builtin,
                                              fetch=lambda url: _fetch_catalog(url, s))
         if loader_options.get("fetch_config") is not None:
-            from .transfer.loader import check_durable
+            from .transfer.loader import check_durable, with_connections
 
-            check_durable(loader_options["fetch_config"], s)  # now, not at the first download
+            given = loader_options["fetch_config"]
+            check_durable(given, s)  # now, not at the first download
+            with_connections(given, given, s)
         self._loader_options = loader_options
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None

@@ -23,6 +23,8 @@ DEFAULT_MEMORY_LIMIT = 500 * 2**20
 #: Bytes the models loaded into runtimes may need together (their ``requirements.memory``).
 DEFAULT_MAX_LOADED_MEMORY = 4 * 2**30
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+#: Parallel streams per file: the most a user may ask for (``RUNANYWHERE_CONNECTIONS``).
+MAX_CONNECTIONS = 64
 
 
 def _default_home() -> Path:
@@ -43,6 +45,25 @@ def _size(env: Mapping[str, str], name: str) -> int | None:
         return parse_size(text)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
+
+
+def check_connections(n: int, name: str = "connections") -> int:
+    """Parallel streams per file: 1 to :data:`MAX_CONNECTIONS`."""
+    if not 1 <= n <= MAX_CONNECTIONS:
+        raise ValueError(f"{name}: {n} is not between 1 and {MAX_CONNECTIONS}")
+    return n
+
+
+def _connections(env: Mapping[str, str]) -> int | None:
+    text = env.get("RUNANYWHERE_CONNECTIONS", "").strip()
+    if not text:
+        return None
+    try:
+        return check_connections(int(text), "RUNANYWHERE_CONNECTIONS")
+    except ValueError as e:
+        if "between" in str(e):
+            raise
+        raise ValueError(f"RUNANYWHERE_CONNECTIONS: {text!r} is not a whole number") from None
 
 
 def split_catalogs(text: str) -> tuple[str, ...]:
@@ -85,6 +106,9 @@ class Settings:
     #: fsync data before it becomes visible; turn off only on throwaway machines.
     durable: bool = True
     disk_limit: int | None = None
+    #: Parallel streams per file (None: the transfer default, 8). More help behind a CDN that
+    #: caps each connection; fewer are kinder to a small server.
+    connections: int | None = None
     memory_limit: int = DEFAULT_MEMORY_LIMIT
     #: Loaded sessions are unloaded, least recently used first, past this many bytes.
     max_loaded_memory: int = DEFAULT_MAX_LOADED_MEMORY
@@ -115,6 +139,7 @@ class Settings:
             offline=_flag(env, "RUNANYWHERE_OFFLINE"),
             durable=_flag(env, "RUNANYWHERE_DURABLE", "1"),
             disk_limit=_size(env, "RUNANYWHERE_DISK_LIMIT"),
+            connections=_connections(env),
             memory_limit=DEFAULT_MEMORY_LIMIT if mem is None else mem,
             max_loaded_memory=DEFAULT_MAX_LOADED_MEMORY if loaded is None else loaded,
             shared_cache=env.get("RUNANYWHERE_SHARED_CACHE") or None,

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import ModelError
-from ..settings import Settings
+from ..settings import Settings, check_connections
 
 
 class Parser(argparse.ArgumentParser):
@@ -58,6 +58,9 @@ def _common(top: bool) -> argparse.ArgumentParser:
         help="never touch the network (also RUNANYWHERE_OFFLINE=1)")
     opt("--no-durable", action="store_true", default=False,
         help="skip fsync before publishing (throwaway machines only)")
+    opt("--connections", type=int, metavar="N",
+        help="parallel streams per file, 1-64 (default 8; also RUNANYWHERE_CONNECTIONS): more"
+             " help behind a CDN that caps each connection")
     opt("-v", "--verbose", action="count", default=0, after="verbose_after",
         help="log retries, mirrors, resumes, shared-tier decisions (-vv: debug)")
     opt("--json", action="store_true", default=False,
@@ -189,6 +192,8 @@ def make_settings(args: argparse.Namespace) -> Settings:
         changes["offline"] = True
     if args.no_durable:
         changes["durable"] = False
+    if args.connections is not None:
+        changes["connections"] = check_connections(args.connections, "--connections")
     return dataclasses.replace(s, **changes)
 
 

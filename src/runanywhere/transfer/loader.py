@@ -129,6 +129,20 @@ def check_durable(config: FetchConfig | None, s: Settings) -> None:
                          " Settings(durable=False) or RUNANYWHERE_DURABLE=0")
 
 
+def with_connections(config: FetchConfig, given: FetchConfig | None, s: Settings
+                     ) -> FetchConfig:
+    """Streams per file from the settings (``RUNANYWHERE_CONNECTIONS``, ``--connections``)
+    unless the caller's ``FetchConfig`` names its own; two different numbers are an error."""
+    if s.connections is None:
+        return config
+    default = FetchConfig().connections
+    if given is not None and given.connections not in (default, s.connections):
+        raise ValueError(f"connections given twice: {given.connections} in fetch_config and"
+                         f" {s.connections} in the settings (RUNANYWHERE_CONNECTIONS or"
+                         " --connections); give it once")
+    return replace(config, connections=s.connections)
+
+
 def credentials(config: FetchConfig, s: Settings) -> dict[str, Any]:
     """The token and where it may go, always as a pair: the caller's own (with its origins,
     else the Hub's), or the Hub's from the environment with the Hub's origins. Mixing them
@@ -173,6 +187,7 @@ class ModelLoader:
                               retry_attempts=retry_attempts, retry_delay=retry_delay,
                               timeout=timeout)
         check_durable(fetch_config, s)
+        config = with_connections(config, fetch_config, s)
         self.config = replace(config, durable=s.durable, **credentials(config, s))
         self.concurrency = concurrency
         self.shared: SharedTier | None = shared_tier_from_settings(s)
