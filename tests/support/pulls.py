@@ -30,6 +30,8 @@ def fast_config(**overrides: Any) -> FetchConfig:
     opts: dict[str, Any] = {"stall_window": 1.0, "min_speed": 10_000,
                             "split_threshold": MiB, "min_part": 256 * 1024}
     opts.update(overrides)
+    # A fixed number of streams unless a test asks for growth: counts of connections stay exact.
+    opts.setdefault("max_connections", opts.get("connections", FetchConfig.connections))
     return FetchConfig(**opts)
 
 

@@ -4,7 +4,9 @@ Design (numbers are the defaults of :class:`FetchConfig`):
 
 * Which ranges each connection fetches is ``schedule.py``'s job: one range first, then pieces of
   at least 8 MiB on up to 8 connections after a ``206``; a ``200`` means the server ignores
-  ``Range`` and the same response is streamed from byte 0 instead. If a server stops honouring
+  ``Range`` and the same response is streamed from byte 0 instead. When every stream looks
+  capped (the rate rises with each one added, the CPU is not busy) more are opened, up to 16
+  (``streams.py``). If a server stops honouring
   ``Range`` midway (same validator), one worker becomes that single stream and skips the bytes
   already held; the others stop.
 * Every range carries ``If-Range`` with the validator (strong ETag, else Last-Modified) seen first,
@@ -54,6 +56,7 @@ from .response import SourceChanged, classify, one_line
 from .retry import RETRY_STATUSES, TransientError, backoff
 from .roster import UrlRoster
 from .schedule import Schedule, Segment
+from .streams import StreamGrowth
 from .watch import Request, police
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,10 @@ _HTML_START = (b"<!doctype html", b"<html", b"<?xml", b"<head")
 @dataclass(frozen=True)
 class FetchConfig:
     connections: int = 8
+    #: Streams may grow to this many while each batch added raises the total rate and the CPU is
+    #: not busy (a CDN that caps each connection; ``streams.py``). Equal to ``connections``: a
+    #: fixed number.
+    max_connections: int = 16
     #: Files smaller than this use one connection.
     split_threshold: int = 32 * MiB
     min_part: int = 8 * MiB
@@ -155,6 +162,7 @@ class FileFetch:
         self._validators: dict[str, tuple[str | None, str | None]] = {}
         self._hasher: PrefixHasher | None = None
         self._unflushed = 0
+        self._arrived = 0  # bytes written by this fetch's workers (for StreamGrowth)
         self._partial: Partial | None = None
         self._html_checked = False
 
@@ -322,17 +330,25 @@ class FileFetch:
                 parallel = self._plan.parallel
                 waiting = self._plan.plan()
                 self._cond.notify_all()
+            growth = StreamGrowth(self.cfg.connections,
+                                  max(self.cfg.connections, self.cfg.max_connections))
             if parallel:
-                for i in range(1, min(self.cfg.connections, 1 + waiting)):
-                    t = threading.Thread(target=self._worker, args=(i,), daemon=True,
-                                         name=f"ra-get-{i}")
-                    t.start()
-                    workers.append(t)
-            for t in workers:
-                while t.is_alive():
-                    t.join(0.2)
-                    if self.cancel.is_set():
-                        self.abort_all()
+                self._start_workers(workers, min(self.cfg.connections, 1 + waiting) - 1)
+            i = 0
+            while i < len(workers):  # grows while it runs
+                workers[i].join(0.2)
+                if self.cancel.is_set():
+                    self.abort_all()
+                if parallel and not growth.done and self._error is None:
+                    with self._lock:
+                        unclaimed, arrived = self._plan.unclaimed(), self._arrived
+                    add = growth.more(time.monotonic(), arrived, time.process_time(), unclaimed)
+                    if add:
+                        log.info("%s: every stream looks capped; %d more (%d in all)",
+                                 self.roster.primary, add, len(workers) + add)
+                        self._start_workers(workers, add)
+                if not workers[i].is_alive():
+                    i += 1
         finally:
             stop.set()
             hasher.join()
@@ -343,6 +359,14 @@ class FileFetch:
             raise self._error
         if self._plan.pending:  # single-connection mode leaves gaps for the next pass
             self._download()
+
+    def _start_workers(self, workers: list[threading.Thread], n: int) -> None:
+        for _ in range(n):
+            idx = len(workers)
+            t = threading.Thread(target=self._worker, args=(idx,), daemon=True,
+                                 name=f"ra-get-{idx}")
+            t.start()
+            workers.append(t)
 
     def _worker(self, idx: int) -> None:
         buf = bytearray(self.cfg.chunk_size)
@@ -531,6 +555,7 @@ class FileFetch:
                         self._partial.record(pos, pos + written)
                         self.roster.supplied(url)
                         self._unflushed += written
+                        self._arrived += written
                         seg.pos = pos + written
                         self._cond.notify_all()
                 except OSError as e:

@@ -140,7 +140,7 @@ def with_connections(config: FetchConfig, given: FetchConfig | None, s: Settings
         raise ValueError(f"connections given twice: {given.connections} in fetch_config and"
                          f" {s.connections} in the settings (RUNANYWHERE_CONNECTIONS or"
                          " --connections); give it once")
-    return replace(config, connections=s.connections)
+    return replace(config, connections=s.connections, max_connections=s.connections)
 
 
 def credentials(config: FetchConfig, s: Settings) -> dict[str, Any]:

@@ -80,6 +80,11 @@ class Schedule:
         auto = self.size // (4 * max(1, self.connections))
         return max(self.min_part, min(128 * MiB, max(16 * MiB, auto)))
 
+    def unclaimed(self) -> int:
+        """Pieces planned that no worker has started: what a new worker could take without
+        cutting into another's range."""
+        return sum(1 for s in self.segments if s.owner is None and s.remaining > 0)
+
     def claim(self, idx: int, steal: bool = True) -> Segment | None:
         """The next range for worker ``idx``, or None when it should stop. ``steal``: the
         worker may take half of another's range (it has a kept-alive connection for it)."""

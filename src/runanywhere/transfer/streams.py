@@ -1,0 +1,74 @@
+"""When one file's download should open more streams than it started with.
+
+CDNs often cap each connection (20 MiB/s is common); then the way to go faster is more
+connections, which aria2c and hf_transfer open by default. A server or a link that is the limit
+as a whole gains nothing from them, and a download that already keeps the CPU busy (TLS and
+sha256 on a fast link) only loses. So a fetch probes: once a second it looks at what arrived and
+at the CPU its process used, and
+
+* with the CPU busy (at least ``busy_cpu`` of the cores), it adds nothing this time;
+* otherwise it adds ``step`` streams (up to ``limit``, and only as many as there are pieces
+  nobody has started, so a new stream never cuts into another's range);
+* after an addition, if the rate did not rise by ``gain``, the bottleneck is shared and it stops
+  adding for good.
+
+Pure bookkeeping, no threads: :class:`FileFetch` calls :meth:`StreamGrowth.more` and starts
+the workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+class StreamGrowth:
+    def __init__(self, start: int, limit: int, *, window: float = 1.0, step: int = 4,
+                 busy_cpu: float = 0.8, gain: float = 1.15, cores: int | None = None) -> None:
+        self.streams = start
+        self.limit = limit
+        self.window = window
+        self.step = step
+        self.busy_cpu = busy_cpu
+        self.gain = gain
+        self.cores = cores or _cores()
+        #: No more additions (the limit reached, or the last addition brought too little).
+        self.done = limit <= start
+        self._since: tuple[float, int, float] | None = None  # (time, bytes, cpu seconds)
+        self._rate_before: float | None = None  # the rate before the last addition
+
+    def more(self, now: float, arrived: int, cpu: float, unclaimed: int) -> int:
+        """How many streams to add now, given the bytes that ``arrived`` so far, the process's
+        ``cpu`` seconds so far and the pieces nobody has started."""
+        if self.done:
+            return 0
+        if self._since is None:
+            self._since = (now, arrived, cpu)
+            return 0
+        t0, b0, c0 = self._since
+        dt = now - t0
+        if dt < self.window:
+            return 0
+        self._since = (now, arrived, cpu)
+        rate = (arrived - b0) / dt
+        added_before = self._rate_before
+        self._rate_before = None
+        if added_before is not None and rate < added_before * self.gain:
+            self.done = True  # the streams added last brought too little: a shared limit
+            return 0
+        if (cpu - c0) / dt >= self.busy_cpu * self.cores:
+            return 0  # more streams would only share the same CPU
+        n = min(self.step, self.limit - self.streams, unclaimed)
+        if n <= 0:
+            self.done = self.streams >= self.limit
+            return 0
+        self.streams += n
+        self.done = self.streams >= self.limit
+        self._rate_before = rate
+        return n
