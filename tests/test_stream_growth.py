@@ -14,7 +14,7 @@ import pytest
 
 from conftest import model_entry
 from harness.nginx import Hub, Nginx, Site
-from runanywhere.transfer.streams import StreamGrowth
+from runanywhere.transfer.streams import StreamGrowth, cpu_clock
 from support.invariants import check_cache
 from support.pulls import MiB, fast_config, make_registry, pull
 
@@ -23,40 +23,47 @@ Catalog = Callable[[list[dict[str, Any]]], Path]
 
 def feed(g: StreamGrowth, rates: list[float], cpu_share: float = 0.1,
          unclaimed: int = 100) -> list[int]:
-    """Drive the policy one window per rate (bytes/s), with the CPU at ``cpu_share`` of the
-    cores; what it added after each window."""
-    t, arrived, cpu = 0.0, 0, 0.0
-    assert g.more(t, arrived, cpu, unclaimed) == 0  # the first look starts the clock
+    """Drive the policy one window per rate (bytes/s), with the machine's CPU ``cpu_share``
+    busy; what it added after each window."""
+    t, arrived, busy, total = 0.0, 0, 0.0, 0.0
+    assert g.more(t, arrived, (busy, total), unclaimed) == 0  # the first look starts the clock
     out = []
     for r in rates:
         t += 1.0
         arrived += int(r)
-        cpu += cpu_share * g.cores
-        out.append(g.more(t, arrived, cpu, unclaimed))
+        busy, total = busy + 200 * cpu_share, total + 200  # 2 cores, 100 ticks a second
+        out.append(g.more(t, arrived, (busy, total), unclaimed))
     return out
 
 
 def test_capped_streams_grow_to_the_limit() -> None:
-    g = StreamGrowth(8, 16, cores=2)
+    g = StreamGrowth(8, 16)
     # 8 x 20, then 12 x 20, then 16 x 20 MiB/s: each batch raised the rate
     assert feed(g, [160 * MiB, 240 * MiB, 320 * MiB]) == [4, 4, 0]
     assert g.streams == 16 and g.done
 
 
 def test_a_shared_limit_stops_growth_after_one_try() -> None:
-    g = StreamGrowth(8, 16, cores=2)
+    g = StreamGrowth(8, 16)
     assert feed(g, [100 * MiB, 104 * MiB, 104 * MiB]) == [4, 0, 0]  # +4% is not worth streams
     assert g.streams == 12 and g.done
 
 
 def test_a_busy_cpu_adds_nothing_but_may_later() -> None:
-    g = StreamGrowth(8, 16, cores=2)
+    g = StreamGrowth(8, 16)
     assert feed(g, [500 * MiB, 500 * MiB], cpu_share=0.9) == [0, 0]
     assert g.streams == 8 and not g.done
 
 
+def test_the_cpu_clock_counts_forward() -> None:
+    busy0, total0 = cpu_clock()
+    sum(i * i for i in range(300_000))  # some work for the clock to see
+    busy1, total1 = cpu_clock()
+    assert 0 <= busy1 - busy0 <= total1 - total0 and total1 >= total0
+
+
 def test_growth_takes_only_pieces_nobody_started() -> None:
-    g = StreamGrowth(8, 16, cores=2)
+    g = StreamGrowth(8, 16)
     assert feed(g, [160 * MiB], unclaimed=1) == [1]
     assert StreamGrowth(8, 8).done  # a fixed number of streams
 

@@ -59,8 +59,8 @@ def _common(top: bool) -> argparse.ArgumentParser:
     opt("--no-durable", action="store_true", default=False,
         help="skip fsync before publishing (throwaway machines only)")
     opt("--connections", type=int, metavar="N",
-        help="parallel streams per file, 1-64 (default 8; also RUNANYWHERE_CONNECTIONS): more"
-             " help behind a CDN that caps each connection")
+        help="a fixed number of parallel streams per file, 1-64 (also RUNANYWHERE_CONNECTIONS;"
+             " default: 8, opening up to 16 while every stream looks capped by the server)")
     opt("-v", "--verbose", action="count", default=0, after="verbose_after",
         help="log retries, mirrors, resumes, shared-tier decisions (-vv: debug)")
     opt("--json", action="store_true", default=False,

@@ -56,7 +56,7 @@ from .response import SourceChanged, classify, one_line
 from .retry import RETRY_STATUSES, TransientError, backoff
 from .roster import UrlRoster
 from .schedule import Schedule, Segment
-from .streams import StreamGrowth
+from .streams import StreamGrowth, cpu_clock
 from .watch import Request, police
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ class FileFetch:
                 if parallel and not growth.done and self._error is None:
                     with self._lock:
                         unclaimed, arrived = self._plan.unclaimed(), self._arrived
-                    add = growth.more(time.monotonic(), arrived, time.process_time(), unclaimed)
+                    add = growth.more(time.monotonic(), arrived, cpu_clock(), unclaimed)
                     if add:
                         log.info("%s: every stream looks capped; %d more (%d in all)",
                                  self.roster.primary, add, len(workers) + add)

@@ -6,7 +6,8 @@ as a whole gains nothing from them, and a download that already keeps the CPU bu
 sha256 on a fast link) only loses. So a fetch probes: once a second it looks at what arrived and
 at the CPU its process used, and
 
-* with the CPU busy (at least ``busy_cpu`` of the cores), it adds nothing this time;
+* with the machine's CPU busy (at least ``busy_cpu`` of all cores, whoever uses them: TLS and
+  sha256 here, a server or another job beside us), it adds nothing this time;
 * otherwise it adds ``step`` streams (up to ``limit``, and only as many as there are pieces
   nobody has started, so a new stream never cuts into another's range);
 * after an addition, if the rate did not rise by ``gain``, the bottleneck is shared and it stops
@@ -19,6 +20,7 @@ the workers.
 from __future__ import annotations
 
 import os
+import time
 
 
 def _cores() -> int:
@@ -28,24 +30,36 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_clock() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far (Linux ``/proc/stat``; idle and iowait
+    are not busy, steal is); elsewhere this process's CPU time and the wall time of all cores."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+        idle = ticks[3] + ticks[4]
+        return float(sum(ticks) - idle), float(sum(ticks))
+    except (OSError, ValueError, IndexError):
+        return time.process_time(), time.monotonic() * _cores()
+
+
 class StreamGrowth:
     def __init__(self, start: int, limit: int, *, window: float = 1.0, step: int = 4,
-                 busy_cpu: float = 0.8, gain: float = 1.15, cores: int | None = None) -> None:
+                 busy_cpu: float = 0.8, gain: float = 1.15) -> None:
         self.streams = start
         self.limit = limit
         self.window = window
         self.step = step
         self.busy_cpu = busy_cpu
         self.gain = gain
-        self.cores = cores or _cores()
         #: No more additions (the limit reached, or the last addition brought too little).
         self.done = limit <= start
-        self._since: tuple[float, int, float] | None = None  # (time, bytes, cpu seconds)
+        self._since: tuple[float, int, tuple[float, float]] | None = None  # time, bytes, cpu
         self._rate_before: float | None = None  # the rate before the last addition
 
-    def more(self, now: float, arrived: int, cpu: float, unclaimed: int) -> int:
-        """How many streams to add now, given the bytes that ``arrived`` so far, the process's
-        ``cpu`` seconds so far and the pieces nobody has started."""
+    def more(self, now: float, arrived: int, cpu: tuple[float, float], unclaimed: int) -> int:
+        """How many streams to add now, given the bytes that ``arrived`` so far, the machine's
+        ``cpu`` clock (:func:`cpu_clock`: busy and total so far) and the pieces nobody has
+        started."""
         if self.done:
             return 0
         if self._since is None:
@@ -57,12 +71,14 @@ class StreamGrowth:
             return 0
         self._since = (now, arrived, cpu)
         rate = (arrived - b0) / dt
+        spent = cpu[1] - c0[1]
+        busy = (cpu[0] - c0[0]) / spent if spent > 0 else 0.0
         added_before = self._rate_before
         self._rate_before = None
         if added_before is not None and rate < added_before * self.gain:
             self.done = True  # the streams added last brought too little: a shared limit
             return 0
-        if (cpu - c0) / dt >= self.busy_cpu * self.cores:
+        if busy >= self.busy_cpu:
             return 0  # more streams would only share the same CPU
         n = min(self.step, self.limit - self.streams, unclaimed)
         if n <= 0:
