@@ -27,6 +27,8 @@ def feed(g: StreamGrowth, rates: list[float], cpu_share: float = 0.1,
     busy; what it added after each window."""
     t, arrived, busy, total = 0.0, 0, 0.0, 0.0
     assert g.more(t, arrived, (busy, total), unclaimed) == 0  # the first look starts the clock
+    t, arrived = t + 0.5, arrived + 1  # the warm-up: a trickle while connections open
+    assert g.more(t, arrived, (busy, total), unclaimed) == 0
     out = []
     for r in rates:
         t += 1.0

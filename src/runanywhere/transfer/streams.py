@@ -3,8 +3,9 @@
 CDNs often cap each connection (20 MiB/s is common); then the way to go faster is more
 connections, which aria2c and hf_transfer open by default. A server or a link that is the limit
 as a whole gains nothing from them, and a download that already keeps the CPU busy (TLS and
-sha256 on a fast link) only loses. So a fetch probes: once a second it looks at what arrived and
-at the CPU its process used, and
+sha256 on a fast link) only loses. So a fetch probes: after a warm-up (the first half second
+holds connects, TLS handshakes and the first answers, and says nothing about the link), once a
+second it looks at what arrived and at how busy the machine's CPU was, and
 
 * with the machine's CPU busy (at least ``busy_cpu`` of all cores, whoever uses them: TLS and
   sha256 here, a server or another job beside us), it adds nothing this time;
@@ -43,9 +44,11 @@ def cpu_clock() -> tuple[float, float]:
 
 
 class StreamGrowth:
-    def __init__(self, start: int, limit: int, *, window: float = 1.0, step: int = 4,
-                 busy_cpu: float = 0.8, gain: float = 1.15) -> None:
+    def __init__(self, start: int, limit: int, *, window: float = 1.0, warmup: float = 0.5,
+                 step: int = 4, busy_cpu: float = 0.8, gain: float = 1.15) -> None:
         self.streams = start
+        self.warmup = warmup
+        self._warm = False
         self.limit = limit
         self.window = window
         self.step = step
@@ -67,6 +70,10 @@ class StreamGrowth:
             return 0
         t0, b0, c0 = self._since
         dt = now - t0
+        if not self._warm:
+            if dt >= self.warmup:
+                self._warm, self._since = True, (now, arrived, cpu)  # measure from here on
+            return 0
         if dt < self.window:
             return 0
         self._since = (now, arrived, cpu)
