@@ -22,7 +22,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,29 +37,17 @@ from ..store.fsutil import disk_error
 from .fetch import FetchConfig
 from .hub import hub_token, token_origins
 from .pipeline import Pull, pull_model
+from .watch import ticking
 
 log = logging.getLogger(__name__)
 #: How long a cancelled caller waits for its download's threads to stop.
 WIND_DOWN = 5.0
 
 
-@contextlib.contextmanager
-def _heartbeat(tracker: ProgressTracker) -> Iterator[None]:
+def _heartbeat(tracker: ProgressTracker) -> contextlib.AbstractContextManager[None]:
     """Report at least every ``HEARTBEAT`` s while a pull runs, whatever it waits for (a lock,
     another machine, a silent server): a caller's ETA and speed never go stale."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT):
-            tracker.emit()
-
-    thread = threading.Thread(target=beat, daemon=True, name=f"ra-beat-{tracker.model_id}")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    return ticking(HEARTBEAT, tracker.emit, f"ra-beat-{tracker.model_id}")
 
 
 @dataclass

@@ -82,21 +82,31 @@ def police(requests: Iterable[Request], now: float, *, cancelled: bool, timeout:
 
 
 @contextlib.contextmanager
-def watchdog(requests: Callable[[], Iterable[Request]], cancel: threading.Event, *,
-             timeout: float, window: float, min_speed: float) -> Iterator[None]:
-    """A thread policing ``requests()`` every ``EVERY`` s while the block runs (for callers
-    without a watchdog of their own, such as the size probe)."""
+def ticking(every: float, tick: Callable[[], object], name: str) -> Iterator[None]:
+    """Call ``tick()`` every ``every`` seconds from a thread of its own while the block runs;
+    the thread is gone when the block is left."""
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(min(EVERY, window / 4)):
-            police(list(requests()), time.monotonic(), cancelled=cancel.is_set(),
-                   timeout=timeout, window=window, min_speed=min_speed)
+        while not stop.wait(every):
+            tick()
 
-    thread = threading.Thread(target=loop, daemon=True, name="ra-watchdog")
+    thread = threading.Thread(target=loop, daemon=True, name=name)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
+
+
+def watchdog(requests: Callable[[], Iterable[Request]], cancel: threading.Event, *,
+             timeout: float, window: float, min_speed: float
+             ) -> contextlib.AbstractContextManager[None]:
+    """A thread policing ``requests()`` every ``EVERY`` s while the block runs (for callers
+    without a watchdog of their own, such as the size probe)."""
+    def tick() -> None:
+        police(list(requests()), time.monotonic(), cancelled=cancel.is_set(),
+               timeout=timeout, window=window, min_speed=min_speed)
+
+    return ticking(min(EVERY, window / 4), tick, "ra-watchdog")
