@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,7 @@ from runanywhere.adapters.silero_vad import SileroVADAdapter
 from runanywhere.adapters.system_tts import SystemTTSAdapter, find_engine
 from runanywhere.adapters.tts import split_sentences
 from runanywhere.errors import ModelError, RuntimeUnavailableError, SynthesisError
-from runanywhere.result import Result
-from runanywhere.runtimes import get_runtime
+from support.folder_registry import FolderRegistry
 from support.silero_wheel import silero_data_dir
 
 TTS_EVENTS = (ModelLoading, ModelLoaded, AdapterError, SynthesisStarted, AudioChunk,
@@ -180,31 +178,9 @@ def test_a_missing_or_failing_engine_is_a_typed_error(tmp_path: Path) -> None:
 # -- the registry contract (shared by the SpeechT5 tests) -----------------------------------------
 
 
-class FolderRegistry:
-    """A test double of the registry for a multi-file model (its folder is the download)."""
-
-    def __init__(self, folder: Path, fail: ModelError | None = None) -> None:
-        self.folder = folder
-        self.fail = fail
-        self.loads: list[dict[str, Any]] = []
-
-    async def download_model(self, model_id: str,
-                             on_progress: Callable[[float, str], None] | None = None
-                             ) -> Result[Path, ModelError]:
-        if self.fail is not None:
-            return Result.err(self.fail)
-        if on_progress is not None:
-            on_progress(50.0, "half")
-            on_progress(100.0, "cached")
-        return Result.ok(self.folder)
-
-    async def load_model(self, model_id: str, runtime: str | None = None, **options: Any
-                         ) -> Result[Any, ModelError]:
-        self.loads.append({"runtime": runtime, **options})
-        try:
-            return Result.ok(get_runtime(runtime or "onnx").load(self.folder, None, **options))
-        except ModelError as e:
-            return Result.err(e)
+def halfway_registry(folder: Path, fail: ModelError | None = None) -> FolderRegistry:
+    """A FolderRegistry that reports half way, then done."""
+    return FolderRegistry(folder, fail, steps=((50.0, "half"), (100.0, "cached")))
 
 
 # -- SpeechT5 (synthetic model; decoding parity lives in test_reference_parity.py) ----------------
@@ -287,7 +263,7 @@ def test_speecht5_loads_through_the_registry_contract(speecht5_dir: Path, tmp_pa
                                                       ) -> None:
     from runanywhere.adapters.speecht5 import SpeechT5TTSAdapter
 
-    registry = FolderRegistry(speecht5_dir)
+    registry = halfway_registry(speecht5_dir)
     tts = SpeechT5TTSAdapter(registry)
     seen = record(tts)
     assert asyncio.run(tts.load_model()).success  # default id: speecht5-tts
@@ -302,20 +278,20 @@ def test_speecht5_loads_through_the_registry_contract(speecht5_dir: Path, tmp_pa
     bare = tmp_path / "bare"
     shutil.copytree(speecht5_dir, bare)
     (bare / "speaker_embeddings.bin").unlink()
-    tts = SpeechT5TTSAdapter(FolderRegistry(bare))
+    tts = SpeechT5TTSAdapter(halfway_registry(bare))
     assert asyncio.run(tts.load_model()).success
     with pytest.raises(SynthesisError, match="speaker embedding"):
         tts.synthesize("Hello.")
 
     # A folder without the decoder, and a failed download: error events and error results.
     (bare / "onnx" / "decoder_model_merged.onnx").unlink()
-    tts = SpeechT5TTSAdapter(FolderRegistry(bare))
+    tts = SpeechT5TTSAdapter(halfway_registry(bare))
     seen = record(tts)
     result = asyncio.run(tts.load_model())
     assert not result.success and "no SpeechT5 merged decoder" in str(result.error)
     assert isinstance(seen[-1], AdapterError) and seen[-1].error is result.error
     boom = ModelError("offline and not cached")
-    result = asyncio.run(SpeechT5TTSAdapter(FolderRegistry(bare, fail=boom)).load_model())
+    result = asyncio.run(SpeechT5TTSAdapter(halfway_registry(bare, fail=boom)).load_model())
     assert result.error is boom
     with pytest.raises(ModelError, match="no model loaded"):
         SpeechT5TTSAdapter().synthesize("Hello.")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,8 @@ from runanywhere.adapters.whisper import (
     whisper_features,
 )
 from runanywhere.errors import ModelError
-from runanywhere.result import Result
 from runanywhere.runtimes import get_runtime
+from support.folder_registry import FolderRegistry
 
 SR = 16000
 
@@ -408,29 +407,6 @@ def test_bad_model_folders(tmp_path: Path, model_dir: Path) -> None:
 
 
 # -- through the registry contract -----------------------------------------------------------------
-
-
-class FolderRegistry:
-    """A test double of the registry for a multi-file model (its folder is the download)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.loads: list[dict[str, Any]] = []
-
-    async def download_model(self, model_id: str,
-                             on_progress: Callable[[float, str], None] | None = None
-                             ) -> Result[Path, ModelError]:
-        if on_progress is not None:
-            on_progress(100.0, "cached")
-        return Result.ok(self.folder)
-
-    async def load_model(self, model_id: str, runtime: str | None = None, **options: Any
-                         ) -> Result[Any, ModelError]:
-        self.loads.append({"runtime": runtime, **options})
-        try:
-            return Result.ok(get_runtime(runtime or "onnx").load(self.folder, None, **options))
-        except ModelError as e:
-            return Result.err(e)
 
 
 def test_load_through_registry_contract(model_dir: Path, tmp_path: Path) -> None:
