@@ -52,6 +52,7 @@ def test_error_names_file_model_and_field(tmp_path: Path) -> None:
     ("type", "video", "type"), ("format", "exe", "format"), ("archive", "rar", "archive"),
     ("requirements", {"memory": -1}, "requirements.memory"),
     ("mirrors", ["javascript:alert(1)"], "mirrors[0]"),
+    ("adapter", "../x", "adapter"), ("adapter", "Whisper", "adapter"), ("adapter", 3, "adapter"),
 ])
 def test_bad_fields_are_named(tmp_path: Path, field: str, value: Any, needle: str) -> None:
     assert needle in _fail(tmp_path, _one(**{field: value}))
@@ -126,3 +127,23 @@ def test_round_trip_to_dict() -> None:
     for m in load_builtin():
         (again,) = parse_catalog({"format_version": 1, "models": [m.to_dict()]}, "builtin")
         assert again == m
+
+
+@pytest.mark.parametrize(("mtype", "fmt", "adapter", "expected"), [
+    ("vad", "onnx", None, "silero-vad"),
+    ("stt", "onnx", None, "whisper"),
+    ("stt", "ctranslate2", None, "faster-whisper"),
+    ("tts", "onnx", None, "speecht5"),
+    ("llm", "gguf", None, "llama"),
+    ("tts", "onnx", "piper", "piper"),
+    ("custom", "custom", None, None),
+])
+def test_adapter_comes_from_the_entry_or_type_and_format(
+        mtype: str, fmt: str, adapter: str | None, expected: str | None) -> None:
+    extra = {"adapter": adapter} if adapter else {}
+    (m,) = parse_catalog({"format_version": 1, "models": [_one(type=mtype, format=fmt, **extra)]},
+                         "x")
+    assert m.adapter == adapter
+    assert m.adapter_name == expected
+    (again,) = parse_catalog({"format_version": 1, "models": [m.to_dict()]}, "x")
+    assert again.adapter == adapter

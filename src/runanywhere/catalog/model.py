@@ -6,9 +6,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ModelType = str  # "vad" | "stt" | "tts" | "llm" | future types
-ModelFormat = Literal["onnx", "tflite", "tensorflow", "pytorch", "safetensors", "gguf", "custom"]
+ModelFormat = Literal["onnx", "tflite", "tensorflow", "pytorch", "safetensors", "gguf",
+                      "ctranslate2", "custom"]
 ArchiveKind = Literal["tar.gz", "tar.bz2", "tar.xz", "zip"]
 Compute = Literal["cpu", "gpu", "webgpu"]
+
+#: The adapter that runs a model when its catalog entry names none: (type, format) -> adapter.
+DEFAULT_ADAPTERS: dict[tuple[str, str], str] = {
+    ("vad", "onnx"): "silero-vad",
+    ("stt", "onnx"): "whisper",
+    ("stt", "ctranslate2"): "faster-whisper",
+    ("tts", "onnx"): "speecht5",
+    ("llm", "gguf"): "llama",
+}
+
+
+def default_adapter_for(type: str, format: str) -> str | None:
+    """The adapter that runs a ``type`` model in ``format`` by default, or None."""
+    return DEFAULT_ADAPTERS.get((type, format))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,9 @@ class ModelMetadata:
     performance: Performance | None = None
     description: str = ""
     license: str = ""
+    #: The adapter the catalog names for this model; None means the default for type + format
+    #: (see :attr:`adapter_name`).
+    adapter: str | None = None
     #: Where this entry was read from ("builtin", a file path, or "registered").
     source: str = "registered"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -82,6 +100,12 @@ class ModelMetadata:
     def url(self) -> str:
         """The seed's ``url``: the first (for single-file models, the only) file's URL."""
         return self.files[0].url
+
+    @property
+    def adapter_name(self) -> str | None:
+        """The adapter that runs this model: the catalog's ``adapter``, else the default for
+        its type and format (None when there is neither)."""
+        return self.adapter or default_adapter_for(self.type, self.format)
 
     @property
     def size_is_estimate(self) -> bool:
@@ -106,6 +130,8 @@ class ModelMetadata:
             "version": self.version,
             "format": self.format,
         }
+        if self.adapter:
+            d["adapter"] = self.adapter
         if self.size_is_estimate:
             d["size_estimate"] = self.size
         else:

@@ -21,7 +21,10 @@ FORMAT_VERSION = 1
 ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 HEX64_RE = re.compile(r"[0-9a-f]{64}")
 TYPES = {"vad", "stt", "tts", "llm", "embedding", "vision", "custom"}
-FORMATS = {"onnx", "tflite", "tensorflow", "pytorch", "safetensors", "gguf", "custom"}
+FORMATS = {"onnx", "tflite", "tensorflow", "pytorch", "safetensors", "gguf", "ctranslate2",
+           "custom"}
+#: An adapter name: what entry points may be called (``silero-vad``, ``faster-whisper``).
+ADAPTER_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 ARCHIVES = {"tar.gz", "tar.bz2", "tar.xz", "zip"}
 COMPUTES = {"cpu", "gpu", "webgpu"}
 URL_SCHEMES = {"http", "https", "s3"}
@@ -218,6 +221,10 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
     fmt = _str(where, raw, "format")
     if fmt not in FORMATS:
         raise where.error(f"format must be one of {sorted(FORMATS)}, not {fmt!r}")
+    adapter = raw.get("adapter")
+    if adapter is not None and (not isinstance(adapter, str) or not ADAPTER_RE.fullmatch(adapter)):
+        raise where.error(f"adapter must be an adapter name (lower case letters, digits, '.',"
+                          f" '_' or '-'), not {adapter!r}")
     archive = raw.get("archive")
     if archive is not None and archive not in ARCHIVES:
         raise where.error(f"archive must be one of {sorted(ARCHIVES)}, not {archive!r}")
@@ -326,6 +333,7 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
         performance=performance,
         description=_str(where, raw, "description", required=False),
         license=_str(where, raw, "license", required=False),
+        adapter=adapter,
         source=source,
     )
 
