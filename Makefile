@@ -6,9 +6,10 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip -q --disable-pip-version-check
 SILERO  := silero-vad==6.2.3
-# Every adapter package (packages/<family>/pyproject.toml); the demo needs only the VAD's.
+# Every adapter package (packages/<family>/pyproject.toml); the demo runs the VAD, and its
+# spoken round trip the system voice and Whisper.
 PACKAGES      := $(patsubst %/pyproject.toml,%,$(sort $(wildcard packages/*/pyproject.toml)))
-DEMO_PACKAGES := packages/vad-silero
+DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/stt-whisper
 
 .PHONY: demo test check-packages release bench bench-smoke setup setup-test lint clean
 
