@@ -49,6 +49,9 @@ class PluginInfo:
     version: str
     #: Requirements of the distribution that cannot be imported (empty: all import).
     missing: tuple[str, ...] = ()
+    #: The entry point itself (``entry_point.load()`` imports the plugin).
+    entry_point: importlib.metadata.EntryPoint | None = field(default=None, compare=False,
+                                                               repr=False)
 
     @property
     def available(self) -> bool:
@@ -129,11 +132,12 @@ class PluginTable:
         """Every plugin installed through an entry point, with its distribution and whether
         the distribution's requirements import (found with ``find_spec``: nothing imported)."""
         out = []
+        installed = _Installed()  # each requirement looked up once for every plugin
         for name, ep in sorted(self.entry_points().items()):
             dist = ep.dist
-            missing = tuple(missing_requirements(dist)) if dist is not None else ()
+            missing = tuple(missing_requirements(dist, installed)) if dist is not None else ()
             out.append(PluginInfo(name, ep.value, _dist_name(ep),
-                                  dist.version if dist is not None else "", missing))
+                                  dist.version if dist is not None else "", missing, ep))
         return out
 
 
@@ -178,9 +182,35 @@ def _modules_of(dist: importlib.metadata.Distribution) -> list[str]:
     return sorted(mods)
 
 
-def missing_requirements(dist: importlib.metadata.Distribution) -> list[str]:
+class _Installed:
+    """Distributions looked up by name, and their modules, each found once per report (a
+    requirement such as numpy is shared by most packages; reading metadata is the slow part)."""
+
+    def __init__(self) -> None:
+        self._dists: dict[str, importlib.metadata.Distribution | None] = {}
+        self._modules: dict[str, list[str]] = {}
+
+    def distribution(self, name: str) -> importlib.metadata.Distribution | None:
+        key = _normalize(name)
+        if key not in self._dists:
+            try:  # found by its folder's name: no METADATA is parsed
+                self._dists[key] = importlib.metadata.distribution(name)
+            except importlib.metadata.PackageNotFoundError:
+                self._dists[key] = None
+        return self._dists[key]
+
+    def modules(self, name: str, dist: importlib.metadata.Distribution) -> list[str]:
+        key = _normalize(name)
+        if key not in self._modules:
+            self._modules[key] = _modules_of(dist)
+        return self._modules[key]
+
+
+def missing_requirements(dist: importlib.metadata.Distribution,
+                         installed: _Installed | None = None) -> list[str]:
     """The distribution's unconditional requirements that are not installed or whose modules
     cannot be found (``find_spec``; nothing is imported)."""
+    installed = installed or _Installed()
     out = []
     for req in dist.requires or ():
         spec, _, marker = req.partition(";")
@@ -190,12 +220,11 @@ def missing_requirements(dist: importlib.metadata.Distribution) -> list[str]:
         if m is None:
             continue
         name = m.group(1)
-        try:
-            needed = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
+        needed = installed.distribution(name)
+        if needed is None:
             out.append(name)
             continue
-        modules = _modules_of(needed)
+        modules = installed.modules(name, needed)
         if modules and not any(module_available(mod) for mod in modules):
             out.append(name)
     return out

@@ -75,7 +75,7 @@ def _adapter(info: PluginInfo) -> Installed:
     error = ""
     if info.available:  # import the adapter's module only when its libraries are there
         try:
-            cls = ADAPTERS.load(info.name)
+            cls = info.entry_point.load() if info.entry_point else ADAPTERS.load(info.name)
             types = tuple(getattr(cls, "model_types", ()) or ())
             formats = tuple(getattr(cls, "formats", ()) or ())
         except Exception as e:  # a broken plugin is reported, not fatal
