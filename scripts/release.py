@@ -27,6 +27,7 @@ import argparse
 import ast
 import email.parser
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -129,6 +130,9 @@ def build(project: Project, out: Path, isolation: bool) -> None:
     cmd = [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out)]
     if not isolation:
         cmd.append("--no-isolation")
+    # setuptools packs build/lib as it finds it: a module deleted since the last build would
+    # ride along in the wheel.
+    shutil.rmtree(project.folder / "build", ignore_errors=True)
     where = project.folder.relative_to(ROOT).as_posix() if project.folder != ROOT else "."
     print(f"build   {project.name} ({where})", flush=True)
     done = subprocess.run([*cmd, str(project.folder)], capture_output=True, text=True)
