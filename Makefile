@@ -6,8 +6,12 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip -q --disable-pip-version-check
 SILERO  := silero-vad==6.2.3
+# Every adapter package (packages/<family>/pyproject.toml); the demo runs the VAD, and its
+# spoken round trip the system voice and Whisper.
+PACKAGES      := $(patsubst %/pyproject.toml,%,$(sort $(wildcard packages/*/pyproject.toml)))
+DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/stt-whisper
 
-.PHONY: demo test bench bench-smoke setup setup-test lint clean
+.PHONY: demo test check-packages release bench bench-smoke setup setup-test lint clean
 
 $(VENV)/.created:
 	python3 -m venv $(VENV)
@@ -16,9 +20,11 @@ $(VENV)/.created:
 
 # The demo's real model ships inside the silero-vad wheel; --no-deps keeps torch out.
 # The demo reads espeak-ng's 22.05 kHz WAV and resamples it: extra audio (soundfile, soxr).
+# The core and the adapter packages go in ONE pip command, so pip finds the packages here
+# (editable) instead of looking for them on PyPI.
 setup: $(VENV)/.created
 	bash scripts/system-deps.sh
-	$(PIP) install -e '.[onnx,audio]'
+	$(PIP) install -e '.[onnx,audio]' $(addprefix -e ,$(DEMO_PACKAGES))
 	$(PIP) install --no-deps $(SILERO)
 
 # Node.js and npm run Transformers.js, the SpeechT5 reference (tests/test_reference_parity.py);
@@ -27,7 +33,7 @@ setup: $(VENV)/.created
 setup-test: setup
 	EXTRA_DEPS="chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm" \
 	  bash scripts/system-deps.sh
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test]' $(addprefix -e ,$(PACKAGES))
 	bash scripts/reference-deps.sh $(PY)
 	@lock=tests/browser/package-lock.json; done=tests/browser/node_modules/.package-lock.json; \
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
@@ -37,12 +43,22 @@ demo: setup
 	$(VENV)/bin/runanywhere demo
 
 lint: setup-test
-	$(VENV)/bin/ruff check src tests bench harness scripts
+	$(VENV)/bin/ruff check src tests bench harness scripts packages
 	$(VENV)/bin/mypy
 
 # The parity tests fail (not skip) when a reference is missing: CI cannot pass by skipping.
+# Then the packages as users get them: built wheels in fresh virtual environments.
 test: setup-test lint
 	RUNANYWHERE_REQUIRE_REFERENCES=1 $(PY) -m pytest -q -p no:cacheprovider
+	$(PY) scripts/check_packages.py
+
+# Build every wheel, then install and test each package from its wheel in a fresh venv.
+check-packages: setup-test
+	$(PY) scripts/check_packages.py
+
+# Every sdist and wheel into dist/, checked (twine check, contents, the core pin).
+release: setup-test
+	$(PY) scripts/release.py
 
 bench: setup
 	EXTRA_DEPS="aria2c:aria2 perf:linux-perf" bash scripts/system-deps.sh
@@ -58,4 +74,4 @@ bench-smoke: setup
 	$(PY) -m bench.serve_bench --smoke
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.nginx import Nginx, Route, nginx_binary
+from support.isolation import _isolated_env  # noqa: F401  (autouse: every test)
 
 #: huggingface_hub's own tests of the Hub stand-in run in a process of their own (it reads
 #: HF_ENDPOINT once, at import): test_sources.py starts them with RUNANYWHERE_HUB_FIDELITY=1.
@@ -20,21 +21,6 @@ collect_ignore = [] if os.environ.get("RUNANYWHERE_HUB_FIDELITY") else ["hub_fid
 #: The session nginx's routes: the origin folder at "/", the same capped at 2 MiB/s per
 #: connection under "/slow/", and "/redirect/x" answering 302 to "/x".
 ORIGIN_ROUTES = (Route("/"), Route("/slow/", rate="2m"), Route("/redirect/", redirect="/"))
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's cache, catalogs or proxies."""
-    for var in ("RUNANYWHERE_HOME", "RUNANYWHERE_CATALOG", "RUNANYWHERE_OFFLINE",
-                "RUNANYWHERE_DISK_LIMIT", "RUNANYWHERE_SHARED_CACHE", "HF_TOKEN",
-                "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN_PATH",
-                "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-                "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("RUNANYWHERE_HOME", str(tmp_path / "default-home"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # never the developer's token
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from runanywhere import ModelRegistry, Settings
-from runanywhere.adapters.silero_vad import SileroVADAdapter
 from runanywhere.cli import commands
 from runanywhere.cli.main import parse_args
+from runanywhere_vad_silero import SileroVADAdapter
 from support.silero import silero_onnx_bytes
 from support.silero_wheel import silero_data_dir
 

@@ -17,9 +17,9 @@ import pytest
 
 from conftest import model_entry
 from runanywhere.adapters import AdapterError, ModelLoading
-from runanywhere.adapters.silero_vad import SileroVADAdapter
 from runanywhere.errors import DownloadCancelledError, DownloadError
 from runanywhere.progress import DownloadProgress, ProgressDisplay, Stage
+from runanywhere_vad_silero import SileroVADAdapter
 from support import fault_server as fs
 from support.fault_server import FaultServer
 from support.pulls import MiB, fast_config, make_registry

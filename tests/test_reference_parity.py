@@ -32,15 +32,15 @@ import numpy as np
 import pytest
 
 from runanywhere.adapters.audio import read_audio, resample
-from runanywhere.adapters.silero_vad import SileroVADAdapter
-from runanywhere.adapters.speecht5 import SpeechT5TTSAdapter, StopCriteria, load_speaker
-from runanywhere.adapters.whisper import (
+from runanywhere_stt_whisper.onnx_whisper import (
     WhisperSTTAdapter,
     decode_tokens,
     load_tokens,
     log_mel_spectrogram,
     whisper_features,
 )
+from runanywhere_tts_speecht5 import SpeechT5TTSAdapter, StopCriteria, load_speaker
+from runanywhere_vad_silero import SileroVADAdapter
 from support.silero_wheel import silero_data_dir
 from support.speecht5_synth import build_speecht5
 from support.whisper_synth import build_whisper

@@ -28,7 +28,7 @@ import pytest
 
 from runanywhere import ModelRegistry
 from runanywhere.adapters.audio import read_wav, write_wav
-from runanywhere.adapters.silero_vad import SileroVADAdapter, speech_timestamps_from_probs
+from runanywhere_vad_silero import SileroVADAdapter, speech_timestamps_from_probs
 from support.serving import cli_server
 from support.silero_wheel import ONNX_SHA256, ONNX_SIZE, silero_data_dir
 

@@ -108,6 +108,23 @@ class RuntimeUnavailableError(ModelError, ImportError):
     """The runtime (or other optional part) a model needs is not installed; names the extra."""
 
 
+class PluginNotInstalledError(RuntimeUnavailableError):
+    """A plugin the project knows by name (an adapter) whose package is not installed.
+
+    ``name`` is the plugin, ``distribution`` the package that provides it and ``extra`` the
+    core's one-word extra that installs it (``runanywhere[vad]``).
+    """
+
+    def __init__(self, kind: str, name: str, distribution: str, extra: str | None = None
+                 ) -> None:
+        self.kind = kind
+        self.name = name
+        self.distribution = distribution
+        self.extra = extra
+        also = f" (or {install_hint(extra)})" if extra else ""
+        super().__init__(f"{kind} '{name}' is not installed: pip install {distribution}{also}")
+
+
 class _UnknownName(ModelError, LookupError):
     """A name nobody provides, with the known names and the closest one."""
 
@@ -188,6 +205,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "OfflineError",
+    "PluginNotInstalledError",
     "RuntimeUnavailableError",
     "ServeError",
     "SynthesisError",

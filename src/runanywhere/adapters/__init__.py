@@ -1,20 +1,25 @@
-"""Adapters: task-level wrappers (VAD, STT, TTS) over models the registry downloads and loads.
+"""Adapters: task-level wrappers (VAD, STT, TTS, LLM) over models the registry downloads and loads.
 
-``get_adapter(name)`` returns an adapter class (or factory) by name: the built-ins
-(``silero-vad``, ``whisper``, ``speecht5``, ``system-tts``) first, then the entry points of
-the group ``runanywhere.adapters``, so a third-party adapter package plugs in by being
-installed::
+The core holds no adapter: each comes from a package of its own that registers it under the
+entry point group ``runanywhere.adapters``, so any package plugs in by being installed::
 
     [project.entry-points."runanywhere.adapters"]
     piper-tts = "my_pkg.piper:PiperTTSAdapter"
 
-    vad = get_adapter("silero-vad")()
+``get_adapter(name)`` returns the adapter class (or factory) by name::
+
+    vad = get_adapter("silero-vad")()    # pip install runanywhere-vad-silero (or runanywhere[vad])
     await vad.load_model()               # catalog id "silero-vad" by default
     segments = vad.detect(audio, 16000)
 
-Importing this package is cheap: the base types come from ``.base`` (no numpy); the adapters
-themselves load on first use and need their extra: ``onnx`` (VAD, Whisper), ``tts`` (SpeechT5:
-onnxruntime + sentencepiece), ``audio`` (files and resampling; the system voice needs numpy).
+The project's own adapters are known by name even when their package is missing
+(``KNOWN_ADAPTERS``): asking for one raises
+:class:`~runanywhere.errors.PluginNotInstalledError` naming the package to install. Their
+classes keep their old import path (``from runanywhere.adapters import SileroVADAdapter``),
+resolved through the same table.
+
+Importing this package is cheap: the base types come from ``.base`` (no numpy); the TTS base
+and audio helpers (numpy) and the adapters themselves load on first use.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelError, UnknownAdapterError
+from ..errors import ModelError, PluginNotInstalledError, UnknownAdapterError
 from ..plugins import PluginTable
 from .base import (
     AdapterError,
     AudioChunk,
     BaseAdapter,
+    CommonEvent,
     Event,
     ModelLoaded,
     ModelLoading,
@@ -36,55 +42,74 @@ from .base import (
     SpeechSegment,
     SpeechStart,
     STTAdapter,
+    STTEvent,
     SynthesisDone,
     SynthesisStarted,
     Transcript,
     TTSAdapter,
+    TTSEvent,
     VADAdapter,
+    VADEvent,
 )
 
 if TYPE_CHECKING:
     from .audio import read_audio, read_wav, save_wav
-    from .silero_vad import SileroVADAdapter
-    from .speecht5 import SpeechT5TTSAdapter
-    from .system_tts import SystemTTSAdapter
-    from .whisper import WhisperSTTAdapter
+    from .tts import TTSBase, split_sentences
 
 ENTRY_POINT_GROUP = "runanywhere.adapters"
 
-#: Built-in adapters: name -> ("module:attribute", pip extra).
-BUILTIN_ADAPTERS: dict[str, tuple[str, str]] = {
-    "silero-vad": ("runanywhere.adapters.silero_vad:SileroVADAdapter", "onnx"),
-    "whisper": ("runanywhere.adapters.whisper:WhisperSTTAdapter", "onnx"),
-    "speecht5": ("runanywhere.adapters.speecht5:SpeechT5TTSAdapter", "tts"),
-    "system-tts": ("runanywhere.adapters.system_tts:SystemTTSAdapter", "audio"),
+#: Built-in adapters: name -> ("module:attribute", pip extra). None: every adapter is a package.
+BUILTIN_ADAPTERS: dict[str, tuple[str, str]] = {}
+
+#: The project's adapters, each in a package of its own: name -> (distribution, core extra).
+#: Asking for one that is not installed names the package (``pip install runanywhere-vad-silero``).
+KNOWN_ADAPTERS: dict[str, tuple[str, str]] = {
+    "silero-vad": ("runanywhere-vad-silero", "vad"),
+    "whisper": ("runanywhere-stt-whisper", "stt"),
+    "faster-whisper": ("runanywhere-stt-whisper", "stt"),
+    "speecht5": ("runanywhere-tts-speecht5", "tts"),
+    "system-tts": ("runanywhere-tts-system", "tts"),
+    "piper": ("runanywhere-tts-piper", "tts"),
+    "llama": ("runanywhere-llm-llamacpp", "llm"),
+    "openai": ("runanywhere-llm-openai", "llm"),
 }
 
-ADAPTERS = PluginTable(ENTRY_POINT_GROUP, "adapter", BUILTIN_ADAPTERS, UnknownAdapterError)
+ADAPTERS = PluginTable(ENTRY_POINT_GROUP, "adapter", BUILTIN_ADAPTERS, UnknownAdapterError,
+                       not_installed=KNOWN_ADAPTERS)
 
+#: Helpers of this package that need numpy: name -> module.
 _LAZY = {
-    "SileroVADAdapter": "runanywhere.adapters.silero_vad",
-    "WhisperSTTAdapter": "runanywhere.adapters.whisper",
-    "SpeechT5TTSAdapter": "runanywhere.adapters.speecht5",
-    "SystemTTSAdapter": "runanywhere.adapters.system_tts",
+    "TTSBase": "runanywhere.adapters.tts",
+    "split_sentences": "runanywhere.adapters.tts",
     "read_wav": "runanywhere.adapters.audio",
     "read_audio": "runanywhere.adapters.audio",
     "save_wav": "runanywhere.adapters.audio",
+}
+
+#: The adapter classes that lived here before they became packages: class name -> adapter name.
+_MOVED = {
+    "SileroVADAdapter": "silero-vad",
+    "WhisperSTTAdapter": "whisper",
+    "SpeechT5TTSAdapter": "speecht5",
+    "SystemTTSAdapter": "system-tts",
 }
 
 AdapterFactory = Callable[..., Any]
 
 
 def available_adapters() -> list[str]:
-    """Names of the built-in and installed adapters, sorted."""
+    """Names of the installed adapters, sorted."""
     return ADAPTERS.names()
 
 
 def get_adapter(name: str) -> AdapterFactory:
     """The adapter class (or factory) called ``name``.
 
-    Raises :class:`~runanywhere.errors.UnknownAdapterError` (listing the known names) or
-    :class:`~runanywhere.errors.RuntimeUnavailableError` when its dependencies are missing.
+    Raises :class:`~runanywhere.errors.PluginNotInstalledError` (naming the package to install)
+    for one of the project's adapters whose package is missing,
+    :class:`~runanywhere.errors.UnknownAdapterError` (listing the installed names) for a name
+    nobody provides, or :class:`~runanywhere.errors.RuntimeUnavailableError` when its
+    dependencies are missing.
     """
     loaded = ADAPTERS.load(name)
     if not callable(loaded):
@@ -98,12 +123,15 @@ def create_adapter(name: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'runanywhere.adapters' has no attribute {name!r}")
-    import importlib
+    moved = _MOVED.get(name)
+    if moved is not None:  # raises PluginNotInstalledError (an ImportError) naming the package
+        value = get_adapter(moved)
+    elif name in _LAZY:
+        import importlib
 
-    value = getattr(importlib.import_module(module), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'runanywhere.adapters' has no attribute {name!r}")
     globals()[name] = value
     return value
 
@@ -112,31 +140,35 @@ __all__ = [
     "ADAPTERS",
     "BUILTIN_ADAPTERS",
     "ENTRY_POINT_GROUP",
+    "KNOWN_ADAPTERS",
     "AdapterError",
     "AudioChunk",
     "BaseAdapter",
+    "CommonEvent",
     "Event",
     "ModelLoaded",
     "ModelLoading",
+    "PluginNotInstalledError",
     "RegistryLike",
     "STTAdapter",
-    "SileroVADAdapter",
+    "STTEvent",
     "SpeechEnd",
     "SpeechSegment",
     "SpeechStart",
-    "SpeechT5TTSAdapter",
     "SynthesisDone",
     "SynthesisStarted",
-    "SystemTTSAdapter",
     "TTSAdapter",
+    "TTSBase",
+    "TTSEvent",
     "Transcript",
     "UnknownAdapterError",
     "VADAdapter",
-    "WhisperSTTAdapter",
+    "VADEvent",
     "available_adapters",
     "create_adapter",
     "get_adapter",
     "read_audio",
     "read_wav",
     "save_wav",
+    "split_sentences",
 ]

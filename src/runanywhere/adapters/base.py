@@ -221,6 +221,11 @@ class BaseAdapter(Generic[EventsT]):
     runtime: ClassVar[str] = "onnx"
     #: Catalog id used when ``load_model()`` is called without one.
     default_model_id: ClassVar[str | None] = None
+    #: The catalog model types this adapter runs (``("vad",)``); ``runanywhere adapters``
+    #: lists them.
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: The catalog formats it reads (``("onnx",)``).
+    formats: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, registry: RegistryLike | None = None) -> None:
         self._registry = registry

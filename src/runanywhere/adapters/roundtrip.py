@@ -6,15 +6,19 @@
     for line in report.lines():
         print(line)
 
-1. **speak**: :class:`~runanywhere.adapters.system_tts.SystemTTSAdapter` (espeak-ng here) says
+Each adapter is found by name through the adapter table (``get_adapter``), so each step needs
+its package: ``system-tts`` (runanywhere-tts-system), ``silero-vad`` (runanywhere-vad-silero),
+``whisper`` (runanywhere-stt-whisper); a step whose package is missing says which to install.
+
+1. **speak**: the ``system-tts`` adapter (espeak-ng here) says
    ``sentence``, framed by ``pad_s`` of silence; the audio is saved as ``round-trip.wav`` in
    ``folder`` (resampled to 16 kHz);
-2. **detect**: :class:`~runanywhere.adapters.silero_vad.SileroVADAdapter` loads ``vad_model``
+2. **detect**: the ``silero-vad`` adapter loads ``vad_model``
    through the registry (a download if it is not cached and the registry is online) and finds
    the speech; the report says whether it lies where the voice spoke;
 3. **transcribe**: only when a Whisper model (catalog type ``stt``, id ``whisper-*``) is already in
-   the cache (nothing is downloaded for this step), :class:`~runanywhere.adapters.whisper.
-   WhisperSTTAdapter` transcribes the detected speech and the report gives the word error rate.
+   the cache (nothing is downloaded for this step), the ``whisper`` adapter transcribes the
+   detected speech and the report gives the word error rate.
 
 A step that cannot run is recorded with one line saying why (no engine, VAD not loadable, no
 Whisper cached, ...); later steps that need its output are skipped with that reason.
@@ -123,7 +127,7 @@ async def spoken_round_trip(registry: Any, folder: str | Path, *, sentence: str 
     """
     import numpy as np
 
-    from .system_tts import SystemTTSAdapter
+    from . import get_adapter
 
     folder = Path(folder)
     report = RoundTripReport(sentence)
@@ -132,7 +136,7 @@ async def spoken_round_trip(registry: Any, folder: str | Path, *, sentence: str 
     t0 = time.perf_counter()
     audio = None
     try:
-        tts = SystemTTSAdapter(voice=voice, sample_rate=SAMPLE_RATE)
+        tts = get_adapter("system-tts")(voice=voice, sample_rate=SAMPLE_RATE)
         speech, sr = await asyncio.to_thread(tts.synthesize, sentence)
         if speech.size == 0:
             raise ModelError("the speech engine made no audio")
@@ -162,9 +166,7 @@ async def spoken_round_trip(registry: Any, folder: str | Path, *, sentence: str 
         report.steps.append(Step("detect", False, "skipped: there is no speech to look at"))
     else:
         try:
-            from .silero_vad import SileroVADAdapter
-
-            vad = SileroVADAdapter(registry)
+            vad = get_adapter("silero-vad")(registry)
             (await vad.load_model(vad_model)).unwrap()
             report.segments = await asyncio.to_thread(vad.detect, audio, SAMPLE_RATE)
             if not report.segments:
@@ -193,9 +195,7 @@ async def spoken_round_trip(registry: Any, folder: str | Path, *, sentence: str 
                                  "(runanywhere pull whisper-tiny adds one)"))
     else:
         try:
-            from .whisper import WhisperSTTAdapter
-
-            stt = WhisperSTTAdapter(registry, language="en")
+            stt = get_adapter("whisper")(registry, language="en")
             (await stt.load_model(mid)).unwrap()
             if report.segments:
                 lo = max(0, int((report.segments[0].start - 0.2) * SAMPLE_RATE))
@@ -204,8 +204,9 @@ async def spoken_round_trip(registry: Any, folder: str | Path, *, sentence: str 
             else:
                 clip = audio
             report.whisper_model = mid
-            report.transcript = await asyncio.to_thread(stt.transcribe, clip, SAMPLE_RATE)
-            report.word_error_rate = word_error_rate(sentence, report.transcript)
+            transcript = str(await asyncio.to_thread(stt.transcribe, clip, SAMPLE_RATE))
+            report.transcript = transcript
+            report.word_error_rate = word_error_rate(sentence, transcript)
             report.steps.append(Step(
                 "transcribe", True, f"{mid}: {report.transcript!r} "
                 f"(word error rate {report.word_error_rate:.0%})", time.perf_counter() - t0))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..adapters.inventory import adapter_choice
 from ..catalog import ModelMetadata
 from ..errors import (
     DownloadCancelledError,
@@ -38,6 +39,10 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_demo(keep=args.keep, durable=settings.durable)
     if args.command == "doctor":
         return cmd_doctor(args, settings)
+    if args.command == "adapters":
+        from .adapters import cmd_adapters
+
+        return cmd_adapters(args)
     registry = ModelRegistry(settings=settings)
     registry.load_catalogs()
     handler = {
@@ -104,6 +109,10 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         doc = _model_summary(m)
         doc["cached"] = entry.to_dict() if entry else None
         doc["recorded_hashes"] = [r.to_dict() for r in recorded.values()]
+        choice = adapter_choice(m.adapter_name)
+        doc["adapter_name"] = choice.name
+        doc["adapter_installed"] = choice.installed
+        doc["adapter_install"] = choice.install
         print_json(doc)
         return 0
     if args.quiet:
@@ -119,6 +128,7 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         ("languages", ", ".join(m.supported_languages) or "-"), ("license", m.license or "-"),
         ("archive", m.archive or "-"), ("catalog", m.source),
         ("cached", str(entry.path) if entry else "no"),
+        ("adapter", adapter_choice(m.adapter_name).describe()),
     ]
     if m.description:
         lines.append(("description", m.description))

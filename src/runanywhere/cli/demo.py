@@ -71,9 +71,14 @@ def speech_sample(folder: Path) -> tuple[Any, int, tuple[float, float] | None]:
 
 def check_demo_dependencies() -> None:
     """One line that says what to add, before anything starts (a plain ``pip install`` lacks
-    the runtime, the audio libraries and the demo's model)."""
+    the runtime, the audio libraries, the VAD adapter's package and the demo's model)."""
+    from ..adapters import ADAPTERS
     from ..plugins import module_available
 
+    if not ADAPTERS.is_installed(MODEL_ID):
+        raise RuntimeUnavailableError(
+            f"the demo runs the {MODEL_ID} adapter: {ADAPTERS.install_command(MODEL_ID)}"
+            " (make demo installs it)")
     missing = [m for m in ("onnxruntime", "numpy", "soundfile", "soxr")
                if not module_available(m)]
     if missing:
@@ -140,9 +145,9 @@ async def _demo(*, keep: bool, durable: bool) -> int:
             ins = ", ".join(f"{i.name}{list(i.shape)}" for i in session.get_inputs())
             print(f"3. load    ONNX Runtime session in {t_load * 1000:.0f} ms; inputs: {ins}")
 
-            from ..adapters.silero_vad import SileroVADAdapter
+            from ..adapters import get_adapter
 
-            adapter = SileroVADAdapter(registry=registry)
+            adapter = get_adapter("silero-vad")(registry=registry)
             (await adapter.load_model(MODEL_ID)).unwrap()
             audio, sr, truth = speech_sample(work)
             segments = adapter.detect(audio, sr)

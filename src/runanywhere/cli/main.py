@@ -163,6 +163,9 @@ def build_parser() -> Parser:
                    " Host each client used)")
     s.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
 
+    command(sub, "adapters", "list the installed adapters and runtimes: what each handles, the"
+            " package that provides it, whether its dependencies import")
+
     command(sub, "doctor", "check the cache folder (permissions, index, models, orphans,"
             " quarantine, free space, recorded hashes); changes nothing")
 

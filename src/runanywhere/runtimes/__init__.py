@@ -94,6 +94,12 @@ def get_runtime(name: str) -> Runtime:
     return runtime
 
 
+def formats_for_runtime(name: str) -> list[str]:
+    """The catalog formats that ``name`` loads by default (``onnx`` -> ``["onnx"]``)."""
+    key = RUNTIMES.canonical(name)
+    return sorted(f for f, rt in _DEFAULT_FOR_FORMAT.items() if rt == key)
+
+
 def available_runtimes(*, installed_only: bool = False) -> list[str]:
     """Names of every known runtime (built-in and plugins), sorted.
 
@@ -133,6 +139,7 @@ __all__ = [
     "UnknownRuntimeError",
     "available_runtimes",
     "default_runtime_for",
+    "formats_for_runtime",
     "get_runtime",
     "module_available",
 ]

@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 from runanywhere.adapters import AdapterError, ModelLoaded, ModelLoading, Transcript
-from runanywhere.adapters.whisper import (
+from runanywhere.errors import ModelError
+from runanywhere.runtimes import get_runtime
+from runanywhere_stt_whisper.onnx_whisper import (
     N_FRAMES,
     WhisperModel,
     WhisperSTTAdapter,
@@ -34,9 +36,8 @@ from runanywhere.adapters.whisper import (
     mel_to_hz,
     whisper_features,
 )
-from runanywhere.errors import ModelError
-from runanywhere.runtimes import get_runtime
 from support.folder_registry import FolderRegistry
+from support.isolation import _isolated_env  # noqa: F401  (autouse: no developer's cache)
 
 SR = 16000
 

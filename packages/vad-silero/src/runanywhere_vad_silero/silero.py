@@ -28,10 +28,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import ModelError
-from ..result import Result
-from .audio import as_mono_float32, read_wav, resample
-from .base import (
+from runanywhere.adapters.audio import as_mono_float32, read_wav, resample
+from runanywhere.adapters.base import (
     AdapterError,
     BaseAdapter,
     Event,
@@ -43,6 +41,8 @@ from .base import (
     SpeechStart,
     VADEvent,
 )
+from runanywhere.errors import ModelError
+from runanywhere.result import Result
 
 _INPUTS = ("input", "state", "sr")
 _OUTPUTS = ("output", "stateN")
@@ -241,6 +241,8 @@ class SileroVADAdapter(BaseAdapter[VADEvent]):
 
     events = (ModelLoading, ModelLoaded, AdapterError, SpeechStart, SpeechEnd)
     runtime = "onnx"
+    model_types = ("vad",)
+    formats = ("onnx",)
     default_model_id = "silero-vad"
 
     def __init__(self, registry: RegistryLike | None = None, *, threshold: float = 0.5,
@@ -263,10 +265,10 @@ class SileroVADAdapter(BaseAdapter[VADEvent]):
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> SileroVADAdapter:
         """An adapter on a local ``silero_vad.onnx`` (no registry involved)."""
-        from ..runtimes.onnx import OnnxRuntime
+        from runanywhere.runtimes import get_runtime
 
         adapter = cls(**kwargs)
-        session = OnnxRuntime().load(Path(path), None, session_options=dict(_FAST_SESSION))
+        session = get_runtime("onnx").load(Path(path), None, session_options=dict(_FAST_SESSION))
         adapter._attach("silero-vad", Path(path), session)
         return adapter
 

@@ -50,10 +50,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import ModelError, RuntimeUnavailableError, SynthesisError
-from ..result import Result
-from .base import RegistryLike
-from .tts import TTSBase
+from runanywhere.adapters.base import RegistryLike
+from runanywhere.adapters.tts import TTSBase
+from runanywhere.errors import ModelError, RuntimeUnavailableError, SynthesisError
+from runanywhere.result import Result
 
 SAMPLE_RATE = 16000
 SPEAKER_DIM = 512
@@ -150,7 +150,7 @@ class CharTokenizer:
         except ImportError as e:
             raise RuntimeUnavailableError(
                 f"SpeechT5's tokenizer needs sentencepiece, which is not installed ({e}): "
-                "pip install 'runanywhere[tts]'") from e
+                "pip install runanywhere-tts-speecht5") from e
         self.path = Path(path)
         try:
             self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
@@ -331,6 +331,8 @@ class SpeechT5TTSAdapter(TTSBase):
     """
 
     runtime = "onnx"
+    model_types = ("tts",)
+    formats = ("onnx",)
     default_model_id = "speecht5-tts"
 
     def __init__(self, registry: RegistryLike | None = None, *,
@@ -356,12 +358,12 @@ class SpeechT5TTSAdapter(TTSBase):
     @classmethod
     def from_dir(cls, folder: str | Path, **kwargs: Any) -> SpeechT5TTSAdapter:
         """An adapter on a local SpeechT5 folder (no registry involved)."""
-        from ..runtimes.onnx import OnnxRuntime
+        from runanywhere.runtimes import get_runtime
 
         adapter = cls(**kwargs)
         folder = Path(folder)
         files = find_speecht5_files(folder)
-        rt = OnnxRuntime()
+        rt = get_runtime("onnx")
         sessions = [rt.load(f, None) for f in (files.encoder, files.decoder, files.vocoder)]
         adapter._attach("speecht5", folder, adapter._build(folder, files, sessions))
         return adapter

@@ -48,10 +48,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import ModelError
-from ..result import Result
-from .audio import as_mono_float32, resample
-from .base import (
+from runanywhere.adapters.audio import as_mono_float32, resample
+from runanywhere.adapters.base import (
     AdapterError,
     BaseAdapter,
     ModelLoaded,
@@ -60,6 +58,8 @@ from .base import (
     STTEvent,
     Transcript,
 )
+from runanywhere.errors import ModelError
+from runanywhere.result import Result
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -441,6 +441,8 @@ class WhisperSTTAdapter(BaseAdapter[STTEvent]):
 
     events = (ModelLoading, ModelLoaded, AdapterError, Transcript)
     runtime = "onnx"
+    model_types = ("stt",)
+    formats = ("onnx",)
     default_model_id = "whisper-tiny"
 
     def __init__(self, registry: RegistryLike | None = None, *, language: str | None = None,
@@ -457,11 +459,11 @@ class WhisperSTTAdapter(BaseAdapter[STTEvent]):
     @classmethod
     def from_dir(cls, folder: str | Path, **kwargs: Any) -> WhisperSTTAdapter:
         """An adapter on a local sherpa-onnx Whisper folder (no registry involved)."""
-        from ..runtimes.onnx import OnnxRuntime
+        from runanywhere.runtimes import get_runtime
 
         adapter = cls(**kwargs)
         files = find_whisper_files(Path(folder), adapter.prefer_int8)
-        rt = OnnxRuntime()
+        rt = get_runtime("onnx")
         model = WhisperModel(rt.load(files.encoder, None), rt.load(files.decoder, None),
                              load_tokens(files.tokens))
         adapter._attach("whisper", Path(folder), model)

@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import ModelError, RuntimeUnavailableError, SynthesisError
-from ..result import Result
-from .base import ModelLoaded, ModelLoading, RegistryLike
-from .tts import TTSBase
+from runanywhere.adapters.base import ModelLoaded, ModelLoading, RegistryLike
+from runanywhere.adapters.tts import TTSBase
+from runanywhere.errors import ModelError, RuntimeUnavailableError, SynthesisError
+from runanywhere.result import Result
 
 #: Engines tried when none is named, in order.
 ENGINES = ("espeak-ng", "espeak", "say")
@@ -165,6 +165,9 @@ class SystemTTSAdapter(TTSBase):
     """
 
     default_model_id = "system-tts"
+    model_types = ("tts",)
+    #: No model file: the machine's own speech engine does the work.
+    formats = ()
 
     def __init__(self, registry: RegistryLike | None = None, *, engine: str | None = None,
                  voice: str | None = None, rate_wpm: int | None = None, pitch: int | None = None,
@@ -235,7 +238,7 @@ class SystemTTSAdapter(TTSBase):
                 raise SynthesisError(f"{engine.name} wrote no audio for {sentence[:60]!r}")
             audio, sr = read_pcm_wav(out)
         if self.target_rate is not None and sr != self.target_rate:
-            from .audio import resample
+            from runanywhere.adapters.audio import resample
 
             return resample(audio, sr, self.target_rate)
         self.sample_rate = sr
