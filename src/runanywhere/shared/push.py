@@ -64,7 +64,7 @@ def push_models(settings: Settings, cache: ModelCache, model_id: str | None = No
     """
     t = tier_for(settings, tier)
     if model_id is not None:
-        entry = cache.lookup(model_id)
+        entry = cache.entry(model_id)
         if entry is None:
             raise ModelError(f"{model_id} is not in the cache (pull it first)")
         entries = [entry]
