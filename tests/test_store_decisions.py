@@ -1,0 +1,217 @@
+"""The store's decision code, one table each: what eviction takes, what an error while opening
+the index means, which degraded mode a cache takes, whether a cached entry is the catalog's
+model, and the order in which a publish makes a model visible. Plus the renamed read verbs."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import model_entry
+from runanywhere.catalog import parse_model
+from runanywhere.errors import CacheBusy, CacheError
+from runanywhere.store import CacheEntry, ModelCache, StagedFile
+from runanywhere.store import installer as installer_mod
+from runanywhere.store.installer import PUBLISH_STEPS
+from runanywhere.store.matching import matches
+from runanywhere.store.modes import choose_mode, judge_open_error
+from runanywhere.store.prune import plan_eviction
+
+SHA = {c: c * 64 for c in "abcdef"}
+
+
+def entry(mid: str, last_access: float, files: list[tuple[str, int]], *, kind: str = "dir",
+          source: str | None = None, pinned: bool = False) -> CacheEntry:
+    """A cache entry with files ``(sha256, size)`` (paths f0, f1, ...)."""
+    doc = {"id": mid, "version": "1", "kind": kind, "entry": f"models/{mid}/1",
+           "size": sum(s for _, s in files), "source_sha256": source, "created": 0.0,
+           "origin": "download",
+           "files": [{"path": f"f{i}", "sha256": sha, "size": size}
+                     for i, (sha, size) in enumerate(files)]}
+    return CacheEntry("/cache", mid, json.dumps(doc), last_access, 0, int(pinned))
+
+
+# -- eviction ------------------------------------------------------------------------------------
+A, B, C = SHA["a"], SHA["b"], SHA["c"]
+EVICTION: list[tuple[str, list[CacheEntry], int, int | None, set[str], list[str], list[str],
+                     list[str], int]] = [
+    # name, entries, total, max_size, held -> evict, kept, spared, freed
+    ("no-limit", [entry("x", 1, [(A, 10)])], 10, None, set(), [], [], [], 0),
+    ("under-the-limit", [entry("x", 1, [(A, 10)])], 10, 10, set(), [], [], [], 0),
+    ("least-recently-used-first",
+     [entry("c", 3, [(C, 1000)]), entry("a", 1, [(A, 1000)]), entry("b", 2, [(B, 1000)])],
+     3000, 1500, set(), ["a", "b"], [], [], 2000),
+    ("ties-by-id", [entry("y", 1, [(B, 1000)]), entry("x", 1, [(A, 1000)])],
+     2000, 1000, set(), ["x"], [], [], 1000),
+    ("held-is-kept",
+     [entry("a", 1, [(A, 1000)]), entry("b", 2, [(B, 1000)]), entry("c", 3, [(C, 1000)])],
+     3000, 1500, {"a"}, ["b", "c"], ["a"], [], 2000),
+    ("bytes-of-a-held-model-are-spared",
+     [entry("a", 2, [(A, 1000)]), entry("b", 1, [(A, 1000)]), entry("c", 3, [(C, 1000)])],
+     2000, 1000, {"a"}, ["c"], ["a"], ["b"], 1000),
+    ("a-shared-blob-frees-with-its-last-user",
+     [entry("a", 1, [(A, 1000)]), entry("b", 2, [(A, 1000)]), entry("c", 3, [(C, 1000)])],
+     2000, 1000, set(), ["a", "b"], [], [], 1000),
+    ("everything-held", [entry("a", 1, [(A, 10)]), entry("b", 2, [(B, 10)])],
+     20, 0, {"a", "b"}, [], ["a", "b"], [], 0),
+]
+
+
+@pytest.mark.parametrize(("entries", "total", "max_size", "held", "evict", "kept", "spared",
+                          "freed"), [c[1:] for c in EVICTION], ids=[c[0] for c in EVICTION])
+def test_eviction_plan(entries: list[CacheEntry], total: int, max_size: int | None,
+                       held: set[str], evict: list[str], kept: list[str], spared: list[str],
+                       freed: int) -> None:
+    ev = plan_eviction(entries, total, max_size, held)
+    assert [e.model_id for e in ev.evict] == evict
+    assert (list(ev.kept), list(ev.spared), ev.freed) == (kept, spared, freed)
+
+
+# -- opening the index ----------------------------------------------------------------------------
+OPEN_ERRORS: list[tuple[str, BaseException, bool, str]] = [
+    ("busy-for-too-long", CacheBusy("held for 10s"), True, "degrade"),
+    ("newer-schema", CacheError("written by a newer runanywhere"), True, "raise"),
+    ("locked-at-once", sqlite3.OperationalError("database is locked"), True, "retry"),
+    ("locked-past-the-deadline", sqlite3.OperationalError("database is locked"), False,
+     "degrade"),
+    ("io-error", sqlite3.OperationalError("disk I/O error"), True, "degrade"),
+    ("not-a-database", sqlite3.DatabaseError("file is not a database"), True, "degrade"),
+    ("permission", PermissionError(errno.EACCES, "denied"), True, "degrade"),
+    ("ctrl-c", KeyboardInterrupt(), True, "raise"),
+    ("a-bug", ValueError("bug"), True, "raise"),
+]
+
+
+@pytest.mark.parametrize(("error", "before_deadline", "action"), [c[1:] for c in OPEN_ERRORS],
+                         ids=[c[0] for c in OPEN_ERRORS])
+def test_what_an_error_while_opening_means(error: BaseException, before_deadline: bool,
+                                           action: str) -> None:
+    assert judge_open_error(error, before_deadline) == action
+
+
+@pytest.mark.parametrize(("index_exists", "scratch", "view", "then"), [
+    (True, False, True, "nothing can be added"),
+    (True, True, True, "temporary folder"),
+    (False, False, False, "nothing can be added"),
+    (False, True, False, "temporary folder"),
+])
+def test_the_degraded_mode(index_exists: bool, scratch: bool, view: bool, then: str) -> None:
+    mode = choose_mode(index_exists, scratch)
+    assert (mode.readonly_view, mode.scratch) == (view, scratch)
+    assert then in mode.describe("not writable", "x")
+
+
+# -- is the cached entry the catalog's model? ------------------------------------------------------
+def meta(**over: Any) -> Any:
+    d = model_entry("m", "http://127.0.0.1:9/m.bin", 100, A)
+    d.update(over)
+    return parse_model({k: v for k, v in d.items() if v is not None})
+
+
+def single(sha: str = A, size: int = 100, name: str = "m.bin") -> CacheEntry:
+    e = entry("m", 1, [(sha, size)], kind="file", source=sha)
+    doc = json.loads(e._manifest)  # the catalog's file name, as a download publishes it
+    doc["files"][0]["path"] = name
+    return CacheEntry("/cache", "m", json.dumps(doc), 1, 0, 0)
+
+
+GIT = "1" * 40
+MATCHES: list[tuple[str, CacheEntry, Any, str | None, bool]] = [
+    # name, cached entry, catalog entry, recorded first-use sha256, matches?
+    ("same-bytes", single(), meta(), None, True),
+    ("other-bytes", single(B), meta(), None, False),
+    ("other-size", single(size=99), meta(), None, False),
+    ("other-file", single(name="n.bin"), meta(), None, False),
+    ("first-use-record-matches", single(B), meta(hash=None), B, True),
+    ("first-use-record-differs", single(B), meta(hash=None), A, False),
+    ("no-hash-anywhere", single(B), meta(hash=None), None, True),
+    ("git-blob-id-without-a-record", single(), meta(hash=None, url=None, files=[
+        {"path": "m.bin", "url": "http://127.0.0.1:9/m.bin", "size": 100, "git_sha1": GIT}]),
+     None, False),
+    ("archive-by-its-own-hash", CacheEntry("/cache", "m", json.dumps(
+        {**json.loads(entry("m", 1, [(B, 5)], source=A)._manifest)}), 1, 0, 0),
+     meta(archive="tar.gz"), None, True),
+    ("archive-with-another-hash", CacheEntry("/cache", "m", json.dumps(
+        {**json.loads(entry("m", 1, [(B, 5)], source=C)._manifest)}), 1, 0, 0),
+     meta(archive="tar.gz"), None, False),
+]
+
+
+@pytest.mark.parametrize(("cached", "catalog", "recorded", "expected"),
+                         [c[1:] for c in MATCHES], ids=[c[0] for c in MATCHES])
+def test_whether_the_cached_entry_is_the_catalogs_model(cached: CacheEntry, catalog: Any,
+                                                        recorded: str | None,
+                                                        expected: bool) -> None:
+    def want(model_id: str, f: Any) -> str | None:
+        return f.sha256 or recorded
+
+    assert matches(cached, catalog, want) is expected
+
+
+# -- the publish order ----------------------------------------------------------------------------
+#: What is on disk and in the index at each step: blob, temporary folder, model folder,
+#: manifest, index row. Only the last step makes the model visible.
+STATE_AT = {
+    "publish:blobs": (True, False, False, False, False),
+    "publish:tmp-folder": (True, True, False, False, False),
+    "publish:folder": (True, False, True, False, False),
+    "publish:manifest": (True, False, True, True, False),
+    "publish:committed": (True, False, True, True, True),
+}
+
+
+def test_a_publish_takes_its_steps_in_order(home: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(1000)
+    sha = hashlib.sha256(data).hexdigest()
+    seen: list[tuple[str, tuple[bool, ...]]] = []
+
+    def record(step: str) -> None:
+        if step not in STATE_AT:
+            return
+        folder = home / "models" / "m"
+        tmp = any(p.name.startswith(".tmp-") for p in folder.iterdir()) if folder.exists() \
+            else False
+        con = sqlite3.connect(f"file:{home / 'index.db'}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT 1 FROM models WHERE id='m'").fetchone() is not None
+        finally:
+            con.close()
+        seen.append((step, ((home / "blobs" / "sha256" / sha).exists(), tmp,
+                            (folder / "1" / "m.bin").exists(),
+                            (home / "manifests" / "m.json").exists(), row)))
+
+    monkeypatch.setattr(installer_mod, "crash_point", record)
+    src = tmp_path / "staged"
+    src.write_bytes(data)
+    with ModelCache(directory=home, durable=False) as cache:
+        cache.publish("m", "1", [StagedFile("m.bin", src, sha, len(data))], kind="file",
+                      source_sha256=sha)
+    assert [s for s, _ in seen] == list(PUBLISH_STEPS)
+    assert dict(seen) == STATE_AT
+
+
+# -- the read verbs -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("old", "new", "by_meta"), [
+    ("lookup", "entry", False), ("info", "entry", False),
+    ("find", "entry_matching", True), ("find_nowait", "entry_matching_nowait", True)])
+def test_renamed_reads_still_answer_with_a_deprecation_warning(
+        home: Path, tmp_path: Path, old: str, new: str, by_meta: bool) -> None:
+    data = os.urandom(100)
+    sha = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "staged"
+    src.write_bytes(data)
+    with ModelCache(directory=home, durable=False) as cache:
+        cache.publish("m", "1", [StagedFile("m.bin", src, sha, 100)], kind="file",
+                      source_sha256=sha)
+        arg = meta(hash=f"sha256:{sha}") if by_meta else "m"
+        with pytest.warns(DeprecationWarning, match=f"ModelCache.{old} .*ModelCache.{new}"):
+            got = getattr(cache, old)(arg)
+        assert got == getattr(cache, new)(arg) and got is not None
