@@ -30,7 +30,8 @@ SHA = {c: c * 64 for c in "abcdef"}
 def entry(mid: str, last_access: float, files: list[tuple[str, int]], *, kind: str = "dir",
           source: str | None = None, pinned: bool = False) -> CacheEntry:
     """A cache entry with files ``(sha256, size)`` (paths f0, f1, ...)."""
-    doc = {"id": mid, "version": "1", "kind": kind, "entry": f"models/{mid}/1",
+    doc = {"id": mid, "version": "1", "kind": kind,
+           "entry": f"models/{mid}/1" + ("/f0" if kind == "file" else ""),
            "size": sum(s for _, s in files), "source_sha256": source, "created": 0.0,
            "origin": "download",
            "files": [{"path": f"f{i}", "sha256": sha, "size": size}
@@ -119,6 +120,7 @@ def single(sha: str = A, size: int = 100, name: str = "m.bin") -> CacheEntry:
     e = entry("m", 1, [(sha, size)], kind="file", source=sha)
     doc = json.loads(e._manifest)  # the catalog's file name, as a download publishes it
     doc["files"][0]["path"] = name
+    doc["entry"] = f"models/m/1/{name}"
     return CacheEntry("/cache", "m", json.dumps(doc), 1, 0, 0)
 
 
@@ -215,3 +217,93 @@ def test_renamed_reads_still_answer_with_a_deprecation_warning(
         with pytest.warns(DeprecationWarning, match=f"ModelCache.{old} .*ModelCache.{new}"):
             got = getattr(cache, old)(arg)
         assert got == getattr(cache, new)(arg) and got is not None
+
+
+# -- what the cache folder may say (read back, before a path is built) ----------------------------
+def manifest_doc(**over: Any) -> dict[str, Any]:
+    doc = json.loads(entry("m", 1, [(A, 10)], kind="file", source=A)._manifest)
+    doc.update(over)
+    return doc
+
+
+UNSAFE: list[tuple[str, Any, str]] = [
+    # name, the value (a manifest for "manifest"), which check -> must raise UnsafeCacheError
+    ("id-dot-dot", "../x", "id"), ("id-parent", "..", "id"), ("id-slash", "a/b", "id"),
+    ("id-upper", "Model", "id"), ("id-nul", "a\x00b", "id"), ("id-long", "a" * 129, "id"),
+    ("id-not-text", 7, "id"),
+    ("sha-climbs", "../../../x", "sha256"), ("sha-upper", "AB" * 32, "sha256"),
+    ("sha-short", "ab" * 31, "sha256"), ("sha-none", None, "sha256"),
+    ("path-absolute", "/etc/passwd", "path"), ("path-climbs", "a/../../x", "path"),
+    ("path-dot", "./x", "path"), ("path-empty-part", "a//b", "path"), ("path-empty", "", "path"),
+    ("path-backslash", "..\\x", "path"), ("path-nul", "a\x00", "path"),
+    ("entry-outside", manifest_doc(entry="../outside/f0"), "manifest"),
+    ("entry-other-model", manifest_doc(entry="models/n/1/f0"), "manifest"),
+    ("entry-not-its-file", manifest_doc(entry="models/m/1/other"), "manifest"),
+    ("entry-version-climbs", manifest_doc(entry="models/m/../f0"), "manifest"),
+    ("entry-index", manifest_doc(entry="index.db"), "manifest"),
+    ("file-climbs", manifest_doc(kind="dir", entry="models/m/1", files=[
+        {"path": "../../../x", "sha256": A, "size": 1}]), "manifest"),
+    ("file-sha", manifest_doc(files=[{"path": "f0", "sha256": "x", "size": 1}]), "manifest"),
+    ("source-sha", manifest_doc(source_sha256="../x"), "manifest"),
+    ("other-id", manifest_doc(id="n"), "manifest"),
+    ("not-an-object", ["x"], "manifest"),
+]
+SAFE: list[tuple[str, Any, str]] = [
+    ("id", "whisper-base.en_v2", "id"), ("sha256", A, "sha256"),
+    ("path", "encoder/model.onnx", "path"), ("path-dots-in-a-name", "v1..2.bin", "path"),
+    ("manifest-file", manifest_doc(), "manifest"),
+    ("manifest-dir", manifest_doc(kind="dir", entry="models/m/1..2"), "manifest"),
+]
+
+
+def _check(value: Any, which: str) -> object:
+    from runanywhere.store.layout import check_id, check_manifest, check_relpath, check_sha256
+
+    return {"id": check_id, "sha256": check_sha256, "path": check_relpath,
+            "manifest": lambda v: check_manifest(v, "m")}[which](value)
+
+
+@pytest.mark.parametrize(("value", "which"), [c[1:] for c in UNSAFE], ids=[c[0] for c in UNSAFE])
+def test_the_rule_refuses_what_would_lead_outside(value: Any, which: str) -> None:
+    from runanywhere.errors import UnsafeCacheError
+
+    with pytest.raises(UnsafeCacheError):
+        _check(value, which)
+
+
+@pytest.mark.parametrize(("value", "which"), [c[1:] for c in SAFE], ids=[c[0] for c in SAFE])
+def test_the_rule_accepts_what_the_store_writes(value: Any, which: str) -> None:
+    assert _check(value, which) == value
+
+
+#: Unsafe manifests whose paths climb out of the cache folder itself.
+CLIMBING = {"entry-outside", "entry-version-climbs", "file-climbs", "source-sha"}
+
+
+@pytest.mark.parametrize(("name", "doc"), [(n, v) for n, v, w in UNSAFE
+                                          if w == "manifest" and isinstance(v, dict)])
+def test_an_unsafe_row_is_refused_when_listed_or_parsed(name: str, doc: dict[str, Any]) -> None:
+    """The listing's fast check never takes a row that climbs out; every unsafe row, taken or
+    not, is refused the moment it is parsed, before a path is built from it."""
+    from runanywhere.errors import UnsafeCacheError
+    from runanywhere.store.index import dump_manifest
+    from runanywhere.store.layout import listable
+
+    text = dump_manifest(doc)
+    if name in CLIMBING:
+        assert not listable("m", text)
+    row = CacheEntry("/cache", "m", text, 1.0, 0, 0)
+    assert row.problem() is not None
+    with pytest.raises(UnsafeCacheError, match="cache verify"):
+        _ = row.path
+
+
+@pytest.mark.parametrize(("doc", "fast"), [(manifest_doc(), True), (
+    manifest_doc(kind="dir", entry="models/m/1..2"), False)], ids=["plain", "dots-in-version"])
+def test_a_row_the_store_wrote_is_listed(doc: dict[str, Any], fast: bool) -> None:
+    from runanywhere.store.index import dump_manifest
+    from runanywhere.store.layout import listable
+
+    text = dump_manifest(doc)
+    assert listable("m", text) is fast  # else it is parsed, checked, and listed
+    assert CacheEntry("/cache", "m", text, 1.0, 0, 0).problem() is None

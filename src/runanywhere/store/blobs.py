@@ -14,7 +14,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..errors import CacheError
+from ..errors import CacheError, UnsafeCacheError
 from .entry import StagedFile
 from .fsutil import (
     copy_file,
@@ -28,7 +28,7 @@ from .fsutil import (
 )
 from .hashing import file_sha256
 from .index import Index
-from .layout import Layout
+from .layout import Layout, check_sha256, ignored
 from .locks import Locks
 from .partial import link_for_publish
 from .quarantine import Quarantine
@@ -134,7 +134,12 @@ class BlobStore:
         with self.locks.gc():
             for sha, _size in self.index.delete_unreferenced_blobs():
                 crash_point("gc:unlink")
-                freed += unlink_counted(self.path(sha))
+                try:
+                    path = self.path(check_sha256(sha, "blob row"))
+                except UnsafeCacheError as e:  # a planted row: it is gone, and that is all
+                    ignored(self.layout.root, f"blob {sha!r}", str(e))
+                    continue
+                freed += unlink_counted(path)
         return freed
 
     def drop_unshared(self, sha256: str) -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 from ..errors import CacheError
 from .blobs import BlobStore
 from .entry import CacheEntry, DiskUsage
-from .fsutil import crash_point, file_bytes, remove_tree_counted
+from .fsutil import crash_point, file_bytes, planted_link, remove_tree_counted
 from .index import Index, ListingRow, is_busy
 from .installer import Installer
-from .layout import Layout
+from .layout import HEX64, Layout, ignored, listable
 from .locks import Locks
 from .manifests import Manifests
 from .quarantine import Quarantine
@@ -58,7 +58,7 @@ class DiskTier:
                                readonly=readonly)
         self.trust = TrustRecords(layout, self.index, durable=durable, readonly=readonly)
         self.installer = Installer(layout, self.index, self.blobs, self.manifests, self.locks,
-                                   durable=durable)
+                                   self.quarantine, durable=durable)
         self.verifier = Verifier(layout, self.index, self.blobs, self.manifests, self.locks,
                                  self.quarantine, readonly=readonly)
 
@@ -135,13 +135,24 @@ class DiskTier:
         return CacheEntry.from_row(str(self.root), row, tier)
 
     def entries(self) -> list[CacheEntry]:
+        """Every model of the index, but a row whose paths would lead outside its folder (it
+        stays in the index, ignored, until ``cache verify`` removes it)."""
         root = str(self.root)
+        out = []
         # Tens of thousands of new objects, none in a cycle: pausing the cyclic collector
         # spares several full collections (a third of the time for 10,000 models).
         paused = gc.isenabled()
         gc.disable()
         try:
-            return [CacheEntry(root, *r) for r in self.index.listing()]
+            for r in self.index.listing():
+                e = CacheEntry(root, *r)
+                if not listable(r[0], r[1]):  # the fast check cannot tell: parse it
+                    problem = e.problem()
+                    if problem is not None:
+                        ignored(self.root, r[0], problem)
+                        continue
+                out.append(e)
+            return out
         finally:
             if paused:
                 gc.enable()
@@ -172,9 +183,10 @@ class DiskTier:
 
         layout = self.layout
         entries = self.entries()
-        shown = [e.base for e in entries]
+        # Never counted through a link planted where a folder of ours should be.
+        shown = [e.base for e in entries if planted_link(self.root, e.base / "-") is None]
         shown += [layout.manifest(e.model_id) for e in entries]
-        shown += [layout.blob(sha) for sha in self.index.blob_refs()]
+        shown += [layout.blob(sha) for sha in self.index.blob_refs() if HEX64.fullmatch(sha)]
         models = count(shown)
         partials = count([layout.partial_dir])
         quarantine = count([layout.quarantine_dir])

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UnsafeCacheError
 from .index import FileRow, ListingRow
+from .layout import check_manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +27,9 @@ class CacheEntry:
     """One cached model version (read-only by convention).
 
     Built from an index row; the manifest is parsed on first use, so listing many entries costs
-    one query and one small object each.
+    one query and one small object each. Parsing checks it (``layout.check_manifest``): a row
+    whose paths would lead outside its model's folder raises ``UnsafeCacheError`` the moment
+    any field of it is read, before a path is ever built from it.
     """
 
     __slots__ = ("_doc", "_manifest", "_root", "checked_inode", "hits", "last_access",
@@ -53,8 +57,22 @@ class CacheEntry:
     @property
     def manifest(self) -> dict[str, Any]:
         if self._doc is None:
-            self._doc = json.loads(self._manifest)
+            try:
+                self._doc = check_manifest(json.loads(self._manifest), self.model_id)
+            except (ValueError, UnsafeCacheError) as e:
+                raise UnsafeCacheError(
+                    f"the cache index row of {self.model_id!r} is unsafe: {e} (`runanywhere"
+                    " cache verify` removes it; `runanywhere doctor` lists every such thing)"
+                ) from None
         return self._doc
+
+    def problem(self) -> str | None:
+        """Why this row is unsafe (see :attr:`manifest`), or None."""
+        try:
+            _ = self.manifest
+        except UnsafeCacheError as e:
+            return str(e)
+        return None
 
     @property
     def version(self) -> str:

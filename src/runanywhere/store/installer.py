@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -32,14 +33,17 @@ from .fsutil import (
     fsync_dir,
     is_enospc,
     link_or_copy,
+    planted_link,
+    real_dirs,
     regular_stat,
     remove_tree,
     remove_tree_counted,
 )
 from .index import Index, is_busy, is_full, make_manifest
-from .layout import Layout
+from .layout import Layout, ignored
 from .locks import Locks
 from .manifests import Manifests
+from .quarantine import Quarantine
 
 log = logging.getLogger("runanywhere")
 
@@ -50,17 +54,27 @@ PUBLISH_STEPS = ("publish:blobs", "publish:tmp-folder", "publish:folder", "publi
 
 class Installer:
     def __init__(self, layout: Layout, index: Index, blobs: BlobStore, manifests: Manifests,
-                 locks: Locks, *, durable: bool) -> None:
+                 locks: Locks, quarantine: Quarantine, *, durable: bool) -> None:
         self.layout = layout
         self.index = index
         self.blobs = blobs
         self.manifests = manifests
         self.locks = locks
+        self.quarantine = quarantine
         self.durable = durable
 
     def entry(self, model_id: str) -> CacheEntry | None:
+        """The model's committed entry; None if it has none, or an unsafe one (a publish
+        replaces that row, never building a path from it)."""
         row = self.index.row(model_id)
-        return None if row is None else CacheEntry.from_row(str(self.layout.root), row)
+        if row is None:
+            return None
+        entry = CacheEntry.from_row(str(self.layout.root), row)
+        problem = entry.problem()
+        if problem is not None:
+            ignored(self.layout.root, model_id, problem)
+            return None
+        return entry
 
     def publish(self, model_id: str, version: str, files: list[StagedFile], *, kind: str,
                 source_sha256: str | None, origin: str = "download",
@@ -102,9 +116,13 @@ class Installer:
     # -- old versions ------------------------------------------------------------------------------
     def old_versions(self, model_id: str, current: Path | None) -> list[Path]:
         """Version folders of a model other than ``current`` (the one its row shows), e.g. left
-        when the catalog moved the model to a new version while it was in use."""
+        when the catalog moved the model to a new version while it was in use. None when
+        ``models/<id>`` is not a real folder: a link planted there is never listed through."""
+        folder = self.layout.model_folder(model_id)
         try:
-            children = list(self.layout.model_folder(model_id).iterdir())
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                return []
+            children = list(folder.iterdir())
         except OSError:
             return []
         return [c for c in children if c != current
@@ -191,7 +209,10 @@ class Installer:
         """
         if self._folder_matches(final, files):
             return False
-        final.parent.mkdir(parents=True, exist_ok=True)
+        # models/<id> must be a folder of ours: a link (or file) planted there is set aside,
+        # never written through.
+        real_dirs(self.layout.root, final.parent,
+                  lambda p: self.quarantine.put(p, f"{p.name}.planted"))
         tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
@@ -219,11 +240,13 @@ class Installer:
         return True
 
     def _folder_matches(self, final: Path, files: list[StagedFile]) -> bool:
-        """Is the folder already exactly these blobs (hard links, nothing else)?"""
+        """Is the folder already exactly these blobs (hard links, nothing else), reached
+        without a link?"""
         try:
             for f in files:
-                if not os.path.samefile(self.blobs.path(f.sha256), final / f.path) or (
-                        (final / f.path).is_symlink()):
+                target = final / f.path
+                if (planted_link(self.layout.root, target) is not None or target.is_symlink()
+                        or not os.path.samefile(self.blobs.path(f.sha256), target)):
                     return False
             count = sum(len(names) for _, _, names in os.walk(final))
         except OSError:

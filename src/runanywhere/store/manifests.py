@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write
-from .layout import Layout
+from .fsutil import atomic_write, read_own
+from .layout import Layout, check_manifest
 
 
 class Manifests:
@@ -29,8 +29,11 @@ class Manifests:
 
     @staticmethod
     def read(path: Path) -> tuple[dict[str, Any], bool]:
-        """``(manifest, pinned)`` from a manifest file (``OSError``, ``ValueError`` if bad)."""
-        doc = json.loads(path.read_text())
+        """``(manifest, pinned)`` from a manifest file, checked (``layout.check_manifest``: its
+        id is the file's name, its paths stay in the model's folder) and never read through a
+        link. ``OSError``, ``ValueError`` or ``UnsafeCacheError`` if it is not such a file."""
+        doc = json.loads(read_own(path))
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
-        return doc, bool(doc.pop("pinned", False))
+        pinned = bool(doc.pop("pinned", False))
+        return check_manifest(doc, path.stem), pinned

@@ -26,6 +26,7 @@ from ..logs import log
 from .disk import DiskTier
 from .entry import CacheEntry
 from .fsutil import bytes_freed_by, crash_point, remove_tree_counted, unlink_counted
+from .layout import is_model_id
 from .partial import is_abandoned, partial_group
 
 #: A folder in ``partials/`` (an archive being unpacked) counts as abandoned only after this long
@@ -198,6 +199,9 @@ def _remove_stray(disk: DiskTier, path: Path, removed: list[Path], skipped: list
         model_id = path.name
     else:  # a temporary or an old version folder inside models/<id>/
         model_id = path.parent.name
+    if not is_model_id(model_id):
+        removed.append(path)  # no model has this name, so no publish can be using it
+        return remove_tree_counted(path)  # (a link is removed, never what it points to)
     fd = disk.locks.try_model(model_id)
     if fd is None:
         skipped.append(f"{path} (a publish of {model_id} is running)")

@@ -15,11 +15,13 @@ import time
 import uuid
 from pathlib import Path
 
-from .fsutil import regular_stat, replace_with_link, same_file
+from ..errors import UnsafeCacheError
+from .fsutil import planted_link, real_dirs, regular_stat, replace_with_link, same_file
 from .hashing import file_sha256
 from .index import Index
 from .layout import Layout
 from .manifests import Manifests
+from .quarantine import Quarantine
 from .trust import TrustRecords
 
 log = logging.getLogger("runanywhere")
@@ -63,8 +65,9 @@ def rebuild(layout: Layout, index: Index, why: Exception | str, aside: Path | No
     skipped: list[str] = []
     hashed: dict[str, bool] = {}
     manifests = Manifests(layout, durable=index.durable)
+    quarantine = Quarantine(layout)
     for mf in manifests.files():
-        problem = _restore_manifest(layout, index, mf, hashed)
+        problem = _restore_manifest(layout, index, quarantine, mf, hashed)
         (skipped if problem else restored).append(f"{mf.stem} ({problem})" if problem
                                                   else mf.stem)
     trusted = TrustRecords(layout, index, durable=index.durable).restore()
@@ -76,12 +79,12 @@ def rebuild(layout: Layout, index: Index, why: Exception | str, aside: Path | No
                 f"; {trusted} first-use hash(es) restored" if trusted else "")
 
 
-def _restore_manifest(layout: Layout, index: Index, manifest_file: Path,
+def _restore_manifest(layout: Layout, index: Index, quarantine: Quarantine, manifest_file: Path,
                       hashed: dict[str, bool]) -> str | None:
     """Re-index one manifest if every blob is present and hashes right (no index row
     vouches for it any more), relinking missing model files; returns what prevented it."""
     try:
-        doc, pinned = Manifests.read(manifest_file)
+        doc, pinned = Manifests.read(manifest_file)  # checked: its paths stay in its folder
         base = layout.base(doc)
         file_mtimes, blob_mtimes = {}, {}
         for f in doc["files"]:
@@ -94,11 +97,14 @@ def _restore_manifest(layout: Layout, index: Index, manifest_file: Path,
             if not hashed[f["sha256"]]:
                 return f"blob {f['sha256'][:12]} has the wrong bytes"
             target = base / f["path"]
-            if not same_file(blob, target):  # only the verified blob is trusted
+            if planted_link(layout.root, target) is not None or not same_file(blob, target):
+                # Only the verified blob is trusted, and only in real folders of ours.
+                real_dirs(layout.root, target.parent,
+                          lambda p: quarantine.put(p, f"{p.name}.planted"))
                 replace_with_link(blob, target)
             file_mtimes[f["path"]] = os.lstat(target).st_mtime_ns
             blob_mtimes[f["sha256"]] = st.st_mtime_ns
         index.put_model(doc, pinned=pinned, file_mtimes=file_mtimes, blob_mtimes=blob_mtimes)
         return None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, UnsafeCacheError) as e:
         return str(e) or type(e).__name__

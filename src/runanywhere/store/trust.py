@@ -13,10 +13,10 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING
 
-from ..errors import CacheError
-from .fsutil import atomic_write
+from ..errors import CacheError, UnsafeCacheError
+from .fsutil import atomic_write, read_own
 from .index import Index, TrustRecord
-from .layout import Layout
+from .layout import Layout, check_id, check_relpath, check_sha256, ignored
 
 if TYPE_CHECKING:
     from ..catalog import ModelFile
@@ -47,7 +47,11 @@ class TrustRecords:
             return None
         if f.git_sha1 and t[2] != f.url:
             return None
-        return t[0]
+        try:  # it names partials and blobs: never a path out of them
+            return check_sha256(t[0], f"the first-use sha256 of {model_id} {f.path}")
+        except UnsafeCacheError as e:
+            raise UnsafeCacheError(f"{e}: the record is damaged; `runanywhere cache forget"
+                                   f" {model_id}` drops it") from None
 
     def record_first_use(self, model_id: str, f: ModelFile, source: str, sha256: str,
                          size: int) -> None:
@@ -76,7 +80,8 @@ class TrustRecords:
         self._writable()
         gone = self.index.trust_records(model_id)
         self.index.delete_trusted(model_id)
-        self.layout.trust_file(model_id).unlink(missing_ok=True)
+        with contextlib.suppress(UnsafeCacheError):  # a planted id names no file of ours
+            self.layout.trust_file(model_id).unlink(missing_ok=True)
         return gone
 
     def _writable(self) -> None:
@@ -100,7 +105,12 @@ class TrustRecords:
         """Records from before ``trusted/`` existed get their file (one query)."""
         with contextlib.suppress(OSError, sqlite3.Error):
             for mid in {r.model_id for r in self.index.trust_records()}:
-                if not self.layout.trust_file(mid).exists():
+                try:
+                    target = self.layout.trust_file(check_id(mid, "first-use record of"))
+                except UnsafeCacheError as e:  # a planted row: no file is written for it
+                    ignored(self.layout.root, f"trust {mid!r}", str(e))
+                    continue
+                if not target.exists():
                     self.write_file(mid)
 
     def restore(self) -> int:
@@ -108,11 +118,14 @@ class TrustRecords:
         count = 0
         for tf in sorted(self.layout.trusted_dir.glob("*.json")):
             try:
-                doc = json.loads(tf.read_text())
-                for r in doc["files"]:
-                    self.index.set_trusted(doc["id"], r["path"], r["url"], r["sha256"],
-                                           int(r["size"]), float(r["recorded"]))
-                    count += 1
-            except (OSError, ValueError, KeyError, TypeError) as e:
+                doc = json.loads(read_own(tf))
+                mid = check_id(doc["id"])
+                records = [(check_relpath(r["path"]), str(r["url"]), check_sha256(r["sha256"]),
+                            int(r["size"]), float(r["recorded"])) for r in doc["files"]]
+            except (OSError, ValueError, KeyError, TypeError, UnsafeCacheError) as e:
                 log.warning("cannot read the first-use hashes in %s (%s)", tf, e)
+                continue
+            for path, url, sha, size, recorded in records:
+                self.index.set_trusted(mid, path, url, sha, size, recorded)
+                count += 1
         return count

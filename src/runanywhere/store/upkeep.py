@@ -13,6 +13,7 @@ import os
 from ..errors import CacheError
 from .entry import VerifyResult
 from .holds import Holds
+from .layout import is_model_id
 from .memory import MemoryLRU
 from .modes import CacheModes
 from .prune import PrunePlan, evict_unused, plan_prune
@@ -58,6 +59,10 @@ class Upkeep:
         disk = self.modes.disk
         self.holds.release_all()
         ids: list[str] = self.modes.guarded(disk.index.ids, list[str](), "clear")
+        unsafe = [i for i in ids if not is_model_id(i)]
+        if unsafe:  # planted rows: they go from the index; no path is built from them
+            disk.index.delete_models(unsafe)
+            ids = [i for i in ids if i not in unsafe]
         freed, removed = evict_unused(disk, ids, keep_pinned=False)
         left = sorted(set(ids) - set(removed))
         if left:

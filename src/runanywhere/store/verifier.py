@@ -15,12 +15,13 @@ import logging
 import os
 from pathlib import Path
 
+from ..errors import UnsafeCacheError
 from .blobs import BlobStore
 from .entry import CacheEntry, VerifyResult
-from .fsutil import regular_stat, replace_with_link, same_file
+from .fsutil import planted_link, real_dirs, regular_stat, replace_with_link, same_file
 from .hashing import file_sha256
 from .index import FileRow, Index
-from .layout import Layout
+from .layout import Layout, check_relpath, ignored
 from .locks import Locks
 from .manifests import Manifests
 from .quarantine import Quarantine
@@ -51,15 +52,26 @@ class Verifier:
         if found is None:
             return None, False
         entry = CacheEntry.from_row(str(self.layout.root), found[0])
-        base = entry.base
+        try:
+            base = entry.base
+            files = [(check_relpath(path), size, mtime) for path, size, mtime in found[1]]
+        except UnsafeCacheError as e:  # a tampered row: not there, whatever it points at
+            ignored(self.layout.root, model_id, str(e))
+            return None, False
         stale = False
-        for path, size, mtime_ns in found[1]:
-            st = regular_stat(base / path)
+        for path, size, mtime_ns in files:
+            st = self._stat(base / path)
             if st is None or st.st_size != size:
                 return None, False
             stale = stale or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
             entry.checked_inode = (st.st_dev, st.st_ino)
         return entry, stale
+
+    def _stat(self, path: Path) -> os.stat_result | None:
+        """``lstat`` of a regular file reached without following a link, else None."""
+        if planted_link(self.layout.root, path) is not None:
+            return None
+        return regular_stat(path)
 
     def recheck(self, model_id: str) -> CacheEntry | None:
         """Re-hash a model whose mtimes moved: the right bytes are served again (their new
@@ -90,6 +102,7 @@ class Verifier:
         targets = list(model_ids) if model_ids is not None else self.index.ids()
         results: dict[str, VerifyResult] = {}
         suspects: set[str] = set()
+        unsafe: list[str] = []
         root = str(self.layout.root)
         while targets:
             mid = targets.pop(0)
@@ -99,12 +112,21 @@ class Verifier:
             if row is None:
                 results[mid] = VerifyResult(mid, False, [NOT_CACHED])
                 continue
-            result, corrupt = self._verify_one(CacheEntry.from_row(root, row),
-                                               fix=quarantine)
+            entry = CacheEntry.from_row(root, row)
+            problem = entry.problem()
+            if problem is not None:  # never a path from it: the row alone goes
+                unsafe.append(mid)
+                gone = "removed from the index" if quarantine else "ignored"
+                results[mid] = VerifyResult(mid, False, [f"{problem}: {gone}"])
+                continue
+            result, corrupt = self._verify_one(entry, fix=quarantine)
             results[mid] = result
             targets.extend(sorted(self.index.users_of(corrupt - suspects) - set(results)))
             suspects |= corrupt
-        bad = [r.model_id for r in results.values() if not r.ok and r.problems != [NOT_CACHED]]
+        if quarantine and unsafe:
+            self.index.delete_models(unsafe)
+        bad = [r.model_id for r in results.values() if not r.ok
+               and r.problems != [NOT_CACHED] and r.model_id not in unsafe]
         if quarantine and bad:
             self._quarantine(bad, suspects)
         return list(results.values())
@@ -113,18 +135,25 @@ class Verifier:
         res = VerifyResult(entry.model_id, True)
         corrupt: set[str] = set()
         file_mtimes, blob_mtimes = {}, {}
+        root = self.layout.root
         for f in entry.files:
             target, blob = entry.base / f.path, self.blobs.path(f.sha256)
-            file_ok = _hashes_to(target, f)
+            link = planted_link(root, target)  # never read or write through it
+            file_ok = link is None and _hashes_to(target, f)
             blob_ok = (file_ok and same_file(blob, target)) or _hashes_to(blob, f)
             if not blob_ok and (blob.exists() or blob.is_symlink()):
                 corrupt.add(f.sha256)
             if not file_ok:
-                res.problems.append(describe(target, f))
+                res.problems.append(
+                    describe(target, f) if link is None else
+                    f"{f.path}: reached through {link.relative_to(root)}, a link or a file"
+                    " where a folder of the cache should be (never followed)")
             if not blob_ok:
                 res.problems.append("blob " + describe(blob, f, name=f.sha256[:12]))
             if fix and file_ok != blob_ok:  # one good copy: restore the other from it
                 good, bad = (target, blob) if file_ok else (blob, target)
+                real_dirs(root, bad.parent, lambda p: self.quarantine.put(
+                    p, f"{entry.model_id}-{p.name}.planted"))
                 if bad.is_symlink() or bad.exists():
                     self.quarantine.put(bad, f"{entry.model_id}-{f.sha256[:12]}-{bad.name}")
                 replace_with_link(good, bad)
