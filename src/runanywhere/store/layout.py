@@ -103,13 +103,13 @@ def check_manifest(doc: object, model_id: str | None = None) -> dict[str, Any]:
 
 def listable(model_id: str, manifest: str) -> bool:
     """A fast, conservative form of the rule for listing many rows without parsing them: True
-    when the id is a model id and the manifest's text holds no ``..``, backslash (so no JSON
-    escape), NUL or string starting with ``/`` and gives an entry in ``models/<id>/``; every path
-    built from such a row stays in the cache folder. False says nothing: parse and check it
+    when the id is a model id, the manifest gives an entry in ``models/<id>/``, and its text
+    holds no ``..``, no backslash (so no JSON escape) and no string that starts with ``/``:
+    every path built from such a row stays in the cache folder. (A raw NUL is no concern: JSON
+    refuses it when the row is parsed.) False says nothing: parse and check it
     (:func:`check_manifest`; a row that passes here is still checked in full when parsed)."""
-    return (is_model_id(model_id)
-            and ".." not in manifest and "\\" not in manifest and '"/' not in manifest
-            and "\x00" not in manifest and f'"entry":"models/{model_id}/' in manifest)
+    return (f'"entry":"models/{model_id}/' in manifest and is_model_id(model_id)
+            and ".." not in manifest and "\\" not in manifest and '"/' not in manifest)
 
 
 def ignored(root: Path, what: str, problem: str) -> None:
