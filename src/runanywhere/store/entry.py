@@ -32,7 +32,7 @@ class CacheEntry:
     any field of it is read, before a path is ever built from it.
     """
 
-    __slots__ = ("_doc", "_manifest", "_root", "checked_inode", "hits", "last_access",
+    __slots__ = ("_doc", "_manifest", "_path", "_root", "checked_inode", "hits", "last_access",
                  "model_id", "pinned", "tier")
 
     def __init__(self, root: str, model_id: str, manifest: str, last_access: float, hits: int,
@@ -41,6 +41,7 @@ class CacheEntry:
         self.model_id = model_id
         self._manifest = manifest
         self._doc: dict[str, Any] | None = None
+        self._path: Path | None = None
         self.last_access = last_access
         self.hits = hits
         self.pinned = bool(pinned)
@@ -106,7 +107,9 @@ class CacheEntry:
 
     @property
     def path(self) -> Path:
-        return Path(self._root, self.manifest["entry"])
+        if self._path is None:
+            self._path = Path(self._root, self.manifest["entry"])
+        return self._path
 
     @property
     def base(self) -> Path:

@@ -58,20 +58,20 @@ class Verifier:
         except UnsafeCacheError as e:  # a tampered row: not there, whatever it points at
             ignored(self.layout.root, model_id, str(e))
             return None, False
+        # Reached without a link: the model's folder once, then any subfolder of a file.
+        if planted_link(self.layout.root, base / "-") is not None:
+            return None, False
         stale = False
         for path, size, mtime_ns in files:
-            st = self._stat(base / path)
+            target = base / path
+            if "/" in path and planted_link(base, target) is not None:
+                return None, False
+            st = regular_stat(target)
             if st is None or st.st_size != size:
                 return None, False
             stale = stale or (mtime_ns is not None and st.st_mtime_ns != mtime_ns)
             entry.checked_inode = (st.st_dev, st.st_ino)
         return entry, stale
-
-    def _stat(self, path: Path) -> os.stat_result | None:
-        """``lstat`` of a regular file reached without following a link, else None."""
-        if planted_link(self.layout.root, path) is not None:
-            return None
-        return regular_stat(path)
 
     def recheck(self, model_id: str) -> CacheEntry | None:
         """Re-hash a model whose mtimes moved: the right bytes are served again (their new
