@@ -307,3 +307,17 @@ def test_a_row_the_store_wrote_is_listed(doc: dict[str, Any], fast: bool) -> Non
     text = dump_manifest(doc)
     assert listable("m", text) is fast  # else it is parsed, checked, and listed
     assert CacheEntry("/cache", "m", text, 1.0, 0, 0).problem() is None
+
+
+@pytest.mark.parametrize("value", [v for _, v, w in UNSAFE + SAFE if w == "id"] + [
+    "a" * 128, "a.b", "0", "a-", "._a"])
+def test_the_fast_id_check_agrees_with_the_rule(value: Any) -> None:
+    from runanywhere.errors import UnsafeCacheError
+    from runanywhere.store.layout import check_id, is_model_id
+
+    try:
+        check_id(value)
+        ok = True
+    except UnsafeCacheError:
+        ok = False
+    assert (isinstance(value, str) and is_model_id(value)) is ok
