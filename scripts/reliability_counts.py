@@ -99,7 +99,8 @@ AREAS = [
          "back in an index rebuild) whose paths climb out, trust rows with ids `../x`, "
          "`models/<id>`, a blob and an abandoned partial made links out, each under `cache "
          "prune` (twice), `rm`, `clear`, `verify`, `ls`, `pull` and `load` "
-         "({reliability/test_cache_tampering.py::test_a_tampered}); `doctor` on each",
+         "({reliability/test_cache_tampering.py::test_a_tampered}); a `sources.json` naming "
+         "`../../x`; `doctor` on each",
          "files outside the cache byte-identical after every command; a pull answers with "
          "verified bytes inside the cache; `doctor` names each planted thing on one line"),
     Area(("test_ranges_property.py",),

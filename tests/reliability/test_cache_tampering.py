@@ -248,3 +248,28 @@ def test_doctor_reports_each_planted_thing_on_one_line(
     assert any(what in d for d in problems), problems
     assert snapshot(outside) == before, "doctor changed files outside the cache"
     assert snapshot(home) == inside, "doctor changed the cache"
+
+
+@pytest.mark.parametrize("planted", [
+    {"id": "../../outside/x"},
+    {"files": [{"path": "../../outside/x", "url": "http://127.0.0.1:9/x", "size": 10,
+                "hash": "sha256:" + "ab" * 32}], "url": None, "hash": None},
+], ids=["id-climbs", "file-climbs"])
+@pytest.mark.parametrize("command", ["ls", "pull"])
+def test_a_planted_sources_json_is_refused_with_the_file_named(
+        cached: Cached, outside: Path, home: Path, planted: dict[str, Any], command: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``sources.json`` (the models pulled by URL) is read as a catalog: the catalog's rule
+    refuses what would lead outside, naming the file; nothing is touched."""
+    entry = {**model_entry("planted", "http://127.0.0.1:9/x", 10, "ab" * 32), **planted}
+    (home / "sources.json").write_text(json.dumps({"format_version": 1, "models": [
+        {k: v for k, v in entry.items() if v is not None}]}))
+    before = snapshot(outside)
+    code, out, err = _run(home, cached.catalog, capsys, *COMMANDS[command])
+    assert code == 2 and out == "" and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert "sources.json" in line and "../../outside/x" in line
+    assert snapshot(outside) == before
+    assert main(["--home", str(home), "doctor"]) == 1
+    report = capsys.readouterr().out
+    assert len([x for x in report.splitlines() if "sources.json:" in x]) == 1, report
