@@ -154,8 +154,9 @@ def _permissions(home: Path) -> Check:
 
 
 def _index(home: Path) -> tuple[Check, sqlite3.Connection | None]:
-    path = home / "index.db"
-    manifests = list((home / "manifests").glob("*.json"))
+    layout = Layout(home)
+    path = layout.index_path
+    manifests = list(layout.manifest_dir.glob("*.json"))
     if not path.exists() or path.stat().st_size == 0:
         what = "missing" if not path.exists() else "empty (0 bytes)"
         if manifests:
@@ -263,12 +264,12 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
             shown[mid] = base
     details: list[str] = []
     size = 0
-    for p in _children(home / "blobs" / "sha256"):
+    for p in _children(layout.blob_dir):
         if p.name not in used:
             size += _bytes(p)
             details.append(f"orphan blob {p.name[:16]}")
     live = 0
-    for p in _children(home / "partials"):
+    for p in _children(layout.partial_dir):
         if p.is_dir():
             details.append(f"unpack folder {p.name}")
             size += _bytes(p)
@@ -277,7 +278,7 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
             size += _bytes(p)
         elif partial_group(p)[1] and p.name.endswith(".part"):
             live += 1
-    for mdir in _children(home / "models"):
+    for mdir in _children(layout.model_dir):
         if mdir.is_symlink():
             continue  # planted: the paths check reports it, nothing is listed through it
         if mdir.name not in shown:
@@ -288,7 +289,7 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
             if c != shown[mdir.name] and not shown[mdir.name].is_relative_to(c):
                 details.append(f"old version or leftover: models/{mdir.name}/{c.name}")
                 size += _bytes(c)
-    for mf in _children(home / "manifests"):
+    for mf in _children(layout.manifest_dir):
         if mf.suffix == ".json" and mf.stem not in shown:
             details.append(f"manifest without an index row: {mf.name}")
     moving = f"; {live} download(s) in progress" if live else ""
@@ -299,7 +300,7 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
 
 
 def _quarantine(home: Path) -> Check:
-    items = _children(home / "quarantine")
+    items = _children(Layout(home).quarantine_dir)
     if not items:
         return Check("quarantine", OK, "empty")
     size = sum(_bytes(p) for p in items)
@@ -329,7 +330,7 @@ def _recorded(home: Path, db: sqlite3.Connection | None) -> Check:
                 "SELECT model_id, path, sha256 FROM trusted") if is_model_id(str(m))}
     kept: dict[tuple[str, str], str] = {}
     bad: list[str] = []
-    for tf in _children(home / "trusted"):
+    for tf in _children(Layout(home).trusted_dir):
         if tf.is_symlink():
             continue  # planted: the paths check reports it
         try:

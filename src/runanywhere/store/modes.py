@@ -32,6 +32,7 @@ from .disk import DiskTier
 from .entry import CacheEntry, Prepared
 from .fsutil import is_writable_dir
 from .index import dump_manifest, is_busy
+from .layout import Layout
 
 T = TypeVar("T")
 Action = Literal["retry", "degrade", "raise"]
@@ -120,7 +121,7 @@ class CacheModes:
 
     def _degrade(self, reason: str) -> DiskTier:
         self.degraded = reason
-        mode = choose_mode((self.directory / "index.db").exists(), self.scratch_fallback)
+        mode = choose_mode(Layout(self.directory).index_path.exists(), self.scratch_fallback)
         served = "nothing (it has no index)"
         if mode.readonly_view:
             try:
