@@ -91,9 +91,18 @@ AREAS = [
     Area(("test_security.py",),
          "security: a cache others can write (world-writable, another owner, a planted link), "
          "umask 000, `HF_TOKEN` through redirects (another host, https to http) and errors "
-         "(over real TLS), `doctor`",
+         "(over real TLS), `doctor` (and a home that is missing, a file or read-only)",
          "refused with the path named; the token stays on its origin and is never printed; "
          "`doctor` reports each trouble and changes nothing"),
+    Area(("test_cache_tampering.py",),
+         "a tampered cache: a blob row named `../../../x`, a model row and a manifest (read "
+         "back in an index rebuild) whose paths climb out, trust rows with ids `../x`, "
+         "`models/<id>`, a blob and an abandoned partial made links out, each under `cache "
+         "prune` (twice), `rm`, `clear`, `verify`, `ls`, `pull` and `load` "
+         "({reliability/test_cache_tampering.py::test_a_tampered}); a `sources.json` naming "
+         "`../../x`; `doctor` on each",
+         "files outside the cache byte-identical after every command; a pull answers with "
+         "verified bytes inside the cache; `doctor` names each planted thing on one line"),
     Area(("test_ranges_property.py",),
          "property-based (hypothesis): range bookkeeping (here) and the memory LRU "
          "(`tests/test_memory_lru.py`, {test_memory_lru.py} more)",

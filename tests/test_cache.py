@@ -25,6 +25,7 @@ from runanywhere.registry import ModelRegistry
 from runanywhere.store import ModelCache, StagedFile
 from runanywhere.store import fsutil as fsutil_mod
 from runanywhere.store.index import SCHEMA_VERSION
+from runanywhere.store.reads import map_file
 from support.invariants import check_cache
 from support.tamper import flip_byte
 
@@ -107,7 +108,7 @@ def test_multi_file_model_is_a_folder_of_links_to_blobs(cache: ModelCache, stage
     assert entry.path == home / "models" / "w" / "2.0" and entry.kind == "dir"
     for f in files:
         p = entry.path / f.path
-        assert os.path.samefile(p, cache.disk.blob_path(f.sha256))
+        assert os.path.samefile(p, cache.disk.blobs.path(f.sha256))
         assert p.stat().st_nlink == 2
     hit = cache.get("w")
     assert hit is not None and hit.buffer is None and hit.path == entry.path
@@ -150,8 +151,8 @@ def test_loader_path_reusing_a_stored_blob_keeps_it(cache: ModelCache, stage: St
     data = os.urandom(500)
     put(cache, stage, "first", data)
     sha = hashlib.sha256(data).hexdigest()
-    assert cache.disk.has_blob(sha, 500)
-    blob = cache.disk.blob_path(sha)
+    assert cache.disk.blobs.has(sha, 500)
+    blob = cache.disk.blobs.path(sha)
     cache.publish("second", "1", [StagedFile("s.bin", blob, sha, 500)], kind="file",
                   source_sha256=sha)
     assert blob.read_bytes() == data
@@ -161,11 +162,11 @@ def test_loader_path_reusing_a_stored_blob_keeps_it(cache: ModelCache, stage: St
 def test_orphan_blob_is_rehashed_before_reuse(cache: ModelCache, home: Path) -> None:
     data = os.urandom(300)
     sha = hashlib.sha256(data).hexdigest()
-    blob = cache.disk.blob_path(sha)
+    blob = cache.disk.blobs.path(sha)
     blob.write_bytes(data)  # left by a crash before its index row
-    assert cache.disk.has_blob(sha, 300)
+    assert cache.disk.blobs.has(sha, 300)
     flip_byte(blob)  # same size, wrong bytes
-    assert not cache.disk.has_blob(sha, 300)
+    assert not cache.disk.blobs.has(sha, 300)
 
 
 def test_info_reports_size_hash_tier_hits_and_pin(cache: ModelCache, stage: Stage) -> None:
@@ -174,14 +175,14 @@ def test_info_reports_size_hash_tier_hits_and_pin(cache: ModelCache, stage: Stag
     for _ in range(3):
         cache.get("m")
     cache.pin("m")
-    info = cache.info("m")
+    info = cache.entry("m")
     assert info is not None
     d = info.to_dict()
     assert d["size"] == 700 and d["sha256"] == hashlib.sha256(data).hexdigest()
     assert d["tier"] == "memory" and d["hits"] == 3 and d["pinned"] is True
     assert d["last_access"] >= before - 1 and d["origin"] == "download"
     assert d["files"] == [{"path": "m.bin", "sha256": d["sha256"], "size": 700}]
-    assert cache.info("nope") is None
+    assert cache.entry("nope") is None
 
 
 def test_hits_survive_a_restart(home: Path, stage: Stage) -> None:
@@ -196,7 +197,7 @@ def test_hits_survive_a_restart(home: Path, stage: Stage) -> None:
 def test_cheap_checks_catch_size_and_mtime_changes(cache: ModelCache, stage: Stage) -> None:
     put(cache, stage, "t", size=1000)
     put(cache, stage, "u", size=1000)
-    t, u = cache.lookup("t"), cache.lookup("u")
+    t, u = cache.entry("t"), cache.entry("u")
     assert t is not None and u is not None
     os.chmod(t.path, 0o644)
     with open(t.path, "r+b") as f:
@@ -208,21 +209,21 @@ def test_cheap_checks_catch_size_and_mtime_changes(cache: ModelCache, stage: Sta
     assert hit is not None and hashlib.sha256(hit.buffer).hexdigest() == hit.entry.sha256
     results = {r.model_id: r for r in cache.verify()}
     assert not results["t"].ok and results["u"].ok
-    assert cache.lookup("t") is None
+    assert cache.entry("t") is None
 
 
 def test_a_file_replaced_after_the_check_is_never_mapped(cache: ModelCache, stage: Stage,
                                                           tmp_path: Path) -> None:
-    """lookup() checks one inode; if another process swaps the file before it is opened, the
+    """entry() checks one inode; if another process swaps the file before it is opened, the
     open notices (the race the multi-process test once caught)."""
     put(cache, stage, "r", size=600)
-    entry = cache.lookup("r")
+    entry = cache.entry("r")
     assert entry is not None and entry.checked_inode is not None
     other = tmp_path / "other"
     other.write_bytes(os.urandom(600))
     os.replace(other, entry.path)
     with pytest.raises(FileNotFoundError, match="replaced"):
-        ModelCache._map(entry)
+        map_file(entry)
     # The new file fails the cheap check (other mtime): re-hashed, found wrong, restored from
     # the blob (another link to the right bytes); never served as it is.
     hit = cache.get("r")
@@ -414,24 +415,24 @@ PARTIAL_WRITER = textwrap.dedent("""
 def test_prune_removes_orphans_but_never_a_live_partial(cache: ModelCache, stage: Stage,
                                                         home: Path) -> None:
     put(cache, stage, "kept")
-    disk = cache.disk
-    orphan_blob = disk.blob_path("0" * 64)
+    layout = cache.disk.layout
+    orphan_blob = layout.blob("0" * 64)
     orphan_blob.write_bytes(b"left by a crash")
-    dead = disk.partial_dir / f"{'e' * 64}.999999-dead.part"
+    dead = layout.partial_dir / f"{'e' * 64}.999999-dead.part"
     dead.write_bytes(b"x" * 100)
-    (disk.partial_dir / f"{'e' * 64}.999999-dead.json").write_text(json.dumps(
+    (layout.partial_dir / f"{'e' * 64}.999999-dead.json").write_text(json.dumps(
         {"host": os.uname().nodename, "pid": 2**22 + 1}))
     old = time.time() - 3600
-    for p in disk.partial_dir.iterdir():
+    for p in layout.partial_dir.iterdir():
         os.utime(p, (old, old))
-    (disk.model_dir / "ghost" / "1").mkdir(parents=True)
-    (disk.manifest_dir / "ghost.json").write_text("{}")
-    (disk.model_dir / "kept" / ".tmp-deadbeef").mkdir()
-    writer = subprocess.Popen([sys.executable, "-c", PARTIAL_WRITER, str(disk.partial_dir)],
+    (layout.model_dir / "ghost" / "1").mkdir(parents=True)
+    (layout.manifest_dir / "ghost.json").write_text("{}")
+    (layout.model_dir / "kept" / ".tmp-deadbeef").mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", PARTIAL_WRITER, str(layout.partial_dir)],
                               text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "open"
-        live = sorted(disk.partial_dir.glob("*live-owner*"))
+        live = sorted(layout.partial_dir.glob("*live-owner*"))
         for p in live:
             os.utime(p, (old, old))  # idle for an hour, but its writer is alive
         plan = cache.plan_prune(orphan_age=0)  # even "idle for 0 s" spares a live writer
@@ -442,16 +443,16 @@ def test_prune_removes_orphans_but_never_a_live_partial(cache: ModelCache, stage
         plan.execute()
         assert not orphan_blob.exists() and not dead.exists()
         assert all(p.exists() for p in live)
-        assert not (disk.model_dir / "ghost").exists()
-        assert not (disk.manifest_dir / "ghost.json").exists()
-        assert not (disk.model_dir / "kept" / ".tmp-deadbeef").exists()
+        assert not (layout.model_dir / "ghost").exists()
+        assert not (layout.manifest_dir / "ghost.json").exists()
+        assert not (layout.model_dir / "kept" / ".tmp-deadbeef").exists()
     finally:
         writer.communicate("", timeout=30)
     assert check_cache(home) == ["kept"]
 
 
 def test_prune_keeps_young_orphans(cache: ModelCache) -> None:
-    blob = cache.disk.blob_path("1" * 64)
+    blob = cache.disk.blobs.path("1" * 64)
     blob.write_bytes(b"maybe a publish in progress")
     assert cache.plan_prune().empty
     assert blob.exists()
@@ -465,11 +466,11 @@ def _quarantined(home: Path) -> list[str]:
 def test_verify_quarantines_a_flipped_bit(cache: ModelCache, stage: Stage, home: Path) -> None:
     put(cache, stage, "good")
     put(cache, stage, "bad", size=2000)
-    entry = cache.lookup("bad")
+    entry = cache.entry("bad")
     assert entry is not None
     cache.get("bad")  # in memory too: must go with the disk entry
     flip_byte(entry.path, 1234, 0x01, keep_mtime=True)  # bit rot keeps the mtime
-    assert cache.lookup("bad") is not None  # a normal hit trusts the index: no re-hash
+    assert cache.entry("bad") is not None  # a normal hit trusts the index: no re-hash
     results = {r.model_id: r for r in cache.verify()}
     assert results["good"].ok and not results["bad"].ok
     assert "sha256" in results["bad"].problems[0]
@@ -482,9 +483,9 @@ def test_verify_quarantines_a_flipped_bit(cache: ModelCache, stage: Stage, home:
 def test_verify_quarantines_a_truncated_blob(cache: ModelCache, stage: Stage,
                                              home: Path) -> None:
     put(cache, stage, "t", size=3000)
-    entry = cache.lookup("t")
+    entry = cache.entry("t")
     assert entry is not None
-    blob = cache.disk.blob_path(entry.files[0].sha256)
+    blob = cache.disk.blobs.path(entry.files[0].sha256)
     os.chmod(blob, 0o644)
     os.truncate(blob, 100)
     (r,) = cache.verify("t")
@@ -497,7 +498,7 @@ def test_corrupt_shared_blob_condemns_every_model_built_from_it(cache: ModelCach
     data = os.urandom(500)
     put(cache, stage, "x", data)
     put(cache, stage, "y", data)
-    blob = cache.disk.blob_path(hashlib.sha256(data).hexdigest())
+    blob = cache.disk.blobs.path(hashlib.sha256(data).hexdigest())
     flip_byte(blob)
     results = {r.model_id: r.ok for r in cache.verify("x")}
     assert results == {"x": False, "y": False}
@@ -507,7 +508,7 @@ def test_corrupt_shared_blob_condemns_every_model_built_from_it(cache: ModelCach
 def test_verify_restores_a_deleted_blob_from_the_model_file(cache: ModelCache, stage: Stage,
                                                             home: Path) -> None:
     data = put(cache, stage, "d")
-    blob = cache.disk.blob_path(hashlib.sha256(data).hexdigest())
+    blob = cache.disk.blobs.path(hashlib.sha256(data).hexdigest())
     blob.unlink()
     (r,) = cache.verify("d")
     assert r.ok and r.repaired and "missing" in r.repaired[0]
@@ -521,10 +522,10 @@ def test_verify_catches_a_symlink_planted_as_blob(cache: ModelCache, stage: Stag
     sha = hashlib.sha256(data).hexdigest()
     evil = tmp_path / "evil"
     evil.write_bytes(b"e" * 800)
-    blob = cache.disk.blob_path(sha)
+    blob = cache.disk.blobs.path(sha)
     blob.unlink()
     blob.symlink_to(evil)
-    assert not cache.disk.has_blob(sha, 800)  # never trusted for dedup
+    assert not cache.disk.blobs.has(sha, 800)  # never trusted for dedup
     (r,) = cache.verify("s")
     assert r.ok and "symbolic link" in r.repaired[0]
     assert not blob.is_symlink() and blob.read_bytes() == data
@@ -536,7 +537,7 @@ def test_verify_catches_a_symlink_planted_as_blob(cache: ModelCache, stage: Stag
 def test_verify_replaces_a_symlinked_model_file_from_its_blob(cache: ModelCache, stage: Stage,
                                                               home: Path, tmp_path: Path) -> None:
     data = put(cache, stage, "m", size=800)
-    entry = cache.lookup("m")
+    entry = cache.entry("m")
     assert entry is not None
     outside = tmp_path / "outside"
     outside.write_bytes(data)
@@ -652,9 +653,9 @@ def test_import_archive_unpacks_into_a_folder_of_blobs(home: Path, tmp_path: Pat
         for name, data in members.items():
             f = entry.path / name
             assert f.read_bytes() == data
-            assert os.path.samefile(f, cache.disk.blob_path(hashlib.sha256(data).hexdigest()))
+            assert os.path.samefile(f, cache.disk.blobs.path(hashlib.sha256(data).hexdigest()))
         assert cache.size() == sum(len(d) for d in members.values())
-        assert list(cache.disk.partial_dir.iterdir()) == []
+        assert list(cache.disk.layout.partial_dir.iterdir()) == []
     assert check_cache(home) == ["packed"]
 
 

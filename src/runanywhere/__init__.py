@@ -18,8 +18,8 @@ _LAZY = {
     "Stage": "runanywhere.progress",
     "ModelCache": "runanywhere.store.cache",
     "CacheHit": "runanywhere.store.cache",
-    "CacheEntry": "runanywhere.store.disk",
-    "VerifyResult": "runanywhere.store.disk",
+    "CacheEntry": "runanywhere.store.entry",
+    "VerifyResult": "runanywhere.store.entry",
     "PrunePlan": "runanywhere.store.prune",
     "Catalog": "runanywhere.catalog.catalog",
     "ModelMetadata": "runanywhere.catalog.model",
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .result import Result
     from .settings import Settings
     from .store.cache import CacheHit, ModelCache
-    from .store.disk import CacheEntry, VerifyResult
+    from .store.entry import CacheEntry, VerifyResult
     from .store.prune import PrunePlan
     from .transfer.fetch import FetchConfig
     from .transfer.loader import ModelLoader

@@ -20,7 +20,8 @@ the process exit status the CLI uses for it (``exit_code``)::
     ├── AudioError                      1   path (also ValueError)
     ├── SynthesisError                  1
     ├── CacheError                      1
-    │   └── CacheBusy                   1
+    │   ├── CacheBusy                   1
+    │   └── UnsafeCacheError            1
     └── ServeError                      2
 
 Nothing here imports anything of runanywhere: this module is the bottom of the house.
@@ -173,6 +174,12 @@ class CacheBusy(CacheError):
         super().__init__(message)
 
 
+class UnsafeCacheError(CacheError):
+    """Something read back from the cache folder (an index row, a manifest, a first-use record)
+    names a path outside it, or a link stands where a file or folder of the cache should be: the
+    store never follows it (``runanywhere doctor`` lists each such thing)."""
+
+
 class AudioError(ModelError, ValueError):
     """An audio file cannot be read or written; ``path`` names it."""
 
@@ -212,5 +219,6 @@ __all__ = [
     "UnknownAdapterError",
     "UnknownRuntimeError",
     "UnsafeArchiveError",
+    "UnsafeCacheError",
     "install_hint",
 ]

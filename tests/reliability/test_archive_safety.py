@@ -213,4 +213,4 @@ def test_a_refused_archive_does_not_disturb_other_models(get: Pull) -> None:
     r = get("attacker", make_tar([("file", "../neighbour/model.bin", b"evil")]), "tar.gz")
     get.assert_refused(r, "attacker")
     assert check_cache(get.home) == ["neighbour"]
-    assert get.registry.cache.lookup("neighbour") is not None
+    assert get.registry.cache.entry("neighbour") is not None

@@ -174,7 +174,7 @@ def test_pulls_racing_clear_and_prune_never_fail_untyped(
         deadline = time.monotonic() + 25
         while downloads < 150 and time.monotonic() < deadline:
             # Pull right after the racer removed the model: the moment its blob goes too.
-            while reg.cache.lookup("raced") is not None and time.monotonic() < deadline:
+            while reg.cache.entry("raced") is not None and time.monotonic() < deadline:
                 await asyncio.sleep(0)
             downloads += 1
             try:

@@ -6,7 +6,8 @@
   to another host, never over a redirect from https to http (refused), never written to the
   cache folder or printed, even with ``--debug``.
 * ``runanywhere doctor`` reports each kind of trouble, prints one JSON document with ``--json``,
-  exits non-zero on a problem, and changes nothing in the folder it looks at.
+  exits non-zero on a problem (a home that is missing, a file or read-only is one, on one
+  line), and changes nothing in the folder it looks at.
 
 The token tests run the CLI in a child process against a real TLS server of the tests'
 (``support/tls.py``, a throwaway certificate trusted through ``SSL_CERT_FILE``). Every case ends
@@ -16,6 +17,7 @@ with ``check_cache``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -91,7 +93,8 @@ def test_a_cache_others_can_write_is_refused(home: Path, cached: str, target: st
     with pytest.raises(CacheError, match="refusing"):
         ModelCache(directory=home)
     doc = json.loads(run_cli("--home", str(home), "doctor", "--json").stdout)
-    assert not doc["ok"] and doc["checks"][0]["status"] == "problem"
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert not doc["ok"] and checks["permissions"]["status"] == "problem"
     # Put right, the same cache is used again, untouched.
     if how == "world-writable":
         os.chmod(path, st.st_mode)
@@ -286,8 +289,8 @@ def test_doctor_on_a_healthy_cache(home: Path, cached: str,
     before = _snapshot(home)
     code, checks, _ = _doctor(home)
     assert code == 0 and {c["status"] for c in checks.values()} == {"ok"}
-    assert set(checks) == {"permissions", "index", "models", "orphans", "quarantine",
-                           "free space", "recorded hashes"}
+    assert set(checks) == {"folder", "permissions", "index", "paths", "models", "orphans",
+                           "quarantine", "free space", "recorded hashes"}
     assert main(["--home", str(home), "doctor"]) == 0
     assert "no problem found" in capsys.readouterr().out
     assert _snapshot(home) == before, "doctor changed the folder"
@@ -338,8 +341,50 @@ def test_doctor_reports_each_kind_of_trouble(home: Path, cached: str, write_cata
     assert check_cache(home) == ["kept", "touched"]
 
 
-def test_doctor_on_a_folder_that_does_not_exist(tmp_path: Path) -> None:
-    code, checks, _ = _doctor(tmp_path / "nothing-here")
-    assert code == 0 and checks["folder"]["status"] == "ok"
+@contextlib.contextmanager
+def _read_only_copy(home: Path, point: Path) -> Iterator[Path]:
+    """``home`` bind-mounted read-only at ``point`` (tests run as root, so chmod proves
+    nothing: a read-only mount refuses root too)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (mount); run it as CI does")
+    point.mkdir()
+    subprocess.run(["mount", "--bind", str(home), str(point)], check=True, timeout=60)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(point)], check=True, timeout=60)
+        yield point
+    finally:
+        if subprocess.run(["umount", str(point)], timeout=60).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], timeout=60)
+
+
+#: A home no cache can live in, and what doctor's one line about it says.
+UNUSABLE_HOMES = {"missing": "does not exist", "a-file": "is a file, not a folder",
+                  "read-only": "cannot be written (read-only)"}
+
+
+@pytest.mark.parametrize("how", list(UNUSABLE_HOMES))
+def test_doctor_fails_on_a_home_that_cannot_hold_a_cache(home: Path, cached: str,
+                                                         tmp_path: Path, how: str) -> None:
+    with contextlib.ExitStack() as stack:
+        if how == "missing":
+            target = tmp_path / "nothing-here"
+        elif how == "a-file":
+            target = tmp_path / "a-file"
+            target.write_bytes(b"not a folder")
+        else:
+            target = stack.enter_context(_read_only_copy(home, tmp_path / "ro"))
+        before = _snapshot(target) if target.is_dir() else None
+        r = run_cli("--home", str(target), "doctor")
+        problems = [line for line in r.stdout.splitlines() if line.startswith("  PROBLEM")]
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+        assert len(problems) == 1 and problems[0].split()[1] == "folder", r.stdout
+        assert UNUSABLE_HOMES[how] in problems[0]
+        code, checks, _ = _doctor(target)
+        assert code == 1 and [n for n, c in checks.items() if c["status"] == "problem"] == [
+            "folder"]
+        if before is not None:
+            assert _snapshot(target) == before, "doctor changed the folder"
     assert not (tmp_path / "nothing-here").exists()
-    assert check_cache(tmp_path / "nothing-here") == []
+    if how == "a-file":
+        assert target.read_bytes() == b"not a folder"
+    assert check_cache(home) == ["kept"]

@@ -103,7 +103,7 @@ def cmd_list(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     m = reg.require_model(args.id)
-    entry = reg.cache.lookup(m.id)
+    entry = reg.cache.entry(m.id)
     recorded = {r.path: r for r in reg.cache.trusted_hashes(m.id)}
     if args.json:
         doc = _model_summary(m)
@@ -214,7 +214,7 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
     async def one(meta: ModelMetadata, view: PullProgress) -> None:
         p = by_id[meta.id]
         t0 = time.perf_counter()
-        p.cached_before = await asyncio.to_thread(reg.cache.lookup, meta.id) is not None
+        p.cached_before = await asyncio.to_thread(reg.cache.entry, meta.id) is not None
 
         def seen(progress: DownloadProgress) -> None:
             p.kept = progress.bytes_loaded

@@ -166,8 +166,9 @@ def build_parser() -> Parser:
     command(sub, "adapters", "list the installed adapters and runtimes: what each handles, the"
             " package that provides it, whether its dependencies import")
 
-    command(sub, "doctor", "check the cache folder (permissions, index, models, orphans,"
-            " quarantine, free space, recorded hashes); changes nothing")
+    command(sub, "doctor", "check the cache folder (the folder, permissions, index, paths"
+            " leading outside it, models, orphans, quarantine, free space, recorded hashes);"
+            " changes nothing")
 
     s = command(sub, "demo", "offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")

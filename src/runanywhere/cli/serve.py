@@ -584,7 +584,7 @@ class ModelServer:
         return out
 
     def _hash_git_blob(self, f: hub.HubFile) -> str:
-        entry = self.cache.lookup(f.model_id)
+        entry = self.cache.entry(f.model_id)
         if entry is None:
             return f.pointer_oid() or ""
         opened = open_verified(entry.base / f.model_path, self.root, f.size)
@@ -595,7 +595,7 @@ class ModelServer:
     # -- helpers ---------------------------------------------------------------------------------
     async def _entry(self, model_id: str) -> CacheEntry | None:
         """The cheap-checked cache entry (the index row and an lstat per file)."""
-        return await asyncio.to_thread(self.cache.lookup, model_id)
+        return await asyncio.to_thread(self.cache.entry, model_id)
 
     async def _send(self, request: web.Request, entry: CacheEntry, row: FileRow, etag: str,
                     cache_control: str, *, headers: dict[str, str] | None = None,

@@ -42,16 +42,21 @@ def entry_blobs(cache: ModelCache, entry: CacheEntry
     shas = {f.sha256 for f in entry.files}
     if entry.sha256 and entry.sha256 not in shas:  # an archive's unpacked files
         blob = cache.blob_path(entry.sha256)
-        if blob.is_file():
+        if _regular(blob):
             return [("archive", entry.sha256, blob, blob.stat().st_size)]
         return [("archive", entry.sha256, None, None)]
     base = entry.path if entry.kind == "dir" else entry.path.parent
     out: list[tuple[str, str, Path | None, int | None]] = []
     for f in entry.files:
         blob = cache.blob_path(f.sha256)
-        path = blob if blob.is_file() else base / f.path
-        out.append((f.path, f.sha256, path if path.is_file() else None, f.size))
+        path = blob if _regular(blob) else base / f.path
+        out.append((f.path, f.sha256, path if _regular(path) else None, f.size))
     return out
+
+
+def _regular(path: Path) -> bool:
+    """A file of the cache, never one a link planted in its place points to."""
+    return path.is_file() and not path.is_symlink()
 
 
 def push_models(settings: Settings, cache: ModelCache, model_id: str | None = None, *,
@@ -64,7 +69,7 @@ def push_models(settings: Settings, cache: ModelCache, model_id: str | None = No
     """
     t = tier_for(settings, tier)
     if model_id is not None:
-        entry = cache.lookup(model_id)
+        entry = cache.entry(model_id)
         if entry is None:
             raise ModelError(f"{model_id} is not in the cache (pull it first)")
         entries = [entry]

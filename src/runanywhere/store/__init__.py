@@ -1,12 +1,13 @@
 """Bytes at rest: the two-tier model cache (memory LRU + disk tier with a SQLite index).
 
 ``ModelCache`` is the one door: the loader, the sideload and the shared tier use its narrow
-methods; nothing outside this package touches the disk tier or the index.
+methods; nothing outside this package touches the disk tier or the index. Inside, one object per
+job (see ``cache.py``'s module doc for the map).
 """
 
 from .cache import CacheHit, ModelCache
-from .disk import CacheEntry, DiskUsage, StagedFile, VerifyResult
 from .doctor import Check, DoctorReport, diagnose
+from .entry import CacheEntry, DiskUsage, StagedFile, VerifyResult
 from .index import FileRow, TrustRecord
 from .memory import MemoryLRU
 from .partial import partial_key

@@ -3,8 +3,12 @@
 It opens nothing for writing (the index is read with ``mode=ro``, no lock file is created) and
 reports, each as ``ok``, ``warning`` or ``problem``:
 
+* folder: there, a folder, and writable (a home that is missing, a file, or read-only is a
+  problem: nothing could be cached there);
 * permissions: who may write the folder (``permissions.py``; a problem here makes every run
   refuse the cache);
+* paths: every id, path and hash the folder holds stays inside it, and no link stands where a
+  folder or file of ours should be (``audit.py``; the store ignores such things, one line each);
 * index: present, readable, its schema, ``PRAGMA integrity_check``; missing while manifests
   exist (the next run rebuilds it);
 * models: every indexed file present with its recorded size (mtime moved: re-hashed on next
@@ -26,14 +30,18 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UnsafeCacheError
 from ..units import human_size
 from . import permissions
-from .fsutil import file_bytes
+from .audit import unsafe_things
+from .fsutil import file_bytes, planted_link
 from .index import SCHEMA_VERSION, peek_user_version
+from .layout import Layout, check_manifest, is_model_id
 from .partial import is_abandoned, partial_group
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
@@ -88,13 +96,14 @@ class DoctorReport:
 def diagnose(home: Path) -> DoctorReport:
     """Look at ``home`` (read-only) and report (see the module doc)."""
     home = Path(home)
-    if not home.exists():
-        return DoctorReport(home, (Check("folder", OK, "no cache here yet (it is created on"
-                                         " first use)"),))
-    checks = [_permissions(home)]
+    folder = _folder(home)
+    if folder.status == PROBLEM and not home.is_dir():
+        return DoctorReport(home, (folder,))
+    checks = [folder, _permissions(home)]
     index_check, db = _index(home)
     checks.append(index_check)
     try:
+        checks.append(_paths(home, db))
         rows = _rows(db) if db is not None else None
         checks.append(_models(home, rows))
         checks.append(_orphans(home, rows))
@@ -108,6 +117,32 @@ def diagnose(home: Path) -> DoctorReport:
 
 
 # -- the checks -----------------------------------------------------------------------------------
+def _folder(home: Path) -> Check:
+    try:
+        st = os.stat(home)
+    except FileNotFoundError:
+        return Check("folder", PROBLEM, "does not exist: nothing is cached here (runanywhere"
+                     " creates it on the first pull; check --home or RUNANYWHERE_HOME)")
+    except OSError as e:
+        return Check("folder", PROBLEM, f"cannot be looked at ({e.strerror or e})")
+    if not stat.S_ISDIR(st.st_mode):
+        return Check("folder", PROBLEM, "is a file, not a folder: give another --home (or"
+                     " RUNANYWHERE_HOME)")
+    if not os.access(home, os.W_OK | os.X_OK) or os.statvfs(home).f_flag & os.ST_RDONLY:
+        return Check("folder", PROBLEM, "cannot be written (read-only): what it holds is"
+                     " served, nothing new can be cached (give another --home)")
+    return Check("folder", OK, "a folder you can write")
+
+
+def _paths(home: Path, db: sqlite3.Connection | None) -> Check:
+    found = unsafe_things(home, db)
+    if not found:
+        return Check("paths", OK, "every id, path and hash stays inside the folder; no planted"
+                     " link")
+    return Check("paths", PROBLEM, f"{len(found)} thing(s) would lead outside the folder:"
+                 " runanywhere ignores them and never follows a link", tuple(found))
+
+
 def _permissions(home: Path) -> Check:
     found = permissions.findings(home)
     if not found:
@@ -119,8 +154,9 @@ def _permissions(home: Path) -> Check:
 
 
 def _index(home: Path) -> tuple[Check, sqlite3.Connection | None]:
-    path = home / "index.db"
-    manifests = list((home / "manifests").glob("*.json"))
+    layout = Layout(home)
+    path = layout.index_path
+    manifests = list(layout.manifest_dir.glob("*.json"))
     if not path.exists() or path.stat().st_size == 0:
         what = "missing" if not path.exists() else "empty (0 bytes)"
         if manifests:
@@ -183,11 +219,15 @@ def _models(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] |
     damaged: dict[str, str] = {}
     touched: set[str] = set()
     ids = set()
+    layout = Layout(home)
     for mid, manifest, path, size, mtime, _sha in rows:
+        base = _base(layout, mid, manifest)
+        if base is None:
+            continue  # the paths check reports it
         ids.add(mid)
-        doc = json.loads(manifest)
-        base = home / doc["entry"]
-        base = base if doc["kind"] == "dir" else base.parent
+        if planted_link(home, base / path) is not None:
+            damaged.setdefault(mid, f"{mid}: {path} is behind a planted link (see paths)")
+            continue
         try:
             st = os.lstat(base / path)
         except OSError:
@@ -217,18 +257,19 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
         return Check("orphans", WARNING, "not checked (the index cannot be read)")
     used = {r[5] for r in rows}
     shown: dict[str, Path] = {}
+    layout = Layout(home)
     for mid, manifest, *_ in rows:
-        doc = json.loads(manifest)
-        base = home / doc["entry"]
-        shown[mid] = base if doc["kind"] == "dir" else base.parent
+        base = _base(layout, mid, manifest)
+        if base is not None:
+            shown[mid] = base
     details: list[str] = []
     size = 0
-    for p in _children(home / "blobs" / "sha256"):
+    for p in _children(layout.blob_dir):
         if p.name not in used:
             size += _bytes(p)
             details.append(f"orphan blob {p.name[:16]}")
     live = 0
-    for p in _children(home / "partials"):
+    for p in _children(layout.partial_dir):
         if p.is_dir():
             details.append(f"unpack folder {p.name}")
             size += _bytes(p)
@@ -237,7 +278,9 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
             size += _bytes(p)
         elif partial_group(p)[1] and p.name.endswith(".part"):
             live += 1
-    for mdir in _children(home / "models"):
+    for mdir in _children(layout.model_dir):
+        if mdir.is_symlink():
+            continue  # planted: the paths check reports it, nothing is listed through it
         if mdir.name not in shown:
             details.append(f"model folder without an index row: models/{mdir.name}")
             size += _bytes(mdir)
@@ -246,7 +289,7 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
             if c != shown[mdir.name] and not shown[mdir.name].is_relative_to(c):
                 details.append(f"old version or leftover: models/{mdir.name}/{c.name}")
                 size += _bytes(c)
-    for mf in _children(home / "manifests"):
+    for mf in _children(layout.manifest_dir):
         if mf.suffix == ".json" and mf.stem not in shown:
             details.append(f"manifest without an index row: {mf.name}")
     moving = f"; {live} download(s) in progress" if live else ""
@@ -257,7 +300,7 @@ def _orphans(home: Path, rows: list[tuple[str, str, str, int, int | None, str]] 
 
 
 def _quarantine(home: Path) -> Check:
-    items = _children(home / "quarantine")
+    items = _children(Layout(home).quarantine_dir)
     if not items:
         return Check("quarantine", OK, "empty")
     size = sum(_bytes(p) for p in items)
@@ -284,13 +327,16 @@ def _recorded(home: Path, db: sqlite3.Connection | None) -> Check:
     if db is not None:
         with contextlib.suppress(sqlite3.Error):
             indexed = {(m, p): s for m, p, s in db.execute(
-                "SELECT model_id, path, sha256 FROM trusted")}
+                "SELECT model_id, path, sha256 FROM trusted") if is_model_id(str(m))}
     kept: dict[tuple[str, str], str] = {}
     bad: list[str] = []
-    for tf in _children(home / "trusted"):
+    for tf in _children(Layout(home).trusted_dir):
+        if tf.is_symlink():
+            continue  # planted: the paths check reports it
         try:
             doc = json.loads(tf.read_text())
-            kept.update({(doc["id"], r["path"]): r["sha256"] for r in doc["files"]})
+            if is_model_id(str(doc["id"])):  # else the paths check reports it
+                kept.update({(doc["id"], r["path"]): r["sha256"] for r in doc["files"]})
         except (OSError, ValueError, KeyError, TypeError) as e:
             bad.append(f"{tf.name} cannot be read ({e})")
     details = [f"{m} {p}: sha256:{s[:16]}…" for (m, p), s in sorted({**kept, **indexed}.items())]
@@ -309,6 +355,14 @@ def _recorded(home: Path, db: sqlite3.Connection | None) -> Check:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _base(layout: Layout, model_id: str, manifest: str) -> Path | None:
+    """A row's model folder, or None if the row is unsafe (the paths check reports it)."""
+    try:
+        return layout.base(check_manifest(json.loads(manifest), model_id))
+    except (ValueError, UnsafeCacheError):
+        return None
+
+
 def _children(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())

@@ -9,6 +9,7 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CacheError, InsufficientStorageError
@@ -221,6 +222,56 @@ def is_writable_dir(path: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def planted_link(root: Path, path: Path) -> Path | None:
+    """The first folder on the way from ``root`` (not included) to ``path`` (not included) that
+    is a symbolic link or not a folder at all, else None (a missing one ends the way: nothing
+    past it can be followed). ``path`` must lie under ``root``. Where the store expects its own
+    folders, a link planted there must never be followed: that would read or write elsewhere.
+    (Strings, not pathlib: a disk hit makes this walk, a few microseconds.)"""
+    top, full = os.fspath(root).rstrip(os.sep), os.fspath(path)
+    if not full.startswith(top + os.sep):
+        raise ValueError(f"{path} is not under {root}")
+    cur = top
+    for part in full[len(top) + 1:].split(os.sep)[:-1]:
+        cur = f"{cur}{os.sep}{part}"
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return Path(cur)
+        if not stat.S_ISDIR(st.st_mode):
+            return Path(cur)
+    return None
+
+
+def real_dirs(root: Path, folder: Path, set_aside: Callable[[Path], object]) -> None:
+    """Make ``folder`` (under ``root``) a real folder, and every folder on the way to it: one
+    that is a link or a file is handed to ``set_aside`` (which moves the link itself, never
+    what it points to) and made anew."""
+    cur = root
+    for part in folder.relative_to(root).parts:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            cur.mkdir(mode=0o755, exist_ok=True)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            set_aside(cur)
+            cur.mkdir(mode=0o755, exist_ok=True)
+
+
+def read_own(path: Path) -> bytes:
+    """The bytes of a file of ours, never through a link planted in its place (``OSError``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def regular_stat(path: Path) -> os.stat_result | None:

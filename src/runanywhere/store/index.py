@@ -161,31 +161,44 @@ class Index:
                  readonly: bool = False) -> None:
         self.path = path
         self.readonly = readonly
+        self.durable = durable
         self.busy_timeout = busy_timeout
-        self._refuse_newer(peek_user_version(path))
-        if readonly:
-            self._db = self._connect_readonly(path, busy_timeout)
-        else:
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                       timeout=busy_timeout)
         self._lock = threading.RLock()
         self._stats_db: sqlite3.Connection | None = None
         self._stats_lock = threading.Lock()
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        self._refuse_newer(peek_user_version(path))
+        if self.readonly:
+            db = self._connect_readonly(path, self.busy_timeout)
+        else:
+            db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                 timeout=self.busy_timeout)
         try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             self._refuse_newer(version)
-            if readonly:
+            if self.readonly:
                 if version < SCHEMA_VERSION:
                     raise CacheError(f"the cache index {path} needs an upgrade and is read-only")
-                return
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self._db.execute("PRAGMA foreign_keys=ON")
+                return db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+            db.execute("PRAGMA foreign_keys=ON")
             if version < SCHEMA_VERSION:
-                self._migrate()
+                self._migrate(db)
         except BaseException:
-            self._db.close()
+            db.close()
             raise
+        return db
+
+    def reopen(self) -> None:
+        """Open the file again on the same object (after a damaged index was set aside): every
+        part of the store that holds this index sees the new one."""
+        self.close()
+        with self._lock:
+            self._db = self._open()
 
     @staticmethod
     def _connect_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -210,14 +223,21 @@ class Index:
                 f" {version}, this one knows {SCHEMA_VERSION}); upgrade runanywhere or use"
                 " another RUNANYWHERE_HOME. The file was left untouched.")
 
-    def _migrate(self) -> None:
-        with self.transaction() as db:
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
             # Read again inside the write lock: another process may have migrated meanwhile.
             version = db.execute("PRAGMA user_version").fetchone()[0]
             while version < SCHEMA_VERSION:
                 _MIGRATIONS[version](db)
                 version += 1
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -225,6 +245,7 @@ class Index:
         with self._stats_lock:
             if self._stats_db is not None:
                 self._stats_db.close()
+                self._stats_db = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -11,6 +11,9 @@ crash never leaves a lock behind)::
                         partials have one writer each and publishing is idempotent)
     sources.lock        exclusive while ``sources.json`` (where pulled URLs came from) changes
 
+Lock files are opened with ``O_NOFOLLOW`` (a link planted in their place is never followed)
+and named only from checked model ids (``layout.check_id``).
+
 ``flock`` has no timeout: waiting polls with a growing delay, gives up with ``CacheBusy`` after
 the timeout, and stops early on a cancel event or when the caller's ``done`` check says the lock
 is no longer needed (another process finished the work).
@@ -27,6 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import CacheBusy, DownloadCancelledError
+from .layout import check_id
+
+#: How a lock file is opened: created if missing, never through a planted link.
+_OPEN = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
 
 
 def _acquire(fd: int, *, shared: bool, timeout: float | None, what: str,
@@ -57,7 +64,7 @@ def _acquire(fd: int, *, shared: bool, timeout: float | None, what: str,
 @contextlib.contextmanager
 def flocked(path: Path, *, shared: bool = False, timeout: float | None = None) -> Iterator[None]:
     """Hold ``flock`` on ``path`` (created if needed); ``CacheBusy`` after ``timeout`` seconds."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, _OPEN, 0o644)
     try:
         _acquire(fd, shared=shared, timeout=timeout, what=path.name)
         yield
@@ -68,7 +75,7 @@ def flocked(path: Path, *, shared: bool = False, timeout: float | None = None) -
 def try_flock(path: Path, *, shared: bool = False) -> int | None:
     """An fd holding the lock, or None if someone else holds it (or it cannot be opened)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, _OPEN, 0o644)
     except OSError:
         return None
     try:
@@ -99,15 +106,15 @@ class Locks:
         return flocked(self._path("sources"), timeout=self.timeout)
 
     def model(self, model_id: str) -> contextlib.AbstractContextManager[None]:
-        return flocked(self._path(f"model-{model_id}"), timeout=self.timeout)
+        return flocked(self._path(f"model-{check_id(model_id)}"), timeout=self.timeout)
 
     def try_model(self, model_id: str) -> int | None:
-        return try_flock(self._path(f"model-{model_id}"))
+        return try_flock(self._path(f"model-{check_id(model_id)}"))
 
     # -- use and eviction ------------------------------------------------------------------------
     def try_evict(self, model_id: str) -> int | None:
         """The model's use lock, exclusively (nobody uses it), or None."""
-        return try_flock(self._path(f"use-{model_id}"))
+        return try_flock(self._path(f"use-{check_id(model_id)}"))
 
     def used_elsewhere(self, model_id: str) -> bool:
         """Does any process hold the model (this one included, through another fd)?"""
@@ -120,12 +127,12 @@ class Locks:
     def hold_use(self, model_id: str) -> int:
         """Take the model's use lock shared (waits while an eviction of it runs); returns the fd
         to close to release it, or -1 where no lock file can exist (then nobody can evict)."""
-        path = self._path(f"use-{model_id}")
+        path = self._path(f"use-{check_id(model_id)}")
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, _OPEN, 0o644)
         except OSError:
             try:  # a read-only cache: a shared flock needs only a readable file
-                fd = os.open(path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             except OSError:
                 return -1
         try:
@@ -142,7 +149,7 @@ class Locks:
         """Hold the model's download lock (yields True), or yield False as soon as ``done()``
         says another process finished the download while we waited."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o755)  # someone may have removed it
-        fd = os.open(self._path(f"download-{model_id}"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._path(f"download-{check_id(model_id)}"), _OPEN, 0o644)
         try:
             yield _acquire(fd, shared=False, timeout=None, what=f"the download of {model_id}",
                            cancel=cancel, done=done, max_delay=0.25)

@@ -82,10 +82,12 @@ class Partial:
         meta.host, meta.pid = socket.gethostname(), os.getpid()
         self.meta = meta
         _ACTIVE.add(self.owner)
-        self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Never through a link planted in a partial's place: that would write elsewhere.
+        self.fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         if os.fstat(self.fd).st_size < meta.size:
             os.ftruncate(self.fd, meta.size)  # sparse: allocates nothing
-        self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._log_fd = os.open(self.log_path,
+                               os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
         self.save_meta()
 
     def save_meta(self) -> None:
@@ -185,6 +187,9 @@ def adopt(folder: Path, key: str, expected: PartialMeta, owner: str,
     for meta_file in folder.glob(f"{key}.*.json"):
         other = meta_file.name[len(key) + 1 : -len(".json")]
         if other == owner:
+            continue
+        if any((folder / f"{key}.{other}{s}").is_symlink() for s in (".part", ".log", ".json")):
+            Partial(folder, key, other).discard()  # planted links: removed, never followed
             continue
         try:
             meta = json.loads(meta_file.read_text())

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..logs import log
-from .disk import CacheEntry, DiskTier
+from .disk import DiskTier
+from .entry import CacheEntry
 from .fsutil import bytes_freed_by, crash_point, remove_tree_counted, unlink_counted
+from .layout import is_model_id
 from .partial import is_abandoned, partial_group
 
 #: A folder in ``partials/`` (an archive being unpacked) counts as abandoned only after this long
@@ -166,7 +168,7 @@ def _remove_orphans(disk: DiskTier, plan: PrunePlan, removed: list[Path],
     for p in plan.quarantine:
         freed += remove_tree_counted(p)
         removed.append(p)
-    freed += disk.gc_blobs()  # blob rows whose last user went away in a crash
+    freed += disk.blobs.gc()  # blob rows whose last user went away in a crash
     return freed
 
 
@@ -190,12 +192,16 @@ def _remove_partial(folder: Path, key: str, owner: str, members: list[Path],
 
 def _remove_stray(disk: DiskTier, path: Path, removed: list[Path], skipped: list[str]) -> int:
     temp = path.name.startswith((".tmp-", ".old-"))
-    if path.parent == disk.manifest_dir:
+    layout = disk.layout
+    if path.parent == layout.manifest_dir:
         model_id = path.stem
-    elif path.parent == disk.model_dir:
+    elif path.parent == layout.model_dir:
         model_id = path.name
     else:  # a temporary or an old version folder inside models/<id>/
         model_id = path.parent.name
+    if not is_model_id(model_id):
+        removed.append(path)  # no model has this name, so no publish can be using it
+        return remove_tree_counted(path)  # (a link is removed, never what it points to)
     fd = disk.locks.try_model(model_id)
     if fd is None:
         skipped.append(f"{path} (a publish of {model_id} is running)")
@@ -204,8 +210,8 @@ def _remove_stray(disk: DiskTier, path: Path, removed: list[Path], skipped: list
         row = disk.index.row(model_id)
         if temp or row is None:
             gone = True
-        elif path.parent.parent == disk.model_dir:  # an old version: not the one shown now
-            gone = path in disk.old_versions(model_id, disk.entry(row).base) and (
+        elif path.parent.parent == layout.model_dir:  # an old version: not the one shown now
+            gone = path in disk.installer.old_versions(model_id, disk.entry(row).base) and (
                 not disk.locks.used_elsewhere(model_id))
         else:
             gone = False
@@ -238,38 +244,57 @@ def plan_prune(disk: DiskTier, *, max_size: int | None, orphan_age: float,
     """LRU eviction down to ``max_size`` plus orphans idle for ``orphan_age`` seconds."""
     entries = disk.entries()
     total = disk.size()
-    evict, kept, spared, evict_bytes = _plan_eviction(disk, entries, total, max_size, in_use)
+    held: set[str] = set()
+    if max_size is not None and total > max_size:  # only then is asking every lock worth it
+        held = {e.model_id for e in entries if e.pinned or e.model_id in in_use
+                or disk.locks.used_elsewhere(e.model_id)}
+    ev = plan_eviction(entries, total, max_size, held)
     now = time.time()
     blobs = _orphan_blobs(disk, now, orphan_age)
     partials = _orphan_partials(disk, now, orphan_age)
     stray = _stray(disk, entries, now, orphan_age)
     quarantine = _quarantined(disk, now, orphan_age)
-    freed = bytes_freed_by(_paths_of(disk, evict, entries) + blobs + partials + stray
+    freed = bytes_freed_by(_paths_of(disk, ev.evict, entries) + blobs + partials + stray
                            + quarantine)
-    return PrunePlan(tuple(evict), tuple(partials), tuple(blobs), tuple(stray), freed, total,
-                     tuple(kept), evict_bytes, tuple(quarantine), tuple(spared), disk, on_evict)
+    return PrunePlan(ev.evict, tuple(partials), tuple(blobs), tuple(stray), freed, total,
+                     ev.kept, ev.freed, tuple(quarantine), ev.spared, disk, on_evict)
 
 
-def _paths_of(disk: DiskTier, evict: list[CacheEntry], entries: list[CacheEntry]) -> list[Path]:
+def _paths_of(disk: DiskTier, evict: Iterable[CacheEntry], entries: list[CacheEntry]
+              ) -> list[Path]:
     """What removing these models deletes: their folders and manifests, and the blobs no
     remaining model uses."""
-    if not evict:
-        return []
     going = {e.model_id for e in evict}
+    if not going:
+        return []
     staying = {f.sha256 for e in entries if e.model_id not in going for f in e.files}
-    paths = [disk.model_dir / e.model_id for e in evict]
-    paths += [disk.blob_path(sha) for sha in {f.sha256 for e in evict for f in e.files}
+    paths = [disk.layout.model_folder(mid) for mid in sorted(going)]
+    paths += [disk.layout.blob(sha) for sha in {f.sha256 for e in evict for f in e.files}
               if sha not in staying]
     return paths
 
 
-def _plan_eviction(disk: DiskTier, entries: list[CacheEntry], total: int, max_size: int | None,
-                   in_use: set[str]) -> tuple[list[CacheEntry], list[str], list[str], int]:
-    """(evict, kept, spared, apparent bytes the eviction takes off ``cache size``)."""
+@dataclass(frozen=True)
+class Eviction:
+    """What eviction down to a size decides (see :func:`plan_eviction`)."""
+
+    evict: tuple[CacheEntry, ...] = ()
+    #: Over the limit but pinned or in use.
+    kept: tuple[str, ...] = ()
+    #: Over the limit but every blob of theirs is also a kept model's: evicting frees nothing.
+    spared: tuple[str, ...] = ()
+    #: The apparent bytes (as ``cache size`` counts them) the eviction takes off the total.
+    freed: int = 0
+
+
+def plan_eviction(entries: Iterable[CacheEntry], total: int, max_size: int | None,
+                  held: set[str]) -> Eviction:
+    """Least recently used first (ties by id) until ``total`` fits ``max_size``; never a model
+    in ``held`` (pinned or in use), nor one whose every blob a held model also uses. A blob
+    shared by several models frees its bytes with its last user."""
     if max_size is None or total <= max_size:
-        return [], [], [], 0
-    held = {e.model_id for e in entries
-            if e.pinned or e.model_id in in_use or disk.locks.used_elsewhere(e.model_id)}
+        return Eviction()
+    entries = list(entries)
     fixed = {f.sha256 for e in entries if e.model_id in held for f in e.files}
     refcount: dict[str, int] = {}
     sizes: dict[str, int] = {}
@@ -295,13 +320,13 @@ def _plan_eviction(disk: DiskTier, entries: list[CacheEntry], total: int, max_si
             refcount[sha] -= 1
             if refcount[sha] == 0:
                 freed += sizes[sha]
-    return evict, kept, spared, freed
+    return Eviction(tuple(evict), tuple(kept), tuple(spared), freed)
 
 
 def _orphan_blobs(disk: DiskTier, now: float, age: float) -> list[Path]:
     refs = disk.index.blob_refs()
     out = []
-    for p in disk.blob_dir.iterdir():
+    for p in disk.layout.blob_dir.iterdir():
         if p.name not in refs:
             with contextlib.suppress(FileNotFoundError):
                 if now - p.lstat().st_ctime >= age:
@@ -311,7 +336,7 @@ def _orphan_blobs(disk: DiskTier, now: float, age: float) -> list[Path]:
 
 def _orphan_partials(disk: DiskTier, now: float, age: float) -> list[Path]:
     out = []
-    for p in disk.partial_dir.iterdir():
+    for p in disk.layout.partial_dir.iterdir():
         if p.is_dir() and not p.is_symlink():
             if _idle(p, now) >= max(age, PARTIAL_DIR_IDLE):
                 out.append(p)
@@ -325,7 +350,7 @@ def _stray(disk: DiskTier, entries: list[CacheEntry], now: float, age: float) ->
     leftover temporary folders."""
     shown = {e.model_id: e.base for e in entries}
     out = []
-    for mdir in disk.model_dir.iterdir():
+    for mdir in disk.layout.model_dir.iterdir():
         children = list(mdir.iterdir()) if mdir.is_dir() and not mdir.is_symlink() else []
         if mdir.name not in shown:
             if _idle(mdir, now) >= age:
@@ -333,10 +358,10 @@ def _stray(disk: DiskTier, entries: list[CacheEntry], now: float, age: float) ->
             continue
         temps = [c for c in children if c.name.startswith((".tmp-", ".old-"))]
         out.extend(c for c in temps if _idle(c, now) >= age)
-        old = disk.old_versions(mdir.name, shown[mdir.name])
+        old = disk.installer.old_versions(mdir.name, shown[mdir.name])
         if old and not disk.locks.used_elsewhere(mdir.name):
             out.extend(c for c in old if _idle(c, now) >= age)
-    for mf in disk.manifest_dir.glob("*.json"):
+    for mf in disk.layout.manifest_dir.glob("*.json"):
         if mf.stem not in shown:
             with contextlib.suppress(FileNotFoundError):
                 if now - mf.lstat().st_mtime >= age:
@@ -348,7 +373,7 @@ def _quarantined(disk: DiskTier, now: float, age: float) -> list[Path]:
     """Quarantined files and folders, by the time they were put there (the rename's ctime)."""
     out = []
     with contextlib.suppress(FileNotFoundError):
-        for p in disk.quarantine_dir.iterdir():
+        for p in disk.layout.quarantine_dir.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 if now - p.lstat().st_ctime >= age:
                     out.append(p)

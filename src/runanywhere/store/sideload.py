@@ -2,8 +2,9 @@
 
 The user's files are copied (never moved) into the cache's ``partials/`` folder while hashing,
 checked against the catalog's size and sha256 (or the trusted-on-first-use hash), and only then
-published exactly like a download. The copies are partials of this process (owner = pid), so a
-concurrent ``cache prune`` leaves them alone and a killed import leaves orphans it removes.
+published through the same write path as a download (writer.py). The copies are partials of
+this process (owner = pid), so a concurrent ``cache prune`` leaves them alone and a killed import
+leaves orphans it removes.
 """
 
 from __future__ import annotations
@@ -14,28 +15,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, ModelError
-from .disk import CacheEntry, StagedFile
+from .entry import CacheEntry, StagedFile
 from .hashing import copy_hashing, git_blob_sha1, write_all
 from .partial import Partial, PartialMeta, new_owner
+from .writer import ModelWriter
 
 if TYPE_CHECKING:
     from ..catalog import ModelFile, ModelMetadata
-    from .cache import ModelCache
 
 
-def import_into(cache: ModelCache, meta: ModelMetadata, path: Path) -> CacheEntry:
+def import_into(writer: ModelWriter, meta: ModelMetadata, path: Path) -> CacheEntry:
+    """Copy ``path`` (a file, or the folder of a multi-file model) in, verify, publish."""
+    writer.modes.require_writable()
     sources = _sources(meta, path)
     staged: list[StagedFile] = []
     partials: list[Partial] = []
     try:
         for f in meta.files:
-            staged.append(_stage(cache, meta, f, sources[f.path], partials))
-        if meta.archive:
-            return cache.publish_archive(meta, staged[0], origin="import")
-        return cache.publish(meta.id, meta.version, staged,
-                             kind="file" if meta.single_file else "dir",
-                             source_sha256=staged[0].sha256 if meta.single_file else None,
-                             origin="import")
+            staged.append(_stage(writer, meta, f, sources[f.path], partials))
+        return writer.publish_model(meta, staged, origin="import")
     finally:
         for p in partials:
             p.discard()  # whatever was not moved into the store
@@ -58,20 +56,20 @@ def _sources(meta: ModelMetadata, path: Path) -> dict[str, Path]:
     return sources
 
 
-def _stage(cache: ModelCache, meta: ModelMetadata, f: ModelFile, src: Path,
+def _stage(writer: ModelWriter, meta: ModelMetadata, f: ModelFile, src: Path,
            partials: list[Partial]) -> StagedFile:
     """Copy one file into ``partials/`` while hashing it; raise unless it is the right bytes."""
     actual_size = src.stat().st_size
     if f.size is not None and actual_size != f.size:
         raise IntegrityError(f"{src}: {actual_size} bytes, the catalog says {f.size}",
                              expected=str(f.size), actual=str(actual_size))
-    want = cache.expected_sha256(meta.id, f)
-    part = Partial(cache.partial_dir(), f"import-{uuid.uuid4().hex[:16]}", new_owner())
+    want = writer.expected_sha256(meta.id, f)
+    part = Partial(writer.partial_dir(), f"import-{uuid.uuid4().hex[:16]}", new_owner())
     partials.append(part)
     part.open(PartialMeta(url=f"file://{src}", size=actual_size, sha256=want))
     with open(src, "rb", buffering=0) as fi:
         digest, _ = copy_hashing(fi, lambda chunk: write_all(part.fd, chunk))
-    if cache.durable:
+    if writer.durable:
         os.fsync(part.fd)
     blob_id = git_blob_sha1(part.fd, actual_size) if want is None and f.git_sha1 else None
     part.close()
@@ -82,5 +80,5 @@ def _stage(cache: ModelCache, meta: ModelMetadata, f: ModelFile, src: Path,
         raise IntegrityError(f"{src}: sha256 {digest} does not match the expected {want}",
                              expected=want, actual=digest)
     if want is None:  # trust on first use: every later download or import must match
-        cache.record_trusted(meta.id, f, f"file://{src}", digest, actual_size)
+        writer.record_trusted(meta.id, f, f"file://{src}", digest, actual_size)
     return StagedFile(f.path, part.data_path, digest, actual_size)

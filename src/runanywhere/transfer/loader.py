@@ -199,7 +199,7 @@ class ModelLoader:
             # A cache hit needs no queue slot and no worker thread: one index read and a stat,
             # well under a millisecond. Only when the index is free, though: a thread holding it
             # may be waiting out another process's write, and this runs on the event loop.
-            _, entry = self.cache.find_nowait(meta)
+            _, entry = self.cache.entry_matching_nowait(meta)
             if entry is not None:
                 if on_progress is not None:
                     done = ProgressTracker(meta.id, meta.size, None)

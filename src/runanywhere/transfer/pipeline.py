@@ -48,7 +48,7 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
                cancel: threading.Event) -> Path:
     """Make ``meta`` available in the cache and return its path (blocking)."""
     cache = pull.cache
-    entry = cache.find(meta)
+    entry = cache.entry_matching(meta)
     if entry is not None:
         tracker.add_resumed(meta.size)
         tracker.set_stage(Stage.DONE, "already in the cache")
@@ -61,7 +61,7 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
         raise OfflineError(f"{meta.id} is not in the cache and comes from the Hub, and"
                            " HF_HUB_OFFLINE is on")
     with cache.download_lock(meta, cancel) as mine:
-        entry = cache.find(meta)
+        entry = cache.entry_matching(meta)
         if not mine or entry is not None:  # another process published it while we waited
             assert entry is not None
             tracker.add_resumed(meta.size)
