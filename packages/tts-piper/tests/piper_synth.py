@@ -1,9 +1,11 @@
 """Small ONNX graphs with a Piper voice's interface, for what the one real voice cannot show
-(several speakers, a text-phoneme voice): ``input`` [1, n] int64, ``input_lengths`` [1],
-``scales`` [3] float32 and optionally ``sid`` [1] -> ``output`` [1, 1, samples] float32.
+(several speakers, a text-phoneme voice, audio made at no cost): ``input`` [1, n] int64,
+``input_lengths`` [1], ``scales`` [3] float32 and optionally ``sid`` [1] -> ``output``
+[1, 1, samples] float32.
 
-The waveform is a ramp 1..L with L = n * 8 * (sid + 1): after the adapter's peak normalization
-its length still says how many ids went in and which speaker was asked for.
+The waveform is a ramp 1..L with L = n * hop * (sid + 1) (hop 8 unless asked): after the
+adapter's peak normalization its length still says how many ids went in and which speaker was
+asked for.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ HOP = 8
 
 def write_voice(folder: Path, name: str = "synth", *, speakers: dict[str, int] | None = None,
                 num_speakers: int | None = None, phoneme_type: str = "espeak",
-                id_map: dict[str, list[int]] | None = None, **config: Any) -> Path:
-    """``<name>.onnx`` and ``<name>.onnx.json`` in ``folder``; returns the .onnx."""
+                id_map: dict[str, list[int]] | None = None, hop: int = HOP,
+                **config: Any) -> Path:
+    """``<name>.onnx`` and ``<name>.onnx.json`` in ``folder``; returns the .onnx. ``hop``:
+    samples per id (and speaker)."""
     n_speakers = num_speakers if num_speakers is not None else max(1, len(speakers or {}))
     with_sid = n_speakers > 1
     inputs = [helper.make_tensor_value_info("input", TensorProto.INT64, [1, "n"]),
               helper.make_tensor_value_info("input_lengths", TensorProto.INT64, [1]),
               helper.make_tensor_value_info("scales", TensorProto.FLOAT, [3])]
-    consts = [helper.make_tensor("hop", TensorProto.INT64, [1], [HOP]),
+    consts = [helper.make_tensor("hop", TensorProto.INT64, [1], [hop]),
               helper.make_tensor("one", TensorProto.INT64, [1], [1]),
               helper.make_tensor("zero_i", TensorProto.INT64, [], [0]),
               helper.make_tensor("step_i", TensorProto.INT64, [], [1]),
