@@ -18,6 +18,7 @@ and a summary line.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import inspect
 import os
@@ -86,7 +87,7 @@ def adapter_options(factory: Any, args: argparse.Namespace) -> dict[str, Any]:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # pragma: no cover - a builtin or C factory
         params = {}  # type: ignore[assignment]
-    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) not in (None, False)}
+    given = {k: v for k in OPTIONS if (v := getattr(args, k)) is not None and v is not False}
     out: dict[str, Any] = {}
     for option, value in given.items():
         target = next((n for n in OPTIONS[option] if n in params), None)
@@ -120,13 +121,15 @@ def make_adapter(reg: ModelRegistry, model_id: str, args: argparse.Namespace) ->
 
 
 def pull_and_load(reg: ModelRegistry, adapter: Any, model_id: str, quiet: bool) -> None:
-    """Pull the model (the pull's progress on stderr) unless it needs none, then load it."""
+    """Pull the model (the pull's progress on stderr; nothing when it is cached) unless it
+    needs none, then load it."""
     from .progress_view import PullProgress
 
     async def run() -> None:
         meta = reg.get_model(model_id)
         if meta is not None:
-            with PullProgress([(meta.id, meta.size)], quiet=quiet) as view:
+            cached = await asyncio.to_thread(reg.cache.lookup, meta.id) is not None
+            with PullProgress([(meta.id, meta.size)], quiet=quiet or cached) as view:
                 (await reg.download_model(meta.id, on_detail=view.update)).unwrap()
         (await adapter.load_model(model_id)).unwrap()
 
