@@ -14,6 +14,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+# Fixtures (see piper_fixtures.py): imported, so pytest finds them in this module.
+from piper_fixtures import (
+    builtin_voice_entry,
+    isolated_env,
+    joe_dir,
+    joe_onnx,
+    registry,
+    voice_catalog,
+    voice_origin,
+)
 from piper_synth import HOP, write_voice
 from runanywhere_tts_piper.adapter import PiperSentence, PiperTTSAdapter
 from runanywhere_tts_piper.voice import UnknownSpeakerError

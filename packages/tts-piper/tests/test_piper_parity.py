@@ -25,6 +25,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+# Fixtures (see piper_fixtures.py): imported, so pytest finds them in this module.
+from piper_fixtures import (
+    builtin_voice_entry,
+    isolated_env,
+    joe_dir,
+    joe_onnx,
+    registry,
+    voice_catalog,
+    voice_origin,
+)
 from runanywhere_tts_piper.adapter import PiperTTSAdapter
 from runanywhere_tts_piper.espeak import get_espeak
 

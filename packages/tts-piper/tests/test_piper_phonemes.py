@@ -11,6 +11,17 @@ from __future__ import annotations
 import threading
 
 import pytest
+
+# Fixtures (see piper_fixtures.py): imported, so pytest finds them in this module.
+from piper_fixtures import (
+    builtin_voice_entry,
+    isolated_env,
+    joe_dir,
+    joe_onnx,
+    registry,
+    voice_catalog,
+    voice_origin,
+)
 from runanywhere_tts_piper.espeak import (
     Clause,
     clean_text,

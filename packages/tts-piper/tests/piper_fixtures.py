@@ -1,6 +1,10 @@
 """Fixtures of the Piper adapter's tests: the real joe voice (from its PyPI wheel), served by a
 real nginx on 127.0.0.1 under a catalog entry that is the built-in one with its URLs pointed
-there, a fresh cache home per test."""
+there, a fresh cache home per test.
+
+A module each test file imports, not a conftest.py: the core's tests import their own
+``conftest`` by name, and a second conftest.py on the same run would take its place.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ VOICE_ID = "piper-en-us-joe-medium"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's cache, catalogs or proxies."""
     for var in ("RUNANYWHERE_HOME", "RUNANYWHERE_CATALOG", "RUNANYWHERE_OFFLINE",
                 "RUNANYWHERE_SHARED_CACHE", "HF_TOKEN", "http_proxy", "https_proxy",
