@@ -28,16 +28,17 @@ import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..adapters import AudioChunk, TTSAdapter, available_adapters, get_adapter
 from ..errors import InvalidCatalogError, ModelError, SynthesisError
 from ..registry import ModelRegistry
 from .interrupt import run_interruptible
 from .render import print_json
+
+if TYPE_CHECKING:  # numpy loads when audio is written, not when the parser is built
+    import numpy as np
+    from numpy.typing import NDArray
 
 #: CLI option -> the constructor arguments that take it, first match wins (the system voice
 #: calls its speakers voices).
@@ -127,9 +128,8 @@ def pull_and_load(reg: ModelRegistry, adapter: Any, model_id: str, quiet: bool) 
 
     async def run() -> None:
         meta = reg.get_model(model_id)
-        if meta is not None:
-            cached = await asyncio.to_thread(reg.cache.lookup, meta.id) is not None
-            with PullProgress([(meta.id, meta.size)], quiet=quiet or cached) as view:
+        if meta is not None and await asyncio.to_thread(reg.cache.lookup, meta.id) is None:
+            with PullProgress([(meta.id, meta.size)], quiet=quiet) as view:
                 (await reg.download_model(meta.id, on_detail=view.update)).unwrap()
         (await adapter.load_model(model_id)).unwrap()
 
@@ -152,6 +152,8 @@ class _WavSink:
         self._w.setframerate(sample_rate)
 
     def write(self, audio: NDArray[np.float32]) -> None:
+        import numpy as np
+
         pcm = np.clip(audio * 32767.0, -32767.0, 32767.0).astype("<i2")
         self._w.writeframes(pcm.tobytes())
 
