@@ -192,6 +192,8 @@ def test_unknown_espeak_voice_and_missing_library() -> None:
         get_espeak().clauses("hello", "xx-nonexistent")
     with pytest.raises(RuntimeUnavailableError, match="apt-get install"):
         get_espeak("/nonexistent/libespeak-ng.so.1")
+    with pytest.raises(RuntimeUnavailableError, match="as libespeak-ng"):
+        get_espeak("libc.so.6")  # a library, but not espeak-ng
 
 
 def test_threads_share_espeak_safely(espeak) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import threading
 import unicodedata
@@ -148,10 +149,13 @@ def infer_terminator(consumed: str, at_end: bool, carried: str = "") -> tuple[st
 
 def find_library(name: str | os.PathLike[str] | None = None) -> str:
     """The libespeak-ng to load: ``name`` (a path or a soname), else the system's."""
-    if name is not None:
-        return os.fspath(name)
-    found = ctypes.util.find_library("espeak-ng")
-    return found or LIBRARY_NAMES[0]
+    return os.fspath(name) if name is not None else _system_library()
+
+
+@functools.cache
+def _system_library() -> str:
+    # find_library asks ldconfig (a subprocess): once per process is enough
+    return ctypes.util.find_library("espeak-ng") or LIBRARY_NAMES[0]
 
 
 class Espeak:
@@ -162,10 +166,12 @@ class Espeak:
         self.data = data
         try:
             lib = ctypes.CDLL(library)
-        except OSError as e:
+            lib.espeak_Initialize  # noqa: B018 - a library without it is not espeak-ng
+            lib.espeak_TextToPhonemes  # noqa: B018
+        except (OSError, AttributeError) as e:
             raise RuntimeUnavailableError(
                 f"Piper needs espeak-ng for its phonemes, and {library} could not be loaded"
-                f" ({e}): {INSTALL_HINT}") from e
+                f" as libespeak-ng ({e}): {INSTALL_HINT}") from e
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
                                           ctypes.c_int]
         lib.espeak_Initialize.restype = ctypes.c_int
