@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import inspect
 import os
+import secrets
 import sys
-import tempfile
 import time
 import wave
 from collections.abc import Iterator
@@ -191,11 +191,13 @@ def _sink(path: Path, sample_rate: int, suffix: str) -> _Sink:
 
 @contextlib.contextmanager
 def _temporary_beside(out: Path) -> Iterator[Path]:
-    """A fresh temporary name in ``out``'s folder, removed unless it was renamed away."""
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
+    """A fresh temporary file in ``out``'s folder, removed unless it was renamed away.
+
+    The name is chosen before the file is made: a Ctrl-C between the two finds it named and
+    removes it (``mkstemp`` would return it only after making it)."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -24,7 +24,6 @@ and ``espeak_data`` (another libespeak-ng build and its data, e.g. one with
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from runanywhere import Result
-from runanywhere.adapters import ModelLoaded, ModelLoading, RegistryLike
+from runanywhere.adapters import RegistryLike
 from runanywhere.adapters.tts import TTSBase
 from runanywhere.errors import ModelError, SynthesisError
 
@@ -118,11 +117,8 @@ class PiperTTSAdapter(TTSBase):
         adapter = cls(**kwargs)
         onnx, config_path = find_voice_files(voice)
         config = PiperConfig.load(config_path)
-        t0 = time.perf_counter()
-        adapter.emit(ModelLoading(onnx.stem, 0.0, f"loading {onnx.name}"))
         session = get_runtime("onnx").load(onnx, None)
         adapter._attach(onnx.stem, onnx.parent, PiperModel(session, config))
-        adapter.emit(ModelLoaded(onnx.stem, time.perf_counter() - t0))
         return adapter
 
     async def _load_runtime(self, model_id: str, path: Path, **options: Any
@@ -177,11 +173,9 @@ class PiperTTSAdapter(TTSBase):
     def sentences(self, text: str) -> list[Sentence]:
         """Piper's sentences of ``text`` with their phonemes (control characters dropped)."""
         config = self.config
-        found = phonemize(clean_text(text), self._espeak, config.espeak_voice,
-                          phoneme_type=config.phoneme_type,
-                          vowel_clusters=config.vowel_clusters,
-                          max_phonemes=self.max_phonemes)
-        return found
+        return phonemize(clean_text(text), self._espeak, config.espeak_voice,
+                         phoneme_type=config.phoneme_type, vowel_clusters=config.vowel_clusters,
+                         max_phonemes=self.max_phonemes)
 
     def phoneme_ids(self, text: str) -> list[list[int]]:
         """The graph's input ids of each of ``text``'s sentences (what piper-tts feeds it)."""

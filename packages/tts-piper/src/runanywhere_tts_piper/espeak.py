@@ -26,7 +26,6 @@ import os
 import threading
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
 
 from runanywhere.errors import RuntimeUnavailableError, SynthesisError
 
@@ -209,8 +208,8 @@ class Espeak:
 
         ``infer``: read the terminators from the consumed text even when the library reports
         them (the tests compare the two). The text goes in with a space after it, so espeak-ng
-        never keeps the text's last character as a lookahead it drops at the end (piper-tts
-        loses a lone final character that way: "Hello. A") and carries into the next text.
+        never ends it holding back a lookahead character that would start the next text
+        (piper-tts's texts do carry one over: a text after "... 3.5." can begin with "dot").
         """
         data = text.encode("utf-8", "replace") + b" "
         if b"\0" in data:
@@ -293,9 +292,3 @@ def clean_text(text: str) -> str:
     """
     return "".join(" " if unicodedata.category(c) == "Cc" and c not in "\t\n\r" else c
                    for c in text)
-
-
-def data_dir_of(library: str | os.PathLike[str]) -> Path | None:
-    """An ``espeak-ng-data`` folder next to ``library``, if there is one (a bundled build)."""
-    folder = Path(library).resolve().parent / "espeak-ng-data"
-    return folder if folder.is_dir() else None

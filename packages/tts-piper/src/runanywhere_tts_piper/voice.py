@@ -30,6 +30,12 @@ DEFAULT_NOISE_W = 0.8
 PHONEME_TYPES = ("espeak", "text")
 
 
+class UnknownSpeakerError(SynthesisError, LookupError):
+    """A speaker the voice does not have (by name or id)."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class PiperConfig:
     """What synthesis needs from a voice's ``.onnx.json``."""
@@ -94,13 +100,15 @@ class PiperConfig:
 
     def speaker_id(self, speaker: int | str | None) -> int | None:
         """The ``sid`` to feed for ``speaker`` (an id or a name), None for one-speaker voices."""
+        if isinstance(speaker, str) and speaker.isdigit() and speaker not in self.speaker_id_map:
+            speaker = int(speaker)
         if self.num_speakers <= 1:
             if speaker not in (None, 0) and speaker not in self.speaker_id_map:
                 raise UnknownSpeakerError(f"this voice has one speaker; got speaker {speaker!r}")
             return None
         if speaker is None:
             return self.default_speaker_id
-        if isinstance(speaker, str) and not speaker.isdigit():
+        if isinstance(speaker, str):
             if speaker not in self.speaker_id_map:
                 names = ", ".join(sorted(self.speaker_id_map)[:20]) or "none"
                 raise UnknownSpeakerError(f"unknown speaker {speaker!r} (this voice has"
@@ -112,12 +120,6 @@ class PiperConfig:
             raise UnknownSpeakerError(f"speaker id {sid} is out of range (this voice has"
                                       f" {self.num_speakers}: 0-{self.num_speakers - 1})")
         return sid
-
-
-class UnknownSpeakerError(SynthesisError, LookupError):
-    """A speaker the voice does not have (by name or id)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
