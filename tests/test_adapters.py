@@ -373,7 +373,7 @@ def test_builtin_adapters_by_name() -> None:
     assert get_adapter("whisper") is WhisperSTTAdapter
     assert adapters.SileroVADAdapter is SileroVADAdapter  # lazy attribute
     with pytest.raises(UnknownAdapterError, match=r"known adapters: .*silero-vad.*whisper"):
-        get_adapter("piper")
+        get_adapter("no-such-adapter")
     with pytest.raises(UnknownAdapterError, match="did you mean 'silero-vad'"):
         get_adapter("silero_vad")
 
