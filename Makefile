@@ -62,16 +62,18 @@ release: setup-test
 
 bench: setup
 	EXTRA_DEPS="aria2c:aria2 perf:linux-perf" bash scripts/system-deps.sh
-	$(PIP) install -e '.[bench]'
+	$(PIP) install -e '.[bench]' $(addprefix -e ,$(PACKAGES))
 	$(PY) -m bench.run
 	$(PY) -m bench.profile
 	$(PY) -m bench.serve_bench
+	$(PY) -m bench.tts_bench
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
-	$(PIP) install -e '.[bench]'
+	$(PIP) install -e '.[bench]' $(addprefix -e ,$(PACKAGES))
 	$(PY) -m bench.run --smoke
 	$(PY) -m bench.serve_bench --smoke
+	$(PY) -m bench.tts_bench --smoke
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the reference implementations that tests/test_reference_parity.py compares our
 # decoders with (none is needed at run time):
-#   - sherpa-onnx and kaldi-native-fbank (PyPI wheels), into the venv (the `reference` extra);
+#   - sherpa-onnx, kaldi-native-fbank and piper-tts (PyPI wheels; piper-tts is GPL: a reference
+#     for packages/tts-piper's parity test only), into the venv (the `reference` extra);
 #   - torch, CPU build, for silero-vad's own get_speech_timestamps: `pip --target` into
 #     $VENV/refs/torch, which only the reference subprocess puts on its PYTHONPATH (the rest of
 #     the suite runs without torch, as the package's users do);
@@ -17,7 +18,7 @@ PIP=("$PY" -m pip -q --disable-pip-version-check)
 TORCH=torch==2.13.0
 warn() { echo "reference-deps: $*" >&2; }
 
-"${PIP[@]}" install -e '.[reference]' || warn "sherpa-onnx / kaldi-native-fbank not installed"
+"${PIP[@]}" install -e '.[reference]' || warn "sherpa-onnx / kaldi-native-fbank / piper-tts not installed"
 
 torch_dir="$("$PY" -c 'import sys; print(sys.prefix)')/refs/torch"
 if [ -f "$torch_dir/.installed-$TORCH" ]; then

@@ -45,6 +45,10 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_adapters(args)
     registry = ModelRegistry(settings=settings)
     registry.load_catalogs()
+    if args.command == "speak":
+        from .speak import cmd_speak
+
+        return cmd_speak(args, registry)
     handler = {
         "list": cmd_list, "info": cmd_info, "pull": cmd_pull, "cache": cmd_cache,
         "import": cmd_import, "load": cmd_load, "serve": cmd_serve,

@@ -170,6 +170,11 @@ def build_parser() -> Parser:
             " leading outside it, models, orphans, quarantine, free space, recorded hashes);"
             " changes nothing")
 
+    from .speak import add_arguments as speak_arguments
+
+    speak_arguments(command(sub, "speak", "text-to-speech into an audio file (pulls the model"
+                            " first when it is not cached)"))
+
     s = command(sub, "demo", "offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
     return p
