@@ -37,7 +37,7 @@ from runanywhere_stt_whisper.onnx_whisper import (
     whisper_features,
 )
 from support.folder_registry import FolderRegistry
-from support.isolation import _isolated_env  # noqa: F401  (autouse: no developer's cache)
+from support.isolation import _isolated_env
 
 SR = 16000
 

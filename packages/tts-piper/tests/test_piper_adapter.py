@@ -26,8 +26,7 @@ from piper_fixtures import (
     voice_origin,
 )
 from piper_synth import HOP, write_voice
-from runanywhere_tts_piper.adapter import PiperSentence, PiperTTSAdapter
-from runanywhere_tts_piper.voice import UnknownSpeakerError
+from runanywhere.adapters.silero_vad import SileroVADAdapter
 
 from harness.nginx import Nginx
 from runanywhere.adapters import (
@@ -41,9 +40,10 @@ from runanywhere.adapters import (
     get_adapter,
 )
 from runanywhere.adapters.audio import resample
-from runanywhere.adapters.silero_vad import SileroVADAdapter
 from runanywhere.errors import IntegrityError, ModelError, RuntimeUnavailableError
 from runanywhere.registry import ModelRegistry
+from runanywhere_tts_piper.adapter import PiperSentence, PiperTTSAdapter
+from runanywhere_tts_piper.voice import UnknownSpeakerError
 from support.silero_wheel import silero_data_dir
 from support.tamper import xor_range
 

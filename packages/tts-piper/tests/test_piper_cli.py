@@ -23,8 +23,8 @@ from piper_fixtures import (
     voice_catalog,
     voice_origin,
 )
-from runanywhere_tts_piper.adapter import PiperTTSAdapter
 
+from runanywhere_tts_piper.adapter import PiperTTSAdapter
 from support.terminal import Terminal, cli_argv
 
 pytestmark = pytest.mark.timeout(180, method="thread")

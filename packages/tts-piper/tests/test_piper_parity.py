@@ -36,6 +36,7 @@ from piper_fixtures import (
     voice_catalog,
     voice_origin,
 )
+
 from runanywhere_tts_piper.adapter import PiperTTSAdapter
 from runanywhere_tts_piper.espeak import get_espeak
 

@@ -22,6 +22,8 @@ from piper_fixtures import (
     voice_catalog,
     voice_origin,
 )
+
+from runanywhere.errors import RuntimeUnavailableError, SynthesisError
 from runanywhere_tts_piper.espeak import (
     Clause,
     clean_text,
@@ -35,8 +37,6 @@ from runanywhere_tts_piper.phonemes import (
     phoneme_ids,
     phonemize,
 )
-
-from runanywhere.errors import RuntimeUnavailableError, SynthesisError
 
 ID_MAP = {"_": [0], "^": [1], "$": [2], " ": [3], "a": [4], "b": [5], ",": [6], "ab": [7, 8]}
 

@@ -26,9 +26,9 @@ from piper_fixtures import (
     voice_catalog,
     voice_origin,
 )
-from runanywhere_tts_piper.adapter import PiperTTSAdapter
 
 from runanywhere.adapters.audio import resample
+from runanywhere_tts_piper.adapter import PiperTTSAdapter
 from support.wer import normalize_english, word_error_rate
 from support.wheels import WHISPER_TINY_EN_CT2, wheel_dir
 

@@ -26,7 +26,7 @@ from runanywhere.adapters import (
 from runanywhere.errors import ModelError, RuntimeUnavailableError, SynthesisError
 from runanywhere_tts_speecht5 import SpeechT5TTSAdapter
 from support.folder_registry import FolderRegistry
-from support.isolation import _isolated_env  # noqa: F401  (autouse: no developer's cache)
+from support.isolation import _isolated_env
 from support.silero_wheel import silero_data_dir
 
 TTS_EVENTS = (ModelLoading, ModelLoaded, AdapterError, SynthesisStarted, AudioChunk,

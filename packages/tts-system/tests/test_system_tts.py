@@ -21,7 +21,7 @@ from runanywhere.adapters import (
 from runanywhere.adapters.audio import read_audio
 from runanywhere.errors import RuntimeUnavailableError, SynthesisError
 from runanywhere_tts_system import SystemTTSAdapter, find_engine
-from support.isolation import _isolated_env  # noqa: F401  (autouse: no developer's cache)
+from support.isolation import _isolated_env
 
 TTS_EVENTS = (ModelLoading, ModelLoaded, AdapterError, SynthesisStarted, AudioChunk,
               SynthesisDone)

@@ -37,7 +37,7 @@ from runanywhere.errors import ModelError, ModelNotFoundError, RuntimeUnavailabl
 from runanywhere.result import Result
 from runanywhere.runtimes import get_runtime
 from runanywhere_vad_silero import SileroVADAdapter, speech_timestamps_from_probs
-from support.isolation import _isolated_env  # noqa: F401  (autouse: no developer's cache)
+from support.isolation import _isolated_env
 from support.silero_wheel import silero_data_dir, silero_wheel_dir
 
 SENTENCE = "hello world, this is a test of voice activity detection"
