@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.net import free_port
-from runanywhere.cli.serve import ModelServer, ServeOptions
 from runanywhere.registry import ModelRegistry
+from runanywhere.serve import ModelServer, ServeOptions
 
 
 def wait_healthy(url: str, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None

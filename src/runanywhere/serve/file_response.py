@@ -1,4 +1,4 @@
-"""HTTP plumbing of ``runanywhere serve``: verified files out with sendfile, conditionals, ranges.
+"""File responses of ``runanywhere serve``: verified files out with sendfile, conditionals, ranges.
 
 aiohttp runs the connections, parses requests and owns the event loop; this module decides what a
 file request gets and sends the bytes with the same primitive aiohttp's ``FileResponse`` uses,
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import json
 import mimetypes
 import os
 import re
@@ -41,10 +40,11 @@ from typing import Any, BinaryIO
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from .options import STALL_TIMEOUT
+from .responses import json_error
+
 FIRST_PIECE = 1 << 20
 MAX_PIECE = 32 << 20
-#: Seconds a client may take to accept one piece of a body before it is disconnected.
-STALL_TIMEOUT = 60.0
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 #: Longer decimal numbers than this are past any file size: clamped, never parsed.
 _MAX_DIGITS = 18
@@ -82,18 +82,6 @@ def open_verified(path: Path, root: Path, size: int) -> Opened:
     except BaseException:
         os.close(fd)
         raise
-
-
-def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    return web.Response(body=body, status=status, content_type="application/json",
-                        headers=headers)
-
-
-def json_error(status: int, message: str, headers: dict[str, str] | None = None,
-               **extra: Any) -> web.Response:
-    return json_response({"error": message, **extra}, status, headers)
 
 
 def http_date(seconds: float) -> str:

@@ -1,0 +1,49 @@
+"""What ``runanywhere serve`` is asked to do, and the refusals that come before it binds."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from ..errors import ServeError
+
+#: Seconds a client may take to accept one piece of a body before it is disconnected.
+STALL_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    #: Origins whose pages may read the responses (``*``: any).
+    cors: tuple[str, ...] = ()
+    pull_through: bool = False
+    #: The base URL the catalog's links use (default: the Host the client asked for).
+    public_url: str | None = None
+    access_log: bool = True
+    stall_timeout: float = STALL_TIMEOUT
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_options(options: ServeOptions) -> None:
+    """Raise :class:`ServeError` (one line naming the option) for options it must not run with."""
+    if not is_loopback(options.host) and not options.token:
+        raise ServeError(f"serving on {options.host} (not a loopback address) needs a token:"
+                         " --token T or RUNANYWHERE_SERVE_TOKEN (clients send"
+                         " 'Authorization: Bearer T')")
+    if not 0 <= options.port <= 65535:
+        raise ServeError(f"port {options.port} is not a TCP port")
+    for origin in options.cors:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ServeError(f"--cors {origin!r}: give an origin like http://localhost:3000"
+                             " (scheme and host, no path) or *")
