@@ -1,5 +1,5 @@
-"""The one object every part of the server shares: options, registry, token, CORS, snapshots,
-pull-through, and the few calls into the cache.
+"""The one object every part of the server shares: options, registry, token, CORS, Host rules,
+snapshots, pull-through, and the few calls into the cache.
 
 Route groups, the middleware and the access log receive a :class:`ServeContext` and nothing
 else; none of them reaches into another. Every read of the cache goes through the three methods
@@ -20,6 +20,7 @@ from aiohttp import web
 from .auth import TokenAuth
 from .cors import CorsPolicy
 from .file_response import file_response
+from .hosts import HostRules
 from .options import ServeOptions, check_options
 from .pull import PullThrough
 from .responses import json_error
@@ -39,6 +40,7 @@ class ServeContext:
     options: ServeOptions
     auth: TokenAuth
     cors: CorsPolicy
+    hosts: HostRules
     #: Set once the server is stopping: bodies still being sent end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: The base URL it listens on (set by the server once bound).
@@ -52,8 +54,8 @@ class ServeContext:
 
     @classmethod
     def create(cls, registry: ModelRegistry, options: ServeOptions) -> ServeContext:
-        check_options(options)
-        return cls(registry, options, TokenAuth(options.token), CorsPolicy(options.cors))
+        hosts = check_options(options)
+        return cls(registry, options, TokenAuth(options.token), CorsPolicy(options.cors), hosts)
 
     # -- the cache (the only calls into it) -------------------------------------------------------
     @property

@@ -1,10 +1,11 @@
 """What every request passes through before and after its route: CORS, the token, errors.
 
-One aiohttp middleware, in this order: a preflight (``OPTIONS``) is answered at once (browsers
-send it without credentials); then the token (auth.py); then the route. Whatever the route
-raises becomes a JSON error with a status that means what it says (a failed pull-through:
-502/503/507, see :func:`status_of`); a client that left is let go quietly. Every answer gets the
-CORS headers of its Origin.
+One aiohttp middleware, in this order: the Host header must name this server (hosts.py: the
+guard against DNS rebinding) or the answer is 403; a preflight (``OPTIONS``) is answered at
+once (browsers send it without credentials); then the token (auth.py); then the route.
+Whatever the route raises becomes a JSON error with a status that means what it says (a failed
+pull-through: 502/503/507, see :func:`status_of`); a client that left is let go quietly. Every
+answer gets the CORS headers of its Origin.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ log = logging.getLogger("runanywhere.serve")
 def middleware_for(ctx: ServeContext) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not _host_allowed(ctx, request):
+            host = request.headers.get("Host", "")
+            return json_error(403, f"this server does not answer to the name {host!r} (a guard"
+                              " against DNS rebinding); it answers to"
+                              f" {ctx.hosts.describe()}. To add a name, start it with"
+                              " --allow-host NAME")
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS":
             return web.Response(status=204, headers=ctx.cors.preflight(origin))
@@ -45,6 +52,14 @@ def middleware_for(ctx: ServeContext) -> Middleware:
         return resp
 
     return middleware
+
+
+def _host_allowed(ctx: ServeContext, request: web.Request) -> bool:
+    if request.path == "/healthz":
+        return True
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    reached = sockname[0] if isinstance(sockname, tuple) and sockname else None
+    return ctx.hosts.allows(request.headers.get("Host"), reached)
 
 
 async def _answer(ctx: ServeContext, request: web.Request, handler: Handler

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ServeError
+from .hosts import HostRules
 
 #: Seconds a client may take to accept one piece of a body before it is disconnected.
 STALL_TIMEOUT = 60.0
@@ -24,6 +25,8 @@ class ServeOptions:
     public_url: str | None = None
     access_log: bool = True
     stall_timeout: float = STALL_TIMEOUT
+    #: More names the Host header may carry (``*``: any; hosts.py has the default ones).
+    allow_hosts: tuple[str, ...] = ()
 
 
 def is_loopback(host: str) -> bool:
@@ -35,8 +38,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_options(options: ServeOptions) -> None:
-    """Raise :class:`ServeError` (one line naming the option) for options it must not run with."""
+def check_options(options: ServeOptions) -> HostRules:
+    """Raise :class:`ServeError` (one line naming the option) for options it must not run with;
+    return the Host rules they make."""
     if not is_loopback(options.host) and not options.token:
         raise ServeError(f"serving on {options.host} (not a loopback address) needs a token:"
                          " --token T or RUNANYWHERE_SERVE_TOKEN (clients send"
@@ -47,3 +51,8 @@ def check_options(options: ServeOptions) -> None:
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ServeError(f"--cors {origin!r}: give an origin like http://localhost:3000"
                              " (scheme and host, no path) or *")
+    return host_rules(options)
+
+
+def host_rules(options: ServeOptions) -> HostRules:
+    return HostRules.build(options.host, options.allow_hosts, options.public_url)

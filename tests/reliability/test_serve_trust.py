@@ -1,0 +1,169 @@
+"""The trust rules of ``runanywhere serve`` (SECURITY.md, "Exposing a cache: serve").
+
+* The ``Host`` header must name the server: loopback names, the address it is bound to (or the
+  one the connection reached), ``--allow-host`` names; anything else gets 403, so a page on
+  attacker.example that rebinds its name to 127.0.0.1 reaches nothing (DNS rebinding).
+* A blank or whitespace-only token (``--token``, ``RUNANYWHERE_SERVE_TOKEN``) is refused at start.
+* The access log never shows the token or a link's signature, however the query spells its
+  name, and wherever in the target the token itself appears.
+* A client that leaves mid-response, or sends oversized headers, leaves exactly one log line
+  and never a traceback.
+* Answers whose CORS headers depend on the Origin say so with ``Vary: Origin``.
+
+Requests are raw (``http.client`` with the Host header set by hand, or a socket), as a browser
+under DNS rebinding or a hostile client would send them. The log tests read the stderr of the
+real command in a child process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from runanywhere import ModelRegistry
+from runanywhere.errors import ServeError
+from runanywhere.serve import ModelServer, ServeOptions
+from support.serving import InProcessServer, cli_server
+from support.silero_wheel import ONNX_SHA256, silero_data_dir
+
+TOKEN = "tok-7f3a9c1e5b"
+BLOB = f"/blobs/sha256/{ONNX_SHA256}"
+
+
+def request(url: str, target: str, headers: dict[str, str] | None = None,
+            method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """A request whose target and Host are exactly as given (no client fills them in)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=30)
+    try:
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def silero_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("serve-trust") / "home"
+    ModelRegistry(home=home).import_model("silero-vad", silero_data_dir() / "silero_vad.onnx")
+    return home
+
+
+@pytest.fixture
+def registry(silero_home: Path) -> ModelRegistry:
+    return ModelRegistry(home=silero_home)
+
+
+# -- the Host header (DNS rebinding) -------------------------------------------------------------
+FOREIGN_HOSTS = ["attacker.example", "attacker.example:{port}", "ATTACKER.example",
+                 "localhost.attacker.example", "127.0.0.1.nip.io:{port}", "localhost:{port}.x",
+                 "[::1].attacker.example", "evil@127.0.0.1", "127.0.0.1 attacker.example", ""]
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+def test_a_foreign_host_is_refused_without_a_token(registry: ModelRegistry, host: str) -> None:
+    """The DNS-rebinding case: no token, a page whose name now resolves to 127.0.0.1."""
+    with InProcessServer(registry, cors=("*",)) as s:
+        value = host.format(port=port_of(s.url))
+        for target in ("/v1/models", BLOB, "/catalog.json", "/acme/x/resolve/main/a.onnx"):
+            status, _, body = request(s.url, target, {"Host": value, "Origin": "http://x.test"})
+            assert status in (400, 403), (value, target, status)
+            assert b"silero" not in body and len(body) < 1000, (value, target)
+            if status == 403:
+                assert "--allow-host" in json.loads(body)["error"]
+        status, headers, _ = request(s.url, BLOB, {"Host": value, "Origin": "http://x.test",
+                                                   "Access-Control-Request-Method": "GET"},
+                                     method="OPTIONS")
+        assert status in (400, 403) and "Access-Control-Allow-Origin" not in headers
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:{port}", "LocalHost:{port}",
+                                  "localhost.", "127.0.0.1", "127.0.0.1:{port}", "[::1]",
+                                  "[::1]:{port}", "[::1]:1"])
+def test_loopback_names_are_answered(registry: ModelRegistry, host: str) -> None:
+    with InProcessServer(registry) as s:
+        status, _, body = request(s.url, BLOB, {"Host": host.format(port=port_of(s.url))})
+        assert status == 200 and hashlib.sha256(body).hexdigest() == ONNX_SHA256
+
+
+def test_healthz_answers_any_host(registry: ModelRegistry) -> None:
+    with InProcessServer(registry) as s:
+        assert request(s.url, "/healthz", {"Host": "attacker.example"})[0] == 200
+        assert request(s.url, "/v1/models", {"Host": "attacker.example"})[0] == 403
+
+
+def test_allow_host_adds_names_and_star_turns_the_check_off(registry: ModelRegistry) -> None:
+    with InProcessServer(registry, allow_hosts=("models.lan", "Box.Example")) as s:
+        port = port_of(s.url)
+        for ok in ("models.lan", f"models.lan:{port}", "box.example", "localhost"):
+            assert request(s.url, BLOB, {"Host": ok})[0] == 200, ok
+        for bad in ("attacker.example", "sub.models.lan", "models.lan.attacker.example"):
+            assert request(s.url, BLOB, {"Host": bad})[0] == 403, bad
+    with InProcessServer(registry, allow_hosts=("*",)) as s:
+        assert request(s.url, BLOB, {"Host": "attacker.example"})[0] == 200
+
+
+def test_the_public_url_host_is_allowed(registry: ModelRegistry) -> None:
+    with InProcessServer(registry, public_url="https://models.team.example/cache") as s:
+        assert request(s.url, BLOB, {"Host": "models.team.example"})[0] == 200
+        assert request(s.url, BLOB, {"Host": "attacker.example"})[0] == 403
+
+
+def _lan_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        addr: str = probe.getsockname()[0]
+    return None if addr.startswith(("127.", "0.")) else addr
+
+
+def test_the_address_a_client_reached_is_allowed(registry: ModelRegistry) -> None:
+    """Bound to every address (with a token): a client that came through the LAN address may
+    name it; a name it was not given is refused even with the token."""
+    lan = _lan_address()
+    if lan is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with InProcessServer(registry, host="0.0.0.0", token=TOKEN) as s:
+        port = port_of(s.url)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        url = f"http://{lan}:{port}"
+        assert request(url, BLOB, {"Host": f"{lan}:{port}", **auth})[0] == 200
+        assert request(url, BLOB, {"Host": "attacker.example", **auth})[0] == 403
+        # Through loopback, the LAN address is not the one that connection reached.
+        assert request(f"http://127.0.0.1:{port}", BLOB, {"Host": f"{lan}:{port}", **auth}
+                       )[0] == 403
+
+
+@pytest.mark.parametrize("value", ["", "-", "a b", "http://x", "x:80", "x/y"])
+def test_a_malformed_allow_host_is_refused(registry: ModelRegistry, value: str) -> None:
+    with pytest.raises(ServeError, match="--allow-host"):
+        ModelServer(registry, ServeOptions(allow_hosts=(value,)))
+
+
+def test_allow_host_on_the_command_line(silero_home: Path) -> None:
+    with cli_server(silero_home, "--allow-host", "models.lan", "--allow-host", "box.lan",
+                    "--no-access-log") as (url, _):
+        for ok in ("models.lan", "box.lan", "127.0.0.1"):
+            assert request(url, BLOB, {"Host": ok})[0] == 200
+        status, _, body = request(url, BLOB, {"Host": "attacker.example"})
+        assert status == 403
+        error = json.loads(body)["error"]
+        assert "attacker.example" in error and "--allow-host" in error
+    with cli_server(silero_home, "--allow-host", "*", "--no-access-log") as (url, _):
+        assert request(url, BLOB, {"Host": "attacker.example"})[0] == 200
