@@ -20,7 +20,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,31 @@ def test_allow_host_on_the_command_line(silero_home: Path) -> None:
         assert "attacker.example" in error and "--allow-host" in error
     with cli_server(silero_home, "--allow-host", "*", "--no-access-log") as (url, _):
         assert request(url, BLOB, {"Host": "attacker.example"})[0] == 200
+
+
+# -- blank tokens --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (["--token", ""], {}, "--token"),
+    (["--token", " "], {}, "--token"),
+    (["--token", "\t \t"], {}, "--token"),
+    ([], {"RUNANYWHERE_SERVE_TOKEN": ""}, "RUNANYWHERE_SERVE_TOKEN"),
+    ([], {"RUNANYWHERE_SERVE_TOKEN": "   "}, "RUNANYWHERE_SERVE_TOKEN"),
+    (["--host", "0.0.0.0", "--token", "  "], {}, "--token"),
+], ids=["flag-empty", "flag-space", "flag-tabs", "env-empty", "env-spaces", "off-loopback"])
+def test_a_blank_token_is_refused_at_start(silero_home: Path, args: list[str],
+                                           env: dict[str, str], named: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "runanywhere", "--home", str(silero_home),
+                        "serve", "--port", "0", *args], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, **env})
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert named in lines[0] and "blank" in lines[0]
+    assert "listening" not in r.stderr
+
+
+@pytest.mark.parametrize("token", ["", " ", "\n", " secret", "secret\n", "sec ret", "sécret"])
+def test_a_token_that_cannot_travel_in_a_header_is_refused(registry: ModelRegistry,
+                                                           token: str) -> None:
+    with pytest.raises(ServeError, match="token"):
+        ModelServer(registry, ServeOptions(token=token))

@@ -470,7 +470,7 @@ def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
         raise RuntimeUnavailableError(
             f"runanywhere serve needs aiohttp: {install_hint('serve')}") from None
     return run(reg, ServeOptions(
-        host=args.host, port=args.port, token=args.token or reg.settings.serve_token,
+        host=args.host, port=args.port, token=args.token,
         cors=tuple(args.cors), pull_through=args.pull_through, public_url=args.public_url,
         access_log=not args.no_access_log, allow_hosts=tuple(args.allow_host)))
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 from typing import TYPE_CHECKING
 
 from ..units import human_size
 from .app import ModelServer
-from .options import ServeOptions
+from .options import ServeOptions, check_token
 
 if TYPE_CHECKING:
     from ..registry import ModelRegistry
@@ -19,8 +20,12 @@ log = logging.getLogger("runanywhere.serve")
 
 
 def run(registry: ModelRegistry, options: ServeOptions) -> int:
-    """Serve until Ctrl-C (returns 130) or SIGTERM (returns 0). Raises
-    :class:`~runanywhere.errors.ServeError` (one line) when it cannot start as asked."""
+    """Serve until Ctrl-C (returns 130) or SIGTERM (returns 0). Without a token in ``options``
+    the token is ``RUNANYWHERE_SERVE_TOKEN``'s. Raises :class:`~runanywhere.errors.ServeError`
+    (one line) when it cannot start as asked."""
+    if options.token is None and registry.settings.serve_token is not None:
+        check_token(registry.settings.serve_token, "RUNANYWHERE_SERVE_TOKEN")
+        options = dataclasses.replace(options, token=registry.settings.serve_token)
     server = ModelServer(registry, options)  # refuses bad options before any log is set up
     _log_to_stderr()
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from ..errors import ServeError
 from .hosts import HostRules
 
+#: What a bearer token may be made of: visible ASCII (RFC 9110 token68 and more).
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 #: Seconds a client may take to accept one piece of a body before it is disconnected.
 STALL_TIMEOUT = 60.0
 
@@ -38,9 +40,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_token(token: str | None, source: str) -> None:
+    """A token must be something a client can send: not blank (an empty ``--token ''`` would
+    otherwise mean "no token" and leave the server open), and visible ASCII only (spaces,
+    control or non-ASCII characters never survive an ``Authorization`` header)."""
+    if token is None:
+        return
+    if not token.strip():
+        raise ServeError(f"{source} is blank: give a real token (for example the output of"
+                         " 'openssl rand -hex 16') or none at all")
+    if not _TOKEN.fullmatch(token):
+        raise ServeError(f"{source} holds spaces, control or non-ASCII characters, which an"
+                         " 'Authorization: Bearer' header cannot carry: use letters, digits and"
+                         " punctuation")
+
+
 def check_options(options: ServeOptions) -> HostRules:
     """Raise :class:`ServeError` (one line naming the option) for options it must not run with;
     return the Host rules they make."""
+    check_token(options.token, "--token")
     if not is_loopback(options.host) and not options.token:
         raise ServeError(f"serving on {options.host} (not a loopback address) needs a token:"
                          " --token T or RUNANYWHERE_SERVE_TOKEN (clients send"
