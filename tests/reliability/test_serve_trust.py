@@ -21,9 +21,12 @@ import hashlib
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +34,7 @@ import pytest
 from runanywhere import ModelRegistry
 from runanywhere.errors import ServeError
 from runanywhere.serve import ModelServer, ServeOptions
-from support.serving import InProcessServer, cli_server
+from support.serving import InProcessServer, StderrLines, cli_server
 from support.silero_wheel import ONNX_SHA256, silero_data_dir
 
 TOKEN = "tok-7f3a9c1e5b"
@@ -198,3 +201,77 @@ def test_a_token_that_cannot_travel_in_a_header_is_refused(registry: ModelRegist
                                                            token: str) -> None:
     with pytest.raises(ServeError, match="token"):
         ModelServer(registry, ServeOptions(token=token))
+
+
+# -- the access log ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def logged_server(silero_home: Path) -> Iterator[tuple[str, StderrLines]]:
+    """The command with a token and its access log, stderr read as it comes."""
+    with cli_server(silero_home, "--token", TOKEN, "--cors", "http://app.test") as (url, proc):
+        assert proc.stderr is not None
+        log = StderrLines(proc.stderr)
+        yield url, log
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+        log.wait_closed()
+
+
+def _signature(url: str) -> str:
+    _, _, body = request(url, "/catalog.json", {"Host": "127.0.0.1",
+                                                "Authorization": f"Bearer {TOKEN}"})
+    (model,) = json.loads(body)["models"]
+    sig: str = model["url"].split("?sig=")[1]
+    return sig
+
+
+SPELLINGS = {
+    "plain": "/v1/models?token={t}",
+    "upper-case": "/v1/models?TOKEN={t}",
+    "mixed-case": "/v1/models?Token={t}",
+    "encoded-letter": "/v1/models?tok%65n={t}",
+    "encoded-first": "/v1/models?%74oken={t}",
+    "encoded-upper-hex": "/v1/models?%74%6F%6B%65%6E={t}",
+    "double-encoded": "/v1/models?tok%2565n={t}",
+    "repeated": "/v1/models?token=nope&token={t}&token={t}",
+    "after-another": "/v1/models?x=1&token={t}",
+    "semicolon": "/v1/models?x=1;token={t}",
+    "path-parameter": "/v1/models;token={t}",
+    "in-the-path": "/v1/models/{t}",
+    "deep-in-the-path": "/v1/models/silero-vad/files/{t}/x.onnx",
+    "encoded-in-the-path": "/v1/models/{t_encoded}",
+    "encoded-value": "/v1/models?token={t_encoded}",
+    "after-a-fragment-mark": "/v1/models?x=1#token={t}",
+    "as-another-key": "/v1/models?access={t}",
+    "signature": BLOB + "?sig={sig}",
+    "signature-upper-case": BLOB + "?SIG={sig}",
+    "signature-encoded": BLOB + "?s%69g={sig}",
+}
+
+
+@pytest.mark.parametrize("case", SPELLINGS)
+def test_the_access_log_masks_the_token(logged_server: tuple[str, StderrLines],
+                                        case: str) -> None:
+    url, log = logged_server
+    sig = _signature(url)
+    encoded = "".join(f"%{b:02X}" for b in TOKEN.encode())
+    target = SPELLINGS[case].format(t=TOKEN, t_encoded=encoded, sig=sig)
+    marker = f"case-{case}-{uuid.uuid4().hex[:8]}"
+    request(url, target, {"Host": "127.0.0.1", "User-Agent": marker})
+    line = log.wait_for(marker)
+    assert TOKEN not in line and encoded not in line and sig not in line, line
+    assert "***" in line, line
+
+
+def test_the_access_log_never_shows_the_authorization_header(
+        logged_server: tuple[str, StderrLines]) -> None:
+    url, log = logged_server
+    marker = f"case-header-{uuid.uuid4().hex[:8]}"
+    status, _, _ = request(url, "/v1/models", {"Host": "127.0.0.1", "User-Agent": marker,
+                                               "Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    line = log.wait_for(marker)
+    assert TOKEN not in line and "/v1/models" in line and " 200 " in line
+    marker = f"case-agent-{uuid.uuid4().hex[:8]}"
+    request(url, "/v1/models", {"Host": "127.0.0.1", "User-Agent": f"{marker} {TOKEN}"})
+    assert TOKEN not in log.wait_for(marker)
+    assert not log.matching(TOKEN)

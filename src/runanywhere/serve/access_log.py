@@ -1,28 +1,42 @@
-"""One access-log line per request, secrets masked."""
+"""One access-log line per request, secrets masked (masking.py).
+
+``remote "METHOD target" status bytes seconds "user agent"``: the target as the client sent it
+(``raw_path``), with the token and signatures masked wherever they appear; the
+``Authorization`` header is never logged. A body cut short logs the bytes handed to the kernel.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .file_response import SendfileResponse
+from .masking import mask_target, mask_values
 
 access_log = logging.getLogger("runanywhere.serve.access")
-_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|sig)=)[^&]*")
 
 
 class AccessLog(AbstractAccessLogger):
-    """``remote "METHOD target" status bytes seconds "user agent"``; tokens and signatures in
-    the query are masked."""
+    #: The secrets masked wherever they appear (the token); see :func:`access_log_class`.
+    secrets: tuple[str, ...] = ()
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        target = _SECRET_QUERY.sub(r"\1***", request.path_qs)
+        target = mask_target(request.raw_path, self.secrets)
+        agent = mask_values(request.headers.get("User-Agent", "-"), self.secrets)
         if isinstance(response, SendfileResponse):
             sent = response.sent_bytes
         else:
             sent = 0 if request.method == "HEAD" else response.content_length or 0
         self.logger.info('%s "%s %s" %d %d %.3fs "%s"', request.remote, request.method, target,
-                         response.status, sent, time, request.headers.get("User-Agent", "-"))
+                         response.status, sent, time, agent)
+
+
+def access_log_class(token: str | None) -> type[AccessLog]:
+    """The access logger of a server with this token (aiohttp builds it from the class)."""
+
+    class TokenMaskingAccessLog(AccessLog):
+        secrets = (token,) if token else ()
+
+    return TokenMaskingAccessLog
