@@ -17,12 +17,14 @@ real command in a child process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import uuid
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.errors import ServeError
 from runanywhere.serve import ModelServer, ServeOptions
@@ -275,3 +278,104 @@ def test_the_access_log_never_shows_the_authorization_header(
     request(url, "/v1/models", {"Host": "127.0.0.1", "User-Agent": f"{marker} {TOKEN}"})
     assert TOKEN not in log.wait_for(marker)
     assert not log.matching(TOKEN)
+
+
+# -- clients that leave, headers too big ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def big_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A home holding one 48 MiB model (big enough that a body takes many sendfile pieces),
+    and the catalog that names it."""
+    folder = tmp_path_factory.mktemp("serve-big")
+    data = os.urandom(48 << 20)
+    src = folder / "big.bin"
+    src.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    catalog = folder / "catalog.json"
+    catalog.write_text(json.dumps({"format_version": 1, "models": [
+        model_entry("big", "https://origin.test/big.bin", len(data), digest)]}))
+    ModelRegistry(home=folder / "home", catalogs=[catalog], include_builtin=False
+                  ).import_model("big", src)
+    return folder / "home", catalog, digest
+
+
+@contextlib.contextmanager
+def _server_log(home: Path, catalog: Path) -> Iterator[tuple[str, StderrLines]]:
+    with cli_server(home, catalogs=[catalog]) as (url, proc):
+        assert proc.stderr is not None
+        log = StderrLines(proc.stderr)
+        request(url, "/healthz", {"Host": "127.0.0.1", "User-Agent": "ready"})
+        log.wait_for('"ready"')  # the banner and the first lines are in
+        yield url, log
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 130
+        log.wait_closed()
+
+
+def _is_access_line(line: str) -> bool:
+    return '"' in line and line.split(" ", 3)[2] in ("127.0.0.1", "::1")
+
+
+def test_clients_leaving_mid_response_leave_one_line_each(
+        big_home: tuple[Path, Path, str]) -> None:
+    home, catalog, digest = big_home
+    with _server_log(home, catalog) as (url, log):
+        port = port_of(url)
+        for i in range(24):
+            marker = f"leaver-{i}"
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(f"GET /blobs/sha256/{digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"User-Agent: {marker}\r\n\r\n".encode())
+            want = (1, 1000, 70_000, 3 << 20)[i % 4]  # the status line .. well into the body
+            got = 0
+            while got < want:
+                chunk = c.recv(1 << 16)
+                assert chunk, "the server closed first"
+                got += len(chunk)
+            if i % 2:  # half leave with a reset, half with an orderly close
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            log.wait_for(f'"{marker}"')
+        request(url, "/healthz", {"Host": "127.0.0.1", "User-Agent": "last"})
+        log.wait_for('"last"')
+    lines = log.wait_closed()
+    assert not [line for line in lines if "Traceback" in line or "Error" in line]
+    for i in range(24):
+        assert len([line for line in lines if f'"leaver-{i}"' in line]) == 1, i
+    assert all(_is_access_line(line) for line in lines[4:-1]), "\n".join(lines)
+
+
+BAD_REQUESTS = {
+    "header-line-too-long": b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+                            + b"a" * 100_000 + b"\r\n\r\n",
+    "too-many-headers": b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        + b"".join(b"X-H%d: v\r\n" % i for i in range(300)) + b"\r\n",
+    "request-line-too-long": b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64) + b"\r\n\r\n",
+    "bad-method": b"G(T / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+}
+
+
+def test_oversized_and_malformed_requests_leave_one_line_each(
+        big_home: tuple[Path, Path, str]) -> None:
+    home, catalog, _ = big_home
+    with _server_log(home, catalog) as (url, log):
+        port = port_of(url)
+        for name, data in BAD_REQUESTS.items():
+            before = len(log.lines)
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.settimeout(10)
+                with contextlib.suppress(ConnectionError):  # answered before all was sent
+                    c.sendall(data)
+                answer = c.recv(1 << 16)
+            assert answer.startswith(b"HTTP/1."), name
+            status = int(answer.split()[1])
+            assert 400 <= status < 500, (name, status)
+            marker = f"after-{name}"
+            request(url, "/healthz", {"Host": "127.0.0.1", "User-Agent": marker})
+            log.wait_for(marker)
+            between = [line for line in log.lines[before:] if marker not in line]
+            assert len(between) == 1, (name, between)
+            assert f" {status} " in between[0], (name, between)
+    lines = log.wait_closed()
+    assert not [line for line in lines if "Traceback" in line or "Error handling" in line]
+    assert all(_is_access_line(line) for line in lines[4:-1]), "\n".join(lines)

@@ -2,7 +2,9 @@
 
 ``remote "METHOD target" status bytes seconds "user agent"``: the target as the client sent it
 (``raw_path``), with the token and signatures masked wherever they appear; the
-``Authorization`` header is never logged. A body cut short logs the bytes handed to the kernel.
+``Authorization`` header is never logged. A body cut short logs the bytes of its whole pieces.
+A request that did not parse, or a client that left mid-response, gets its one line here and
+nothing else (no traceback): :class:`ClientFaultsFilter`.
 """
 
 from __future__ import annotations
@@ -11,11 +13,27 @@ import logging
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .file_response import SendfileResponse
 from .masking import mask_target, mask_values
 
 access_log = logging.getLogger("runanywhere.serve.access")
+#: aiohttp's own messages about connections (its ``logger=``): errors in the server itself.
+protocol_log = logging.getLogger("runanywhere.serve.http")
+
+
+class ClientFaultsFilter(logging.Filter):
+    """Drops aiohttp's report, with a traceback, of a request that did not parse (oversized
+    or too many headers, garbage, TLS on the plain port) or of a client that left: each is the
+    client's doing, not the server's, and the access log already has its one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, (HttpProcessingError, ConnectionError))
+
+
+protocol_log.addFilter(ClientFaultsFilter())
 
 
 class AccessLog(AbstractAccessLogger):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..errors import ServeError
-from .access_log import access_log, access_log_class
+from .access_log import access_log, access_log_class, protocol_log
 from .context import ServeContext
 from .middleware import middleware_for
 from .options import ServeOptions
@@ -72,7 +72,7 @@ class ModelServer:
         self._runner = web.AppRunner(
             self.app(), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT,
             keepalive_timeout=KEEPALIVE_TIMEOUT, access_log_class=access_log_class(o.token),
-            access_log=access_log if o.access_log else None)
+            access_log=access_log if o.access_log else None, logger=protocol_log)
         await self._runner.setup()
         site = web.TCPSite(self._runner, o.host, o.port, backlog=1024, reuse_address=True)
         try:

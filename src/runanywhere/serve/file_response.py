@@ -231,7 +231,7 @@ class SendfileResponse(web.StreamResponse):
         self._count = count
         self._stall = stall_timeout
         self._stopping = stopping or asyncio.Event()
-        #: Body bytes handed to the kernel so far (for the access log).
+        #: Body bytes the kernel took so far, counted per whole piece (for the access log).
         self.sent_bytes = 0
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
@@ -270,18 +270,29 @@ class SendfileResponse(web.StreamResponse):
 
     async def _piece(self, transport: asyncio.Transport, pos: int, n: int,
                      stop: asyncio.Future[Any]) -> int:
-        """Send ``n`` bytes from ``pos``; a stall or the server stopping ends the connection.
+        """Send ``n`` bytes from ``pos``; a stall or the server stopping ends the connection,
+        a client that left raises :class:`ConnectionResetError`.
 
         The sendfile is cancelled and awaited *before* the transport is aborted: closing a
         transport while asyncio's sendfile still holds it trips an InvalidStateError inside
         asyncio (its ``_call_connection_lost`` sets an exception on a finished waiter).
         """
         loop = asyncio.get_running_loop()
+        if transport.is_closing():
+            raise ConnectionResetError("the client went away")
         task = asyncio.ensure_future(loop.sendfile(transport, self._file, pos, n))
         done, _ = await asyncio.wait({task, stop}, timeout=self._stall,
                                      return_when=asyncio.FIRST_COMPLETED)
         if task in done:
-            sent = task.result()
+            try:
+                sent = task.result()
+            except RuntimeError:
+                # asyncio's word for a transport closed under it ("Transport is closing"): the
+                # client left between two pieces. A ConnectionError is what aiohttp expects of
+                # a client that left (one access-log line, no traceback).
+                if transport.is_closing():
+                    raise ConnectionResetError("the client went away") from None
+                raise
             if sent <= 0:
                 transport.abort()
                 raise ConnectionResetError("the file ended early")
