@@ -30,6 +30,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -379,3 +380,35 @@ def test_oversized_and_malformed_requests_leave_one_line_each(
     lines = log.wait_closed()
     assert not [line for line in lines if "Traceback" in line or "Error handling" in line]
     assert all(_is_access_line(line) for line in lines[4:-1]), "\n".join(lines)
+
+
+# -- CORS answers that depend on the Origin say so ------------------------------------------------
+def _vary(headers: dict[str, str]) -> list[str]:
+    return [v.strip().lower() for v in headers.get("Vary", "").split(",") if v.strip()]
+
+
+@pytest.mark.parametrize("origin", [None, "http://app.test", "http://evil.test"])
+def test_per_origin_answers_vary_on_origin(registry: ModelRegistry, origin: str | None) -> None:
+    """A shared cache must not hand the answer meant for one origin (or for none) to another."""
+    with InProcessServer(registry, cors=("http://app.test", "http://other.test")) as s:
+        sent: dict[str, Any] = {"Host": "127.0.0.1", **({"Origin": origin} if origin else {})}
+        for target, method, extra in ((BLOB, "GET", {}), ("/v1/models", "GET", {}),
+                                      ("/v1/models/nope", "GET", {}),
+                                      (BLOB, "GET", {"If-None-Match": f'"{ONNX_SHA256}"'}),
+                                      (BLOB, "OPTIONS", {"Access-Control-Request-Method": "GET"}),
+                                      ("/healthz", "GET", {})):
+            status, headers, _ = request(s.url, target, {**sent, **extra}, method=method)
+            assert "origin" in _vary(headers), (origin, target, method, status, headers)
+            allowed = headers.get("Access-Control-Allow-Origin")
+            assert allowed == (origin if origin == "http://app.test" else None), headers
+
+
+def test_any_origin_answers_the_same_to_everyone(registry: ModelRegistry) -> None:
+    with InProcessServer(registry, cors=("*",)) as s:
+        for sent in ({}, {"Origin": "http://a.test"}, {"Origin": "http://b.test"}):
+            _, headers, _ = request(s.url, BLOB, {"Host": "127.0.0.1", **sent})
+            assert headers["Access-Control-Allow-Origin"] == "*"
+            assert "origin" not in _vary(headers)
+    with InProcessServer(registry) as s:  # no CORS at all: nothing depends on the Origin
+        _, headers, _ = request(s.url, BLOB, {"Host": "127.0.0.1", "Origin": "http://a.test"})
+        assert "Access-Control-Allow-Origin" not in headers and not _vary(headers)

@@ -2,12 +2,13 @@
 
 Preflights (``OPTIONS``) are answered without the token, as browsers send them without
 credentials. The listed origins get ``Access-Control-Allow-Origin`` and the headers a resumable
-download needs exposed (``Content-Range``, ``ETag``, ...).
+download needs exposed (``Content-Range``, ``ETag``, ...); answers that depend on the Origin
+carry ``Vary: Origin``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
 EXPOSE = ("Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, X-Repo-Commit,"
@@ -23,15 +24,21 @@ class CorsPolicy:
     methods: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
 
     def headers(self, origin: str | None) -> dict[str, str]:
-        """The CORS headers of an answer to a request from ``origin`` (None: no Origin)."""
-        if not origin or not self.origins:
+        """The CORS headers of an answer to a request from ``origin`` (None: no Origin).
+
+        With a list of origins the answer depends on the Origin (allowed or not), so every
+        answer says ``Vary: Origin``, those without CORS headers too: a cache between the
+        server and the browsers must not hand one origin's answer (or the answer to a request
+        with no Origin) to another. ``*`` answers everyone alike, Origin or not.
+        """
+        if not self.origins:
             return {}
         if "*" in self.origins:
             return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSE}
-        if origin in self.origins:
+        if origin and origin in self.origins:
             return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
                     "Access-Control-Expose-Headers": EXPOSE}
-        return {}
+        return {"Vary": "Origin"}
 
     def preflight(self, origin: str | None) -> dict[str, str]:
         """The headers of the answer to an ``OPTIONS`` preflight."""
@@ -44,3 +51,14 @@ class CorsPolicy:
 
     def with_methods(self, methods: Iterable[str]) -> CorsPolicy:
         return CorsPolicy(self.origins, tuple(sorted({*methods, "OPTIONS"})))
+
+
+def add_headers(headers: MutableMapping[str, str], cors: dict[str, str]) -> None:
+    """Put ``cors`` into an answer's headers, adding to a ``Vary`` it already has."""
+    for name, value in cors.items():
+        if name == "Vary" and headers.get("Vary"):
+            have = [v.strip() for v in headers["Vary"].split(",")]
+            if value.lower() not in (v.lower() for v in have):
+                headers["Vary"] = ", ".join([*have, value])
+        else:
+            headers[name] = value

@@ -26,6 +26,7 @@ from ..errors import (
     ModelNotFoundError,
     OfflineError,
 )
+from .cors import add_headers
 from .file_response import NotServable
 from .responses import json_error
 
@@ -48,7 +49,7 @@ def middleware_for(ctx: ServeContext) -> Middleware:
         if request.method == "OPTIONS":
             return web.Response(status=204, headers=ctx.cors.preflight(origin))
         resp = await _answer(ctx, request, handler)
-        resp.headers.update(ctx.cors.headers(origin))
+        add_headers(resp.headers, ctx.cors.headers(origin))
         return resp
 
     return middleware
