@@ -667,7 +667,8 @@ def test_serve_without_aiohttp_names_the_extra(home: Path) -> None:
 
 
 def test_import_runanywhere_does_not_import_aiohttp() -> None:
-    code = ("import sys, runanywhere, runanywhere.registry, runanywhere.cli.main; "
+    code = ("import sys, runanywhere, runanywhere.registry, runanywhere.cli.main, "
+            "runanywhere.serve, runanywhere.serve.devserver; "
             "print([m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
