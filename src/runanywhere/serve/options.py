@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..errors import ServeError
 from .hosts import HostRules
 
-#: What a bearer token may be made of: visible ASCII (RFC 9110 token68 and more).
+#: What a bearer token may be made of: visible ASCII, what a header value carries as is.
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 #: Seconds a client may take to accept one piece of a body before it is disconnected.
 STALL_TIMEOUT = 60.0
@@ -69,8 +69,4 @@ def check_options(options: ServeOptions) -> HostRules:
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ServeError(f"--cors {origin!r}: give an origin like http://localhost:3000"
                              " (scheme and host, no path) or *")
-    return host_rules(options)
-
-
-def host_rules(options: ServeOptions) -> HostRules:
     return HostRules.build(options.host, options.allow_hosts, options.public_url)
