@@ -26,10 +26,11 @@ Adding a route group (the OpenAI-compatible ``/v1/chat/completions``, ``/v1/audi
 ``routes/openai.py`` with ``add_routes(router: web.UrlDispatcher, ctx: ServeContext)`` that adds
 its routes (handlers may close over ``ctx``: the registry to load models through the adapters,
 the options, the snapshots), and add ``openai.add_routes`` to ``ROUTE_GROUPS`` in app.py. The
-middleware applies the token and CORS to it as to every route (preflights then list POST and
-allow Content-Type by themselves); JSON errors come from responses.py. ``/v1/models`` belongs
-to routes/models.py. Request bodies over ``app.MAX_BODY`` must be read from ``request.content``
-with a limit of the route's own.
+middleware applies the Host check, the token and CORS to it as to every route (preflights then
+list POST and allow Content-Type by themselves). What escapes a handler becomes the
+middleware's ``{"error": ...}`` answer; a group with an error shape of its own (OpenAI's error
+objects) answers its errors itself. ``/v1/models`` belongs to routes/models.py. Request bodies
+over ``app.MAX_BODY`` must be read from ``request.content`` with a limit of the route's own.
 
 Imports flow one way inside the package too (routes -> context -> view, pull, auth, ...), with
 no cycle; ``import runanywhere.serve`` loads nothing heavy (aiohttp comes with what needs it).
