@@ -740,3 +740,53 @@ def test_a_model_pulled_from_the_hub_is_served_on_the_hubs_routes(
     out = json.loads(r.stdout)
     assert {name: out[name] for name in files} == {n: sha(b) for n, b in files.items()}
     assert out["snapshot"] == sorted(files)
+
+
+def test_a_new_route_group_is_one_registration(registry: ModelRegistry,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the package docstring promises a later route group (the OpenAI one): add it to
+    ROUTE_GROUPS and it gets the Host check, the token and CORS, and its methods are in the
+    preflight."""
+    from aiohttp import web
+
+    import runanywhere.serve.app as app_module
+    from runanywhere.serve.context import ServeContext
+
+    def add_echo_routes(router: web.UrlDispatcher, ctx: ServeContext) -> None:
+        async def echo(request: web.Request) -> web.Response:
+            doc = await request.json()
+            return web.json_response({"echo": doc, "pull_through": ctx.options.pull_through})
+
+        router.add_post("/v1/echo", echo)
+
+    monkeypatch.setattr(app_module, "ROUTE_GROUPS", (*app_module.ROUTE_GROUPS, add_echo_routes))
+    with InProcessServer(registry, token="t0k", cors=("http://app.test",)) as s:
+        url = f"{s.url}/v1/echo"
+        body = json.dumps({"x": 1}).encode()
+
+        def post(headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+            req = urllib.request.Request(url, data=body, method="POST", headers={
+                "Content-Type": "application/json", **headers})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, dict(r.headers.items()), r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, dict(e.headers.items()), e.read()
+
+        assert post({})[0] == 401
+        status, headers, answer = post({"Authorization": "Bearer t0k", "Origin": "http://app.test"})
+        assert status == 200 and json.loads(answer)["echo"] == {"x": 1}
+        assert headers["Access-Control-Allow-Origin"] == "http://app.test"
+        conn = http.client.HTTPConnection("127.0.0.1", int(s.url.rsplit(":", 1)[1]), timeout=30)
+        conn.putrequest("POST", "/v1/echo", skip_host=True)
+        conn.putheader("Host", "attacker.example")
+        conn.putheader("Authorization", "Bearer t0k")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        assert conn.getresponse().status == 403
+        conn.close()
+        status, headers, _ = get(url, {"Origin": "http://app.test",
+                                       "Access-Control-Request-Method": "POST"}, "OPTIONS")
+        assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+        assert "Content-Type" in headers["Access-Control-Allow-Headers"]
+        assert get(f"{s.url}/v1/models?token=t0k")[0] == 200  # the other groups as before
