@@ -103,6 +103,14 @@ AREAS = [
          "`../../x`; `doctor` on each",
          "files outside the cache byte-identical after every command; a pull answers with "
          "verified bytes inside the cache; `doctor` names each planted thing on one line"),
+    Area(("test_serve_trust.py",),
+         "`serve` trust: Host headers a DNS-rebinding page would send "
+         "({reliability/test_serve_trust.py::test_a_foreign_host_is_refused_without_a_token}), "
+         "blank and unsendable tokens, the token spelled every way in a URL "
+         "({reliability/test_serve_trust.py::test_the_access_log_masks_the_token}), clients "
+         "leaving mid-response, oversized and malformed requests, CORS answers per origin",
+         "refused with 403 (names not allowed) or at start (tokens); the token never in the log; "
+         "one log line per request and no traceback; `Vary: Origin` on every per-origin answer"),
     Area(("test_ranges_property.py",),
          "property-based (hypothesis): range bookkeeping (here) and the memory LRU "
          "(`tests/test_memory_lru.py`, {test_memory_lru.py} more)",

@@ -17,7 +17,8 @@ import runanywhere
 SRC = Path(runanywhere.__file__).parent
 #: Bottom to top. A module may import its own node and any node below it.
 LAYERS = ["errors", "units", "logs", "result", "settings", "progress", "plugins", "catalog",
-          "runtimes", "store", "shared", "transfer", "registry", "adapters", "cli", "__main__"]
+          "runtimes", "store", "shared", "transfer", "registry", "adapters", "serve", "cli",
+          "__main__"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 
 
@@ -113,3 +114,74 @@ def test_no_private_name_crosses_a_package() -> None:
 def test_public_types_are_exported(name: str) -> None:
     assert name in runanywhere.__all__
     assert getattr(runanywhere, name).__name__ == name
+
+
+#: Packages held to the one-job rules: no import cycle between their modules (lazy and
+#: TYPE_CHECKING imports count), no class over 400 lines, no module over 600.
+ONE_JOB_PACKAGES = ["serve"]
+
+
+def _module_graph(package: str) -> dict[str, set[str]]:
+    prefix = f"runanywhere.{package}"
+    paths = [p for p in _sources() if _module_name(p).startswith(prefix)]
+    modules = {_module_name(p) for p in paths}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for path in paths:
+        here = _module_name(path)
+        for _, target, _names in _imports(path):
+            if target in modules and target != here:
+                graph[here].add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph (as a path that returns to its start), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return [*path[path.index(n):], n]
+            if n not in state and (found := visit(n)):
+                return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("package", ONE_JOB_PACKAGES)
+def test_no_module_cycle_inside(package: str) -> None:
+    graph = _module_graph(package)
+    assert len(graph) > 1
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize("package", ONE_JOB_PACKAGES)
+def test_no_class_over_400_lines_no_module_over_600(package: str) -> None:
+    too_big = []
+    for path in _sources():
+        if not _module_name(path).startswith(f"runanywhere.{package}"):
+            continue
+        text = path.read_text()
+        if (n := len(text.splitlines())) > 600:
+            too_big.append(f"{path.relative_to(SRC)}: {n} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                length = node.end_lineno - node.lineno + 1
+                if length > 400:
+                    too_big.append(f"{path.relative_to(SRC)}: class {node.name} {length} lines")
+    assert not too_big, "\n".join(too_big)

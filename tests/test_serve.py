@@ -28,8 +28,8 @@ from conftest import model_entry
 from harness.net import free_port
 from runanywhere import ModelMetadata, ModelRegistry
 from runanywhere.catalog import parse_model
-from runanywhere.cli.serve import ModelServer, ServeOptions
 from runanywhere.errors import ServeError
+from runanywhere.serve import ModelServer, ServeOptions
 from support.serving import InProcessServer, cli_server, wait_healthy
 from support.silero_wheel import ONNX_SHA256, ONNX_SIZE, silero_data_dir
 
@@ -587,11 +587,12 @@ def test_slow_and_stuck_clients_do_not_stall_others(big_model: tuple[ModelRegist
         try:
             for i in range(40):  # half a request line, then nothing
                 c = socket.create_connection((host, port))
-                c.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * i)
+                c.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * i)
                 held.append(c)
             for _ in range(6):  # a whole file asked for, not read
                 c = socket.create_connection((host, port))
-                c.sendall(f"GET /blobs/sha256/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                c.sendall(f"GET /blobs/sha256/{digest} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                          .encode())
                 held.append(c)
             t0 = time.monotonic()
             st, _, body = get(f"{s.url}/blobs/sha256/{digest}")
@@ -646,8 +647,8 @@ def test_sigterm_stops_with_0_even_with_a_client_mid_download(
     with cli_server(home, "--no-access-log") as (url, proc):
         port = int(url.rsplit(":", 1)[1])
         c = socket.create_connection(("127.0.0.1", port))
-        c.sendall(f"GET /blobs/sha256/{sha(data)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        c.recv(1000)
+        c.sendall(f"GET /blobs/sha256/{sha(data)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert c.recv(1000).startswith(b"HTTP/1.1 200")  # the body is on its way
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
@@ -666,7 +667,8 @@ def test_serve_without_aiohttp_names_the_extra(home: Path) -> None:
 
 
 def test_import_runanywhere_does_not_import_aiohttp() -> None:
-    code = ("import sys, runanywhere, runanywhere.registry, runanywhere.cli.main; "
+    code = ("import sys, runanywhere, runanywhere.registry, runanywhere.cli.main, "
+            "runanywhere.serve, runanywhere.serve.devserver; "
             "print([m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -738,3 +740,53 @@ def test_a_model_pulled_from_the_hub_is_served_on_the_hubs_routes(
     out = json.loads(r.stdout)
     assert {name: out[name] for name in files} == {n: sha(b) for n, b in files.items()}
     assert out["snapshot"] == sorted(files)
+
+
+def test_a_new_route_group_is_one_registration(registry: ModelRegistry,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the package docstring promises a later route group (the OpenAI one): add it to
+    ROUTE_GROUPS and it gets the Host check, the token and CORS, and its methods are in the
+    preflight."""
+    from aiohttp import web
+
+    import runanywhere.serve.app as app_module
+    from runanywhere.serve.context import ServeContext
+
+    def add_echo_routes(router: web.UrlDispatcher, ctx: ServeContext) -> None:
+        async def echo(request: web.Request) -> web.Response:
+            doc = await request.json()
+            return web.json_response({"echo": doc, "pull_through": ctx.options.pull_through})
+
+        router.add_post("/v1/echo", echo)
+
+    monkeypatch.setattr(app_module, "ROUTE_GROUPS", (*app_module.ROUTE_GROUPS, add_echo_routes))
+    with InProcessServer(registry, token="t0k", cors=("http://app.test",)) as s:
+        url = f"{s.url}/v1/echo"
+        body = json.dumps({"x": 1}).encode()
+
+        def post(headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+            req = urllib.request.Request(url, data=body, method="POST", headers={
+                "Content-Type": "application/json", **headers})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, dict(r.headers.items()), r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, dict(e.headers.items()), e.read()
+
+        assert post({})[0] == 401
+        status, headers, answer = post({"Authorization": "Bearer t0k", "Origin": "http://app.test"})
+        assert status == 200 and json.loads(answer)["echo"] == {"x": 1}
+        assert headers["Access-Control-Allow-Origin"] == "http://app.test"
+        conn = http.client.HTTPConnection("127.0.0.1", int(s.url.rsplit(":", 1)[1]), timeout=30)
+        conn.putrequest("POST", "/v1/echo", skip_host=True)
+        conn.putheader("Host", "attacker.example")
+        conn.putheader("Authorization", "Bearer t0k")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        assert conn.getresponse().status == 403
+        conn.close()
+        status, headers, _ = get(url, {"Origin": "http://app.test",
+                                       "Access-Control-Request-Method": "POST"}, "OPTIONS")
+        assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+        assert "Content-Type" in headers["Access-Control-Allow-Headers"]
+        assert get(f"{s.url}/v1/models?token=t0k")[0] == 200  # the other groups as before

@@ -193,8 +193,8 @@ class SynthesisError(ModelError):
 
 
 class ServeError(ModelError):
-    """``runanywhere serve`` cannot start as asked (a non-loopback address without a token, an
-    address in use, a malformed ``--cors`` origin)."""
+    """``runanywhere serve`` cannot start as asked (a non-loopback address without a token, a
+    blank token, an address in use, a malformed ``--cors`` origin or ``--allow-host`` name)."""
 
     exit_code = 2
 

@@ -122,7 +122,8 @@ class Settings:
     #: Where ``hf auth login`` keeps the token (read only when a Hub request needs it).
     hf_token_path: Path | None = None
     hf_offline: bool = False
-    #: The bearer token ``runanywhere serve`` requires (``RUNANYWHERE_SERVE_TOKEN``).
+    #: The bearer token ``runanywhere serve`` requires (``RUNANYWHERE_SERVE_TOKEN``); kept even
+    #: when blank, so that serve can refuse it rather than run without one.
     serve_token: str | None = None
 
     @classmethod
@@ -148,7 +149,7 @@ class Settings:
             hf_token_path=Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH")
             else hf_home / "token",
             hf_offline=_flag(env, "HF_HUB_OFFLINE"),
-            serve_token=env.get("RUNANYWHERE_SERVE_TOKEN") or None,
+            serve_token=env.get("RUNANYWHERE_SERVE_TOKEN"),  # blank: serve refuses it
         )
 
 

@@ -17,11 +17,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.net import free_port
-from runanywhere.cli.serve import ModelServer, ServeOptions
 from runanywhere.registry import ModelRegistry
+from runanywhere.serve import ModelServer, ServeOptions
 
 
 def wait_healthy(url: str, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None
@@ -93,3 +93,47 @@ def cli_server(home: Path, *args: str, env: dict[str, str] | None = None,
             proc.stdout.close()
         if proc.stderr:
             proc.stderr.close()
+
+
+class StderrLines:
+    """A running server's stderr, read line by line on a thread so a test can wait for a line
+    (an event: the line arrives) while the server keeps running."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True,
+                                        name="serve-stderr")
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        """The first line containing ``text``, once it is there."""
+        with self._cond:
+            found = self._cond.wait_for(
+                lambda: self._closed or any(text in line for line in self.lines), timeout)
+            hit = next((line for line in self.lines if text in line), None)
+        if not found or hit is None:
+            raise AssertionError(f"no line with {text!r} on the server's stderr:\n"
+                                 + "\n".join(self.lines[-20:]))
+        return hit
+
+    def wait_closed(self, timeout: float = 20.0) -> list[str]:
+        """Every line, once the server has closed its stderr (it exited)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._closed, timeout):
+                raise AssertionError("the server's stderr did not close")
+            return list(self.lines)
+
+    def matching(self, text: str) -> list[str]:
+        with self._cond:
+            return [line for line in self.lines if text in line]

@@ -477,13 +477,16 @@ def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:
 
 def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
     try:
-        from .serve import cmd_serve as serve
+        from ..serve import ServeOptions, run
     except ImportError as e:
         if (e.name or "").split(".")[0] not in ("aiohttp", "multidict", "yarl"):
             raise
         raise RuntimeUnavailableError(
             f"runanywhere serve needs aiohttp: {install_hint('serve')}") from None
-    return serve(args, reg)
+    return run(reg, ServeOptions(
+        host=args.host, port=args.port, token=args.token,
+        cors=tuple(args.cors), pull_through=args.pull_through, public_url=args.public_url,
+        access_log=not args.no_access_log, allow_hosts=tuple(args.allow_host)))
 
 
 def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:

@@ -107,7 +107,7 @@ async def _timed(coro: Awaitable[T]) -> tuple[T, float]:
 
 async def _demo(*, keep: bool, durable: bool) -> int:
     from ..registry import ModelRegistry
-    from .devserver import Origin
+    from ..serve.devserver import Origin
     from .progress_view import PullProgress
 
     t_start = time.perf_counter()

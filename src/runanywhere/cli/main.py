@@ -161,6 +161,9 @@ def build_parser() -> Parser:
                    help="pull a model the catalog knows but the cache lacks when it is asked for")
     s.add_argument("--public-url", help="base URL the served catalog links to (default: the"
                    " Host each client used)")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another name clients may use in the Host header (repeatable; default:"
+                   " loopback names and the address listened on; * turns the check off)")
     s.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
 
     command(sub, "adapters", "list the installed adapters and runtimes: what each handles, the"

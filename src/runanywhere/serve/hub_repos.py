@@ -1,19 +1,4 @@
-"""The Hugging Face Hub's read routes over the cache, for ``runanywhere serve``.
-
-With ``HF_ENDPOINT=http://host:8765``, huggingface_hub (``hf_hub_download``,
-``snapshot_download``) and transformers.js load models from this cache. The wire protocol is the
-one huggingface_hub 2.4 speaks (checked against its source and the project's Hub notes):
-
-* ``HEAD|GET /[datasets/]{owner}/{name}/resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``
-  (without it huggingface_hub refuses the answer), ``ETag`` and, for LFS files,
-  ``X-Linked-Etag`` (the sha256, which names huggingface_hub's cache blob) and
-  ``X-Linked-Size``; ``Content-Length``, ``Range``. A missing file is ``404`` with
-  ``X-Error-Code: EntryNotFound`` and ``X-Repo-Commit``; an unknown repo or revision
-  ``RepoNotFound`` / ``RevisionNotFound``, as the Hub answers them.
-* ``GET /api/{models|datasets}/{owner}/{name}[/revision/{rev}]``: the repo info (``sha``,
-  ``siblings``; with ``?blobs=true`` each sibling's ``blobId``, ``size`` and ``lfs``).
-* ``GET /api/{models|datasets}/{owner}/{name}/tree/{rev}[/{path}]``: the listing
-  ``snapshot_download`` walks (``recursive``; one page).
+"""The Hugging Face Hub's repos as this cache can show them (pure data; routes/hub.py serves them).
 
 What a repo holds here comes from the catalog: a model whose files' URLs are
 ``hf://[datasets/]OWNER/REPO@<40-hex commit>/PATH`` contributes ``PATH`` at that commit, with the

@@ -1,4 +1,4 @@
-"""HTTP plumbing of ``runanywhere serve``: verified files out with sendfile, conditionals, ranges.
+"""File responses of ``runanywhere serve``: verified files out with sendfile, conditionals, ranges.
 
 aiohttp runs the connections, parses requests and owns the event loop; this module decides what a
 file request gets and sends the bytes with the same primitive aiohttp's ``FileResponse`` uses,
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import json
 import mimetypes
 import os
 import re
@@ -41,10 +40,11 @@ from typing import Any, BinaryIO
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from .options import STALL_TIMEOUT
+from .responses import json_error
+
 FIRST_PIECE = 1 << 20
 MAX_PIECE = 32 << 20
-#: Seconds a client may take to accept one piece of a body before it is disconnected.
-STALL_TIMEOUT = 60.0
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII | re.IGNORECASE)
 #: Longer decimal numbers than this are past any file size: clamped, never parsed.
 _MAX_DIGITS = 18
@@ -82,18 +82,6 @@ def open_verified(path: Path, root: Path, size: int) -> Opened:
     except BaseException:
         os.close(fd)
         raise
-
-
-def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None
-                  ) -> web.Response:
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    return web.Response(body=body, status=status, content_type="application/json",
-                        headers=headers)
-
-
-def json_error(status: int, message: str, headers: dict[str, str] | None = None,
-               **extra: Any) -> web.Response:
-    return json_response({"error": message, **extra}, status, headers)
 
 
 def http_date(seconds: float) -> str:
@@ -243,7 +231,7 @@ class SendfileResponse(web.StreamResponse):
         self._count = count
         self._stall = stall_timeout
         self._stopping = stopping or asyncio.Event()
-        #: Body bytes handed to the kernel so far (for the access log).
+        #: Body bytes the kernel took so far, counted per whole piece (for the access log).
         self.sent_bytes = 0
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
@@ -282,18 +270,29 @@ class SendfileResponse(web.StreamResponse):
 
     async def _piece(self, transport: asyncio.Transport, pos: int, n: int,
                      stop: asyncio.Future[Any]) -> int:
-        """Send ``n`` bytes from ``pos``; a stall or the server stopping ends the connection.
+        """Send ``n`` bytes from ``pos``; a stall or the server stopping ends the connection,
+        a client that left raises :class:`ConnectionResetError`.
 
         The sendfile is cancelled and awaited *before* the transport is aborted: closing a
         transport while asyncio's sendfile still holds it trips an InvalidStateError inside
         asyncio (its ``_call_connection_lost`` sets an exception on a finished waiter).
         """
         loop = asyncio.get_running_loop()
+        if transport.is_closing():
+            raise ConnectionResetError("the client went away")
         task = asyncio.ensure_future(loop.sendfile(transport, self._file, pos, n))
         done, _ = await asyncio.wait({task, stop}, timeout=self._stall,
                                      return_when=asyncio.FIRST_COMPLETED)
         if task in done:
-            sent = task.result()
+            try:
+                sent = task.result()
+            except RuntimeError:
+                # asyncio's word for a transport closed under it ("Transport is closing"): the
+                # client left between two pieces. A ConnectionError is what aiohttp expects of
+                # a client that left (one access-log line, no traceback).
+                if transport.is_closing():
+                    raise ConnectionResetError("the client went away") from None
+                raise
             if sent <= 0:
                 transport.abort()
                 raise ConnectionResetError("the file ended early")
