@@ -26,7 +26,6 @@ from piper_fixtures import (
     voice_origin,
 )
 from piper_synth import HOP, write_voice
-from runanywhere_vad_silero import SileroVADAdapter
 
 from harness.nginx import Nginx
 from runanywhere.adapters import (
@@ -44,6 +43,7 @@ from runanywhere.errors import IntegrityError, ModelError, RuntimeUnavailableErr
 from runanywhere.registry import ModelRegistry
 from runanywhere_tts_piper.adapter import PiperSentence, PiperTTSAdapter
 from runanywhere_tts_piper.voice import UnknownSpeakerError
+from runanywhere_vad_silero import SileroVADAdapter
 from support.silero_wheel import silero_data_dir
 from support.tamper import xor_range
 
