@@ -39,9 +39,11 @@ from .base import (
     SynthesisDone,
     SynthesisStarted,
     Transcript,
+    TranscriptSegment,
     TTSAdapter,
     VADAdapter,
 )
+from .stt import SegmentedSTTAdapter, Transcription, TranscriptionStream, transcription_of
 
 if TYPE_CHECKING:
     from .audio import read_audio, read_wav, save_wav
@@ -120,6 +122,7 @@ __all__ = [
     "ModelLoading",
     "RegistryLike",
     "STTAdapter",
+    "SegmentedSTTAdapter",
     "SileroVADAdapter",
     "SpeechEnd",
     "SpeechSegment",
@@ -130,6 +133,9 @@ __all__ = [
     "SystemTTSAdapter",
     "TTSAdapter",
     "Transcript",
+    "TranscriptSegment",
+    "Transcription",
+    "TranscriptionStream",
     "UnknownAdapterError",
     "VADAdapter",
     "WhisperSTTAdapter",
@@ -139,4 +145,5 @@ __all__ = [
     "read_audio",
     "read_wav",
     "save_wav",
+    "transcription_of",
 ]
