@@ -27,7 +27,7 @@ setup: $(VENV)/.created
 setup-test: setup
 	EXTRA_DEPS="chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm" \
 	  bash scripts/system-deps.sh
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test]' -e 'packages/stt-whisper[test]'
 	bash scripts/reference-deps.sh $(PY)
 	@lock=tests/browser/package-lock.json; done=tests/browser/node_modules/.package-lock.json; \
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
@@ -37,7 +37,7 @@ demo: setup
 	$(VENV)/bin/runanywhere demo
 
 lint: setup-test
-	$(VENV)/bin/ruff check src tests bench harness scripts
+	$(VENV)/bin/ruff check src tests bench harness scripts packages
 	$(VENV)/bin/mypy
 
 # The parity tests fail (not skip) when a reference is missing: CI cannot pass by skipping.
