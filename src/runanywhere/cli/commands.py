@@ -43,6 +43,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler = {
         "list": cmd_list, "info": cmd_info, "pull": cmd_pull, "cache": cmd_cache,
         "import": cmd_import, "load": cmd_load, "serve": cmd_serve,
+        "transcribe": cmd_transcribe,
     }[args.command]
     return handler(args, registry)
 
@@ -470,6 +471,12 @@ def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
         raise RuntimeUnavailableError(
             f"runanywhere serve needs aiohttp: {install_hint('serve')}") from None
     return serve(args, reg)
+
+
+def cmd_transcribe(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from .transcribe import cmd_transcribe as transcribe  # numpy, audio libraries: on use
+
+    return transcribe(args, reg)
 
 
 def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:
