@@ -20,9 +20,10 @@ adds:
 - any sample rate in (resampled to 16 kHz with soxr), checks of the language against the model;
 - VAD through OUR Silero adapter (``vad=True``: the catalog's ``silero-vad``, loaded through the
   same registry; or any loaded ``VADAdapter``) instead of faster-whisper's bundled second copy:
-  only the speech it finds is decoded (see :mod:`.speech_map`), and segment times are times in
-  the audio as given. The VAD runs with faster-whisper's own defaults for this job (2 s of
-  silence end a stretch, 0.4 s of padding each side), which ``vad_options`` can change.
+  only the stretches of speech it finds are decoded, as faster-whisper's ``clip_timestamps``
+  (see :mod:`.speech_clips`), so segment times are times in the audio as given. The VAD runs
+  with faster-whisper's own defaults for this job (2 s of silence end a stretch, 0.4 s of
+  padding each side), which ``vad_options`` can change.
 
 Other faster-whisper ``transcribe`` options (``temperature``, ``initial_prompt``,
 ``condition_on_previous_text``, ``without_timestamps``, ...) pass through ``decode_options``;
@@ -57,7 +58,7 @@ from runanywhere.adapters.audio import as_mono_float32, read_audio, resample
 from runanywhere.adapters.base import STTEvent
 from runanywhere.errors import AudioError, ModelError, TranscriptionError
 
-from .speech_map import SpeechMap
+from .speech_clips import SpeechClips
 
 SAMPLE_RATE = 16000
 
@@ -194,22 +195,23 @@ class FasterWhisperSTTAdapter(BaseAdapter[STTEvent]):
             self.emit(AdapterError(e, self.model_id))
             raise
         duration = a.size / SAMPLE_RATE
-        speech: SpeechMap | None = None
-        if self.vad is not None:
-            speech = SpeechMap.from_segments(self.vad.detect(a, SAMPLE_RATE), SAMPLE_RATE, a.size)
-            a = speech.join(a)
-        if a.size == 0:  # nothing to decode (empty input, or no speech found)
+        options = dict(self.decode_options)
+        clips: SpeechClips | None = None
+        if self.vad is not None and a.size:
+            clips = SpeechClips.from_segments(self.vad.detect(a, SAMPLE_RATE), duration)
+            options["clip_timestamps"] = clips.clip_timestamps
+        if a.size == 0 or (clips is not None and not clips.spans):  # no audio, or no speech
             language = self.language or (None if self.is_multilingual else "en")
             self.detected_language = language
-            return TranscriptionStream(self._segments((), speech, duration), language=language,
+            return TranscriptionStream(self._segments((), clips, duration), language=language,
                                        duration=duration)
         try:
             raw, info = model.transcribe(a, language=self.language, task=self.task,
-                                         beam_size=self.beam_size, **self.decode_options)
+                                         beam_size=self.beam_size, **options)
         except Exception as e:  # the encoder or language detection failed
             raise self._error(e) from e
         self.detected_language = info.language
-        return TranscriptionStream(self._segments(raw, speech, duration), language=info.language,
+        return TranscriptionStream(self._segments(raw, clips, duration), language=info.language,
                                    duration=duration)
 
     def transcribe_full(self, audio: ArrayLike, sample_rate: int = SAMPLE_RATE) -> Transcription:
@@ -236,15 +238,14 @@ class FasterWhisperSTTAdapter(BaseAdapter[STTEvent]):
             raise AudioError("the audio holds NaN or infinite samples")
         return resample(a, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else a
 
-    def _segments(self, raw: Iterable[Any], speech: SpeechMap | None, duration: float
+    def _segments(self, raw: Iterable[Any], clips: SpeechClips | None, duration: float
                   ) -> Iterator[TranscriptSegment]:
         texts: list[str] = []
         try:
             for index, seg in enumerate(raw):
                 start, end = float(seg.start), float(seg.end)
-                if speech is not None:
-                    start = speech.to_original(start)
-                    end = speech.to_original(end, is_end=True)
+                if clips is not None:
+                    start, end = clips.clamp(start, end)
                 end = min(max(end, 0.0), duration)
                 out = TranscriptSegment(min(max(start, 0.0), end), end, seg.text, index)
                 texts.append(seg.text)
