@@ -46,16 +46,18 @@ test: setup-test lint
 
 bench: setup
 	EXTRA_DEPS="aria2c:aria2 perf:linux-perf" bash scripts/system-deps.sh
-	$(PIP) install -e '.[bench]'
+	$(PIP) install -e '.[bench]' -e packages/stt-whisper
 	$(PY) -m bench.run
 	$(PY) -m bench.profile
 	$(PY) -m bench.serve_bench
+	$(PY) -m bench.stt_bench
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
-	$(PIP) install -e '.[bench]'
+	$(PIP) install -e '.[bench]' -e packages/stt-whisper
 	$(PY) -m bench.run --smoke
 	$(PY) -m bench.serve_bench --smoke
+	$(PY) -m bench.stt_bench --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
