@@ -2,10 +2,10 @@
 
 espeak-ng is a formant synthesizer: robotic, and harder for Whisper than a human voice. How
 hard depends on the rate: measured on the sentence set of the quality tests, Whisper tiny.en's
-word error rate was 3% at 130 words a minute with a 40 ms gap between words (``RATE``, ``GAP``)
-and 6-16% at espeak-ng's default 175 without gaps; Whisper base 0% and 5-11%. The tests use the
-slower, clearer speech, the way one dictates; every utterance is framed by ``PAD_S`` of silence
-(Whisper misses a first word that starts at sample 0).
+word error rate was 2.9% at 130 words a minute with a 40 ms gap between words (``RATE``,
+``GAP``) and 8-16% at 160-175 words a minute without gaps; Whisper base's 0% and 7-11%. The
+tests use the slower, clearer speech, the way one dictates; every utterance is framed by
+``PAD_S`` of silence (Whisper often mishears a first word that starts at sample 0).
 """
 
 from __future__ import annotations
