@@ -309,6 +309,27 @@ def test_a_vad_that_cannot_load_fails_the_load(catalog: Path, tmp_path: Path) ->
     assert stt.model is None
 
 
+def test_a_vad_adapter_that_is_not_installed_is_an_error_result(
+        catalog: Path, tmp_path: Path) -> None:
+    """The catalog names an adapter for the VAD model that no package provides: load_model
+    says so in its Result (and an error event), it does not raise."""
+    import json
+
+    doc = json.loads(catalog.read_text())
+    for model in doc["models"]:
+        if model["id"] == "silero-vad":
+            model["adapter"] = "webrtc-vad"
+    other = tmp_path / "catalog.json"
+    other.write_text(json.dumps(doc))
+    registry = ModelRegistry(home=tmp_path / "home", catalogs=[other], include_builtin=False)
+    stt = FasterWhisperSTTAdapter(registry, vad=True)
+    errors: list[AdapterError] = []
+    stt.on(AdapterError, errors.append)
+    result = asyncio.run(stt.load_model("faster-whisper-tiny.en"))
+    assert not result.success and "webrtc-vad" in str(result.error)
+    assert errors and errors[0].model_id == "silero-vad"
+
+
 def test_from_dir_takes_a_loaded_vad_adapter(tiny_dir: Path, scratch: Path,
                                             hello: np.ndarray) -> None:
     from runanywhere.adapters import SileroVADAdapter

@@ -141,7 +141,11 @@ class FasterWhisperSTTAdapter(BaseAdapter[STTEvent]):
         """Load the VAD first when ``vad=True`` (its progress comes as ``model_loading`` with
         its own id), then the Whisper model; ``options`` go to the ``ctranslate2`` runtime."""
         if self._vad_wanted and self.vad is None:
-            vad = create_adapter(self._vad_adapter_name(), self.registry, **self.vad_options)
+            try:  # the VAD's adapter may live in a package that is not installed
+                vad = create_adapter(self._vad_adapter_name(), self.registry,
+                                     **self.vad_options)
+            except ModelError as e:
+                return self._fail(self.vad_model_id, e)
             vad.on(ModelLoading, self._dispatch)
             loaded = await vad.load_model(self.vad_model_id)
             if not loaded.success:
