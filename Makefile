@@ -33,7 +33,7 @@ setup: $(VENV)/.created
 setup-test: setup
 	EXTRA_DEPS="chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm" \
 	  bash scripts/system-deps.sh
-	$(PIP) install -e '.[test]' $(addprefix -e ,$(PACKAGES))
+	$(PIP) install -e '.[test]' $(foreach p,$(PACKAGES),-e '$(p)[test]')
 	bash scripts/reference-deps.sh $(PY)
 	@lock=tests/browser/package-lock.json; done=tests/browser/node_modules/.package-lock.json; \
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
@@ -67,6 +67,7 @@ bench: setup
 	$(PY) -m bench.profile
 	$(PY) -m bench.serve_bench
 	$(PY) -m bench.tts_bench
+	$(PY) -m bench.stt_bench
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
@@ -74,6 +75,7 @@ bench-smoke: setup
 	$(PY) -m bench.run --smoke
 	$(PY) -m bench.serve_bench --smoke
 	$(PY) -m bench.tts_bench --smoke
+	$(PY) -m bench.stt_bench --smoke
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info

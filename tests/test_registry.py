@@ -37,8 +37,9 @@ def test_env_catalogs_joined_with_pathsep(write_catalog: Callable[..., Path], ho
 
 def test_filters_and_suggestions(home: Path) -> None:
     reg = ModelRegistry(home=home)
-    assert {m.id for m in reg.list_models(type="stt")} == {"whisper-tiny", "whisper-base",
-                                                           "whisper-small"}
+    assert {m.id for m in reg.list_models(type="stt")} == {
+        "whisper-tiny", "whisper-base", "whisper-small", "faster-whisper-tiny.en",
+        "faster-whisper-base"}
     assert [m.id for m in reg.list_models(search="silero")] == ["silero-vad"]
     assert all(m.format == "onnx" for m in reg.list_models(format="onnx"))
     with pytest.raises(ModelNotFoundError) as ei:

@@ -19,6 +19,7 @@ the process exit status the CLI uses for it (``exit_code``)::
     ├── ModelLoadError                  1
     ├── AudioError                      1   path (also ValueError)
     ├── SynthesisError                  1
+    ├── TranscriptionError              1
     ├── CacheError                      1
     │   ├── CacheBusy                   1
     │   └── UnsafeCacheError            1
@@ -192,6 +193,11 @@ class SynthesisError(ModelError):
     """Text-to-speech failed: the speech engine or the model gave no usable audio."""
 
 
+class TranscriptionError(ModelError):
+    """Speech-to-text failed or cannot run as asked (a language the model does not know, the
+    decoder's own failure)."""
+
+
 class ServeError(ModelError):
     """``runanywhere serve`` cannot start as asked (a non-loopback address without a token, a
     blank token, an address in use, a malformed ``--cors`` origin or ``--allow-host`` name)."""
@@ -216,6 +222,7 @@ __all__ = [
     "RuntimeUnavailableError",
     "ServeError",
     "SynthesisError",
+    "TranscriptionError",
     "UnknownAdapterError",
     "UnknownRuntimeError",
     "UnsafeArchiveError",

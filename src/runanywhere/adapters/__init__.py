@@ -46,11 +46,13 @@ from .base import (
     SynthesisDone,
     SynthesisStarted,
     Transcript,
+    TranscriptSegment,
     TTSAdapter,
     TTSEvent,
     VADAdapter,
     VADEvent,
 )
+from .stt import SegmentedSTTAdapter, Transcription, TranscriptionStream, transcription_of
 
 if TYPE_CHECKING:
     from .audio import read_audio, read_wav, save_wav
@@ -152,6 +154,7 @@ __all__ = [
     "RegistryLike",
     "STTAdapter",
     "STTEvent",
+    "SegmentedSTTAdapter",
     "SpeechEnd",
     "SpeechSegment",
     "SpeechStart",
@@ -161,6 +164,9 @@ __all__ = [
     "TTSBase",
     "TTSEvent",
     "Transcript",
+    "TranscriptSegment",
+    "Transcription",
+    "TranscriptionStream",
     "UnknownAdapterError",
     "VADAdapter",
     "VADEvent",
@@ -171,4 +177,5 @@ __all__ = [
     "read_wav",
     "save_wav",
     "split_sentences",
+    "transcription_of",
 ]

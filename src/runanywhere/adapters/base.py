@@ -95,8 +95,35 @@ class SpeechEnd(Event):
 
 @dataclass(frozen=True, slots=True)
 class Transcript(Event):
+    """Speech-to-text finished: the whole text."""
+
     name: ClassVar[str] = "transcript"
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptSegment(Event):
+    """One stretch of recognized speech, emitted as soon as it is decoded.
+
+    ``text`` is what was said from ``start`` to ``end`` (seconds into the audio the caller gave,
+    also when a VAD cut silence out first), as the model wrote it: Whisper begins a word with
+    its space (``" Hello there."``), so joining the segments' texts gives the whole text.
+    ``index`` counts from 0.
+    """
+
+    name: ClassVar[str] = "transcript_segment"
+    start: float
+    end: float
+    text: str
+    index: int = 0
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"start", "end", "text"}``: the shape of ``runanywhere transcribe --json``."""
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +181,7 @@ class SynthesisDone(Event):
 #: The events each kind of adapter emits (type arguments of ``BaseAdapter``).
 CommonEvent = ModelLoading | ModelLoaded | AdapterError
 VADEvent = ModelLoading | ModelLoaded | AdapterError | SpeechStart | SpeechEnd
-STTEvent = ModelLoading | ModelLoaded | AdapterError | Transcript
+STTEvent = ModelLoading | ModelLoaded | AdapterError | TranscriptSegment | Transcript
 TTSEvent = (ModelLoading | ModelLoaded | AdapterError | SynthesisStarted | AudioChunk
             | SynthesisDone)
 
@@ -378,6 +405,7 @@ __all__ = [
     "TTSAdapter",
     "TTSEvent",
     "Transcript",
+    "TranscriptSegment",
     "VADAdapter",
     "VADEvent",
 ]

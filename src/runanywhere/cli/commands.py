@@ -52,6 +52,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler = {
         "list": cmd_list, "info": cmd_info, "pull": cmd_pull, "cache": cmd_cache,
         "import": cmd_import, "load": cmd_load, "serve": cmd_serve,
+        "transcribe": cmd_transcribe,
     }[args.command]
     return handler(args, registry)
 
@@ -487,6 +488,12 @@ def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
         host=args.host, port=args.port, token=args.token,
         cors=tuple(args.cors), pull_through=args.pull_through, public_url=args.public_url,
         access_log=not args.no_access_log, allow_hosts=tuple(args.allow_host)))
+
+
+def cmd_transcribe(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from .transcribe import cmd_transcribe as transcribe  # numpy, audio libraries: on use
+
+    return transcribe(args, reg)
 
 
 def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:

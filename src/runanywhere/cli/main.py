@@ -178,6 +178,10 @@ def build_parser() -> Parser:
     speak_arguments(command(sub, "speak", "text-to-speech into an audio file (pulls the model"
                             " first when it is not cached)"))
 
+    from .transcribe import add_parser as add_transcribe
+
+    add_transcribe(command, sub)
+
     s = command(sub, "demo", "offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
     return p

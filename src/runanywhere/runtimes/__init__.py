@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ModelError, UnknownRuntimeError
 from ..plugins import PluginTable, module_available
+from ._base import BuiltinRuntime, pop_options, resolve_model_file
 
 if TYPE_CHECKING:
     from ..catalog.model import ModelMetadata
@@ -59,6 +60,8 @@ _DEFAULT_FOR_FORMAT: dict[str, str] = {
     "tensorflow": "tflite",
     "pytorch": "torchscript",
     "safetensors": "safetensors",
+    # Provided by the runanywhere-stt-whisper package (an entry point), not built in.
+    "ctranslate2": "ctranslate2",
 }
 
 
@@ -135,6 +138,7 @@ __all__ = [
     "BUILTIN_RUNTIMES",
     "ENTRY_POINT_GROUP",
     "RUNTIMES",
+    "BuiltinRuntime",
     "Runtime",
     "UnknownRuntimeError",
     "available_runtimes",
@@ -142,4 +146,6 @@ __all__ = [
     "formats_for_runtime",
     "get_runtime",
     "module_available",
+    "pop_options",
+    "resolve_model_file",
 ]

@@ -1,7 +1,14 @@
-"""runanywhere-stt-whisper: Whisper speech-to-text (ONNX export) for runanywhere.
+"""runanywhere-stt-whisper: Whisper speech-to-text for runanywhere.
 
-Registers the adapter ``whisper`` under the entry point group ``runanywhere.adapters``, so
-``runanywhere.adapters.get_adapter("whisper")`` finds it once this package is installed.
+Plugs into the core through entry points:
+
+* the adapter ``whisper``: Whisper's ONNX export (encoder + decoder with caches), decoded here
+  (the default for catalog type ``stt`` + format ``onnx``);
+* the adapter ``faster-whisper``: Whisper models in CTranslate2 format, decoded by faster-whisper
+  (the default for ``stt`` + ``ctranslate2``), and the runtime ``ctranslate2`` that loads such a
+  model folder.
+
+``runanywhere.adapters.get_adapter("whisper")`` finds them once this package is installed.
 """
 
 from __future__ import annotations
