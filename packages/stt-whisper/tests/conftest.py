@@ -18,7 +18,7 @@ from harness.nginx import Nginx, Route, nginx_binary
 from runanywhere import ModelRegistry
 from runanywhere_stt_whisper.faster_whisper_stt import FasterWhisperSTTAdapter
 from support import ct2_models
-from support.isolation import _isolated_env  # noqa: F401  (autouse: no developer's cache)
+from support.isolation import _isolated_env
 from support.speech import espeak_available
 
 ALL_MODELS = [ct2_models.TINY_EN, ct2_models.BASE, ct2_models.VAD]
