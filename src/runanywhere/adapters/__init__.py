@@ -1,4 +1,4 @@
-"""Adapters: task-level wrappers (VAD, STT, TTS) over models the registry downloads and loads.
+"""Adapters: task-level wrappers (VAD, STT, TTS, LLM) over models the registry downloads and loads.
 
 ``get_adapter(name)`` returns an adapter class (or factory) by name: the built-ins
 (``silero-vad``, ``whisper``, ``speecht5``, ``system-tts``) first, then the entry points of
@@ -15,6 +15,15 @@ installed::
 Importing this package is cheap: the base types come from ``.base`` (no numpy); the adapters
 themselves load on first use and need their extra: ``onnx`` (VAD, Whisper), ``tts`` (SpeechT5:
 onnxruntime + sentencepiece), ``audio`` (files and resampling; the system voice needs numpy).
+The LLM task interface (``LLMAdapter``, ``GenerationStream``, ``GenerationResult``, its events)
+lives in ``.llm`` and is re-exported here, loaded on first use; ``llm`` installs the llama.cpp
+adapter package.
+
+An adapter class may describe a cached model for ``runanywhere info`` with an optional
+``describe(path, meta) -> dict[str, str]`` classmethod (``BaseAdapter.describe``): what its
+files say about themselves (a GGUF's architecture, parameters, context length, ...), read
+without loading the model; ``info`` calls it when the model is cached and the adapter
+installed.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelError, UnknownAdapterError
+from ..errors import ModelError, RuntimeUnavailableError, UnknownAdapterError, install_hint
 from ..plugins import PluginTable
 from .base import (
     AdapterError,
@@ -45,6 +54,21 @@ from .base import (
 
 if TYPE_CHECKING:
     from .audio import read_audio, read_wav, save_wav
+    from .llm import (
+        ChatMessage,
+        Completion,
+        Emit,
+        FairSlots,
+        FirstToken,
+        GenerationDone,
+        GenerationOptions,
+        GenerationResult,
+        GenerationStream,
+        LLMAdapter,
+        LLMRequest,
+        Timings,
+        Usage,
+    )
     from .silero_vad import SileroVADAdapter
     from .speecht5 import SpeechT5TTSAdapter
     from .system_tts import SystemTTSAdapter
@@ -60,6 +84,9 @@ BUILTIN_ADAPTERS: dict[str, tuple[str, str]] = {
     "system-tts": ("runanywhere.adapters.system_tts:SystemTTSAdapter", "audio"),
 }
 
+#: Adapters that come in their own distribution: name -> the extra that installs it.
+PACKAGED_ADAPTERS: dict[str, str] = {"llama": "llm"}
+
 ADAPTERS = PluginTable(ENTRY_POINT_GROUP, "adapter", BUILTIN_ADAPTERS, UnknownAdapterError)
 
 _LAZY = {
@@ -70,6 +97,10 @@ _LAZY = {
     "read_wav": "runanywhere.adapters.audio",
     "read_audio": "runanywhere.adapters.audio",
     "save_wav": "runanywhere.adapters.audio",
+    **{name: "runanywhere.adapters.llm" for name in (
+        "ChatMessage", "Completion", "Emit", "FairSlots", "FirstToken", "GenerationDone",
+        "GenerationOptions", "GenerationResult", "GenerationStream", "LLMAdapter", "LLMRequest",
+        "Timings", "Usage")},
 }
 
 AdapterFactory = Callable[..., Any]
@@ -86,7 +117,14 @@ def get_adapter(name: str) -> AdapterFactory:
     Raises :class:`~runanywhere.errors.UnknownAdapterError` (listing the known names) or
     :class:`~runanywhere.errors.RuntimeUnavailableError` when its dependencies are missing.
     """
-    loaded = ADAPTERS.load(name)
+    try:
+        loaded = ADAPTERS.load(name)
+    except UnknownAdapterError:
+        extra = PACKAGED_ADAPTERS.get(ADAPTERS.canonical(name))
+        if extra is None:
+            raise
+        raise RuntimeUnavailableError(f"adapter '{name}' is not installed: {install_hint(extra)}"
+                                      ) from None
     if not callable(loaded):
         raise ModelError(f"adapter '{name}' is not an adapter class or factory")
     return loaded  # type: ignore[no-any-return]
@@ -112,10 +150,22 @@ __all__ = [
     "ADAPTERS",
     "BUILTIN_ADAPTERS",
     "ENTRY_POINT_GROUP",
+    "PACKAGED_ADAPTERS",
     "AdapterError",
     "AudioChunk",
     "BaseAdapter",
+    "ChatMessage",
+    "Completion",
+    "Emit",
     "Event",
+    "FairSlots",
+    "FirstToken",
+    "GenerationDone",
+    "GenerationOptions",
+    "GenerationResult",
+    "GenerationStream",
+    "LLMAdapter",
+    "LLMRequest",
     "ModelLoaded",
     "ModelLoading",
     "RegistryLike",
@@ -129,8 +179,10 @@ __all__ = [
     "SynthesisStarted",
     "SystemTTSAdapter",
     "TTSAdapter",
+    "Timings",
     "Transcript",
     "UnknownAdapterError",
+    "Usage",
     "VADAdapter",
     "WhisperSTTAdapter",
     "available_adapters",

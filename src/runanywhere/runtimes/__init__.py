@@ -10,6 +10,13 @@ A runtime is a small object with a ``name``, the pip ``extra`` that installs its
        [project.entry-points."runanywhere.runtimes"]
        openvino = "my_pkg.runtime:OpenVinoRuntime"   # a class (built with no arguments) or object
 
+Two optional methods let the registry keep a runtime's models within the loaded-model budget
+(``Settings.max_loaded_memory``): ``memory_estimate(session) -> int | None``, the bytes a loaded
+session takes (the llama runtime: weights plus the KV cache of the context it was opened with;
+without it a model costs its catalog ``requirements.memory``, else its size), and
+``close(session)``, which frees a session the registry unloads (on eviction for room,
+``unload_model`` or ``clear_cache``).
+
 Nothing heavy is imported here: each runtime imports its library inside ``load``. Asking for a
 runtime whose library is missing raises :class:`~runanywhere.errors.RuntimeUnavailableError`
 naming the extra (``pip install 'runanywhere[onnx]'``); an unknown name raises
@@ -22,8 +29,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..errors import ModelError, UnknownRuntimeError
+from ..errors import ModelError, RuntimeUnavailableError, UnknownRuntimeError, install_hint
 from ..plugins import PluginTable, module_available
+from ._base import BuiltinRuntime, pop_options, resolve_model_file
 
 if TYPE_CHECKING:
     from ..catalog.model import ModelMetadata
@@ -52,6 +60,10 @@ ALIASES: dict[str, str] = {
 RUNTIMES = PluginTable(ENTRY_POINT_GROUP, "runtime", BUILTIN_RUNTIMES, UnknownRuntimeError,
                        ALIASES)
 
+#: Runtimes that come in their own distribution: name -> the extra that installs it (asking for
+#: one that is not installed names the extra instead of "unknown runtime").
+PACKAGED_RUNTIMES: dict[str, str] = {"llama": "llm"}
+
 #: Catalog ``format`` -> the runtime that loads it by default.
 _DEFAULT_FOR_FORMAT: dict[str, str] = {
     "onnx": "onnx",
@@ -59,6 +71,7 @@ _DEFAULT_FOR_FORMAT: dict[str, str] = {
     "tensorflow": "tflite",
     "pytorch": "torchscript",
     "safetensors": "safetensors",
+    "gguf": "llama",  # from the llm-llamacpp package (extra ``llm``)
 }
 
 
@@ -83,7 +96,14 @@ def get_runtime(name: str) -> Runtime:
     :class:`~runanywhere.errors.RuntimeUnavailableError` (naming the pip extra) when the library
     is not installed.
     """
-    obj = RUNTIMES.load(name)
+    try:
+        obj = RUNTIMES.load(name)
+    except UnknownRuntimeError:
+        extra = PACKAGED_RUNTIMES.get(RUNTIMES.canonical(name))
+        if extra is None:
+            raise
+        raise RuntimeUnavailableError(f"runtime '{name}' is not installed: {install_hint(extra)}"
+                                      ) from None
     runtime = obj() if isinstance(obj, type) else obj
     if not isinstance(runtime, Runtime):
         raise ModelError(f"runtime '{name}' is not a runanywhere runtime (needs name, extra and"
@@ -128,11 +148,15 @@ __all__ = [
     "ALIASES",
     "BUILTIN_RUNTIMES",
     "ENTRY_POINT_GROUP",
+    "PACKAGED_RUNTIMES",
     "RUNTIMES",
+    "BuiltinRuntime",
     "Runtime",
     "UnknownRuntimeError",
     "available_runtimes",
     "default_runtime_for",
     "get_runtime",
     "module_available",
+    "pop_options",
+    "resolve_model_file",
 ]
