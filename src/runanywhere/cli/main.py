@@ -163,6 +163,9 @@ def build_parser() -> Parser:
                    " Host each client used)")
     s.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
 
+    from .run import add_parser as add_run
+    add_run(command, sub)
+
     command(sub, "doctor", "check the cache folder (permissions, index, models, orphans,"
             " quarantine, free space, recorded hashes); changes nothing")
 
