@@ -10,6 +10,7 @@
 - Ctrl-C during a one-shot answer stops it at the next token, keeps what was printed and exits
   130 (``--json``: the document, with ``finish_reason: "cancelled"``).
 - The model is pulled first when it is not cached, with the usual progress on stderr.
+- ``-v`` logs each answer's token counts, time to first token and decode rate on stderr.
 
 The answer goes through the model's own chat template (the adapter's ``chat``), with ``--system``
 as its first message when given.
@@ -23,6 +24,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidOptionError, ModelError
+from ..logs import log
 from .interrupt import run_interruptible
 from .render import print_json
 
@@ -135,9 +137,16 @@ def _answer(stream: GenerationStream, *, echo: bool) -> tuple[GenerationResult, 
         sys.stdout.write("\n")
         sys.stdout.flush()
     try:
-        return stream.result(STOP_WAIT if interrupted else None), interrupted
+        result = stream.result(STOP_WAIT if interrupted else None)
     except TimeoutError:  # still in the prompt: report what there is
-        return stream.partial_result(), interrupted
+        result = stream.partial_result()
+    t = result.timings
+    log.info("%s: %d prompt tokens, %d generated (%s), first token after %s, %s tokens/s",
+             result.model_id, result.usage.prompt_tokens, result.usage.completion_tokens,
+             result.finish_reason,
+             "-" if t.first_token_s is None else f"{t.first_token_s:.2f}s",
+             "-" if t.tokens_per_s is None else f"{t.tokens_per_s:.1f}")
+    return result, interrupted
 
 
 def _chat(llm: LLMAdapter, history: list[dict[str, str]], options: GenerationOptions) -> int:

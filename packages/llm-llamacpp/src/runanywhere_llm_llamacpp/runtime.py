@@ -5,8 +5,9 @@ truncated file, random bytes or an architecture that cannot generate text fail h
 file, before llama.cpp sees it), then starts one ``xllamacpp.Server`` on it and returns a
 :class:`LlamaModel`. Options:
 
-- ``n_ctx``: the context, in tokens (default: the model's own, at most ``DEFAULT_CONTEXT``);
-  the KV cache for it is allocated up front and counted in the memory estimate;
+- ``n_ctx``: the context, in tokens (default: the model's own, at most ``DEFAULT_CONTEXT``;
+  rounded up to a multiple of 256, as llama.cpp does); the KV cache for it is allocated up
+  front and counted in the memory estimate;
 - ``parallel``: sequences decoded at once (default 1: requests take turns; more share the
   context between them);
 - ``threads``: CPU threads (default: llama.cpp's choice);
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 #: The context a model is opened with when none is asked for (its own when that is smaller): a
 #: model trained for 128k tokens would otherwise take gigabytes of KV cache it rarely uses.
 DEFAULT_CONTEXT = 4096
+#: llama.cpp pads a context to a multiple of this many tokens (asked for 64, it opens 256): the
+#: runtime does the same, so the context it reports (and counts in memory) is the real one.
+CONTEXT_STEP = 256
 _OPTIONS = {"n_ctx", "parallel", "threads", "file"}
 
 
@@ -145,9 +149,7 @@ class LlamaRuntime(BuiltinRuntime):
         if asked is None:
             return min(trained or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
         n = self._positive("n_ctx", asked)
-        if n < 16:
-            raise ModelError(f"runtime 'llama': n_ctx must be at least 16, got {n}")
-        return n
+        return -(-n // CONTEXT_STEP) * CONTEXT_STEP
 
     # -- the registry's optional hooks -------------------------------------------------------------
     def memory_estimate(self, session: Any) -> int | None:
