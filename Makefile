@@ -16,9 +16,11 @@ $(VENV)/.created:
 
 # The demo's real model ships inside the silero-vad wheel; --no-deps keeps torch out.
 # The demo reads espeak-ng's 22.05 kHz WAV and resamples it: extra audio (soundfile, soxr).
+# The adapter packages in packages/ install editable in the same pip command as the core, so pip
+# takes them (and the core they pin) from here, not from PyPI.
 setup: $(VENV)/.created
 	bash scripts/system-deps.sh
-	$(PIP) install -e '.[onnx,audio]'
+	$(PIP) install -e '.[onnx,audio]' -e packages/llm-llamacpp
 	$(PIP) install --no-deps $(SILERO)
 
 # Node.js and npm run Transformers.js, the SpeechT5 reference (tests/test_reference_parity.py);
@@ -37,7 +39,7 @@ demo: setup
 	$(VENV)/bin/runanywhere demo
 
 lint: setup-test
-	$(VENV)/bin/ruff check src tests bench harness scripts
+	$(VENV)/bin/ruff check src tests bench harness scripts packages
 	$(VENV)/bin/mypy
 
 # The parity tests fail (not skip) when a reference is missing: CI cannot pass by skipping.
@@ -50,12 +52,14 @@ bench: setup
 	$(PY) -m bench.run
 	$(PY) -m bench.profile
 	$(PY) -m bench.serve_bench
+	$(PY) -m bench.llm_bench
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
 	$(PIP) install -e '.[bench]'
 	$(PY) -m bench.run --smoke
 	$(PY) -m bench.serve_bench --smoke
+	$(PY) -m bench.llm_bench --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

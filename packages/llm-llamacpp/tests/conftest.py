@@ -3,17 +3,12 @@ SmolLM2 file, and the same environment isolation as the core's tests."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness.nginx import Nginx, Route, nginx_binary
-from runanywhere import ModelRegistry, Settings
 from tiny_gguf import write_chain
 
 
@@ -28,35 +23,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RUNANYWHERE_HOME", str(tmp_path / "default-home"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def llm_entry(model_id: str, path: Path, url: str | None = None, **extra: Any
-              ) -> dict[str, Any]:
-    """A catalog entry for the GGUF at ``path`` with its exact size and sha256."""
-    return {"id": model_id, "name": model_id, "type": "llm", "format": "gguf",
-            "provider": "tests", "version": "1", "size": path.stat().st_size,
-            "url": url or f"http://127.0.0.1:9/{path.name}",
-            "hash": f"sha256:{sha256_of(path)}", **extra}
-
-
-def write_catalog(path: Path, entries: list[dict[str, Any]]) -> Path:
-    path.write_text(json.dumps({"format_version": 1, "models": entries}))
-    return path
-
-
-def registry_with(home: Path, models: dict[str, Path], **settings: Any) -> ModelRegistry:
-    """A registry on a fresh cache holding ``models`` (id -> GGUF file), imported (verified
-    against their entries) as a user sideloads them."""
-    base = replace(Settings.from_env(), home=home, **settings)
-    reg = ModelRegistry(settings=base, include_builtin=False)
-    for model_id, path in models.items():
-        reg.register_model(llm_entry(model_id, path))
-        reg.import_model(model_id, path)
-    return reg
 
 
 @pytest.fixture(scope="session")

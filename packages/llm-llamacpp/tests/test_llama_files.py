@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import llm_entry, registry_with, write_catalog
+from llm_support import llm_entry, registry_with, write_catalog
 from runanywhere.errors import InvalidModelFileError, ModelError
 from runanywhere_llm_llamacpp import LlamaAdapter, LlamaModel, read_gguf
 from runanywhere_llm_llamacpp.runtime import ModelUnloaded

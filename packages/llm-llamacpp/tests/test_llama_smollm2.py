@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_catalog
 from harness.nginx import Nginx
+from llm_support import write_catalog
 from runanywhere.catalog import load_builtin
 from support.terminal import Terminal, cli_argv
 from support.wheels import SMOLLM2, real_file

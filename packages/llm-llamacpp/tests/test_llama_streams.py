@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import registry_with
+from llm_support import registry_with
 from runanywhere.adapters import (
     FairSlots,
     FirstToken,
@@ -319,7 +319,7 @@ def test_the_blocking_iterator_from_a_plain_script(chain_gguf: Path, tmp_path: P
     home = tmp_path / "home"
     registry_with(home, {"chain": chain_gguf})  # the model in the cache, and its entry:
     catalog = tmp_path / "catalog.json"
-    from conftest import llm_entry, write_catalog
+    from llm_support import llm_entry, write_catalog
 
     write_catalog(catalog, [llm_entry("chain", chain_gguf)])
     script = tmp_path / "script.py"
