@@ -8,22 +8,51 @@ type or architecture nobody here knows, a model that cannot generate text.
 It walks the header with ``struct`` over a memory map and skips the big arrays (a 49k-token
 vocabulary and its merges) instead of decoding them: ``gguf.GGUFReader`` takes seconds on
 SmolLM2's 98 MB file, this takes milliseconds. The ``gguf`` package supplies the format's
-tables (value types, tensor block sizes, file types, architecture names).
+tables (value types, tensor block sizes, file types, architecture names), from its
+``constants`` module alone: the package's ``__init__`` imports numpy and its writer (a quarter
+of a second at every ``runanywhere run``), and the tables need neither.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import mmap
 import struct
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import gguf
+from runanywhere.errors import InvalidModelFileError, RuntimeUnavailableError, install_hint
 
-from runanywhere.errors import InvalidModelFileError
+if TYPE_CHECKING:
+    import gguf.constants as gguf
+
+
+def _gguf_constants() -> ModuleType:
+    """``gguf.constants`` without running ``gguf/__init__.py`` (constants.py imports only the
+    standard library). Registered under its own name, so a later ``import gguf`` uses it."""
+    loaded = sys.modules.get("gguf.constants")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.find_spec("gguf")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeUnavailableError(f"reading GGUF files needs the gguf package:"
+                                      f" {install_hint('llm')}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "constants.py"
+    const_spec = importlib.util.spec_from_file_location("gguf.constants", path)
+    assert const_spec is not None and const_spec.loader is not None
+    module = importlib.util.module_from_spec(const_spec)
+    sys.modules["gguf.constants"] = module
+    const_spec.loader.exec_module(module)
+    return module
+
+
+if not TYPE_CHECKING:
+    gguf = _gguf_constants()
 
 #: Architectures llama.cpp loads that do not generate text (embedding encoders, vision
 #: projectors, audio decoders): an LLM adapter refuses them up front.
@@ -300,9 +329,8 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
             block, type_size = gguf.GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
             raise InvalidModelFileError(
-                f"{path}: tensor {name} has type {raw_type}, unknown to gguf"
-                f" {getattr(gguf, '__version__', '')}".rstrip() + " (corrupt, or a newer format)",
-                path=path) from None
+                f"{path}: tensor {name} has type {raw_type}, unknown to the gguf package"
+                " (corrupt, or a newer format: upgrade gguf)", path=path) from None
         n = math.prod(shape)
         tensors.append(TensorInfo(name, shape, qtype.name, n, n // block * type_size, offset))
     alignment = metadata.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT)
