@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llm_support import llm_entry, registry_with, write_catalog
-from runanywhere.errors import InvalidModelFileError, ModelError
+from runanywhere.errors import InvalidModelFileError, ModelError, ModelLoadError
 from runanywhere_llm_llamacpp import LlamaAdapter, LlamaModel, read_gguf
 from runanywhere_llm_llamacpp.runtime import ModelUnloaded
 from tiny_gguf import write_chain, write_random
@@ -131,6 +131,18 @@ def test_a_bad_file_is_one_line_at_the_command_line(case: str, chain_gguf: Path,
         assert details["architecture"] in says
     else:
         assert says in details["error"]
+
+
+def test_weights_llama_cpp_refuses_are_a_typed_error_not_a_crash(tmp_path: Path) -> None:
+    # the header is fine, so only llama.cpp can tell: its refusal is a ModelLoadError naming
+    # the file, and the process goes on
+    broken = write_chain(tmp_path / "no-q.gguf", drop=["blk.0.attn_q.weight"])
+    read_gguf(broken).check_generative()
+    reg = registry_with(tmp_path / "home", {"broken": broken})
+    result = LlamaAdapter(reg).load_model_sync("broken")
+    assert isinstance(result.error, ModelLoadError)
+    assert "llama.cpp could not load" in str(result.error) and "no-q.gguf" in str(result.error)
+    assert reg.loaded_models() == []
 
 
 # -- the memory budget -----------------------------------------------------------------------------

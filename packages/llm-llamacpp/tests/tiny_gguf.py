@@ -84,11 +84,16 @@ def _finish(w: gguf.GGUFWriter) -> None:
 
 
 def write_chain(path: Path, chain: Sequence[str] = EURO_CHAIN, *, n_ctx: int = 4096,
-                arch: str = "llama", chat_template: str | None = CHATML) -> Path:
-    """A model that says ``chain`` over and over (see the module's description)."""
+                arch: str = "llama", chat_template: str | None = CHATML,
+                drop: Sequence[str] = ()) -> Path:
+    """A model that says ``chain`` over and over (see the module's description); ``drop``
+    leaves those tensors out (a header that is fine, weights that are not)."""
     n_vocab, n_embd, n_head, n_ff, n_layer = len(TOKENS), 272, 4, 32, 1
     assert n_embd >= n_vocab  # one-hot embeddings
     w = gguf.GGUFWriter(str(path), arch)
+    if drop:
+        add = w.add_tensor
+        w.add_tensor = lambda name, *a, **k: None if name in drop else add(name, *a, **k)
     _header(w, n_ctx=n_ctx, n_embd=n_embd, n_ff=n_ff, n_layer=n_layer, n_head=n_head,
             chat_template=chat_template, name="tiny-chain")
     embeddings = np.eye(n_vocab, n_embd, dtype=np.float32)

@@ -50,7 +50,7 @@ from typing import Any, ClassVar, Literal
 
 from ..errors import GenerationError, InvalidOptionError, ModelError
 from ..result import Result
-from .base import AdapterError, BaseAdapter, Event, ModelLoaded, ModelLoading
+from .base import AdapterError, BaseAdapter, Event, ModelLoaded, ModelLoading, RegistryLike
 
 FinishReason = Literal["stop", "length", "cancelled"]
 Role = Literal["system", "user", "assistant"]
@@ -540,7 +540,7 @@ class LLMAdapter(BaseAdapter[LLMEvent]):
     events = (ModelLoading, ModelLoaded, AdapterError, FirstToken, GenerationDone)
     model_types: ClassVar[tuple[str, ...]] = ("llm",)
 
-    def __init__(self, registry: Any = None) -> None:
+    def __init__(self, registry: RegistryLike | None = None) -> None:
         super().__init__(registry)
         #: Seconds the last ``load_model`` spent loading into the runtime (not downloading).
         self.load_time_s = 0.0

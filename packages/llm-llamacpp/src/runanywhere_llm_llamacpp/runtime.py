@@ -88,12 +88,14 @@ class LlamaModel:
             self._active -= 1
             self._cond.notify_all()
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop the server and free its memory, once the calls in flight stopped (they are
-        told to, through ``closing``). Idempotent."""
+    def close(self) -> None:
+        """Stop the server and free its memory, once the calls in flight stopped: they are
+        told to through ``closing`` and stop at their next token (one still reading its prompt
+        finishes that first). Never sooner: freeing the server under a call would crash the
+        process. Idempotent."""
         self._closing.set()
         with self._cond:
-            self._cond.wait_for(lambda: self._active == 0, timeout)
+            self._cond.wait_for(lambda: self._active == 0)
             server, self.server = self.server, None
         del server  # the last reference: the C++ destructor stops its threads and frees
 
