@@ -82,6 +82,15 @@ def test_bad_requests_are_one_line(world: list[str], args: tuple[str, ...], says
     assert len(lines) == 1 and lines[0].startswith(f"runanywhere: error: {says}")
 
 
+def test_a_prompt_longer_than_the_context_is_one_line(world: list[str]) -> None:
+    r = run(world, "chain", stdin="the cat sat on the mat. " * 400)
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert re.fullmatch(r"runanywhere: error: the prompt is \d+ tokens, more than the"
+                        r" 4096-token context chain was opened with", lines[0])
+
+
 def test_bad_requests_with_json_are_one_error_document(world: list[str]) -> None:
     r = run(world, "chain", "hi", "--max-tokens", "0", "--json")
     assert r.returncode == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -110,6 +111,24 @@ def test_ctrl_c_stops_an_answer_keeps_what_was_printed_and_exits_130(world: list
     out = t.output
     assert out.startswith(printed.rstrip()[: len(printed.rstrip()) - 1])  # kept on screen
     assert out.rstrip().endswith("runanywhere: interrupted")
+
+
+def test_ctrl_c_in_a_pipe_keeps_the_text_and_exits_130(world: list[str]) -> None:
+    _pulled(world)
+    proc = subprocess.Popen(cli_argv(*world, "run", MODEL, "Write a very long story about a"
+                                     " dragon.", "--max-tokens", "3000"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    head = b""
+    while len(head.split()) < 6:  # a few words in
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, proc.stderr.read().decode()
+        head += chunk
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert (head + rest).decode().endswith("\n") and len((head + rest).split()) >= 6
+    assert err.decode() == "runanywhere: interrupted\n"
 
 
 def test_a_chat_keeps_its_history_and_ctrl_c_returns_to_the_prompt(world: list[str]) -> None:

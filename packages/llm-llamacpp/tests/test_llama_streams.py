@@ -24,7 +24,7 @@ from runanywhere.adapters import (
 )
 from runanywhere.errors import InvalidOptionError, ModelError, PromptTooLongError
 from runanywhere_llm_llamacpp import LlamaAdapter
-from tiny_gguf import EURO_TEXT
+from tiny_gguf import EURO_TEXT, write_random
 
 LONG = 3900  # more tokens than any test reads: a generation that only a cancel ends early
 
@@ -57,6 +57,23 @@ def test_deltas_are_whole_characters_and_join_to_the_text(llm: LlamaAdapter) -> 
     assert result.timings.first_token_s is not None and result.timings.first_token_s > 0
     assert result.timings.tokens_per_s is not None and result.timings.tokens_per_s > 0
     assert result.model_id == "chain"
+
+
+def test_garbage_streams_as_llama_cpp_decodes_it_whole(tmp_path: Path) -> None:
+    # random weights emit byte tokens that split characters (or make none): the deltas joined
+    # are what llama.cpp gives for the same tokens decoded at once, except the bytes of a
+    # character the generation stopped in the middle of: the stream drops those (at most 3,
+    # each a U+FFFD in the whole decode) rather than emit a broken character
+    reg = registry_with(tmp_path / "home", {"random": write_random(tmp_path / "r.gguf")})
+    llm = LlamaAdapter(reg)
+    llm.load_model_sync("random").unwrap()
+    for prompt in ("the", "cat sat", "é", "on the mat"):
+        streamed = "".join(llm.generate(prompt, max_tokens=48, temperature=0))
+        whole = llm.llama.server.handle_completions(
+            {"prompt": prompt, "max_tokens": 48, "temperature": 0})["choices"][0]["text"]
+        assert whole.startswith(streamed) and streamed
+        assert set(whole[len(streamed):]) <= {"\ufffd"} and len(whole) - len(streamed) <= 3
+    reg.unload_model("random")
 
 
 def test_chat_streams_through_the_template(llm: LlamaAdapter) -> None:

@@ -9,8 +9,9 @@ options the caller gave: this adapter adds nothing to the tokens (a test holds i
 text as xllamacpp called directly).
 
 llama.cpp streams text only once it is whole UTF-8 (it holds back the first bytes of a
-character split over several tokens), and stops a generation whose stream callback answers
-True: that is how a cancel reaches it, at the next token.
+character split over several tokens; a generation that ends inside a character drops those
+bytes, where a non-streamed answer would show them as U+FFFD), and stops a generation whose
+stream callback answers True: that is how a cancel reaches it, at the next token.
 """
 
 from __future__ import annotations
