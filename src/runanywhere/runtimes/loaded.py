@@ -6,10 +6,9 @@ runtime counts weights plus the KV cache of its context), else what the catalog 
 run time (``requirements.memory``), else its download size, once however many sessions it has
 (Whisper's encoder and decoder, SpeechT5's three graphs). Loading a model that does not fit
 unloads the least recently used models that nobody holds (an adapter holds the model it runs on,
-until it is garbage-collected);
-a model bigger than the whole budget is still loaded, alone, with a warning, rather than refused.
-A session that leaves is closed by its runtime's ``close`` when it has one (freeing the memory
-now, not when the garbage collector gets to it).
+until it is garbage-collected); a model bigger than the whole budget is still loaded, alone, with
+a warning, rather than refused. A session that leaves is closed by its runtime's ``close`` when
+it has one (freeing the memory now, not when the garbage collector gets to it).
 """
 
 from __future__ import annotations
