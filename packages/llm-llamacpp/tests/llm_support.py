@@ -1,16 +1,26 @@
-"""Helpers of the llama package's tests: catalog entries for GGUF files, and a registry on a fresh
-cache holding some (a module of its own: test modules import it, never ``conftest``, whose name
-the core's tests use too)."""
+"""Helpers and fixtures of the llama package's tests: catalog entries for GGUF files, a registry
+on a fresh cache holding some, tiny GGUF models, nginx for the real SmolLM2 file, and the same
+environment isolation as the core's tests.
+
+There is no ``conftest.py`` here on purpose: the core's tests ``from conftest import ...``, and
+with two conftest modules in one pytest run that name would reach whichever was imported last.
+Each test module takes the fixtures with ``from llm_support import *`` (``__all__`` is the
+fixtures; ``isolated_env`` is autouse) and imports the helpers it uses by name."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from harness.nginx import Nginx, Route, nginx_binary
 from runanywhere import ModelRegistry, Settings
+from tiny_gguf import write_chain
 
 
 def sha256_of(path: Path) -> str:
@@ -40,3 +50,42 @@ def registry_with(home: Path, models: dict[str, Path], **settings: Any) -> Model
         reg.register_model(llm_entry(model_id, path))
         reg.import_model(model_id, path)
     return reg
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's cache, catalogs or proxies."""
+    for var in ("RUNANYWHERE_HOME", "RUNANYWHERE_CATALOG", "RUNANYWHERE_OFFLINE",
+                "RUNANYWHERE_DISK_LIMIT", "RUNANYWHERE_SHARED_CACHE",
+                "RUNANYWHERE_MAX_LOADED_MEMORY", "HF_TOKEN", "HF_ENDPOINT", "http_proxy",
+                "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RUNANYWHERE_HOME", str(tmp_path / "default-home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gguf")
+
+
+@pytest.fixture(scope="session")
+def chain_gguf(models_dir: Path) -> Path:
+    """The chain model: says "€ the caté." over and over, whatever the temperature."""
+    return write_chain(models_dir / "chain.gguf")
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    if nginx_binary() is None:
+        pytest.fail("nginx is not installed: run .ci/run or apt-get install nginx")
+    root = tmp_path_factory.mktemp("origin")
+    server = Nginx(root, tmp_path_factory.mktemp("nginx"), routes=(Route("/"),))
+    server.start()
+    yield server
+    server.stop()
+
+
+#: The fixtures (``from llm_support import *`` puts them where pytest finds them).
+__all__ = ["chain_gguf", "isolated_env", "models_dir", "nginx"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
 from llm_support import llm_entry, registry_with, write_catalog
 from runanywhere.errors import InvalidModelFileError, ModelError, ModelLoadError
 from runanywhere_llm_llamacpp import LlamaAdapter, LlamaModel, read_gguf

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.nginx import Nginx
+from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
 from llm_support import write_catalog
 from runanywhere.catalog import load_builtin
 from support.terminal import Terminal, cli_argv

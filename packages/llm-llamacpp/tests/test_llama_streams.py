@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_support import registry_with
+from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
+from llm_support import llm_entry, registry_with, write_catalog
 from runanywhere.adapters import (
     FairSlots,
     FirstToken,
@@ -336,8 +337,6 @@ def test_the_blocking_iterator_from_a_plain_script(chain_gguf: Path, tmp_path: P
     home = tmp_path / "home"
     registry_with(home, {"chain": chain_gguf})  # the model in the cache, and its entry:
     catalog = tmp_path / "catalog.json"
-    from llm_support import llm_entry, write_catalog
-
     write_catalog(catalog, [llm_entry("chain", chain_gguf)])
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(f"""
