@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,15 @@ def llm_entry(model_id: str, path: Path, url: str | None = None, **extra: Any
 def write_catalog(path: Path, entries: list[dict[str, Any]]) -> Path:
     path.write_text(json.dumps({"format_version": 1, "models": entries}))
     return path
+
+
+def foreground(argv: list[str]) -> list[str]:
+    """``argv`` run with SIGINT at its default, as a shell runs a foreground command: a test
+    started from a background job inherits SIGINT ignored (so Ctrl-C would do nothing), and a
+    disposition set before ``exec`` survives it."""
+    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+             " os.execvp(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", reset, *argv]
 
 
 def registry_with(home: Path, models: dict[str, Path], **settings: Any) -> ModelRegistry:

@@ -16,7 +16,7 @@ import pytest
 
 from harness.nginx import Nginx
 from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
-from llm_support import write_catalog
+from llm_support import foreground, write_catalog
 from runanywhere.catalog import load_builtin
 from support.terminal import Terminal, cli_argv
 from support.wheels import SMOLLM2, real_file
@@ -102,8 +102,9 @@ def _pulled(world: list[str]) -> None:
 def test_ctrl_c_stops_an_answer_keeps_what_was_printed_and_exits_130(world: list[str]
                                                                        ) -> None:
     _pulled(world)
-    t = Terminal(cli_argv(*world, "run", MODEL, "Write a very long story about a dragon.",
-                          "--max-tokens", "3000"), _env())
+    argv = cli_argv(*world, "run", MODEL, "Write a very long story about a dragon.",
+                    "--max-tokens", "3000")
+    t = Terminal(foreground(argv), _env())
     # a few words in (3000 tokens would take minutes here), press Ctrl-C
     t.wait_for_output(lambda o: len(o.split()) >= 6, timeout=300)
     printed = t.output
@@ -116,9 +117,9 @@ def test_ctrl_c_stops_an_answer_keeps_what_was_printed_and_exits_130(world: list
 
 def test_ctrl_c_in_a_pipe_keeps_the_text_and_exits_130(world: list[str]) -> None:
     _pulled(world)
-    proc = subprocess.Popen(cli_argv(*world, "run", MODEL, "Write a very long story about a"
-                                     " dragon.", "--max-tokens", "3000"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = cli_argv(*world, "run", MODEL, "Write a very long story about a dragon.",
+                    "--max-tokens", "3000")
+    proc = subprocess.Popen(foreground(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     head = b""
     while len(head.split()) < 6:  # a few words in
@@ -134,8 +135,9 @@ def test_ctrl_c_in_a_pipe_keeps_the_text_and_exits_130(world: list[str]) -> None
 
 def test_a_chat_keeps_its_history_and_ctrl_c_returns_to_the_prompt(world: list[str]) -> None:
     _pulled(world)
-    t = Terminal(cli_argv(*world, "run", MODEL, "--system", SYSTEM, "--temperature", "0",
-                          "--max-tokens", "2000", "-v"), _env())
+    argv = cli_argv(*world, "run", MODEL, "--system", SYSTEM, "--temperature", "0",
+                    "--max-tokens", "2000", "-v")
+    t = Terminal(foreground(argv), _env())
     t.wait_for_output(lambda o: o.count(">>> ") == 1, timeout=300)
     os.write(t.fd, b"Hi! My name is Ada.\r")
     t.wait_for_output(lambda o: o.count(">>> ") == 2, timeout=300)
