@@ -499,19 +499,6 @@ class GenerationStream:
         assert run.result is not None
         return run.result
 
-    def partial_result(self) -> GenerationResult:
-        """The result now, whether or not the generation ended: the text so far, and
-        ``cancelled`` (or how it ended). Usage counts are 0 until the backend reported them."""
-        run = self._run
-        if run.result is not None:
-            return run.result
-        return GenerationResult(
-            model_id=run.model_id, text="".join(run.parts), finish_reason="cancelled",
-            usage=Usage(0, 0),
-            timings=Timings(run.adapter.load_time_s,
-                            run.t_first - run.t_start if run.t_first is not None else None,
-                            None))
-
     async def aresult(self, timeout: float | None = None) -> GenerationResult:
         """``result()`` without blocking the event loop."""
         if not self._run.done.is_set():

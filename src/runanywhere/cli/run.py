@@ -8,7 +8,8 @@
   or Ctrl-D leaves. Ctrl-C stops the answer being written and returns to the prompt (what was
   written stays, in the history too); Ctrl-C at the prompt leaves with status 130.
 - Ctrl-C during a one-shot answer stops it at the next token, keeps what was printed and exits
-  130 (``--json``: the document, with ``finish_reason: "cancelled"``).
+  130 (``--json``: the document, with ``finish_reason: "cancelled"``); a second Ctrl-C exits at
+  once.
 - The model is pulled first when it is not cached, with the usual progress on stderr.
 - ``-v`` logs each answer's token counts, time to first token and decode rate on stderr.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +35,6 @@ if TYPE_CHECKING:
     from ..catalog import ModelMetadata
     from ..registry import ModelRegistry
 
-#: Seconds a Ctrl-C'd answer may take to report its end (the backend stops at its next token).
-STOP_WAIT = 1.0
 BYE = "/bye"
 
 
@@ -137,9 +137,12 @@ def _answer(stream: GenerationStream, *, echo: bool) -> tuple[GenerationResult, 
         sys.stdout.write("\n")
         sys.stdout.flush()
     try:
-        result = stream.result(STOP_WAIT if interrupted else None)
-    except TimeoutError:  # still in the prompt: report what there is
-        result = stream.partial_result()
+        # a cancelled generation ends at the backend's next token (its counts come with it)
+        result = stream.result()
+    except KeyboardInterrupt:  # a second Ctrl-C: do not wait for anything
+        sys.stderr.write("\nrunanywhere: interrupted again: exiting now\n")
+        sys.stderr.flush()
+        os._exit(130)
     t = result.timings
     log.info("%s: %d prompt tokens, %d generated (%s), first token after %s, %s tokens/s",
              result.model_id, result.usage.prompt_tokens, result.usage.completion_tokens,
