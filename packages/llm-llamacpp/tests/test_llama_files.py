@@ -163,6 +163,16 @@ def test_the_estimate_counts_weights_and_kv_cache_and_unloading_frees_it(
     assert reg.loaded_budget[1] == 0 and model.server is None and bigger.server is None
 
 
+def test_a_model_unloaded_as_soon_as_it_is_loaded_closes(chain_gguf: Path,
+                                                          tmp_path: Path) -> None:
+    # xllamacpp's server starts its loop after its constructor returns; one destroyed before
+    # that never stopped (a hung run): close() waits for the loop, every time
+    reg = registry_with(tmp_path / "home", {"chain": chain_gguf})
+    for _ in range(10):
+        model = reg.blocking().load_model("chain", "llama", n_ctx=256).unwrap()
+        assert reg.unload_model("chain") == 1 and model.server is None
+
+
 def test_the_budget_evicts_an_idle_llm_and_closes_it(chain_gguf: Path, tmp_path: Path) -> None:
     second = write_chain(tmp_path / "second.gguf", ["▁dog", "▁sat", "."])
     info = read_gguf(chain_gguf)

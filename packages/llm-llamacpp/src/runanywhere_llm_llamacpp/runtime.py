@@ -112,11 +112,28 @@ class LlamaModel:
         with self._cond:
             self._cond.wait_for(lambda: self._active == 0)
             server, self.server = self.server, None
+        if server is None:
+            return
+        _loop_started(server)
         del server  # the last reference: the C++ destructor stops its threads and frees
+
+    def __del__(self) -> None:
+        if getattr(self, "server", None) is not None:
+            self.close()  # in order (see _loop_started), not by the garbage collector's hand
 
     def __repr__(self) -> str:
         state = "closed" if self.server is None else f"n_ctx={self.n_ctx}"
         return f"<LlamaModel {self.path.name} {self.info.architecture} {state}>"
+
+
+def _loop_started(server: Any) -> None:
+    """Return once the server's task loop runs, by asking it for a one-token completion.
+
+    xllamacpp's ``Server()`` returns before its thread enters llama.cpp's loop, and the loop
+    sets itself running when it starts: a server destroyed in between (its ``terminate`` comes
+    first) never stops, and its destructor waits for it forever (seen as a hung test run on a
+    loaded machine, a model unloaded right after it was loaded)."""
+    server.handle_completions({"prompt": "a", "max_tokens": 1, "temperature": 0})
 
 
 class LlamaRuntime(BuiltinRuntime):
