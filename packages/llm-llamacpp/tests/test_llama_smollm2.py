@@ -142,9 +142,10 @@ def test_a_chat_keeps_its_history_and_ctrl_c_returns_to_the_prompt(world: list[s
     os.write(t.fd, b"Hi! My name is Ada.\r")
     t.wait_for_output(lambda o: o.count(">>> ") == 2, timeout=300)
     os.write(t.fd, b"Write a very long story about a dragon.\r")
-    t.wait_for_output(lambda o: len(o.split(">>> ")[-1].split()) >= 12, timeout=300)
+    # a few words of the answer (after the question, which the terminal echoes) then Ctrl-C
+    t.wait_for_output(lambda o: len(o.rsplit("dragon.", 1)[-1].split()) >= 6, timeout=300)
     t.ctrl_c()  # stops this answer, not the chat
-    t.wait_for_output(lambda o: o.count(">>> ") == 3, timeout=30)
+    t.wait_for_output(lambda o: o.count(">>> ") == 3, timeout=60)
     t.ctrl_c()  # at the prompt: leave
     assert t.wait(timeout=30) == 130
     counts = [int(n) for n in re.findall(r"(\d+) prompt tokens", t.output)]
