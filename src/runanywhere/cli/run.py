@@ -175,6 +175,9 @@ def _chat(llm: LLMAdapter, history: list[dict[str, str]], options: GenerationOpt
         turn = [*history, {"role": "user", "content": line}]
         try:
             result, _ = _answer(_ask(llm, turn, options), echo=True)
+        except KeyboardInterrupt:  # before the answer began: nothing to keep, back to the prompt
+            sys.stderr.write("\n")
+            continue
         except ModelError as e:  # a prompt too long for the context: say so, keep chatting
             sys.stderr.write(f"runanywhere: error: {e}\n")
             continue
