@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..registry import ModelRegistry
 
 BYE = "/bye"
+PROMPT = ">>> "
 
 
 def add_parser(command: Any, sub: Any) -> None:
@@ -157,11 +158,16 @@ def _chat(llm: LLMAdapter, history: list[dict[str, str]], options: GenerationOpt
         import readline  # noqa: F401  (line editing and history for input())
     sys.stderr.write(f"Chatting with {llm.model_id}: {BYE} or Ctrl-D to leave, Ctrl-C stops"
                      " an answer.\n")
+    # At a terminal, input() shows the prompt itself, once readline has the terminal: a Ctrl-D
+    # typed as soon as the prompt shows is then an end of file, not a byte lost in the switch.
+    # With stdout redirected, the prompt goes to stderr (stdout carries only the answers).
+    own_prompt = sys.stdout.isatty()
     while True:
-        sys.stderr.write(">>> ")
-        sys.stderr.flush()
+        if not own_prompt:
+            sys.stderr.write(PROMPT)
+            sys.stderr.flush()
         try:
-            line = input()
+            line = input(PROMPT if own_prompt else "")
         except EOFError:
             sys.stderr.write("\n")
             return 0
