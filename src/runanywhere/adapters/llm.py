@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -330,6 +331,9 @@ class _Run:
                          name=f"runanywhere-llm-{self.model_id}").start()
 
     def _work(self) -> None:
+        # Ctrl-C is for the main thread (KeyboardInterrupt): one delivered here would wake
+        # nobody, and a reader blocked elsewhere (a chat's prompt) would never see it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         slots = self.adapter.slots()
         if not slots.acquire(self.cancelled):
             self._finish(Completion("stop"))

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import atexit
 import secrets
+import signal
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +129,19 @@ class LlamaModel:
         return f"<LlamaModel {self.path.name} {self.info.architecture} {state}>"
 
 
+@contextmanager
+def _signals_for_the_main_thread() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in this thread while llama.cpp starts its threads, which
+    inherit the mask: a Ctrl-C then always reaches a thread that can take it (Python raises
+    KeyboardInterrupt in the main thread), never a llama.cpp thread, where it woke nothing (a
+    chat waiting at its prompt missed one Ctrl-C in about twenty)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _loop_started(server: Any) -> None:
     """Return once the server's task loop runs, by asking it for a one-token completion.
 
@@ -165,7 +181,8 @@ class LlamaRuntime(BuiltinRuntime):
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
         try:
-            server = xlc.Server(params)
+            with _signals_for_the_main_thread():
+                server = xlc.Server(params)
         except Exception as e:  # llama.cpp says only "Failed to init server"
             raise ModelLoadError(f"llama.cpp could not load {target} (n_ctx={n_ctx}): {e}"
                                  ) from e
