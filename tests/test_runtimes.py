@@ -214,8 +214,9 @@ def test_default_runtime_for_each_format() -> None:
     assert default_runtime_for("tensorflow") == "tflite"
     assert default_runtime_for("pytorch") == "torchscript"
     assert default_runtime_for("safetensors") == "safetensors"
-    with pytest.raises(ModelError, match="no default runtime for format 'gguf'"):
-        default_runtime_for("gguf")
+    assert default_runtime_for("gguf") == "llama"  # from the llm-llamacpp package
+    with pytest.raises(ModelError, match="no default runtime for format 'custom'"):
+        default_runtime_for("custom")
 
 
 def _fake_entry_points(monkeypatch: pytest.MonkeyPatch, *eps: importlib.metadata.EntryPoint
@@ -267,3 +268,17 @@ def test_importing_runtimes_and_adapters_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_packaged_runtime_that_is_not_installed_names_its_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_entry_points(monkeypatch)  # no plugin installed at all
+    with pytest.raises(RuntimeUnavailableError,
+                       match=r"runtime 'llama' is not installed: pip install runanywhere-llm-llamacpp"
+                             r" \(or pip install 'runanywhere\[llm\]'\)"):
+        get_runtime("llama")
+    from runanywhere.adapters import ADAPTERS, get_adapter
+
+    monkeypatch.setattr(type(ADAPTERS), "entry_points", lambda self: {})
+    with pytest.raises(RuntimeUnavailableError, match=r"adapter 'llama' is not installed"):
+        get_adapter("llama")

@@ -17,6 +17,10 @@ the process exit status the CLI uses for it (``exit_code``)::
     ├── UnknownRuntimeError             2   name, known (also LookupError)
     ├── UnknownAdapterError             2   name, known (also LookupError)
     ├── ModelLoadError                  1
+    │   └── InvalidModelFileError       1   path (not what its format says: truncated, foreign)
+    ├── GenerationError                 1   (an LLM could not produce text)
+    │   ├── PromptTooLongError          1   prompt_tokens, context (also ValueError)
+    │   └── InvalidOptionError          2   (also ValueError)
     ├── AudioError                      1   path (also ValueError)
     ├── SynthesisError                  1
     ├── TranscriptionError              1
@@ -159,6 +163,35 @@ class ModelLoadError(ModelError):
     """The runtime is installed but could not load the model (bad bytes, bad options)."""
 
 
+class InvalidModelFileError(ModelLoadError):
+    """A model file is not what its format promises (truncated, another format, a model kind
+    the runtime cannot run): found before any runtime is handed the file. ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message)
+
+
+class GenerationError(ModelError):
+    """A language model could not produce text (the runtime reported a failure)."""
+
+
+class PromptTooLongError(GenerationError, ValueError):
+    """The prompt (with the chat history and template) does not fit the model's context."""
+
+    def __init__(self, message: str, *, prompt_tokens: int | None = None,
+                 context: int | None = None) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.context = context
+        super().__init__(message)
+
+
+class InvalidOptionError(GenerationError, ValueError):
+    """A generation option or chat message is out of range or malformed."""
+
+    exit_code = 2
+
+
 class CacheError(ModelError):
     """The cache cannot do what was asked (newer index schema, entry in use, ...)."""
 
@@ -211,14 +244,18 @@ __all__ = [
     "CacheError",
     "DownloadCancelledError",
     "DownloadError",
+    "GenerationError",
     "InsufficientStorageError",
     "IntegrityError",
     "InvalidCatalogError",
+    "InvalidModelFileError",
+    "InvalidOptionError",
     "ModelError",
     "ModelLoadError",
     "ModelNotFoundError",
     "OfflineError",
     "PluginNotInstalledError",
+    "PromptTooLongError",
     "RuntimeUnavailableError",
     "ServeError",
     "SynthesisError",

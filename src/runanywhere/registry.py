@@ -69,6 +69,22 @@ def _session_key(model_id: str, runtime: str | None, options: Mapping[str, Any])
     return model_id, runtime or "", repr(sorted(options.items()))
 
 
+def _memory_cost(runtime: Any, session: Any, meta: ModelMetadata) -> int:
+    """The bytes a loaded session counts against the budget: the runtime's estimate where it
+    gives one, else the catalog's run-time memory, else the download size."""
+    estimate = getattr(runtime, "memory_estimate", None)
+    if callable(estimate):
+        n = estimate(session)
+        if n:
+            return int(n)
+    return meta.requirements.memory if meta.requirements else meta.size
+
+
+def _closer(runtime: Any, session: Any) -> Callable[[], None] | None:
+    close = getattr(runtime, "close", None)
+    return (lambda: close(session)) if callable(close) else None
+
+
 class ModelRegistry:
     _instance: ModelRegistry | None = None
     _instance_lock = threading.Lock()
@@ -205,9 +221,9 @@ class ModelRegistry:
                          ) -> Result[Any, ModelError]:
         """Download if needed, then load into a runtime (cached per model, runtime, options).
 
-        Loaded sessions stay within ``Settings.max_loaded_memory`` (each costs its model's
-        ``requirements.memory``, else its size): the least recently used one no adapter holds
-        is unloaded to make room."""
+        Loaded sessions stay within ``Settings.max_loaded_memory`` (each costs its runtime's
+        ``memory_estimate``, else its model's ``requirements.memory``, else its size): the
+        least recently used one no adapter holds is unloaded (and closed) to make room."""
         key = _session_key(model_id, runtime, options)
         session = self._loaded.get(key)
         if session is not None:
@@ -227,10 +243,13 @@ class ModelRegistry:
             except BaseException:
                 cache.release(model_id)
                 raise
-            cost = meta.requirements.memory if meta.requirements else meta.size
-            kept = self._loaded.add(key, session, cost)
+            kept = self._loaded.add(key, session, _memory_cost(rt, session, meta),
+                                    _closer(rt, session))
             if kept is not session:  # a concurrent call loaded it first: one session, one hold
                 cache.release(model_id)
+                close = _closer(rt, session)
+                if close is not None:
+                    close()
             return Result.ok(kept)
         except ModelError as e:
             return Result.err(e)

@@ -20,6 +20,15 @@ resolved through the same table.
 
 Importing this package is cheap: the base types come from ``.base`` (no numpy); the TTS base
 and audio helpers (numpy) and the adapters themselves load on first use.
+
+The LLM task interface (``LLMAdapter``, ``GenerationStream``, ``GenerationResult``, its events)
+lives in ``.llm`` and is re-exported here, loaded on first use.
+
+An adapter class may describe a cached model for ``runanywhere info`` with an optional
+``describe(path, meta) -> dict[str, str]`` classmethod (``BaseAdapter.describe``): what its
+files say about themselves (a GGUF's architecture, parameters, context length, ...), read
+without loading the model; ``info`` calls it when the model is cached and the adapter
+installed.
 """
 
 from __future__ import annotations
@@ -56,6 +65,21 @@ from .stt import SegmentedSTTAdapter, Transcription, TranscriptionStream, transc
 
 if TYPE_CHECKING:
     from .audio import read_audio, read_wav, save_wav
+    from .llm import (
+        ChatMessage,
+        Completion,
+        Emit,
+        FairSlots,
+        FirstToken,
+        GenerationDone,
+        GenerationOptions,
+        GenerationResult,
+        GenerationStream,
+        LLMAdapter,
+        LLMRequest,
+        Timings,
+        Usage,
+    )
     from .tts import TTSBase, split_sentences
 
 ENTRY_POINT_GROUP = "runanywhere.adapters"
@@ -86,6 +110,10 @@ _LAZY = {
     "read_wav": "runanywhere.adapters.audio",
     "read_audio": "runanywhere.adapters.audio",
     "save_wav": "runanywhere.adapters.audio",
+    **{name: "runanywhere.adapters.llm" for name in (
+        "ChatMessage", "Completion", "Emit", "FairSlots", "FirstToken", "GenerationDone",
+        "GenerationOptions", "GenerationResult", "GenerationStream", "LLMAdapter", "LLMRequest",
+        "Timings", "Usage")},
 }
 
 #: The adapter classes that lived here before they became packages: class name -> adapter name.
@@ -147,7 +175,18 @@ __all__ = [
     "AudioChunk",
     "BaseAdapter",
     "CommonEvent",
+    "ChatMessage",
+    "Completion",
+    "Emit",
     "Event",
+    "FairSlots",
+    "FirstToken",
+    "GenerationDone",
+    "GenerationOptions",
+    "GenerationResult",
+    "GenerationStream",
+    "LLMAdapter",
+    "LLMRequest",
     "ModelLoaded",
     "ModelLoading",
     "PluginNotInstalledError",
@@ -163,11 +202,13 @@ __all__ = [
     "TTSAdapter",
     "TTSBase",
     "TTSEvent",
+    "Timings",
     "Transcript",
     "TranscriptSegment",
     "Transcription",
     "TranscriptionStream",
     "UnknownAdapterError",
+    "Usage",
     "VADAdapter",
     "VADEvent",
     "available_adapters",

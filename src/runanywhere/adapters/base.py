@@ -376,6 +376,15 @@ class BaseAdapter(Generic[EventsT]):
         self._dispatch(AdapterError(err, model_id or None))
         return Result.err(err)
 
+    @classmethod
+    def describe(cls, path: Path, meta: Any) -> dict[str, str]:
+        """What a cached model's files say about themselves, for ``runanywhere info`` (label ->
+        value, read without loading the model; ``meta`` is its ``ModelMetadata``). Nothing by
+        default; an adapter overrides it (the llama adapter: a GGUF's architecture, parameters,
+        context length, quantization, chat template). Raises a ``ModelError`` for a file that
+        is not what its format says."""
+        return {}
+
     @property
     def is_loaded(self) -> bool:
         return self.model is not None

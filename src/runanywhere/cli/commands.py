@@ -52,7 +52,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler = {
         "list": cmd_list, "info": cmd_info, "pull": cmd_pull, "cache": cmd_cache,
         "import": cmd_import, "load": cmd_load, "serve": cmd_serve,
-        "transcribe": cmd_transcribe,
+        "transcribe": cmd_transcribe, "run": cmd_run,
     }[args.command]
     return handler(args, registry)
 
@@ -110,9 +110,11 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     m = reg.require_model(args.id)
     entry = reg.cache.entry(m.id)
     recorded = {r.path: r for r in reg.cache.trusted_hashes(m.id)}
+    details = _details(m, entry.path if entry else None)
     if args.json:
         doc = _model_summary(m)
         doc["cached"] = entry.to_dict() if entry else None
+        doc["details"] = details
         doc["recorded_hashes"] = [r.to_dict() for r in recorded.values()]
         choice = adapter_choice(m.adapter_name)
         doc["adapter_name"] = choice.name
@@ -134,6 +136,7 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         ("archive", m.archive or "-"), ("catalog", m.source),
         ("cached", str(entry.path) if entry else "no"),
         ("adapter", adapter_choice(m.adapter_name).describe()),
+        *details.items(),
     ]
     if m.description:
         lines.append(("description", m.description))
@@ -156,6 +159,33 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         for mirror in f.mirrors:
             print(f"    mirror: {mirror}")
     return 0
+
+
+def cmd_run(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from .run import cmd_run as run
+
+    return run(args, reg)
+
+
+def _details(meta: ModelMetadata, path: Path | None) -> dict[str, str]:
+    """What a cached model's files say about themselves, from its adapter's optional
+    ``describe(path, meta)`` (a GGUF's architecture, parameters, ...): nothing when the model
+    is not cached or its adapter not installed; one ``error`` line when the file cannot be
+    read."""
+    from ..adapters import get_adapter
+
+    if path is None or meta.adapter_name is None:
+        return {}
+    try:
+        describe = getattr(get_adapter(meta.adapter_name), "describe", None)
+    except ModelError:  # the adapter is not installed: the catalog's facts only
+        return {}
+    if not callable(describe):
+        return {}
+    try:
+        return {str(k): str(v) for k, v in describe(path, meta).items()}
+    except ModelError as e:
+        return {"error": str(e)}
 
 
 # -- pull ------------------------------------------------------------------------------------------

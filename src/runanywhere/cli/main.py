@@ -182,6 +182,10 @@ def build_parser() -> Parser:
 
     add_transcribe(command, sub)
 
+    from .run import add_parser as add_run
+
+    add_run(command, sub)
+
     s = command(sub, "demo", "offline end-to-end demo with a real model")
     s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
     return p

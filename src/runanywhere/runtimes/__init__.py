@@ -10,6 +10,13 @@ A runtime is a small object with a ``name``, the pip ``extra`` that installs its
        [project.entry-points."runanywhere.runtimes"]
        openvino = "my_pkg.runtime:OpenVinoRuntime"   # a class (built with no arguments) or object
 
+Two optional methods let the registry keep a runtime's models within the loaded-model budget
+(``Settings.max_loaded_memory``): ``memory_estimate(session) -> int | None``, the bytes a loaded
+session takes (the llama runtime: weights plus the KV cache of the context it was opened with;
+without it a model costs its catalog ``requirements.memory``, else its size), and
+``close(session)``, which frees a session the registry unloads (on eviction for room,
+``unload_model`` or ``clear_cache``).
+
 Nothing heavy is imported here: each runtime imports its library inside ``load``. Asking for a
 runtime whose library is missing raises :class:`~runanywhere.errors.RuntimeUnavailableError`
 naming the extra (``pip install 'runanywhere[onnx]'``); an unknown name raises
@@ -50,8 +57,15 @@ ALIASES: dict[str, str] = {
     "torch": "torchscript",
 }
 
+#: Runtimes the project ships in adapter packages: name -> (distribution, the core's extra), so
+#: asking for one that is not installed names the package instead of "unknown runtime".
+KNOWN_RUNTIMES: dict[str, tuple[str, str]] = {
+    "ctranslate2": ("runanywhere-stt-whisper", "stt"),
+    "llama": ("runanywhere-llm-llamacpp", "llm"),
+}
+
 RUNTIMES = PluginTable(ENTRY_POINT_GROUP, "runtime", BUILTIN_RUNTIMES, UnknownRuntimeError,
-                       ALIASES)
+                       ALIASES, not_installed=KNOWN_RUNTIMES)
 
 #: Catalog ``format`` -> the runtime that loads it by default.
 _DEFAULT_FOR_FORMAT: dict[str, str] = {
@@ -60,8 +74,9 @@ _DEFAULT_FOR_FORMAT: dict[str, str] = {
     "tensorflow": "tflite",
     "pytorch": "torchscript",
     "safetensors": "safetensors",
-    # Provided by the runanywhere-stt-whisper package (an entry point), not built in.
-    "ctranslate2": "ctranslate2",
+    # Provided by adapter packages (entry points), not built in.
+    "ctranslate2": "ctranslate2",  # runanywhere-stt-whisper (extra ``stt``)
+    "gguf": "llama",  # runanywhere-llm-llamacpp (extra ``llm``)
 }
 
 
@@ -137,6 +152,7 @@ __all__ = [
     "ALIASES",
     "BUILTIN_RUNTIMES",
     "ENTRY_POINT_GROUP",
+    "KNOWN_RUNTIMES",
     "RUNTIMES",
     "BuiltinRuntime",
     "Runtime",

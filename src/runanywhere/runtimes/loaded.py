@@ -1,11 +1,14 @@
 """Loaded models under a memory budget: the design note's "automatic eviction prevents memory
 overflow", for models loaded into runtimes.
 
-A model costs what it says it needs at run time (``requirements.memory``), or its download size
-when the catalog says nothing, once however many sessions it has (Whisper's encoder and decoder,
-SpeechT5's three graphs). Loading a model that does not fit unloads the least recently used
-models that nobody holds (an adapter holds the model it runs on, until it is garbage-collected);
-a model bigger than the whole budget is still loaded, alone, with a warning, rather than refused.
+A model costs what its runtime estimates a loaded session takes (``memory_estimate``: the llama
+runtime counts weights plus the KV cache of its context), else what the catalog says it needs at
+run time (``requirements.memory``), else its download size, once however many sessions it has
+(Whisper's encoder and decoder, SpeechT5's three graphs). Loading a model that does not fit
+unloads the least recently used models that nobody holds (an adapter holds the model it runs on,
+until it is garbage-collected); a model bigger than the whole budget is still loaded, alone, with
+a warning, rather than refused. A session that leaves is closed by its runtime's ``close`` when
+it has one (freeing the memory now, not when the garbage collector gets to it).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class Loaded:
     sessions: dict[SessionKey, Any] = field(default_factory=dict)
     last_used: float = field(default_factory=time.time)
     holders: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+    #: How to free each session when it leaves (its runtime's ``close``), where there is one.
+    closers: dict[SessionKey, Callable[[], None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {"id": self.model_id, "bytes": self.cost,
@@ -67,15 +72,19 @@ class LoadedSessions:
                 self._models.move_to_end(key[0])
             return session
 
-    def add(self, key: SessionKey, session: Any, cost: int) -> Any:
+    def add(self, key: SessionKey, session: Any, cost: int,
+            close: Callable[[], None] | None = None) -> Any:
         """Keep ``session`` (or return the one a concurrent call kept first, which the caller
-        then uses instead), unloading the models that must go to make room."""
+        then uses instead), unloading the models that must go to make room. ``close`` frees
+        ``session`` when it leaves."""
         mid = key[0]
         gone: list[Loaded] = []
         with self._lock:
             model = self._models.get(mid)
             if model is not None:
                 earlier = model.sessions.setdefault(key, session)
+                if earlier is session and close is not None:
+                    model.closers[key] = close
                 model.last_used = time.time()
                 self._models.move_to_end(mid)
                 return earlier
@@ -91,12 +100,24 @@ class LoadedSessions:
                 log.warning("loading %s needs %d bytes; with what is held the loaded models"
                             " take %d of a budget of %d bytes", mid, cost, used + cost,
                             self.budget)
-            self._models[mid] = Loaded(mid, cost, {key: session})
+            self._models[mid] = Loaded(mid, cost, {key: session},
+                                       closers={key: close} if close is not None else {})
         for victim in gone:
             log.info("unloaded %s to stay within the memory budget", victim.model_id)
-            for _ in victim.sessions:
-                self._on_unload(victim.model_id)
+            for k in victim.sessions:
+                self._close(victim, k)
         return session
+
+    def _close(self, model: Loaded, key: SessionKey) -> None:
+        """A session left: free it, then drop its cache hold (never under the lock)."""
+        close = model.closers.pop(key, None)
+        try:
+            if close is not None:
+                close()
+        except Exception:  # freeing must not stop the unloading of the rest
+            log.exception("closing %s (%s) failed", model.model_id, key[1])
+        finally:
+            self._on_unload(model.model_id)
 
     def hold(self, model_id: str, holder: object) -> None:
         """``holder`` runs on the model: it is not unloaded for room while ``holder`` lives."""
@@ -116,8 +137,8 @@ class LoadedSessions:
                 del model.sessions[k]
             if not model.sessions:
                 del self._models[model_id]
-        for _ in keys:
-            self._on_unload(model_id)
+        for k in keys:
+            self._close(model, k)
         return len(keys)
 
     def models(self) -> list[str]:
