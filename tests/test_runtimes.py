@@ -274,8 +274,8 @@ def test_a_packaged_runtime_that_is_not_installed_names_its_extra(
         monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_entry_points(monkeypatch)  # no plugin installed at all
     with pytest.raises(RuntimeUnavailableError,
-                       match=r"runtime 'llama' is not installed: pip install runanywhere-llm-llamacpp"
-                             r" \(or pip install 'runanywhere\[llm\]'\)"):
+                       match=r"runtime 'llama' is not installed: pip install"
+                             r" runanywhere-llm-llamacpp \(or pip install 'runanywhere\[llm\]'\)"):
         get_runtime("llama")
     from runanywhere.adapters import ADAPTERS, get_adapter
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_gguf import write_chain
 
 from harness.nginx import Nginx, Route, nginx_binary
 from runanywhere import ModelRegistry, Settings
-from tiny_gguf import write_chain
 
 
 def sha256_of(path: Path) -> str:

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
 from llm_support import llm_entry, registry_with, write_catalog
-from support.terminal import Terminal, cli_argv
 from tiny_gguf import EURO_TEXT
+
+from support.terminal import Terminal, cli_argv
 
 
 @pytest.fixture(scope="module")

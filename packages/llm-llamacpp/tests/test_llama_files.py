@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
 from llm_support import llm_entry, registry_with, write_catalog
+from tiny_gguf import write_chain, write_random
+
 from runanywhere.errors import InvalidModelFileError, ModelError, ModelLoadError
 from runanywhere_llm_llamacpp import LlamaAdapter, LlamaModel, read_gguf
 from runanywhere_llm_llamacpp.runtime import ModelUnloaded
-from tiny_gguf import write_chain, write_random
 
 # -- the header ------------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from harness.nginx import Nginx
 from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
 from llm_support import foreground, write_catalog
+
+from harness.nginx import Nginx
 from runanywhere.catalog import load_builtin
 from support.terminal import Terminal, cli_argv
 from support.wheels import SMOLLM2, real_file

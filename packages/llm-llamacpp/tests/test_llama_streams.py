@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
 from llm_support import llm_entry, registry_with, write_catalog
+from tiny_gguf import EURO_TEXT, write_random
+
 from runanywhere.adapters import (
     FairSlots,
     FirstToken,
@@ -25,7 +26,6 @@ from runanywhere.adapters import (
 )
 from runanywhere.errors import InvalidOptionError, ModelError, PromptTooLongError
 from runanywhere_llm_llamacpp import LlamaAdapter
-from tiny_gguf import EURO_TEXT, write_random
 
 LONG = 3900  # more tokens than any test reads: a generation that only a cancel ends early
 

@@ -36,7 +36,7 @@ async def llm_step(work: Path, settings: Settings) -> list[str]:
     """Run the step; returns what it did (or why it could not), a line each."""
     from ..adapters import get_adapter
     from ..registry import ModelRegistry
-    from .devserver import Origin
+    from ..serve.devserver import Origin
 
     gguf = find_smollm2()
     if gguf is None:
