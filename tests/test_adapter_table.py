@@ -22,9 +22,10 @@ from runanywhere.adapters import (
 )
 from runanywhere.errors import RuntimeUnavailableError
 
-#: What the core's adapters package may hold: the base types, events, audio and TTS helpers,
-#: the round-trip pipeline, the inventory; no adapter.
-CORE_MODULES = {"__init__.py", "audio.py", "base.py", "inventory.py", "roundtrip.py", "tts.py"}
+#: What the core's adapters package may hold: the base types, events, the LLM/STT/TTS task
+#: interfaces, audio helpers, the round-trip pipeline, the inventory; no adapter.
+CORE_MODULES = {"__init__.py", "audio.py", "base.py", "inventory.py", "llm.py", "roundtrip.py",
+                "stt.py", "tts.py"}
 
 
 def only_entry_points(monkeypatch: pytest.MonkeyPatch,
