@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.nginx import Nginx, Route, nginx_binary
+from support import fault_server as fs
 
 #: huggingface_hub's own tests of the Hub stand-in run in a process of their own (it reads
 #: HF_ENDPOINT once, at import): test_sources.py starts them with RUNANYWHERE_HUB_FIDELITY=1.
@@ -51,6 +52,14 @@ def nginx(origin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def fault_server() -> Iterator[fs.FaultServer]:
+    """The tests' own misbehaving HTTP server on 127.0.0.1 (``support/fault_server.py``), one per
+    test module: each module names its own paths, and its request log starts empty."""
+    with fs.running() as server:
+        yield server
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.net import free_ports
 from harness.seaweed import READER_KEY, READER_SECRET, SeaweedFS, weed_binary
 from runanywhere import ModelRegistry, Settings
@@ -35,6 +34,7 @@ from runanywhere.errors import DownloadCancelledError, ModelError, RuntimeUnavai
 from runanywhere.logs import reset_warnings
 from runanywhere.progress import ProgressTracker
 from runanywhere.shared import (
+    SharedConfig,
     SharedLocation,
     SharedTier,
     push_models,
@@ -44,8 +44,9 @@ from runanywhere.shared import (
     upload_after_publish,
 )
 from runanywhere.shared.client import load_boto3
-from runanywhere.transfer.fetch import FetchConfig, FetchedFile, FileFetch
+from runanywhere.transfer import FetchConfig, FetchedFile, FileFetch
 from runanywhere.transfer.sources import fetch_file, fetch_from_shared
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.tamper import flipped
 
@@ -88,7 +89,7 @@ def make_tier(url: str) -> Iterator[Callable[..., SharedTier]]:
     def make(query: str = "", **kw: Any) -> SharedTier:
         kw.setdefault("poll_interval", 0.05)
         kw.setdefault("max_poll_interval", 0.2)
-        t = SharedTier(url + query, **kw)
+        t = SharedTier(url + query, SharedConfig(**kw))
         made.append(t)
         return t
 

@@ -18,20 +18,20 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.net import free_port
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadError, InvalidCatalogError, OfflineError
+from runanywhere.retry import RetriesExhausted, RetryPolicy, TransientError
 from runanywhere.transfer.http import Client, get_small
-from runanywhere.transfer.retry import TransientError
 from support import fault_server as fs
 from support.blackhole import blackhole, connecting
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import make_registry
@@ -39,12 +39,6 @@ from support.terminal import cli_argv
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 Catalog = Callable[[list[dict[str, Any]]], Path]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def estimated(model_id: str, url: str, data: bytes) -> dict[str, Any]:
@@ -61,11 +55,15 @@ def test_a_refused_connection_is_worth_a_retry() -> None:
         client.get(url)
     assert url in str(e.value) and "ConnectionRefusedError" in str(e.value)
     with pytest.raises(TransientError):
-        get_small(url)
+        get_small(url, retry=None)
+    with pytest.raises(RetriesExhausted) as gave_up:  # a small document is retried, then typed
+        get_small(url, retry=RetryPolicy(attempts=2, delay=0.0))
+    assert isinstance(gave_up.value.last, TransientError)
+    assert "gave up after 2 retries" in str(gave_up.value)
 
 
-def test_an_answer_that_is_not_http_is_worth_a_retry(server: FaultServer) -> None:
-    url = server.add("not-http", b"x", then=fs.garbage())
+def test_an_answer_that_is_not_http_is_worth_a_retry(fault_server: FaultServer) -> None:
+    url = fault_server.add("not-http", b"x", then=fs.garbage())
     with Client(timeout=5.0) as client, pytest.raises(TransientError) as e:
         client.get(url)
     assert "BadStatusLine" in str(e.value) and "\n" not in str(e.value)
@@ -81,7 +79,7 @@ def test_a_malformed_url_is_final() -> None:
 RESOLVER_DOWN = """
 from runanywhere.errors import DownloadError
 from runanywhere.transfer.http import Client
-from runanywhere.transfer.retry import TransientError
+from runanywhere.retry import TransientError
 try:
     Client(timeout=5.0).get("http://model-host.test/model.onnx")
 except TransientError as e:
@@ -135,19 +133,19 @@ def test_a_malformed_hub_reference_is_an_invalid_catalog_error(home: Path) -> No
     assert isinstance(r.error, InvalidCatalogError) and "'hf://owner'" in str(r.error)
 
 
-def test_offline_a_url_without_a_hash_asks_nothing(server: FaultServer, home: Path) -> None:
-    url = server.add("offline.onnx", os.urandom(1000))
+def test_offline_a_url_without_a_hash_asks_nothing(fault_server: FaultServer, home: Path) -> None:
+    url = fault_server.add("offline.onnx", os.urandom(1000))
     reg = ModelRegistry(home=home, include_builtin=False, offline=True)
     r = asyncio.run(reg.fetch(url, trust_first_use=True))
     assert isinstance(r.error, OfflineError) and "offline" in str(r.error)
-    assert server.requests("/offline.onnx") == 0
+    assert fault_server.requests("/offline.onnx") == 0
     assert not (home / "sources.json").exists() and check_cache(home) == []
 
 
 def test_pull_json_reports_a_protocol_error_as_a_download_error(
-        server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
     data = os.urandom(1000)
-    url = server.add("cli-not-http", data, fs.garbage(), then=fs.status(404))
+    url = fault_server.add("cli-not-http", data, fs.garbage(), then=fs.status(404))
     cat = write_catalog([estimated("cli-not-http", url, data)])
     r = subprocess.run(cli_argv("--home", str(home), "--catalog", str(cat), "pull",
                                 "cli-not-http", "--json"),

@@ -3,6 +3,8 @@
 Every module logs through ``logging.getLogger("runanywhere")`` (or a child of it); the CLI's
 ``-v``/``-vv`` turn on INFO/DEBUG. A degraded mode or a tier that steps aside warns once per
 process and key, then speaks at DEBUG, so a loop over many models does not repeat itself.
+
+Modules log through :func:`logger` (their own child logger) or ``log``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 
-log = logging.getLogger("runanywhere")
+
+def logger(name: str) -> logging.Logger:
+    """The logger ``name`` (a child of ``runanywhere``)."""
+    return logging.getLogger(name)
+
+
+log = logger("runanywhere")
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()

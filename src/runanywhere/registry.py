@@ -88,11 +88,9 @@ class ModelRegistry:
         self.catalog = Catalog.from_settings(s, include_builtin=include_builtin,
                                              fetch=lambda url: _fetch_catalog(url, s))
         if loader_options.get("fetch_config") is not None:
-            from .transfer.loader import check_durable, with_connections
+            from .transfer.config import check_config
 
-            given = loader_options["fetch_config"]
-            check_durable(given, s)  # now, not at the first download
-            with_connections(given, given, s)
+            check_config(loader_options["fetch_config"], s)  # now, not at the first download
         self._loader_options = loader_options
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None
@@ -298,7 +296,7 @@ class ModelRegistry:
                 raise InvalidCatalogError("--sha256 and --size do not apply to hf://"
                                           " references: the Hub's API gives both")
             entry = hub_entry(source, model_id=model_id, include=include, exclude=exclude,
-                              settings=self.settings)
+                              settings=self.settings, config=self.loader.config)
         else:
             if not sha256 and not trust_first_use:
                 raise InvalidCatalogError(

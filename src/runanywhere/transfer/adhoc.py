@@ -25,7 +25,7 @@ from ..catalog.hub import HubRef, is_hub_url
 from ..catalog.parse import normalize_hash, validate_id
 from ..errors import DownloadError, InvalidCatalogError, OfflineError
 from ..settings import Settings
-from .fetch import FetchConfig
+from .config import Auth, FetchConfig, Stalls
 from .hub import Hub, hub_token, token_origins
 from .probe import probe_size
 
@@ -79,9 +79,9 @@ def probe_size_of(url: str, settings: Settings, config: FetchConfig | None = Non
     if settings.offline:
         raise OfflineError(f"{url} is not in the cache, and learning its size needs the"
                            " network while offline mode is on (RUNANYWHERE_OFFLINE / --offline)")
-    config = config or FetchConfig(timeout=30.0)
-    if config.token is None:  # a token of the caller's own keeps its own origins
-        config = replace(config, token=hub_token(settings), token_origins=token_origins(settings))
+    config = config or FetchConfig(stalls=Stalls(timeout=30.0))
+    if config.auth.token is None:  # a token of the caller's own keeps its own origins
+        config = replace(config, auth=Auth(hub_token(settings), token_origins(settings)))
     try:
         return probe_size([url], config, threading.Event()).total
     except DownloadError as e:
@@ -92,14 +92,16 @@ def probe_size_of(url: str, settings: Settings, config: FetchConfig | None = Non
 
 
 def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
-              exclude: Sequence[str], settings: Settings) -> dict[str, Any]:
+              exclude: Sequence[str], settings: Settings, config: FetchConfig | None = None
+              ) -> dict[str, Any]:
     """An entry for an ``hf://`` file, folder or repository, pinned to the commit its revision
-    names now, with each file's size and the hash the Hub publishes for it."""
+    names now, with each file's size and the hash the Hub publishes for it. The API is asked
+    under the loader's retry policy (``config``), or the default one."""
     try:
         ref = HubRef.parse(ref_text)
     except ValueError as e:  # the message names the reference
         raise InvalidCatalogError(str(e)) from None
-    with Hub(settings) as hub:
+    with Hub(settings, retry=config.retry if config is not None else None) as hub:
         found = hub.resolve(ref, include, exclude)
     pinned, commit = found.ref, found.commit
     repo_name = ref.repo.split("/", 1)[1]

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import DownloadError
-from .retry import TransientError
+from ..retry import RETRY_STATUSES, RetryPolicy, TransientError, retry_after_seconds
 
 MAX_REDIRECTS = 10
 #: Above http.client's read buffer (``io.DEFAULT_BUFFER_SIZE``, 8 KiB): a ``readinto1`` this
@@ -51,6 +51,8 @@ REDIRECT_CODES = {301, 302, 303, 307, 308}
 USER_AGENT = "runanywhere/0.1 (+python)"
 #: (scheme, host, port): where a bearer token may go.
 Origin = tuple[str, str, int]
+#: How small documents are retried unless the caller says otherwise.
+DEFAULT_RETRY = RetryPolicy()
 #: How often a connect in progress looks at its request's abort flag.
 CONNECT_SLICE = 0.25
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN,
@@ -470,22 +472,43 @@ def _connect_in_slices(sock: socket.socket, addr: tuple[Any, ...], timeout: floa
 
 
 def get_small(url: str, headers: dict[str, str] | None = None, *, timeout: float = 30.0,
-              limit: int = 16 * 2**20, client: Client | None = None
+              limit: int = 16 * 2**20, client: Client | None = None,
+              retry: RetryPolicy | None = DEFAULT_RETRY, cancel: threading.Event | None = None
               ) -> tuple[int, http.client.HTTPMessage, bytes]:
     """GET a small document (an API answer, a catalog): ``(status, headers, body)``, the body
-    read whole (at most ``limit`` bytes; more is an error, not a truncation). Raises only
-    ``DownloadError`` (as :meth:`Client.get`)."""
+    read whole (at most ``limit`` bytes; more is an error, not a truncation).
+
+    A failure that may heal, and an answer with a status of ``RETRY_STATUSES`` (with its
+    ``Retry-After``), is tried again under ``retry`` (None: one try). Raises only
+    ``DownloadError`` (as :meth:`Client.get`; :class:`~.retry.RetriesExhausted` when every try
+    failed) and ``DownloadCancelledError`` when ``cancel`` is set during a wait."""
     own = client is None
     c = client or Client(timeout=timeout)
     try:
-        resp = c.get(url, headers)
-        try:
-            body = resp.read_small(limit + 1)
-        finally:
-            resp.close()
+        def once() -> tuple[int, http.client.HTTPMessage, bytes]:
+            answer = _get_small_once(c, url, headers, limit)
+            status, hdrs, body = answer
+            if status in RETRY_STATUSES:
+                detail = " ".join(body[:80].decode(errors="replace").split())
+                raise TransientError(f"{url} answered HTTP {status}"
+                                     + (f": {detail}" if detail else ""), url=url,
+                                     status=status,
+                                     retry_after=retry_after_seconds(hdrs.get("Retry-After")))
+            return answer
+
+        return retry.call(once, cancel=cancel) if retry is not None else once()
     finally:
         if own:
             c.close()
+
+
+def _get_small_once(client: Client, url: str, headers: dict[str, str] | None, limit: int
+                    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+    resp = client.get(url, headers)
+    try:
+        body = resp.read_small(limit + 1)
+    finally:
+        resp.close()
     if len(body) > limit:
         raise DownloadError(f"{url} answered more than {limit} bytes", url=url)
     return resp.status, resp.headers, body

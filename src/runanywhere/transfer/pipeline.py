@@ -28,7 +28,8 @@ from ..settings import Settings
 from ..shared import SharedTier, shared_origin, upload_after_publish
 from ..store import ModelCache, StagedFile, partial_key
 from ..store.fsutil import crash_point, disk_error
-from .fetch import FetchConfig, FetchedFile, FileFetch
+from .config import FetchConfig
+from .fetch import FetchedFile, FileFetch
 from .hub import download_url
 from .sources import fetch_file
 

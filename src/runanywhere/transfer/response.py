@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import DownloadError, IntegrityError
-from .retry import RETRY_STATUSES, TransientError, retry_after_seconds
+from ..retry import RETRY_STATUSES, TransientError, retry_after_seconds
 
 CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
