@@ -1,4 +1,5 @@
-"""Shared fixtures: a real nginx on 127.0.0.1, payloads, catalogs and a fresh cache home."""
+"""Shared fixtures: a real nginx on 127.0.0.1, the fault server, payloads, catalogs and a fresh
+cache home. Helpers that tests import live in ``support/``, not here."""
 
 from __future__ import annotations
 
@@ -72,16 +73,6 @@ def payload(origin_root: Path) -> Callable[[str, int], tuple[str, str, int]]:
         return name, hashlib.sha256(data).hexdigest(), size
 
     return make
-
-
-def model_entry(model_id: str, url: str, size: int, sha256: str | None, **extra: Any
-                ) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": model_id, "name": model_id, "type": "custom", "format": "custom",
-                         "provider": "tests", "version": "1", "size": size, "url": url}
-    if sha256:
-        d["hash"] = f"sha256:{sha256}"
-    d.update(extra)
-    return d
 
 
 @pytest.fixture

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.catalog import parse_model
 from runanywhere.errors import CacheError, IntegrityError, ModelError
 from runanywhere.registry import ModelRegistry
 from runanywhere.store import ModelCache, StagedFile
 from runanywhere.store import fsutil as fsutil_mod
 from runanywhere.store.index import SCHEMA_VERSION
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.tamper import flip_byte
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.errors import InvalidCatalogError, OfflineError
 from runanywhere.settings import Settings, split_catalogs
 from runanywhere.transfer.remote_catalog import catalog_copy_path, fetch_catalog
+from support.catalogs import model_entry
 
 
 class CatalogServer:
