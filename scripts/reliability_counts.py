@@ -39,8 +39,9 @@ class Area:
 AREAS = [
     Area(("test_network_faults.py",),
          "network (a fault server of our own on 127.0.0.1): resets after N bytes, stalls, "
-         "trickles, short and long bodies, ignored Range, ETag and bytes changing between "
-         "ranges, 500/503/429 with and without Retry-After, redirect loops and "
+         "trickles, short and long bodies, a connection cut after every megabyte, ignored "
+         "Range, ETag and bytes changing between ranges, 500/503/429 with and without "
+         "Retry-After, redirect loops and "
          "`file://`/`ftp://` redirects, unasked gzip, HTML with 200, empty bodies, mirrors "
          "(and mirrors sending wrong bytes), size probes, expired signed links",
          "{reliability/test_network_faults.py::test_recovers} recover to the right bytes; "

@@ -26,7 +26,7 @@ from support import fault_server as fs
 from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
-from support.pulls import MiB, covered, make_registry, partial_files, pull
+from support.pulls import MiB, covered, fast_config, make_registry, partial_files, pull
 
 # A hung download thread would also hang asyncio.run's executor shutdown: dump and exit.
 pytestmark = pytest.mark.timeout(120, method="thread")
@@ -440,6 +440,36 @@ def test_source_that_keeps_changing_gives_up(case: Callable[..., Case]) -> None:
     c = case("keeps-changing", with_hash=False)
     c.script(fs.ok(), *[fs.swap(os.urandom(SIZE)) for _ in range(30)])
     c.assert_failed(c.pull(), DownloadError)
+
+
+# -- progress resets the retry budget --------------------------------------------------------------
+CUT = 1_000_000  # less than one 1 MiB read: 0.2 counted only whole chunks as progress
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_connection_cut_after_every_megabyte_still_completes_the_file(
+        case: Callable[..., Case], connections: int) -> None:
+    """Every answer is reset after 1 MB. Each try brings bytes, so none counts against the
+    three retries and the 8 MB arrive (0.2 gave up at 4 MB); on one stream, and on four whose
+    ranges are longer than a cut."""
+    config = fast_config(connections=connections, split_threshold=MiB, min_part=3 * MiB,
+                         stall_window=10.0)
+    c = case(f"cut-every-mb-{connections}", 8 * CUT, fetch_config=config)
+    c.script(then=fs.reset(CUT))
+    c.assert_ok(c.pull())
+    assert c.requests() >= 8, "each answer brought at most a megabyte"
+    if connections == 1:  # resumed where each cut left it, never started over
+        starts = [int((h.range or "bytes=0-").split("=")[1].split("-")[0])
+                  for h in c.server.hits(c.path)]
+        assert starts == sorted(set(starts)), starts
+
+
+def test_a_server_cutting_after_a_few_bytes_is_given_up_on(case: Callable[..., Case]) -> None:
+    """A byte per connection is not progress: the budget runs out (the first try and three
+    retries), not the file."""
+    c = case("cut-after-ten-bytes", SMALL).script(then=fs.reset(10))
+    c.assert_failed(c.pull(), DownloadError)
+    assert c.requests() == 4
 
 
 # -- resume after a failed run --------------------------------------------------------------------
