@@ -48,6 +48,12 @@ AREAS = [
          "{reliability/test_network_faults.py::test_fails_typed} end in a typed error with "
          "nothing visible; {rest} more check retries, Retry-After, If-Range, mirrors (who is "
          "blamed for wrong bytes), size probes and restarts"),
+    Area(("test_hub_faults.py",),
+         "the Hub's API (a stand-in on 127.0.0.1): 503 twice (with and without Retry-After) "
+         "and for good, a 400, a pagination link that loops, a listing that never ends, empty "
+         "files in a repository",
+         "pulled once the API heals; the others end in a typed error after a bounded number "
+         "of requests, nothing cached; an empty file is pulled, empty"),
     Area(("test_crash_resume.py", "test_cache_crash.py"),
          "`kill -9` of a child downloading, publishing, evicting, pruning (at named hook "
          "points, at byte counts, and at random moments)",

@@ -124,6 +124,9 @@ def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
     }
     if found.single:
         (f,) = files
+        if not f["size"]:
+            raise InvalidCatalogError(f"{ref.url()} is an empty file: a model needs bytes (pull"
+                                      " its folder or repository to have it with the others)")
         entry.update({k: v for k, v in f.items() if k != "path"})
     else:
         entry["files"] = files

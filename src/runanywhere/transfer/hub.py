@@ -161,11 +161,12 @@ class Hub:
         next_url: str | None = url
         while next_url is not None:
             if next_url in read:
-                raise DownloadError(f"the Hub's {what} of {ref.url()} loops: page {len(read) + 1}"
-                                    " links back to a page already read", url=next_url)
+                raise DownloadError(f"{what} of {ref.url()} from the Hub loops: page"
+                                    f" {len(read) + 1} links back to a page already read",
+                                    url=next_url)
             if len(read) >= MAX_PAGES:
-                raise DownloadError(f"the Hub's {what} of {ref.url()} goes on past {MAX_PAGES}"
-                                    " pages; pull a folder of it instead",
+                raise DownloadError(f"{what} of {ref.url()} from the Hub goes on past"
+                                    f" {MAX_PAGES} pages; pull a folder of it instead",
                                     url=next_url)
             read.add(next_url)
             doc, next_url = self._json(ref, next_url, what=what)
@@ -173,7 +174,7 @@ class Hub:
                 raise DownloadError(f"the Hub's answer for {what} of {ref.url()} is not a list")
             out += [e for e in doc if isinstance(e, dict)]
             if len(out) > MAX_ENTRIES:
-                raise DownloadError(f"the Hub's {what} of {ref.url()} names more than"
+                raise DownloadError(f"{what} of {ref.url()} from the Hub names more than"
                                     f" {MAX_ENTRIES} entries; pull a folder of it instead",
                                     url=next_url or url)
         return out
