@@ -33,6 +33,7 @@ from runanywhere.cli.main import main as cli_main
 from runanywhere.errors import DownloadCancelledError, ModelError, RuntimeUnavailableError
 from runanywhere.logs import reset_warnings
 from runanywhere.progress import ProgressTracker
+from runanywhere.retry import RetryPolicy
 from runanywhere.shared import (
     SharedConfig,
     SharedLocation,
@@ -48,6 +49,7 @@ from runanywhere.transfer import FetchConfig, FetchedFile, FileFetch
 from runanywhere.transfer.sources import fetch_file, fetch_from_shared
 from support.catalogs import model_entry
 from support.invariants import check_cache
+from support.s3_faults import s3_front
 from support.tamper import flipped
 
 MiB = 2**20
@@ -288,6 +290,37 @@ def test_store_down_one_warning_then_steps_aside(tmp_path: Path,
     # Another tier at the same place in the same process: still the one warning.
     assert fetch_blob(make_tier(endpoint_url=dead), "ff" * 32, 10, tmp_path) is None
     assert len(warnings_of(caplog, "is not usable")) == 1
+
+
+def test_each_s3_call_is_retried_under_the_tier_policy(seaweed: SeaweedFS, tmp_path: Path,
+                                                      make_tier: Callable[..., SharedTier]
+                                                      ) -> None:
+    """A front on 127.0.0.1 passes every request to SeaweedFS but answers 503 SlowDown on cue:
+    a lookup refused twice still hits, a multipart part refused twice is sent a third time and
+    the upload completes. botocore's own retries are off: a policy without retries makes the
+    same single 503 a failure (the tier steps aside)."""
+    with s3_front(seaweed.endpoint) as front:
+        data, sha = blob(5000)
+        tier = make_tier(endpoint_url=front.url)
+        put(seaweed, tier, sha, data)
+        front.fail(2, "HEAD")
+        got = fetch_blob(tier, sha, len(data), tmp_path / "a")
+        assert got is not None and got.path.read_bytes() == data
+        assert front.statuses("HEAD") == [503, 503, 200]
+        assert front.statuses("GET", sha) == [206], "the presigned read went through it too"
+        big, big_sha = blob(6 * MiB)
+        f = tmp_path / "big.bin"
+        f.write_bytes(big)
+        uploader = make_tier(endpoint_url=front.url, multipart_threshold=5 * MiB,
+                             part_size=5 * MiB)
+        front.fail(2, "PUT", contains="partNumber=1")
+        assert uploader.upload_blob(big_sha, f, len(big)) == "uploaded"
+        assert front.statuses("PUT", "partNumber=1") == [503, 503, 200]
+        assert get(seaweed, uploader.location.blob_key(big_sha)) == big
+        strict = make_tier(endpoint_url=front.url, retry=RetryPolicy(attempts=0))
+        front.fail(1, "HEAD")
+        assert fetch_blob(strict, sha, len(data), tmp_path / "b") is None
+        assert not strict.usable() and "503" in (strict.last_error or "")
 
 
 def test_wrong_credentials_fall_back(make_tier: Callable[..., SharedTier], tmp_path: Path,
