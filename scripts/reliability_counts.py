@@ -95,12 +95,15 @@ AREAS = [
          "100 MiB tmpfs, identical bytes under two ids",
          "what prune says it frees is what leaves the disk (measured per inode); bombs refused "
          "before a byte is written; one download per blob"),
-    Area(("test_security.py",),
+    Area(("test_security.py", "test_secrets.py"),
          "security: a cache others can write (world-writable, another owner, a planted link), "
          "umask 000, `HF_TOKEN` through redirects (another host, https to http) and errors "
-         "(over real TLS), `doctor`",
-         "refused with the path named; the token stays on its origin and is never printed; "
-         "`doctor` reports each trouble and changes nothing"),
+         "(over real TLS), `doctor` ({reliability/test_security.py}); a password in a URL "
+         "(nginx `auth_basic`) and tokens in a URL's query, through redirects, logs, errors, "
+         "`info`, `cache ls`, `--json`, `sources.json` and `serve` "
+         "({reliability/test_secrets.py})",
+         "refused with the path named; a token or password reaches its origin only and is "
+         "never printed nor written; `doctor` reports each trouble and changes nothing"),
     Area(("test_ranges_property.py",),
          "property-based (hypothesis): range bookkeeping (here) and the memory LRU "
          "(`tests/test_memory_lru.py`, {test_memory_lru.py} more)",

@@ -16,7 +16,7 @@ import runanywhere
 
 SRC = Path(runanywhere.__file__).parent
 #: Bottom to top. A module may import its own node and any node below it.
-LAYERS = ["errors", "units", "logs", "retry", "result", "settings", "progress", "plugins",
+LAYERS = ["redact", "errors", "units", "logs", "retry", "result", "settings", "progress", "plugins",
           "catalog",
           "runtimes", "store", "shared", "transfer", "registry", "adapters", "cli", "__main__"]
 RANK = {name: i for i, name in enumerate(LAYERS)}

@@ -289,7 +289,7 @@ class ModelRegistry:
         Without ``sha256`` a URL is refused unless ``trust_first_use``: the first verified
         download then records the hash every later one must match.
         """
-        from .transfer.adhoc import hub_entry, url_entry
+        from .transfer.adhoc import hub_entry, stored_entry, url_entry
 
         if source.startswith("hf://"):
             if sha256 or size:
@@ -310,7 +310,7 @@ class ModelRegistry:
             raise InvalidCatalogError(f"id {meta.id!r} already names another model"
                                       f" ({known.name}, from {known.source}); choose an id"
                                       " with --id")
-        self.cache.record_source(entry)
+        self.cache.record_source(stored_entry(entry))  # no password on disk
         return self.register_model(meta)
 
     async def fetch(self, source: str, *, sha256: str | None = None, size: int | None = None,

@@ -33,8 +33,9 @@ request, in order, then a default for every later request (``script``). The serv
 ``no_if_range()``      ``ok`` but ignoring If-Range: a 206 of whatever version is there now
 =====================  ============================================================================
 
-Every request is logged as a :class:`Hit` (time it arrived and ended, Range, If-Range, status,
-body bytes sent), so tests assert on what the server saw instead of on wall-clock time.
+Every request is logged as a :class:`Hit` (time it arrived and ended, Host, Range, If-Range,
+Authorization, status, body bytes sent), so tests assert on what the server saw instead of on
+wall-clock time.
 """
 
 from __future__ import annotations
@@ -192,6 +193,8 @@ class Hit:
     status: int = 0
     sent: int = 0  # body bytes handed to the kernel
     ended: float = 0.0
+    host: str | None = None
+    authorization: str | None = None
 
 
 @dataclass
@@ -300,7 +303,8 @@ class FaultServer:
         path = h.path.split("?", 1)[0]
         f, b = self._next(path)
         hit = Hit(path, b.kind, h.headers.get("Range"), h.headers.get("If-Range"),
-                  time.monotonic())
+                  time.monotonic(), host=h.headers.get("Host"),
+                  authorization=h.headers.get("Authorization"))
         self._log(hit)
         try:
             _Reply(self, h, hit, f, b).send()

@@ -48,6 +48,7 @@ from pathlib import Path
 from ..errors import DownloadCancelledError, DownloadError, IntegrityError
 from ..logs import logger
 from ..progress import ProgressTracker, Stage
+from ..redact import redact_url
 from ..store.fsutil import crash_point, disk_error
 from ..store.hashing import git_blob_sha1
 from ..store.partial import Partial, PartialMeta, adopt, new_owner
@@ -111,7 +112,9 @@ class FileFetch:
     def run(self) -> FetchedFile:
         if not self.size_known:
             self._learn_size()
-        meta = PartialMeta(url=self.roster.primary, size=self.size, sha256=self.expected)
+        # The partial's metadata is written to disk: no password or token goes there.
+        meta = PartialMeta(url=redact_url(self.roster.primary), size=self.size,
+                           sha256=self.expected)
         try:
             partial = adopt(self.partial_dir, self.key, meta, new_owner())
             partial.open(meta)

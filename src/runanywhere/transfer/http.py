@@ -5,6 +5,10 @@ Why not httpx/requests: the body is read with ``readinto1`` straight into our bu
 1 KiB reads), every socket is ours to abort from a watchdog thread, and ``import runanywhere``
 stays free of third-party HTTP stacks. Only http and https are ever followed.
 
+Credentials in a URL (``https://user:password@host/file``) are sent as HTTP Basic auth, as
+curl, requests and pooch send them (percent-decoded), to that URL's origin only: a redirect to
+another host goes without them, and the URL a :class:`Response` names has none.
+
 A :class:`Client` belongs to one worker thread and keeps one connection per origin (and proxy):
 a response read to its end hands its connection back, and the next request to that origin reuses
 it (no new TCP or TLS handshake). A connection the server closed while idle is reopened once.
@@ -38,7 +42,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 from ..errors import DownloadError
 from ..retry import RETRY_STATUSES, RetryPolicy, TransientError, retry_after_seconds
@@ -78,6 +82,21 @@ def origin_of(url: str) -> Origin:
     scheme = parts.scheme.lower()
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https"
                                                                    else 80)
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` without its user information, and the ``Authorization`` value that information
+    stands for (``Basic``, percent-decoded; None when the URL has none)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, None
+    end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    creds = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
+    return f"{scheme}://{host}{rest[end:]}", "Basic " + base64.b64encode(creds).decode()
 
 
 def tls_context() -> ssl.SSLContext:
@@ -284,28 +303,35 @@ class Client:
             watch: Watch | None = None) -> Response:
         """GET ``url``, following at most 10 http(s) redirects; the body is left unread.
 
-        The bearer token goes only to its origins (scheme, host and port), and only while the
-        redirects stay on the first request's origin: once a redirect leaves it (a CDN), the
-        token stays behind for good, as requests does. A redirect from https to http of a request
-        that carried the token is refused. ``watch`` receives every socket (see :class:`Watch`),
-        so another thread can break a request that hangs, from the connect on.
+        Credentials go only to their origin (scheme, host and port), and only while the
+        redirects stay on it: once a redirect leaves it (a CDN), they stay behind for good, as
+        requests does. That holds for the bearer token (sent to ``token_origins``) and for the
+        URL's own user information (sent as Basic auth to the URL's origin; a redirect's
+        ``Location`` with credentials of its own brings those). A redirect from https to http of
+        a request that carried credentials is refused. ``watch`` receives every socket (see
+        :class:`Watch`), so another thread can break a request that hangs, from the connect on.
 
         Raises only ``DownloadError`` (``TransientError`` for what another try may heal).
         """
         seen: set[str] = set()
+        url, basic = split_userinfo(url)
         first = _origin_or_error(url)
         token = self.token if first in self.token_origins else None
+        basic_origin = first
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise DownloadError(f"refusing to fetch {url!r}: only http and https URLs are"
                                     " followed", url=url)
             seen.add(url)
-            if _origin_or_error(url) != first:
+            here = _origin_or_error(url)
+            if here != first:
                 token = None
+            if here != basic_origin:
+                basic = None
             hdrs = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
-            if token:
-                hdrs["Authorization"] = f"Bearer {token}"
+            if basic or token:
+                hdrs["Authorization"] = basic or f"Bearer {token}"
             resp = self._send(url, hdrs, watch)
             if resp.status not in REDIRECT_CODES:
                 return resp
@@ -314,10 +340,13 @@ class Client:
             if not location:
                 raise DownloadError(f"redirect without Location from {url}", url=url,
                                     status=resp.status)
-            nxt = urljoin(url, location)
-            if token and parts.scheme == "https" and urlsplit(nxt).scheme != "https":
+            nxt, own = split_userinfo(urljoin(url, location))
+            if own:
+                basic, basic_origin = own, _origin_or_error(nxt)
+            carried = token or basic
+            if carried and parts.scheme == "https" and urlsplit(nxt).scheme != "https":
                 raise DownloadError(f"refusing a redirect from https to {urlsplit(nxt).scheme}"
-                                    f" at {url}: the request carried a token", url=url,
+                                    f" at {url}: the request carried credentials", url=url,
                                     status=resp.status)
             if nxt in seen:
                 raise DownloadError(f"redirect loop at {url}", url=url, status=resp.status)
@@ -371,8 +400,9 @@ class Client:
                 resp.close()
                 conn.close()
                 raise DownloadError(f"the proxy for {url} refused us (407 Proxy Authentication"
-                                    " Required): give credentials in the proxy URL,"
-                                    " http://user:password@proxy:port", url=url, status=407)
+                                    " Required): give its user and password in the proxy URL"
+                                    " (http_proxy/https_proxy), before an @", url=url,
+                                    status=407)
             return Response(self, route, url, conn, resp)
         raise AssertionError("unreachable")
 

@@ -24,6 +24,7 @@ from ..catalog import ModelFile, ModelMetadata
 from ..catalog.hub import is_hub_url
 from ..errors import DownloadCancelledError, ModelError, OfflineError
 from ..progress import ProgressTracker, Stage
+from ..redact import redact_url
 from ..settings import Settings
 from ..shared import SharedTier, shared_origin, upload_after_publish
 from ..store import ModelCache, StagedFile, partial_key
@@ -111,7 +112,8 @@ def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker
         for f, expected in todo:
             got = fetched[f.path]
             if expected is None:  # trust on first use (or the Hub's git blob id, checked):
-                cache.record_trusted(meta.id, f, f.url, got.sha256, got.size)  # from now on
+                cache.record_trusted(meta.id, f, redact_url(f.url), got.sha256,  # from now on
+                                     got.size)
             staged[f.path] = StagedFile(f.path, got.path, got.sha256, got.size)
         crash_point("download:verified")  # verified and flushed, nothing published yet
         return _publish(pull, meta, [staged[f.path] for f in meta.files], tracker)
