@@ -27,8 +27,14 @@ import pytest
 from harness.net import free_port
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadError, InvalidCatalogError, OfflineError
+from runanywhere.progress import ProgressTracker
 from runanywhere.retry import RetriesExhausted, RetryPolicy, TransientError
+from runanywhere.store.partial import Partial, PartialMeta, new_owner
+from runanywhere.transfer import FetchConfig
+from runanywhere.transfer.filejob import FileJob
 from runanywhere.transfer.http import Client, get_small
+from runanywhere.transfer.roster import UrlRoster
+from runanywhere.transfer.stream import Stream
 from support import fault_server as fs
 from support.blackhole import blackhole, connecting
 from support.catalogs import model_entry
@@ -186,3 +192,30 @@ def test_cancel_breaks_a_connect_that_hangs(write_catalog: Catalog, home: Path,
             t.join(timeout=5.0)
         assert [t.name for t in ours if t.is_alive()] == [], "a thread outlived the cancel"
     assert check_cache(home) == []
+
+
+def test_a_range_whose_tail_was_taken_while_a_try_failed_is_not_asked_again(
+        fault_server: FaultServer, tmp_path: Path) -> None:
+    """A stream's request fails after another stream took the rest of its range: the retry
+    has nothing left to ask for (an inverted ``Range`` would be answered with the whole file,
+    or a 416 that fails the download)."""
+    data = os.urandom(4096)
+    gate = threading.Event()
+    url = fault_server.add("tail-taken", data, fs.hold_reset(gate))
+    partial = Partial(tmp_path, "tail-taken", new_owner())
+    partial.open(PartialMeta(url=url, size=len(data), sha256=None))
+    config = FetchConfig(retry=RetryPolicy(attempts=3, delay=0.0))
+    job = FileJob(config=config, size=len(data), roster=UrlRoster([url]), partial=partial,
+                  tracker=ProgressTracker("t", len(data), None), cancel=threading.Event())
+    job.plan.begin([(0, len(data))])
+    worker = threading.Thread(target=Stream(0, job).run, daemon=True)
+    worker.start()
+    fault_server.wait_for_hits("tail-taken", 1)
+    with job.cond:
+        (seg,) = job.plan.segments
+        seg.end = seg.pos  # another stream took all of it
+    gate.set()  # now the held request is reset
+    worker.join(30)
+    assert not worker.is_alive() and job.error is None
+    assert fault_server.requests("tail-taken") == 1
+    partial.close()

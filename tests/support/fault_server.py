@@ -7,6 +7,7 @@ request, in order, then a default for every later request (``script``). The serv
 =====================  ============================================================================
 ``ok()``               a correct 200/206 answer (ETag, Last-Modified, Content-Range)
 ``hold(gate)``         headers, then no body until ``gate`` (a threading.Event) is set, then ``ok``
+``hold_reset(gate)``   headers, then no body until ``gate`` is set, then a TCP reset
 ``reset(n)``           headers, ``n`` body bytes, then a TCP reset (SO_LINGER 0)
 ``stall(n)``           headers, ``n`` body bytes, then silence until the client hangs up
 ``trickle(every)``     one body byte every ``every`` seconds
@@ -85,6 +86,10 @@ def ok() -> Behaviour:
 
 def hold(gate: threading.Event) -> Behaviour:
     return Behaviour("hold", gate=gate)
+
+
+def hold_reset(gate: threading.Event) -> Behaviour:
+    return Behaviour("hold_reset", gate=gate)
 
 
 def trickle_head(every: float = 0.2) -> Behaviour:
@@ -474,12 +479,14 @@ class _Reply:
         if b.kind == "reset":
             self._body(body[: b.n])
             self._reset()
-        elif b.kind == "hold":
+        elif b.kind in ("hold", "hold_reset"):
             assert b.gate is not None
             deadline = time.monotonic() + 60
             while not b.gate.wait(0.05):
                 if self.server.stopping.is_set() or time.monotonic() > deadline:
                     return
+            if b.kind == "hold_reset":
+                self._reset()
             self._body(body)
         elif b.kind == "stall":
             self._body(body[: b.n])

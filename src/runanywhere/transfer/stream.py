@@ -79,6 +79,8 @@ class Stream:
         used = [roster.current]  # the URL of the last try
 
         def once() -> bool:
+            if job.segment_end(seg) <= seg.pos:
+                return False  # its tail was taken while the last try failed: nothing to ask
             used[0] = url = roster.current  # another stream may have moved on meanwhile
             return self._request_into(client, url, seg)
 
