@@ -98,10 +98,11 @@ def runanywhere_api(a):
     from runanywhere import ModelRegistry
 
     options = {}
-    if a.get("fetch"):  # bench.run --ra-config: FetchConfig fields, for experiments
-        from runanywhere.transfer.fetch import FetchConfig
+    if a.get("fetch"):  # bench.run --ra-config: FetchConfig fields by flat name, for experiments
+        from runanywhere.transfer import FetchConfig
+        from runanywhere.transfer.config import replace_flat
 
-        options["fetch_config"] = FetchConfig(**a["fetch"])
+        options["fetch_config"] = replace_flat(FetchConfig(), **a["fetch"])
 
     async def main():
         reg = ModelRegistry(home=a["home"], catalogs=[a["catalog"]], **options)

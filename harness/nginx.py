@@ -95,7 +95,9 @@ class Route:
     (default: the site's root) under it; ``exact=True`` makes ``prefix`` one whole path and
     ``folder`` the one file it serves. ``rate`` is nginx ``limit_rate`` (per connection),
     ``redirect`` answers 302 to ``redirect`` + the rest of the path on the same server,
-    ``headers`` are added to every answer, ``etag=False`` drops nginx's own ETag."""
+    ``headers`` are added to every answer, ``etag=False`` drops nginx's own ETag; with
+    ``users`` (``user:{PLAIN}password`` lines, nginx's htpasswd format) the route asks for HTTP
+    Basic auth."""
 
     prefix: str = "/"
     rate: int | str | None = None
@@ -104,6 +106,7 @@ class Route:
     exact: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     etag: bool = True
+    users: Path | None = None
 
     def render(self, root: Path) -> str:
         if not _PREFIX.match(self.prefix):
@@ -122,6 +125,9 @@ class Route:
             body.append(f"limit_rate {rate_bytes(self.rate)};")
         if not self.etag:
             body.append("etag off;")
+        if self.users is not None:
+            body.append('auth_basic "harness";')
+            body.append(f"auth_basic_user_file {self.users};")
         for name, value in self.headers:
             body.append(f"add_header {name} '{value}' always;")
         match = "= " if self.exact else ""

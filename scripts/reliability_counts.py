@@ -39,14 +39,21 @@ class Area:
 AREAS = [
     Area(("test_network_faults.py",),
          "network (a fault server of our own on 127.0.0.1): resets after N bytes, stalls, "
-         "trickles, short and long bodies, ignored Range, ETag and bytes changing between "
-         "ranges, 500/503/429 with and without Retry-After, redirect loops and "
+         "trickles, short and long bodies, a connection cut after every megabyte, ignored "
+         "Range, ETag and bytes changing between ranges, 500/503/429 with and without "
+         "Retry-After, redirect loops and "
          "`file://`/`ftp://` redirects, unasked gzip, HTML with 200, empty bodies, mirrors "
          "(and mirrors sending wrong bytes), size probes, expired signed links",
          "{reliability/test_network_faults.py::test_recovers} recover to the right bytes; "
          "{reliability/test_network_faults.py::test_fails_typed} end in a typed error with "
          "nothing visible; {rest} more check retries, Retry-After, If-Range, mirrors (who is "
          "blamed for wrong bytes), size probes and restarts"),
+    Area(("test_hub_faults.py",),
+         "the Hub's API (a stand-in on 127.0.0.1): 503 twice (with and without Retry-After) "
+         "and for good, a 400, a pagination link that loops, a listing that never ends, empty "
+         "files in a repository",
+         "pulled once the API heals; the others end in a typed error after a bounded number "
+         "of requests, nothing cached; an empty file is pulled, empty"),
     Area(("test_crash_resume.py", "test_cache_crash.py"),
          "`kill -9` of a child downloading, publishing, evicting, pruning (at named hook "
          "points, at byte counts, and at random moments)",
@@ -88,12 +95,16 @@ AREAS = [
          "100 MiB tmpfs, identical bytes under two ids",
          "what prune says it frees is what leaves the disk (measured per inode); bombs refused "
          "before a byte is written; one download per blob"),
-    Area(("test_security.py",),
+    Area(("test_security.py", "test_secrets.py"),
          "security: a cache others can write (world-writable, another owner, a planted link), "
          "umask 000, `HF_TOKEN` through redirects (another host, https to http) and errors "
-         "(over real TLS), `doctor` (and a home that is missing, a file or read-only)",
-         "refused with the path named; the token stays on its origin and is never printed; "
-         "`doctor` reports each trouble and changes nothing"),
+         "(over real TLS), `doctor` (and a home that is missing, a file or read-only) "
+         "({reliability/test_security.py}); a password in a URL "
+         "(nginx `auth_basic`) and tokens in a URL's query, through redirects, logs, errors, "
+         "`info`, `cache ls`, `--json`, `sources.json` and `serve` "
+         "({reliability/test_secrets.py})",
+         "refused with the path named; a token or password reaches its origin only and is "
+         "never printed nor written; `doctor` reports each trouble and changes nothing"),
     Area(("test_cache_tampering.py",),
          "a tampered cache: a blob row named `../../../x`, a model row and a manifest (read "
          "back in an index rebuild) whose paths climb out, trust rows with ids `../x`, "

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real nginx on 127.0.0.1, payloads, catalogs and a fresh cache home."""
+"""Shared fixtures: a real nginx on 127.0.0.1, the fault server, payloads, catalogs and a fresh
+cache home. Helpers that tests import live in ``support/``, not here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from harness.nginx import Nginx, Route, nginx_binary
 from support.isolation import _isolated_env  # noqa: F401  (autouse: every test)
+from support import fault_server as fs
 
 #: huggingface_hub's own tests of the Hub stand-in run in a process of their own (it reads
 #: HF_ENDPOINT once, at import): test_sources.py starts them with RUNANYWHERE_HUB_FIDELITY=1.
@@ -39,6 +41,14 @@ def nginx(origin_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def fault_server() -> Iterator[fs.FaultServer]:
+    """The tests' own misbehaving HTTP server on 127.0.0.1 (``support/fault_server.py``), one per
+    test module: each module names its own paths, and its request log starts empty."""
+    with fs.running() as server:
+        yield server
+
+
 @pytest.fixture
 def payload(origin_root: Path) -> Callable[[str, int], tuple[str, str, int]]:
     """Write ``size`` random bytes as ``name`` in the origin; returns (name, sha256, size)."""
@@ -49,16 +59,6 @@ def payload(origin_root: Path) -> Callable[[str, int], tuple[str, str, int]]:
         return name, hashlib.sha256(data).hexdigest(), size
 
     return make
-
-
-def model_entry(model_id: str, url: str, size: int, sha256: str | None, **extra: Any
-                ) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": model_id, "name": model_id, "type": "custom", "format": "custom",
-                         "provider": "tests", "version": "1", "size": size, "url": url}
-    if sha256:
-        d["hash"] = f"sha256:{sha256}"
-    d.update(extra)
-    return d
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ import runanywhere
 
 SRC = Path(runanywhere.__file__).parent
 #: Bottom to top. A module may import its own node and any node below it.
-LAYERS = ["errors", "units", "logs", "result", "settings", "progress", "plugins", "catalog",
-          "runtimes", "store", "shared", "transfer", "registry", "adapters", "serve", "cli",
-          "__main__"]
+LAYERS = ["redact", "errors", "units", "logs", "retry", "result", "settings", "progress", "plugins",
+          "catalog", "runtimes", "store", "shared", "transfer", "registry", "adapters", "serve",
+          "cli", "__main__"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.catalog import parse_model
 from runanywhere.errors import CacheError, IntegrityError, ModelError
 from runanywhere.registry import ModelRegistry
@@ -26,6 +25,7 @@ from runanywhere.store import ModelCache, StagedFile
 from runanywhere.store import fsutil as fsutil_mod
 from runanywhere.store.index import SCHEMA_VERSION
 from runanywhere.store.reads import map_file
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.tamper import flip_byte
 

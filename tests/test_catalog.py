@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.catalog import load_builtin, load_catalog_file, normalize_hash, parse_catalog
 from runanywhere.errors import InvalidCatalogError
+from support.catalogs import model_entry
 
 H = "ab" * 32
 

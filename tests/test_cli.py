@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.cli.main import main
+from support.catalogs import model_entry
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

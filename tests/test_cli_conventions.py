@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.nginx import Nginx
 from runanywhere import __version__
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.terminal import Terminal, cli_argv
 

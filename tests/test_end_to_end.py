@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.errors import ModelLoadError, RuntimeUnavailableError
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.silero import silero_onnx_bytes
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.accesslog import Record
 from harness.nginx import Nginx
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadCancelledError, DownloadError, IntegrityError
-from runanywhere.transfer import FetchConfig
+from runanywhere.transfer import FetchConfig, Streams
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.pulls import MiB, covered, fast_config, make_registry, partial_files, pull
 
@@ -84,7 +84,7 @@ def test_ranges_go_out_as_ordered_pieces(nginx: Nginx, payload: Payload,
     bytes arrive (the hash overlaps the download instead of running after it)."""
     name, sha, size = payload("pieces-72.bin", 72 * MiB)
     cat = write_catalog([model_entry("pieces", f"{nginx.url}/{name}", size, sha)])
-    cfg = FetchConfig(connections=3, piece_size=16 * MiB)
+    cfg = FetchConfig(streams=Streams(connections=3, piece_size=16 * MiB))
     r = pull(make_registry(home, cat, fetch_config=cfg), "pieces")
     assert r.success, r.error
     assert sha256(r.value) == sha

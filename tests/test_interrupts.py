@@ -16,16 +16,16 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.errors import DownloadCancelledError
 from runanywhere.progress import DownloadProgress, Stage
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import MiB, covered, make_registry, pull, wait_until
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 Catalog = Callable[[list[dict[str, Any]]], Path]
 SIZE = 6 * MiB
 RATE = 1 * MiB  # bytes/s: the whole file would take six seconds
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def slow_model(server: FaultServer, write_catalog: Catalog, name: str,
@@ -76,13 +70,13 @@ def assert_resumes(server: FaultServer, home: Path, catalog: Path, name: str, da
 
 
 def test_ctrl_c_in_a_terminal_cancels_keeps_the_partial_and_resumes(
-        server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    data, _, cat = slow_model(server, write_catalog, "pty-pull")
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+    data, _, cat = slow_model(fault_server, write_catalog, "pty-pull")
     term = Terminal(cli_argv("pull", "pty-pull"), cli_env(home, cat))
-    wait_until(lambda: server.bytes_served("pty-pull") >= MiB, what="1 MiB served")
+    wait_until(lambda: fault_server.bytes_served("pty-pull") >= MiB, what="1 MiB served")
     term.ctrl_c()
     code = term.wait()
-    served_at_exit = server.bytes_served("pty-pull")
+    served_at_exit = fault_server.bytes_served("pty-pull")
     out = term.output
     assert code == 130, out
     assert "Traceback" not in out
@@ -91,14 +85,15 @@ def test_ctrl_c_in_a_terminal_cancels_keeps_the_partial_and_resumes(
     assert check_cache(home) == []  # nothing visible
     kept = covered(home)
     assert kept >= MiB // 2
-    assert_resumes(server, home, cat, "pty-pull", data, kept)
+    assert_resumes(fault_server, home, cat, "pty-pull", data, kept)
 
 
-def test_two_ctrl_c_exit_at_once_without_a_traceback(server: FaultServer, write_catalog: Catalog,
+def test_two_ctrl_c_exit_at_once_without_a_traceback(fault_server: FaultServer,
+                                                     write_catalog: Catalog,
                                                       home: Path) -> None:
-    _, _, cat = slow_model(server, write_catalog, "pty-twice")
+    _, _, cat = slow_model(fault_server, write_catalog, "pty-twice")
     term = Terminal(cli_argv("pull", "pty-twice"), cli_env(home, cat))
-    wait_until(lambda: server.bytes_served("pty-twice") >= MiB // 2, what="bytes served")
+    wait_until(lambda: fault_server.bytes_served("pty-twice") >= MiB // 2, what="bytes served")
     term.ctrl_c()
     term.ctrl_c()
     assert term.wait() == 130
@@ -107,8 +102,8 @@ def test_two_ctrl_c_exit_at_once_without_a_traceback(server: FaultServer, write_
 
 
 def test_progress_goes_to_the_terminal_and_the_result_to_the_file(
-        server: FaultServer, write_catalog: Catalog, home: Path, tmp_path: Path) -> None:
-    data, _, cat = slow_model(server, write_catalog, "pty-redirect", rate=8 * MiB)
+        fault_server: FaultServer, write_catalog: Catalog, home: Path, tmp_path: Path) -> None:
+    data, _, cat = slow_model(fault_server, write_catalog, "pty-redirect", rate=8 * MiB)
     out_file = tmp_path / "out.txt"
     term = Terminal(cli_argv("pull", "pty-redirect"), cli_env(home, cat), stdout_to=out_file)
     assert term.wait() == 0, term.output
@@ -120,26 +115,26 @@ def test_progress_goes_to_the_terminal_and_the_result_to_the_file(
     assert "MB/s" not in term.output  # one unit family
 
 
-def test_sigint_in_a_pipe(server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    data, _, cat = slow_model(server, write_catalog, "pipe-pull")
+def test_sigint_in_a_pipe(fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+    data, _, cat = slow_model(fault_server, write_catalog, "pipe-pull")
     proc = subprocess.Popen(cli_argv("pull", "pipe-pull"), env=cli_env(home, cat),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: server.bytes_served("pipe-pull") >= MiB, what="1 MiB served")
+    wait_until(lambda: fault_server.bytes_served("pipe-pull") >= MiB, what="1 MiB served")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert out == ""  # nothing is a result
     assert "pipe-pull: cancelled;" in err and "Traceback" not in err
     assert check_cache(home) == []
-    assert_resumes(server, home, cat, "pipe-pull", data, covered(home))
+    assert_resumes(fault_server, home, cat, "pipe-pull", data, covered(home))
 
 
-def test_sigint_with_json_prints_one_document(server: FaultServer, write_catalog: Catalog,
+def test_sigint_with_json_prints_one_document(fault_server: FaultServer, write_catalog: Catalog,
                                               home: Path) -> None:
-    _, _, cat = slow_model(server, write_catalog, "json-pull")
+    _, _, cat = slow_model(fault_server, write_catalog, "json-pull")
     proc = subprocess.Popen(cli_argv("pull", "json-pull", "--json"), env=cli_env(home, cat),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: server.bytes_served("json-pull") >= MiB, what="1 MiB served")
+    wait_until(lambda: fault_server.bytes_served("json-pull") >= MiB, what="1 MiB served")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -150,18 +145,18 @@ def test_sigint_with_json_prints_one_document(server: FaultServer, write_catalog
     assert model["error"]["exit_code"] == 130 and model["kept_bytes"] >= MiB // 2
 
 
-def test_sigint_during_load_with_json_prints_one_document(server: FaultServer,
+def test_sigint_during_load_with_json_prints_one_document(fault_server: FaultServer,
                                                          write_catalog: Catalog,
                                                          home: Path) -> None:
     """Ctrl-C outside ``pull``'s own progress handling (here ``load``, still downloading)
     keeps ``--json``'s promise too: one error document on stdout, exit 130."""
     data = os.urandom(SIZE)
-    url = server.add("json-load", data, fs.slow(RATE), then=fs.ok())
+    url = fault_server.add("json-load", data, fs.slow(RATE), then=fs.ok())
     entry = model_entry("json-load", url, SIZE, hashlib.sha256(data).hexdigest())
     cat = write_catalog([{**entry, "format": "onnx"}])  # load needs a runtime for it
     proc = subprocess.Popen(cli_argv("load", "json-load", "--json"), env=cli_env(home, cat),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: server.bytes_served("json-load") >= MiB, what="1 MiB served")
+    wait_until(lambda: fault_server.bytes_served("json-load") >= MiB, what="1 MiB served")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -170,44 +165,44 @@ def test_sigint_during_load_with_json_prints_one_document(server: FaultServer,
     assert check_cache(home) == []
 
 
-def test_wait_for_timeout_cancels_the_download(server: FaultServer, write_catalog: Catalog,
+def test_wait_for_timeout_cancels_the_download(fault_server: FaultServer, write_catalog: Catalog,
                                                home: Path) -> None:
-    data, _, cat = slow_model(server, write_catalog, "api-timeout")
+    data, _, cat = slow_model(fault_server, write_catalog, "api-timeout")
     reg = make_registry(home, cat, timeout=30.0)
     events: list[DownloadProgress] = []
     before = set(threading.enumerate())
 
     async def scenario() -> None:
         task = asyncio.ensure_future(reg.download_model("api-timeout", on_detail=events.append))
-        while server.bytes_served("api-timeout") < MiB:
+        while fault_server.bytes_served("api-timeout") < MiB:
             await asyncio.sleep(0.01)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(task, 0.05)
 
     asyncio.run(scenario())
-    served = server.bytes_served("api-timeout")
+    served = fault_server.bytes_served("api-timeout")
     assert our_threads(before) == [], "a thread outlived the cancelled call"
     assert served < SIZE and check_cache(home) == []
     assert events[-1].stage is Stage.CANCELLED
     assert isinstance(events[-1].error, DownloadCancelledError)
     kept = covered(home)
     assert kept >= MiB // 2
-    earlier = len(server.hits("api-timeout"))
+    earlier = len(fault_server.hits("api-timeout"))
     r = pull(make_registry(home, cat), "api-timeout")
     assert r.success and r.unwrap().read_bytes() == data
-    assert sum(h.sent for h in server.hits("api-timeout")[earlier:]) <= SIZE - kept
+    assert sum(h.sent for h in fault_server.hits("api-timeout")[earlier:]) <= SIZE - kept
 
 
-def test_the_last_waiter_leaving_cancels_not_the_first(server: FaultServer,
+def test_the_last_waiter_leaving_cancels_not_the_first(fault_server: FaultServer,
                                                        write_catalog: Catalog,
                                                        home: Path) -> None:
-    data, _, cat = slow_model(server, write_catalog, "two-waiters", rate=4 * MiB)
+    data, _, cat = slow_model(fault_server, write_catalog, "two-waiters", rate=4 * MiB)
     reg = make_registry(home, cat, timeout=30.0)
 
     async def scenario() -> Any:
         a = asyncio.ensure_future(reg.download_model("two-waiters"))
         b = asyncio.ensure_future(reg.download_model("two-waiters"))
-        while server.bytes_served("two-waiters") < MiB:
+        while fault_server.bytes_served("two-waiters") < MiB:
             await asyncio.sleep(0.01)
         a.cancel()  # b still wants the model: the download goes on
         with pytest.raises(asyncio.CancelledError):
@@ -235,15 +230,15 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_keyboard_interrupt_in_a_blocking_call(server: FaultServer, write_catalog: Catalog,
+def test_keyboard_interrupt_in_a_blocking_call(fault_server: FaultServer, write_catalog: Catalog,
                                                home: Path) -> None:
-    _, _, cat = slow_model(server, write_catalog, "blocking-ki")
+    _, _, cat = slow_model(fault_server, write_catalog, "blocking-ki")
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(home), str(cat), "blocking-ki"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: server.bytes_served("blocking-ki") >= MiB, what="1 MiB served")
+    wait_until(lambda: fault_server.bytes_served("blocking-ki") >= MiB, what="1 MiB served")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     report = json.loads(out.splitlines()[-1])
     assert report == {"interrupted": True, "threads": []}, err
-    assert server.bytes_served("blocking-ki") < SIZE
+    assert fault_server.bytes_served("blocking-ki") < SIZE
     assert check_cache(home) == [] and covered(home) >= MiB // 2

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.nginx import Nginx
 from runanywhere import ModelRegistry, Result
 from runanywhere.errors import (
@@ -35,6 +34,7 @@ from runanywhere.errors import (
 )
 from runanywhere.progress import ProgressTracker, Stage
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import MiB, covered, fast_config, make_registry, partial_files, pull
@@ -43,12 +43,6 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
 SMALL = 200_000
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def models(server: FaultServer, prefix: str, n: int, *script: fs.Behaviour
@@ -102,21 +96,22 @@ def in_flight_max(server: FaultServer, paths: list[str]) -> int:
 
 
 # -- the queue ------------------------------------------------------------------------------------
-def test_concurrency_bound_and_fifo_order(server: FaultServer, write_catalog: Catalog,
+def test_concurrency_bound_and_fifo_order(fault_server: FaultServer, write_catalog: Catalog,
                                           home: Path) -> None:
-    ids, gates, reg = gated(server, "queue", 5, write_catalog, home, concurrency=2)
+    ids, gates, reg = gated(fault_server, "queue", 5, write_catalog, home, concurrency=2)
     loader = reg.loader
 
     async def scenario() -> list[Path]:
         tasks = [asyncio.create_task(loader.load_model(i)) for i in ids]
-        await until(lambda: server.requests(f"/{ids[0]}") + server.requests(f"/{ids[1]}") == 2,
+        await until(lambda: (fault_server.requests(f"/{ids[0]}")
+                             + fault_server.requests(f"/{ids[1]}")) == 2,
                     "the first two downloads to reach the server")
         assert loader.get_active_downloads() == ids[:2]
         assert loader.get_queued_downloads() == ids[2:]
         started = []
         # Finish them in the order they became active; each time the next queued one starts.
         for i, mid in enumerate(ids):
-            await until(lambda mid=mid: server.requests(f"/{mid}") == 1, f"{mid} to start")
+            await until(lambda mid=mid: fault_server.requests(f"/{mid}") == 1, f"{mid} to start")
             started.append(mid)
             assert len(loader.get_active_downloads()) <= 2
             assert loader.get_queued_downloads() == ids[i + 2:]
@@ -127,33 +122,33 @@ def test_concurrency_bound_and_fifo_order(server: FaultServer, write_catalog: Ca
 
     paths = asyncio.run(scenario())
     assert [p.name for p in paths] == ids
-    assert in_flight_max(server, [f"/{i}" for i in ids]) <= 2
+    assert in_flight_max(fault_server, [f"/{i}" for i in ids]) <= 2
     assert check_cache(home) == sorted(ids)
     assert loader.get_active_downloads() == [] and loader.get_queued_downloads() == []
 
 
-def test_fifo_with_concurrency_one(server: FaultServer, write_catalog: Catalog,
+def test_fifo_with_concurrency_one(fault_server: FaultServer, write_catalog: Catalog,
                                    home: Path) -> None:
-    ids, gates, reg = gated(server, "fifo", 4, write_catalog, home, concurrency=1)
+    ids, gates, reg = gated(fault_server, "fifo", 4, write_catalog, home, concurrency=1)
     for g in gates.values():
         g.set()  # no holding: only the order matters here
     async def scenario() -> None:
         await asyncio.gather(*(reg.loader.load_model(i) for i in ids))
 
     asyncio.run(scenario())
-    first_hits = sorted((server.hits(f"/{i}")[0].arrived, i) for i in ids)
+    first_hits = sorted((fault_server.hits(f"/{i}")[0].arrived, i) for i in ids)
     assert [i for _, i in first_hits] == ids
-    assert in_flight_max(server, [f"/{i}" for i in ids]) == 1
+    assert in_flight_max(fault_server, [f"/{i}" for i in ids]) == 1
 
 
-def test_single_flight_join(server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    ids, gates, reg = gated(server, "join", 1, write_catalog, home)
+def test_single_flight_join(fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+    ids, gates, reg = gated(fault_server, "join", 1, write_catalog, home)
     mid = ids[0]
     seen: list[list[Any]] = [[], []]
 
     async def scenario() -> tuple[Path, Path]:
         a = asyncio.create_task(reg.loader.load_model(mid, seen[0].append))
-        await until(lambda: server.requests(f"/{mid}") == 1, "the download to start")
+        await until(lambda: fault_server.requests(f"/{mid}") == 1, "the download to start")
         b = asyncio.create_task(reg.loader.load_model(mid, seen[1].append))
         await asyncio.sleep(0)
         assert reg.loader.get_active_downloads() == [mid]
@@ -163,12 +158,12 @@ def test_single_flight_join(server: FaultServer, write_catalog: Catalog, home: P
 
     pa, pb = asyncio.run(scenario())
     assert pa == pb
-    assert server.requests(f"/{mid}") == 1  # one download served both
+    assert fault_server.requests(f"/{mid}") == 1  # one download served both
     assert seen[0][-1].stage is Stage.DONE and seen[1][-1].stage is Stage.DONE
     # A later call is a cache hit: no request, no queue, one final DONE report at 100 %.
     hit: list[Any] = []
     assert asyncio.run(reg.loader.load_model(mid, hit.append)) == pa
-    assert server.requests(f"/{mid}") == 1
+    assert fault_server.requests(f"/{mid}") == 1
     assert [(p.stage, p.progress, p.resumed_bytes) for p in hit] == [
         (Stage.DONE, 100.0, hit[0].total_bytes)]
     assert reg.loader.get_active_downloads() == [] == reg.loader.get_queued_downloads()
@@ -275,16 +270,17 @@ def test_download_again_right_after_cancel_starts_anew(
     assert check_cache(home, {"cancel-again": {"cancel-again.bin": sha}}) == ["cancel-again"]
 
 
-def test_cancel_breaks_a_request_waiting_for_headers(server: FaultServer, write_catalog: Catalog,
+def test_cancel_breaks_a_request_waiting_for_headers(fault_server: FaultServer,
+                                                     write_catalog: Catalog,
                                                      home: Path) -> None:
     """A server dribbling its headers: only cancel (timeout 30 s) can end this promptly."""
-    ids, entries = models(server, "cancel-head", 1, fs.trickle_head(0.2))
+    ids, entries = models(fault_server, "cancel-head", 1, fs.trickle_head(0.2))
     reg = make_registry(home, write_catalog(entries), timeout=30.0)
     mid = ids[0]
 
     async def scenario() -> float:
         task = asyncio.create_task(reg.loader.load_model(mid))
-        await until(lambda: server.requests(f"/{mid}") == 1, "the request to arrive")
+        await until(lambda: fault_server.requests(f"/{mid}") == 1, "the request to arrive")
         t0 = time.monotonic()
         reg.loader.cancel_download(mid)
         with pytest.raises(DownloadCancelledError):
@@ -295,33 +291,34 @@ def test_cancel_breaks_a_request_waiting_for_headers(server: FaultServer, write_
     assert check_cache(home) == []
 
 
-def test_cancel_during_a_retry_after_wait(server: FaultServer, write_catalog: Catalog,
+def test_cancel_during_a_retry_after_wait(fault_server: FaultServer, write_catalog: Catalog,
                                           home: Path) -> None:
-    ids, entries = models(server, "cancel-wait", 1, fs.status(503, retry_after="60"))
+    ids, entries = models(fault_server, "cancel-wait", 1, fs.status(503, retry_after="60"))
     reg = make_registry(home, write_catalog(entries))
     mid = ids[0]
 
     async def scenario() -> None:
         task = asyncio.create_task(reg.loader.load_model(mid))
-        await until(lambda: bool(server.hits(f"/{mid}")) and server.hits(f"/{mid}")[0].ended > 0,
-                    "the 503 to be answered")
+        await until(lambda: bool(fault_server.hits(f"/{mid}"))
+                    and fault_server.hits(f"/{mid}")[0].ended > 0, "the 503 to be answered")
         reg.loader.cancel_download(mid)
         with pytest.raises(DownloadCancelledError):
             await asyncio.wait_for(task, 5)
 
     asyncio.run(scenario())
-    assert server.requests(f"/{mid}") == 1
+    assert fault_server.requests(f"/{mid}") == 1
 
 
-def test_cancel_queued_download(server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    ids, gates, reg = gated(server, "cancel-queued", 2, write_catalog, home, concurrency=1)
+def test_cancel_queued_download(fault_server: FaultServer, write_catalog: Catalog,
+                                home: Path) -> None:
+    ids, gates, reg = gated(fault_server, "cancel-queued", 2, write_catalog, home, concurrency=1)
     active, queued = ids
     loader = reg.loader
 
     async def scenario() -> None:
         ta = asyncio.create_task(loader.load_model(active))
         tb = asyncio.create_task(loader.load_model(queued))
-        await until(lambda: server.requests(f"/{active}") == 1, "the first download")
+        await until(lambda: fault_server.requests(f"/{active}") == 1, "the first download")
         assert loader.get_queued_downloads() == [queued]
         assert loader.cancel_download(queued)
         with pytest.raises(DownloadCancelledError):
@@ -332,18 +329,19 @@ def test_cancel_queued_download(server: FaultServer, write_catalog: Catalog, hom
         await ta
 
     asyncio.run(scenario())
-    assert server.requests(f"/{queued}") == 0
+    assert fault_server.requests(f"/{queued}") == 0
     assert check_cache(home) == [active]
     assert loader.cancel_download(queued) is False  # nothing left to cancel
     assert loader.cancel_download("never-heard-of") is False
 
 
-def test_cancel_all_downloads(server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    ids, _, reg = gated(server, "cancel-all", 3, write_catalog, home, concurrency=2)
+def test_cancel_all_downloads(fault_server: FaultServer, write_catalog: Catalog,
+                              home: Path) -> None:
+    ids, _, reg = gated(fault_server, "cancel-all", 3, write_catalog, home, concurrency=2)
 
     async def scenario() -> list[Any]:
         tasks = [asyncio.create_task(reg.loader.load_model(i)) for i in ids]
-        await until(lambda: sum(server.requests(f"/{i}") for i in ids) == 2, "two active")
+        await until(lambda: sum(fault_server.requests(f"/{i}") for i in ids) == 2, "two active")
         assert reg.loader.cancel_all_downloads() == 3
         return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
 
@@ -461,22 +459,22 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_insufficient_storage_before_the_first_byte(server: FaultServer, small_disk: Path,
+def test_insufficient_storage_before_the_first_byte(fault_server: FaultServer, small_disk: Path,
                                                     write_catalog: Catalog) -> None:
     data = os.urandom(16 * MiB)
-    url = server.add("too-big", data)
+    url = fault_server.add("too-big", data)
     cat = write_catalog([model_entry("too-big", url, len(data),
                                      hashlib.sha256(data).hexdigest())])
     home = small_disk / "home"
     reg = make_registry(home, cat)
     r = pull(reg, "too-big")
     assert isinstance(r.error, InsufficientStorageError), r
-    assert server.requests("/too-big") == 0, "bytes were asked for although they cannot fit"
+    assert fault_server.requests("/too-big") == 0, "bytes were asked for although they cannot fit"
     assert check_cache(home) == []
 
 
 def test_disk_filling_up_mid_download_is_insufficient_storage(
-        server: FaultServer, tmp_path: Path, write_catalog: Catalog) -> None:
+        fault_server: FaultServer, tmp_path: Path, write_catalog: Catalog) -> None:
     mnt = tmp_path / "tmpfs100"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(mnt)],
@@ -486,7 +484,7 @@ def test_disk_filling_up_mid_download_is_insufficient_storage(
     try:
         data = os.urandom(24 * MiB)
         gate = threading.Event()
-        url = server.add("fills-disk", data, fs.ok(), fs.hold(gate))
+        url = fault_server.add("fills-disk", data, fs.ok(), fs.hold(gate))
         cat = write_catalog([model_entry("fills-disk", url, len(data),
                                          hashlib.sha256(data).hexdigest())])
         home = mnt / "home"
@@ -496,7 +494,7 @@ def test_disk_filling_up_mid_download_is_insufficient_storage(
 
         async def scenario() -> Any:
             task = asyncio.create_task(reg.download_model("fills-disk"))
-            await until(lambda: server.requests("/fills-disk") == 2, "the held range")
+            await until(lambda: fault_server.requests("/fills-disk") == 2, "the held range")
             # Someone else fills the disk while our second range waits for its bytes.
             with open(mnt / "hog", "wb") as f, contextlib.suppress(OSError):
                 while True:
@@ -507,7 +505,8 @@ def test_disk_filling_up_mid_download_is_insufficient_storage(
         res = asyncio.run(scenario())
         assert isinstance(res.error, InsufficientStorageError), res
         assert "disk full" in str(res.error)
-        assert server.requests("/fills-disk") == 2, "a full disk is not a network error to retry"
+        assert fault_server.requests("/fills-disk") == 2, ("a full disk is not a network error"
+                                                           " to retry")
         assert check_cache(home) == []
         (mnt / "hog").unlink()
         assert partial_files(home), "the bytes written so far are kept for later"
@@ -516,13 +515,14 @@ def test_disk_filling_up_mid_download_is_insufficient_storage(
 
 
 # -- offline --------------------------------------------------------------------------------------
-def test_offline_mode_makes_no_request(server: FaultServer, write_catalog: Catalog, home: Path,
+def test_offline_mode_makes_no_request(fault_server: FaultServer, write_catalog: Catalog,
+                                       home: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    ids, entries = models(server, "offline", 2)
+    ids, entries = models(fault_server, "offline", 2)
     cat = write_catalog(entries)
     cached, uncached = ids
     assert pull(make_registry(home, cat), cached).success
-    before = server.requests()
+    before = fault_server.requests()
 
     monkeypatch.setenv("RUNANYWHERE_OFFLINE", "1")
     reg = make_registry(home, cat)
@@ -533,14 +533,14 @@ def test_offline_mode_makes_no_request(server: FaultServer, write_catalog: Catal
     monkeypatch.delenv("RUNANYWHERE_OFFLINE")
     reg = ModelRegistry(home=home, catalogs=[cat], include_builtin=False, offline=True)
     assert isinstance(pull(reg, uncached).error, OfflineError)
-    assert server.requests() == before, "offline mode reached the server"
+    assert fault_server.requests() == before, "offline mode reached the server"
     assert check_cache(home) == [cached]
 
 
 # -- trust on first use ---------------------------------------------------------------------------
-def test_trust_on_first_use(server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+def test_trust_on_first_use(fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
     data = os.urandom(SMALL)
-    url = server.add("tofu", data)
+    url = fault_server.add("tofu", data)
     cat = write_catalog([model_entry("tofu", url, SMALL, None)])
     reg = make_registry(home, cat)
     r = pull(reg, "tofu")
@@ -553,7 +553,7 @@ def test_trust_on_first_use(server: FaultServer, write_catalog: Catalog, home: P
     asyncio.run(reg.clear_cache("tofu"))
     assert pull(reg, "tofu").success
     asyncio.run(reg.clear_cache("tofu"))
-    server.set_data("tofu", os.urandom(SMALL))
+    fault_server.set_data("tofu", os.urandom(SMALL))
     r = pull(reg, "tofu")
     assert isinstance(r.error, IntegrityError), r
     assert check_cache(home) == [] and reg.cache.entries() == []
@@ -561,28 +561,28 @@ def test_trust_on_first_use(server: FaultServer, write_catalog: Catalog, home: P
 
 
 # -- publishing -----------------------------------------------------------------------------------
-def test_models_with_identical_bytes_share_one_download(server: FaultServer,
+def test_models_with_identical_bytes_share_one_download(fault_server: FaultServer,
                                                        write_catalog: Catalog,
                                                        home: Path) -> None:
     data = os.urandom(SMALL)
     sha = hashlib.sha256(data).hexdigest()
-    cat = write_catalog([model_entry("twin-a", server.add("twin-a", data), SMALL, sha),
-                         model_entry("twin-b", server.add("twin-b", data), SMALL, sha)])
+    cat = write_catalog([model_entry("twin-a", fault_server.add("twin-a", data), SMALL, sha),
+                         model_entry("twin-b", fault_server.add("twin-b", data), SMALL, sha)])
     reg = make_registry(home, cat)
     a = pull(reg, "twin-a")
     b = pull(reg, "twin-b")
     assert a.success and b.success, (a.error, b.error)
     assert a.value.read_bytes() == b.value.read_bytes() == data
-    assert server.requests("/twin-b") == 0  # the stored blob was reused
+    assert fault_server.requests("/twin-b") == 0  # the stored blob was reused
     assert check_cache(home) == ["twin-a", "twin-b"]
     assert list((home / "blobs" / "sha256").iterdir()) == [home / "blobs" / "sha256" / sha]
     assert partial_files(home) == []
 
 
-def test_a_failed_publish_keeps_the_verified_download(server: FaultServer,
+def test_a_failed_publish_keeps_the_verified_download(fault_server: FaultServer,
                                                       write_catalog: Catalog, home: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    ids, entries = models(server, "publish-fails", 1)
+    ids, entries = models(fault_server, "publish-fails", 1)
     mid = ids[0]
     reg = make_registry(home, write_catalog(entries))
 
@@ -594,37 +594,38 @@ def test_a_failed_publish_keeps_the_verified_download(server: FaultServer,
     assert isinstance(r.error, CacheError), r  # typed, not a bare OSError
     assert check_cache(home) == []
     monkeypatch.undo()
-    served = server.bytes_served(f"/{mid}")
+    served = fault_server.bytes_served(f"/{mid}")
     assert pull(reg, mid).success
-    assert server.bytes_served(f"/{mid}") == served, "the verified bytes were fetched again"
+    assert fault_server.bytes_served(f"/{mid}") == served, "the verified bytes were fetched again"
     assert check_cache(home) == [mid]
     assert partial_files(home) == []
 
 
-def test_one_failing_file_of_many_stops_the_others(server: FaultServer, write_catalog: Catalog,
+def test_one_failing_file_of_many_stops_the_others(fault_server: FaultServer,
+                                                   write_catalog: Catalog,
                                                    home: Path) -> None:
     good, bad = os.urandom(SMALL), os.urandom(SMALL)
     entry = {"id": "multi", "name": "multi", "type": "custom", "format": "custom",
              "provider": "t", "version": "1", "size": 2 * SMALL,
-             "files": [{"path": "a.bin", "url": server.add("multi-a", good), "size": SMALL,
+             "files": [{"path": "a.bin", "url": fault_server.add("multi-a", good), "size": SMALL,
                         "hash": "sha256:" + hashlib.sha256(good).hexdigest()},
-                       {"path": "sub/b.bin", "url": server.add("multi-b", bad,
+                       {"path": "sub/b.bin", "url": fault_server.add("multi-b", bad,
                                                                 then=fs.status(404)),
                         "size": SMALL, "hash": "sha256:" + hashlib.sha256(bad).hexdigest()}]}
     reg = make_registry(home, write_catalog([entry]))
     r = pull(reg, "multi")
     assert not r.success and r.error is not None and getattr(r.error, "status", None) == 404
     assert check_cache(home) == []
-    server.script("multi-b", then=fs.ok())
+    fault_server.script("multi-b", then=fs.ok())
     r = pull(reg, "multi")
     assert r.success, r.error
     assert (r.value / "a.bin").read_bytes() == good and (r.value / "sub/b.bin").read_bytes() == bad
     assert check_cache(home) == ["multi"]
 
 
-def test_home_folder_is_reusable_after_clear(server: FaultServer, write_catalog: Catalog,
+def test_home_folder_is_reusable_after_clear(fault_server: FaultServer, write_catalog: Catalog,
                                              home: Path) -> None:
-    ids, entries = models(server, "reuse", 1)
+    ids, entries = models(fault_server, "reuse", 1)
     reg = make_registry(home, write_catalog(entries))
     assert pull(reg, ids[0]).success
     asyncio.run(reg.clear_cache())

@@ -9,29 +9,23 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.adapters import AdapterError, ModelLoading
 from runanywhere.errors import DownloadCancelledError, DownloadError
 from runanywhere.progress import DownloadProgress, ProgressDisplay, Stage
 from runanywhere_vad_silero import SileroVADAdapter
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.pulls import MiB, fast_config, make_registry
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 Catalog = Callable[[list[dict[str, Any]]], Path]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def model(server: FaultServer, write_catalog: Catalog, name: str, size: int,
@@ -42,9 +36,10 @@ def model(server: FaultServer, write_catalog: Catalog, name: str, size: int,
                                             hashlib.sha256(data).hexdigest())])
 
 
-def test_failed_reaches_the_callback_with_the_error(server: FaultServer, write_catalog: Catalog,
+def test_failed_reaches_the_callback_with_the_error(fault_server: FaultServer,
+                                                    write_catalog: Catalog,
                                                     home: Path) -> None:
-    _, cat = model(server, write_catalog, "ends-failed", 1000, fs.status(404))
+    _, cat = model(fault_server, write_catalog, "ends-failed", 1000, fs.status(404))
     seen: list[DownloadProgress] = []
     simple: list[tuple[float, str]] = []
     r = asyncio.run(make_registry(home, cat).download_model(
@@ -55,16 +50,16 @@ def test_failed_reaches_the_callback_with_the_error(server: FaultServer, write_c
     assert "404" in last.message and simple[-1][1] == last.message
 
 
-def test_cancelled_reaches_the_callback(server: FaultServer, write_catalog: Catalog,
+def test_cancelled_reaches_the_callback(fault_server: FaultServer, write_catalog: Catalog,
                                         home: Path) -> None:
     gate = threading.Event()
-    _, cat = model(server, write_catalog, "ends-cancelled", 1000, fs.hold(gate))
+    _, cat = model(fault_server, write_catalog, "ends-cancelled", 1000, fs.hold(gate))
     reg = make_registry(home, cat, timeout=30.0)
     seen: list[DownloadProgress] = []
 
     async def scenario() -> Any:
         task = asyncio.ensure_future(reg.download_model("ends-cancelled", on_detail=seen.append))
-        while not server.hits("ends-cancelled"):
+        while not fault_server.hits("ends-cancelled"):
             await asyncio.sleep(0.01)
         reg.loader.cancel_download("ends-cancelled")
         return await task
@@ -76,19 +71,19 @@ def test_cancelled_reaches_the_callback(server: FaultServer, write_catalog: Cata
                                                              DownloadCancelledError)
 
 
-def test_a_queued_download_cancelled_reports_cancelled(server: FaultServer,
+def test_a_queued_download_cancelled_reports_cancelled(fault_server: FaultServer,
                                                        write_catalog: Catalog,
                                                        home: Path) -> None:
     gate = threading.Event()
-    _, cat_a = model(server, write_catalog, "q-first", 1000, fs.hold(gate))
-    model(server, write_catalog, "q-second", 1000)
+    _, cat_a = model(fault_server, write_catalog, "q-first", 1000, fs.hold(gate))
+    model(fault_server, write_catalog, "q-second", 1000)
     reg = make_registry(home, cat_a, concurrency=1, timeout=30.0)
-    reg.catalog.register(model_entry("q-second", server.url("q-second"), 1000, None))
+    reg.catalog.register(model_entry("q-second", fault_server.url("q-second"), 1000, None))
     seen: list[DownloadProgress] = []
 
     async def scenario() -> Any:
         first = asyncio.ensure_future(reg.download_model("q-first"))
-        while not server.hits("q-first"):
+        while not fault_server.hits("q-first"):
             await asyncio.sleep(0.01)
         second = asyncio.ensure_future(reg.download_model("q-second", on_detail=seen.append))
         while reg.loader.get_queued_downloads() != ["q-second"]:
@@ -104,11 +99,11 @@ def test_a_queued_download_cancelled_reports_cancelled(server: FaultServer,
     assert [p.stage for p in seen][-1] is Stage.CANCELLED
 
 
-def test_reports_keep_up_with_a_slow_link_and_large_chunks(server: FaultServer,
+def test_reports_keep_up_with_a_slow_link_and_large_chunks(fault_server: FaultServer,
                                                            write_catalog: Catalog,
                                                            home: Path) -> None:
     """4 MiB chunks, 400 KB/s: the old reports came once per chunk (one report for the file)."""
-    _, cat = model(server, write_catalog, "slow-chunks", 800_000, fs.slow(400_000))
+    _, cat = model(fault_server, write_catalog, "slow-chunks", 800_000, fs.slow(400_000))
     reg = make_registry(home, cat, chunk_size=4 * MiB, timeout=30.0,
                         fetch_config=fast_config(split_threshold=2**40, stall_window=30.0))
     seen: list[DownloadProgress] = []
@@ -120,17 +115,18 @@ def test_reports_keep_up_with_a_slow_link_and_large_chunks(server: FaultServer,
     assert max(speeds) < 2 * 400_000  # never far above the link
 
 
-def test_reports_keep_coming_while_nothing_arrives(server: FaultServer, write_catalog: Catalog,
+def test_reports_keep_coming_while_nothing_arrives(fault_server: FaultServer,
+                                                   write_catalog: Catalog,
                                                    home: Path) -> None:
     gate = threading.Event()
-    _, cat = model(server, write_catalog, "heartbeat", 1000, fs.hold(gate))
+    _, cat = model(fault_server, write_catalog, "heartbeat", 1000, fs.hold(gate))
     reg = make_registry(home, cat, timeout=30.0,
                         fetch_config=fast_config(stall_window=30.0))
     seen: list[DownloadProgress] = []
 
     async def scenario() -> Any:
         task = asyncio.ensure_future(reg.download_model("heartbeat", on_detail=seen.append))
-        while not server.hits("heartbeat"):
+        while not fault_server.hits("heartbeat"):
             await asyncio.sleep(0.01)
         held = len(seen)
         while len(seen) < held + 4:  # the server sends nothing: only the heartbeat reports
@@ -142,9 +138,9 @@ def test_reports_keep_coming_while_nothing_arrives(server: FaultServer, write_ca
     assert seen[-1].stage is Stage.DONE
 
 
-def test_an_adapter_hears_the_failure(server: FaultServer, write_catalog: Catalog,
+def test_an_adapter_hears_the_failure(fault_server: FaultServer, write_catalog: Catalog,
                                       home: Path) -> None:
-    _, cat = model(server, write_catalog, "silero-vad", 1000, fs.status(410))
+    _, cat = model(fault_server, write_catalog, "silero-vad", 1000, fs.status(410))
     adapter = SileroVADAdapter(registry=make_registry(home, cat))
     loading: list[ModelLoading] = []
     errors: list[AdapterError] = []
@@ -155,10 +151,10 @@ def test_an_adapter_hears_the_failure(server: FaultServer, write_catalog: Catalo
     assert len(errors) == 1 and isinstance(errors[0].error, DownloadError)
 
 
-def test_the_ready_display_prints_plain_lines_in_a_log(server: FaultServer,
+def test_the_ready_display_prints_plain_lines_in_a_log(fault_server: FaultServer,
                                                        write_catalog: Catalog,
                                                        home: Path) -> None:
-    _, cat = model(server, write_catalog, "shown", 300_000)
+    _, cat = model(fault_server, write_catalog, "shown", 300_000)
     log = io.StringIO()
     r = asyncio.run(make_registry(home, cat).download_model(
         "shown", on_detail=ProgressDisplay(file=log)))
@@ -179,11 +175,11 @@ print("PATH", path)
 """
 
 
-def test_a_notebook_gets_a_live_bar(server: FaultServer, write_catalog: Catalog, home: Path,
+def test_a_notebook_gets_a_live_bar(fault_server: FaultServer, write_catalog: Catalog, home: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    data, cat = model(server, write_catalog, "in-a-notebook", 2 * MiB, fs.slow(4 * MiB))
+    data, cat = model(fault_server, write_catalog, "in-a-notebook", 2 * MiB, fs.slow(4 * MiB))
     monkeypatch.setenv("NB_HOME", str(home))
     monkeypatch.setenv("NB_CATALOG", str(cat))
     nb = nbformat.v4.new_notebook()

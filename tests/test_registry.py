@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere import BlockingRegistry, ModelRegistry
 from runanywhere.errors import InvalidCatalogError, ModelNotFoundError, OfflineError
+from support.catalogs import model_entry
 
 
 def test_later_catalogs_replace_earlier_ids(write_catalog: Callable[..., Path], home: Path

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.errors import InvalidCatalogError, OfflineError
 from runanywhere.settings import Settings, split_catalogs
-from runanywhere.transfer.remote_catalog import catalog_copy_path, fetch_catalog
+from runanywhere.transfer.remote_catalog import CATALOG_RETRY, catalog_copy_path, fetch_catalog
+from support import fault_server as fs
+from support.catalogs import model_entry
+from support.fault_server import FaultServer
 
 
 class CatalogServer:
@@ -88,6 +90,21 @@ def test_a_bad_answer_keeps_the_good_copy(server: CatalogServer, home: Path) -> 
                          (200, b'{"format_version": 1, "models": [{"id": "../x"}]}')):
         server.status, server.body = status, body
         assert fetch_catalog(server.url, settings).read_bytes() == good
+
+
+def test_a_server_busy_for_a_moment_is_asked_again(fault_server: FaultServer,
+                                                   home: Path) -> None:
+    """Two 503s (the second with Retry-After: 0), then the catalog: fetched under the catalog
+    retry policy, with no copy to fall back on."""
+    url = fault_server.add("busy/catalog.json", _catalog("patient"), fs.status(503),
+                           fs.status(503, retry_after="0"))
+    assert json.loads(fetch_catalog(url, Settings(home=home)).read_bytes()) == json.loads(
+        _catalog("patient"))
+    assert [h.status for h in fault_server.hits("busy/catalog.json")] == [503, 503, 200]
+    fault_server.script("busy/catalog.json", then=fs.status(503))
+    assert json.loads(fetch_catalog(url, Settings(home=home)).read_bytes())["models"], \
+        "busy for good: the copy"
+    assert len(fault_server.hits("busy/catalog.json")) == 3 + 1 + CATALOG_RETRY.attempts
 
 
 def test_no_copy_and_no_server_is_one_clear_error(home: Path) -> None:

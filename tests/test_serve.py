@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.net import free_port
 from runanywhere import ModelMetadata, ModelRegistry
 from runanywhere.catalog import parse_model
 from runanywhere.errors import ServeError
 from runanywhere.serve import ModelServer, ServeOptions
+from support.catalogs import model_entry
 from support.serving import InProcessServer, cli_server, wait_healthy
 from support.silero_wheel import ONNX_SHA256, ONNX_SIZE, silero_data_dir
 

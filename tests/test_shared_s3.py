@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.net import free_ports
 from harness.seaweed import READER_KEY, READER_SECRET, SeaweedFS, weed_binary
 from runanywhere import ModelRegistry, Settings
@@ -34,7 +33,9 @@ from runanywhere.cli.main import main as cli_main
 from runanywhere.errors import DownloadCancelledError, ModelError, RuntimeUnavailableError
 from runanywhere.logs import reset_warnings
 from runanywhere.progress import ProgressTracker
+from runanywhere.retry import RetryPolicy
 from runanywhere.shared import (
+    SharedConfig,
     SharedLocation,
     SharedTier,
     push_models,
@@ -44,9 +45,11 @@ from runanywhere.shared import (
     upload_after_publish,
 )
 from runanywhere.shared.client import load_boto3
-from runanywhere.transfer.fetch import FetchConfig, FetchedFile, FileFetch
+from runanywhere.transfer import FetchConfig, FetchedFile, FileFetch
 from runanywhere.transfer.sources import fetch_file, fetch_from_shared
+from support.catalogs import model_entry
 from support.invariants import check_cache
+from support.s3_faults import s3_front
 from support.tamper import flipped
 
 MiB = 2**20
@@ -88,7 +91,7 @@ def make_tier(url: str) -> Iterator[Callable[..., SharedTier]]:
     def make(query: str = "", **kw: Any) -> SharedTier:
         kw.setdefault("poll_interval", 0.05)
         kw.setdefault("max_poll_interval", 0.2)
-        t = SharedTier(url + query, **kw)
+        t = SharedTier(url + query, SharedConfig(**kw))
         made.append(t)
         return t
 
@@ -287,6 +290,37 @@ def test_store_down_one_warning_then_steps_aside(tmp_path: Path,
     # Another tier at the same place in the same process: still the one warning.
     assert fetch_blob(make_tier(endpoint_url=dead), "ff" * 32, 10, tmp_path) is None
     assert len(warnings_of(caplog, "is not usable")) == 1
+
+
+def test_each_s3_call_is_retried_under_the_tier_policy(seaweed: SeaweedFS, tmp_path: Path,
+                                                      make_tier: Callable[..., SharedTier]
+                                                      ) -> None:
+    """A front on 127.0.0.1 passes every request to SeaweedFS but answers 503 SlowDown on cue:
+    a lookup refused twice still hits, a multipart part refused twice is sent a third time and
+    the upload completes. botocore's own retries are off: a policy without retries makes the
+    same single 503 a failure (the tier steps aside)."""
+    with s3_front(seaweed.endpoint) as front:
+        data, sha = blob(5000)
+        tier = make_tier(endpoint_url=front.url)
+        put(seaweed, tier, sha, data)
+        front.fail(2, "HEAD")
+        got = fetch_blob(tier, sha, len(data), tmp_path / "a")
+        assert got is not None and got.path.read_bytes() == data
+        assert front.statuses("HEAD") == [503, 503, 200]
+        assert front.statuses("GET", sha) == [206], "the presigned read went through it too"
+        big, big_sha = blob(6 * MiB)
+        f = tmp_path / "big.bin"
+        f.write_bytes(big)
+        uploader = make_tier(endpoint_url=front.url, multipart_threshold=5 * MiB,
+                             part_size=5 * MiB)
+        front.fail(2, "PUT", contains="partNumber=1")
+        assert uploader.upload_blob(big_sha, f, len(big)) == "uploaded"
+        assert front.statuses("PUT", "partNumber=1") == [503, 503, 200]
+        assert get(seaweed, uploader.location.blob_key(big_sha)) == big
+        strict = make_tier(endpoint_url=front.url, retry=RetryPolicy(attempts=0))
+        front.fail(1, "HEAD")
+        assert fetch_blob(strict, sha, len(data), tmp_path / "b") is None
+        assert not strict.usable() and "503" in (strict.last_error or "")
 
 
 def test_wrong_credentials_fall_back(make_tier: Callable[..., SharedTier], tmp_path: Path,

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.nginx import Hub, Nginx, Route, Site
 from runanywhere import BlockingRegistry, FetchConfig, ModelRegistry, Settings
 from runanywhere.errors import (
@@ -34,6 +33,8 @@ from runanywhere.errors import (
     ModelNotFoundError,
     OfflineError,
 )
+from runanywhere.transfer import Streams
+from support.catalogs import model_entry
 from support.hub_server import HubServer, git_blob_sha1
 from support.invariants import check_cache
 from support.proxy import Proxy
@@ -468,7 +469,7 @@ def test_the_connections_setting_sets_the_streams_per_file(trust: Nginx, files: 
     with pytest.raises(ValueError, match="connections given twice"):
         ModelRegistry(home=tmp_path / "api", catalogs=[cat], include_builtin=False,
                       settings=Settings(home=tmp_path / "api", connections=3),
-                      fetch_config=FetchConfig(connections=6))
+                      fetch_config=FetchConfig(streams=Streams(connections=6)))
 
 
 def test_stolen_tails_cost_no_new_connection(files: Path, write_catalog: Catalog, home: Path,

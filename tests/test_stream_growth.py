@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.nginx import Hub, Nginx, Site
 from runanywhere.transfer.streams import StreamGrowth, cpu_clock
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.pulls import MiB, fast_config, make_registry, pull
 

@@ -18,20 +18,26 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.net import free_port
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadError, InvalidCatalogError, OfflineError
+from runanywhere.progress import ProgressTracker
+from runanywhere.retry import RetriesExhausted, RetryPolicy, TransientError
+from runanywhere.store.partial import Partial, PartialMeta, new_owner
+from runanywhere.transfer import FetchConfig
+from runanywhere.transfer.filejob import FileJob
 from runanywhere.transfer.http import Client, get_small
-from runanywhere.transfer.retry import TransientError
+from runanywhere.transfer.roster import UrlRoster
+from runanywhere.transfer.stream import Stream
 from support import fault_server as fs
 from support.blackhole import blackhole, connecting
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import make_registry
@@ -39,12 +45,6 @@ from support.terminal import cli_argv
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 Catalog = Callable[[list[dict[str, Any]]], Path]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def estimated(model_id: str, url: str, data: bytes) -> dict[str, Any]:
@@ -61,11 +61,15 @@ def test_a_refused_connection_is_worth_a_retry() -> None:
         client.get(url)
     assert url in str(e.value) and "ConnectionRefusedError" in str(e.value)
     with pytest.raises(TransientError):
-        get_small(url)
+        get_small(url, retry=None)
+    with pytest.raises(RetriesExhausted) as gave_up:  # a small document is retried, then typed
+        get_small(url, retry=RetryPolicy(attempts=2, delay=0.0))
+    assert isinstance(gave_up.value.last, TransientError)
+    assert "gave up after 2 retries" in str(gave_up.value)
 
 
-def test_an_answer_that_is_not_http_is_worth_a_retry(server: FaultServer) -> None:
-    url = server.add("not-http", b"x", then=fs.garbage())
+def test_an_answer_that_is_not_http_is_worth_a_retry(fault_server: FaultServer) -> None:
+    url = fault_server.add("not-http", b"x", then=fs.garbage())
     with Client(timeout=5.0) as client, pytest.raises(TransientError) as e:
         client.get(url)
     assert "BadStatusLine" in str(e.value) and "\n" not in str(e.value)
@@ -81,7 +85,7 @@ def test_a_malformed_url_is_final() -> None:
 RESOLVER_DOWN = """
 from runanywhere.errors import DownloadError
 from runanywhere.transfer.http import Client
-from runanywhere.transfer.retry import TransientError
+from runanywhere.retry import TransientError
 try:
     Client(timeout=5.0).get("http://model-host.test/model.onnx")
 except TransientError as e:
@@ -135,19 +139,19 @@ def test_a_malformed_hub_reference_is_an_invalid_catalog_error(home: Path) -> No
     assert isinstance(r.error, InvalidCatalogError) and "'hf://owner'" in str(r.error)
 
 
-def test_offline_a_url_without_a_hash_asks_nothing(server: FaultServer, home: Path) -> None:
-    url = server.add("offline.onnx", os.urandom(1000))
+def test_offline_a_url_without_a_hash_asks_nothing(fault_server: FaultServer, home: Path) -> None:
+    url = fault_server.add("offline.onnx", os.urandom(1000))
     reg = ModelRegistry(home=home, include_builtin=False, offline=True)
     r = asyncio.run(reg.fetch(url, trust_first_use=True))
     assert isinstance(r.error, OfflineError) and "offline" in str(r.error)
-    assert server.requests("/offline.onnx") == 0
+    assert fault_server.requests("/offline.onnx") == 0
     assert not (home / "sources.json").exists() and check_cache(home) == []
 
 
 def test_pull_json_reports_a_protocol_error_as_a_download_error(
-        server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
     data = os.urandom(1000)
-    url = server.add("cli-not-http", data, fs.garbage(), then=fs.status(404))
+    url = fault_server.add("cli-not-http", data, fs.garbage(), then=fs.status(404))
     cat = write_catalog([estimated("cli-not-http", url, data)])
     r = subprocess.run(cli_argv("--home", str(home), "--catalog", str(cat), "pull",
                                 "cli-not-http", "--json"),
@@ -188,3 +192,30 @@ def test_cancel_breaks_a_connect_that_hangs(write_catalog: Catalog, home: Path,
             t.join(timeout=5.0)
         assert [t.name for t in ours if t.is_alive()] == [], "a thread outlived the cancel"
     assert check_cache(home) == []
+
+
+def test_a_range_whose_tail_was_taken_while_a_try_failed_is_not_asked_again(
+        fault_server: FaultServer, tmp_path: Path) -> None:
+    """A stream's request fails after another stream took the rest of its range: the retry
+    has nothing left to ask for (an inverted ``Range`` would be answered with the whole file,
+    or a 416 that fails the download)."""
+    data = os.urandom(4096)
+    gate = threading.Event()
+    url = fault_server.add("tail-taken", data, fs.hold_reset(gate))
+    partial = Partial(tmp_path, "tail-taken", new_owner())
+    partial.open(PartialMeta(url=url, size=len(data), sha256=None))
+    config = FetchConfig(retry=RetryPolicy(attempts=3, delay=0.0))
+    job = FileJob(config=config, size=len(data), roster=UrlRoster([url]), partial=partial,
+                  tracker=ProgressTracker("t", len(data), None), cancel=threading.Event())
+    job.plan.begin([(0, len(data))])
+    worker = threading.Thread(target=Stream(0, job).run, daemon=True)
+    worker.start()
+    fault_server.wait_for_hits("tail-taken", 1)
+    with job.cond:
+        (seg,) = job.plan.segments
+        seg.end = seg.pos  # another stream took all of it
+    gate.set()  # now the held request is reset
+    worker.join(30)
+    assert not worker.is_alive() and job.error is None
+    assert fault_server.requests("tail-taken") == 1
+    partial.close()

@@ -13,7 +13,7 @@ _LAZY = {
     "ModelRegistry": "runanywhere.registry",
     "BlockingRegistry": "runanywhere.registry",
     "ModelLoader": "runanywhere.transfer.loader",
-    "FetchConfig": "runanywhere.transfer.fetch",
+    "FetchConfig": "runanywhere.transfer.config",
     "DownloadProgress": "runanywhere.progress",
     "Stage": "runanywhere.progress",
     "ModelCache": "runanywhere.store.cache",
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .store.cache import CacheHit, ModelCache
     from .store.entry import CacheEntry, VerifyResult
     from .store.prune import PrunePlan
-    from .transfer.fetch import FetchConfig
+    from .transfer.config import FetchConfig
     from .transfer.loader import ModelLoader
 
 

@@ -29,13 +29,17 @@ the process exit status the CLI uses for it (``exit_code``)::
     │   └── UnsafeCacheError            1
     └── ServeError                      2
 
-Nothing here imports anything of runanywhere: this module is the bottom of the house.
+Every message is shown with the secrets of the URLs in it masked (``redact.py``, a leaf below
+this module): a password or a signed link's token never reaches a terminal, a log or ``--json``.
+Nothing else of runanywhere is imported here: this module is the bottom of the house.
 """
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
+
+from .redact import redact
 
 
 def install_hint(extra: str) -> str:
@@ -48,6 +52,12 @@ class ModelError(Exception):
 
     #: Process exit status the CLI uses for this kind of failure.
     exit_code = 1
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class ModelNotFoundError(ModelError, LookupError):

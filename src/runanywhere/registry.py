@@ -104,11 +104,9 @@ class ModelRegistry:
         self.catalog = Catalog.from_settings(s, include_builtin=include_builtin,
                                              fetch=lambda url: _fetch_catalog(url, s))
         if loader_options.get("fetch_config") is not None:
-            from .transfer.loader import check_durable, with_connections
+            from .transfer.config import check_config
 
-            given = loader_options["fetch_config"]
-            check_durable(given, s)  # now, not at the first download
-            with_connections(given, given, s)
+            check_config(loader_options["fetch_config"], s)  # now, not at the first download
         self._loader_options = loader_options
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None
@@ -310,14 +308,14 @@ class ModelRegistry:
         Without ``sha256`` a URL is refused unless ``trust_first_use``: the first verified
         download then records the hash every later one must match.
         """
-        from .transfer.adhoc import hub_entry, url_entry
+        from .transfer.adhoc import hub_entry, stored_entry, url_entry
 
         if source.startswith("hf://"):
             if sha256 or size:
                 raise InvalidCatalogError("--sha256 and --size do not apply to hf://"
                                           " references: the Hub's API gives both")
             entry = hub_entry(source, model_id=model_id, include=include, exclude=exclude,
-                              settings=self.settings)
+                              settings=self.settings, config=self.loader.config)
         else:
             if not sha256 and not trust_first_use:
                 raise InvalidCatalogError(
@@ -331,7 +329,7 @@ class ModelRegistry:
             raise InvalidCatalogError(f"id {meta.id!r} already names another model"
                                       f" ({known.name}, from {known.source}); choose an id"
                                       " with --id")
-        self.cache.record_source(entry)
+        self.cache.record_source(stored_entry(entry))  # no password on disk
         return self.register_model(meta)
 
     async def fetch(self, source: str, *, sha256: str | None = None, size: int | None = None,

@@ -14,15 +14,14 @@ import os
 import stat
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.errors import IntegrityError, UnsafeArchiveError
-from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import make_registry, pull
@@ -31,12 +30,6 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
 Member = tuple[str, str, Any]  # (kind, name, content or link target)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def make_tar(members: list[Member], mode: str = "w:gz") -> bytes:
@@ -106,8 +99,8 @@ class Pull:
 
 
 @pytest.fixture
-def get(server: FaultServer, write_catalog: Catalog, tmp_path: Path) -> Pull:
-    return Pull(server, write_catalog, tmp_path)
+def get(fault_server: FaultServer, write_catalog: Catalog, tmp_path: Path) -> Pull:
+    return Pull(fault_server, write_catalog, tmp_path)
 
 
 # -- well-formed archives -------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.cli.main import main
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.tamper import flip_byte
 

@@ -19,15 +19,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.cli.main import main
-from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 
@@ -35,12 +34,6 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
 GOOD_HASH = "cd" * 32
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def _files(*paths: str, url: str = "") -> dict[str, Any]:
@@ -70,16 +63,16 @@ DOOR: list[tuple[str, Callable[[str], dict[str, Any]], str]] = [
 
 @pytest.mark.parametrize(("change", "field"), [(c, f) for _, c, f in DOOR],
                          ids=[name for name, _, _ in DOOR])
-def test_refused_when_the_catalog_is_read(server: FaultServer, tmp_path: Path, home: Path,
+def test_refused_when_the_catalog_is_read(fault_server: FaultServer, tmp_path: Path, home: Path,
                                           write_catalog: Catalog,
                                           capsys: pytest.CaptureFixture[str],
                                           change: Callable[[str], dict[str, Any]],
                                           field: str) -> None:
-    entry = model_entry("door", server.url("m.onnx"), 10, GOOD_HASH)
-    entry.update(change(server.base))
+    entry = model_entry("door", fault_server.url("m.onnx"), 10, GOOD_HASH)
+    entry.update(change(fault_server.base))
     entry = {k: v for k, v in entry.items() if v is not None}
     catalog = write_catalog([entry])
-    before_requests = server.requests()
+    before_requests = fault_server.requests()
     before = set(tmp_path.rglob("*"))
     t0 = time.monotonic()
     code = main(["--home", str(home), "--catalog", str(catalog), "pull", "door"])
@@ -89,7 +82,7 @@ def test_refused_when_the_catalog_is_read(server: FaultServer, tmp_path: Path, h
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert catalog.name in lines[0] and "model 'door'" in lines[0] and field in lines[0], lines
-    assert server.requests() == before_requests, "a request was made"
+    assert fault_server.requests() == before_requests, "a request was made"
     created = set(tmp_path.rglob("*")) - before
     assert all(p == home or home in p.parents for p in created), created
     assert check_cache(home) == []

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.errors import DownloadCancelledError
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import MiB, child_result, fast_config, make_registry, partial_files, spawn_pull
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.timeout(180, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
 FETCH = {"split_threshold": MiB, "min_part": MiB, "connections": 4, "stall_window": 10.0}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def slow_model(server: FaultServer, write_catalog: Catalog, name: str, size: int,
@@ -62,36 +56,38 @@ def assert_one_correct_copy(home: Path, model: str, data: bytes, sha: str,
     assert not [p for p in partial_files(home) if p.endswith(".part")]
 
 
-def test_two_processes_pull_one_model(server: FaultServer, write_catalog: Catalog,
+def test_two_processes_pull_one_model(fault_server: FaultServer, write_catalog: Catalog,
                                       home: Path) -> None:
-    data, sha, cat = slow_model(server, write_catalog, "two-procs", 4 * MiB)
+    data, sha, cat = slow_model(fault_server, write_catalog, "two-procs", 4 * MiB)
     results = pull_in(2, home, cat, "two-procs")
     assert_one_correct_copy(home, "two-procs", data, sha, results)
-    assert server.bytes_served("two-procs") <= 1.5 * len(data)
+    assert fault_server.bytes_served("two-procs") <= 1.5 * len(data)
 
 
-def test_eight_processes_pull_one_model_about_once(server: FaultServer, write_catalog: Catalog,
+def test_eight_processes_pull_one_model_about_once(fault_server: FaultServer,
+                                                   write_catalog: Catalog,
                                                    home: Path) -> None:
     # About 2 s of download at 4 x 1 MB/s: the children start while it is in flight.
-    data, sha, cat = slow_model(server, write_catalog, "eight-procs", 8 * MiB)
+    data, sha, cat = slow_model(fault_server, write_catalog, "eight-procs", 8 * MiB)
     results = pull_in(8, home, cat, "eight-procs")
     assert_one_correct_copy(home, "eight-procs", data, sha, results)
-    served = server.bytes_served("eight-procs")
+    served = fault_server.bytes_served("eight-procs")
     assert len(data) <= served <= 1.5 * len(data), f"{served / len(data):.2f} copies served"
 
 
-def test_correct_without_flock(server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    data, sha, cat = slow_model(server, write_catalog, "no-flock", 4 * MiB)
+def test_correct_without_flock(fault_server: FaultServer, write_catalog: Catalog,
+                               home: Path) -> None:
+    data, sha, cat = slow_model(fault_server, write_catalog, "no-flock", 4 * MiB)
     results = pull_in(2, home, cat, "no-flock", no_flock=True)
     assert_one_correct_copy(home, "no-flock", data, sha, results)
     # Both really downloaded (the lock was out of play), each into its own partial.
-    assert server.bytes_served("no-flock") >= 1.9 * len(data)
+    assert fault_server.bytes_served("no-flock") >= 1.9 * len(data)
 
 
-def test_two_registries_in_one_process_share_the_download(server: FaultServer,
+def test_two_registries_in_one_process_share_the_download(fault_server: FaultServer,
                                                           write_catalog: Catalog,
                                                           home: Path) -> None:
-    data, _sha, cat = slow_model(server, write_catalog, "two-registries", 3 * MiB)
+    data, _sha, cat = slow_model(fault_server, write_catalog, "two-registries", 3 * MiB)
     regs = [make_registry(home, cat, fetch_config=fast_config(**FETCH)) for _ in range(2)]
 
     async def both() -> list[Any]:
@@ -101,20 +97,21 @@ def test_two_registries_in_one_process_share_the_download(server: FaultServer,
     assert a.success and b.success, (a.error, b.error)
     assert a.value == b.value and a.value.read_bytes() == data
     assert check_cache(home) == ["two-registries"]
-    assert server.bytes_served("two-registries") <= 1.5 * len(data)
+    assert fault_server.bytes_served("two-registries") <= 1.5 * len(data)
 
 
-def test_cancel_while_waiting_for_another_downloader(server: FaultServer, write_catalog: Catalog,
+def test_cancel_while_waiting_for_another_downloader(fault_server: FaultServer,
+                                                     write_catalog: Catalog,
                                                      home: Path) -> None:
     """The second registry waits on the download lock; cancelling it must not wait for the
     first, and must not disturb it."""
-    data, sha, cat = slow_model(server, write_catalog, "lock-wait", 3 * MiB, rate=500_000)
+    data, sha, cat = slow_model(fault_server, write_catalog, "lock-wait", 3 * MiB, rate=500_000)
     first, second = (make_registry(home, cat, fetch_config=fast_config(**FETCH))
                      for _ in range(2))
 
     async def scenario() -> tuple[Any, Any]:
         a = asyncio.create_task(first.download_model("lock-wait"))
-        while server.requests("lock-wait") == 0:  # the first holds the lock and downloads
+        while fault_server.requests("lock-wait") == 0:  # the first holds the lock and downloads
             await asyncio.sleep(0.01)
         b = asyncio.create_task(second.download_model("lock-wait"))
         while second.loader.get_active_downloads() != ["lock-wait"]:  # b: polling the lock

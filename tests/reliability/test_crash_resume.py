@@ -13,15 +13,15 @@ import hashlib
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.nginx import Nginx
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import (
@@ -38,12 +38,6 @@ from support.tamper import zero_range
 pytestmark = pytest.mark.timeout(180, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def kill9(proc: subprocess.Popen[str]) -> None:
@@ -92,12 +86,12 @@ def test_kill_9_mid_download_then_a_fresh_process_fetches_only_the_rest(
 
 
 @pytest.mark.parametrize("fraction", [0.25, 0.5, 0.75])
-def test_kill_9_at_a_fraction_of_the_bytes(server: FaultServer, write_catalog: Catalog,
+def test_kill_9_at_a_fraction_of_the_bytes(fault_server: FaultServer, write_catalog: Catalog,
                                            home: Path, fraction: float) -> None:
     name = f"kill-at-{int(fraction * 100)}"
     data = os.urandom(4 * MiB)
     sha = hashlib.sha256(data).hexdigest()
-    url = server.add(name, data, then=fs.slow(1_000_000))  # 4 ranges of 1 MB/s each
+    url = fault_server.add(name, data, then=fs.slow(1_000_000))  # 4 ranges of 1 MB/s each
     cat = write_catalog([model_entry(name, url, len(data), sha)])
     chunk = 128 * 1024
     fetch = {"split_threshold": MiB, "min_part": MiB, "connections": 4, "stall_window": 10.0}
@@ -108,20 +102,20 @@ def test_kill_9_at_a_fraction_of_the_bytes(server: FaultServer, write_catalog: C
     assert check_cache(home) == []
     kept = covered(home, sha)
     assert fraction * len(data) <= kept < len(data)
-    wait_until(lambda: all(h.ended for h in server.hits(name)), what="the server to notice")
-    before = server.bytes_served(name)
+    wait_until(lambda: all(h.ended for h in fault_server.hits(name)), what="the server to notice")
+    before = fault_server.bytes_served(name)
 
-    server.script(name, then=fs.ok())
+    fault_server.script(name, then=fs.ok())
     resume(home, cat, name, sha, chunk_size=chunk, fetch=fetch)
-    assert server.bytes_served(name) - before <= len(data) - kept + 4 * chunk
+    assert fault_server.bytes_served(name) - before <= len(data) - kept + 4 * chunk
 
 
-def test_killed_twice_then_finished(server: FaultServer, write_catalog: Catalog,
+def test_killed_twice_then_finished(fault_server: FaultServer, write_catalog: Catalog,
                                     home: Path) -> None:
     name = "killed-twice"
     data = os.urandom(4 * MiB)
     sha = hashlib.sha256(data).hexdigest()
-    url = server.add(name, data, then=fs.slow(1_000_000))
+    url = fault_server.add(name, data, then=fs.slow(1_000_000))
     cat = write_catalog([model_entry(name, url, len(data), sha)])
     fetch = {"split_threshold": MiB, "min_part": MiB, "connections": 4, "stall_window": 10.0}
     for goal in (0.3, 0.7):
@@ -132,20 +126,20 @@ def test_killed_twice_then_finished(server: FaultServer, write_catalog: Catalog,
         assert check_cache(home) == []
     # One partial only: the second run adopted the first's instead of starting another.
     assert len([p for p in partial_files(home, sha) if p.endswith(".part")]) == 1
-    wait_until(lambda: all(h.ended for h in server.hits(name)), what="the server to notice")
-    server.script(name, then=fs.ok())
+    wait_until(lambda: all(h.ended for h in fault_server.hits(name)), what="the server to notice")
+    fault_server.script(name, then=fs.ok())
     resume(home, cat, name, sha, fetch=fetch)
-    assert server.bytes_served(name) <= len(data) + 2 * 4 * 128 * 1024
+    assert fault_server.bytes_served(name) <= len(data) + 2 * 4 * 128 * 1024
 
 
 def test_power_loss_bytes_that_the_journal_claims_are_re_checked(
-        server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
     """After a power loss the journal may claim bytes the disk lost: the hash catches it and the
     download starts over once, never publishing the damaged file."""
     name = "power-loss"
     data = os.urandom(4 * MiB)
     sha = hashlib.sha256(data).hexdigest()
-    url = server.add(name, data, then=fs.slow(1_000_000))
+    url = fault_server.add(name, data, then=fs.slow(1_000_000))
     cat = write_catalog([model_entry(name, url, len(data), sha)])
     fetch = {"split_threshold": MiB, "min_part": MiB, "connections": 4, "stall_window": 10.0}
     proc = spawn_pull(child_cfg(home, cat, name, chunk_size=128 * 1024, fetch=fetch))
@@ -155,7 +149,7 @@ def test_power_loss_bytes_that_the_journal_claims_are_re_checked(
     (log,) = (home / "partials").glob(f"{sha}.*.log")
     start, end = sorted(journal(log))[0]
     zero_range(part, start + (end - start) // 2, 4096)  # a lost page, where the journal has data
-    server.script(name, then=fs.ok())
+    fault_server.script(name, then=fs.ok())
     resume(home, cat, name, sha, fetch=fetch)
 
 
@@ -175,12 +169,12 @@ CRASH_POINTS = {
 
 
 @pytest.mark.parametrize("point", list(CRASH_POINTS))
-def test_kill_9_at_a_crash_point(server: FaultServer, write_catalog: Catalog, home: Path,
+def test_kill_9_at_a_crash_point(fault_server: FaultServer, write_catalog: Catalog, home: Path,
                                  tmp_path: Path, point: str) -> None:
     name = "crash-" + point.replace(":", "-")
     data = os.urandom(3 * MiB)
     sha = hashlib.sha256(data).hexdigest()
-    cat = write_catalog([model_entry(name, server.add(name, data), len(data), sha)])
+    cat = write_catalog([model_entry(name, fault_server.add(name, data), len(data), sha)])
     marker = tmp_path / "marker"
     fetch = {"split_threshold": MiB, "min_part": MiB}
     proc = spawn_pull(child_cfg(home, cat, name, fetch=fetch), crash_at=point, marker=marker)
@@ -190,7 +184,7 @@ def test_kill_9_at_a_crash_point(server: FaultServer, write_catalog: Catalog, ho
 
     visible = check_cache(home, {name: {name: sha}})
     assert visible == ([name] if CRASH_POINTS[point] else [])
-    served = server.bytes_served(name)
+    served = fault_server.bytes_served(name)
     assert served == len(data)
     resume(home, cat, name, sha, fetch=fetch)
-    assert server.bytes_served(name) == served, "bytes already on disk were fetched again"
+    assert fault_server.bytes_served(name) == served, "bytes already on disk were fetched again"

@@ -19,15 +19,14 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.cli.main import main
-from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 
@@ -35,12 +34,6 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
 SIZE = 200_000
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 class Cli:
@@ -92,13 +85,13 @@ def served(server: FaultServer, name: str) -> int:
 
 
 @pytest.fixture
-def models(server: FaultServer, write_catalog: Catalog, home: Path,
+def models(fault_server: FaultServer, write_catalog: Catalog, home: Path,
            capsys: pytest.CaptureFixture[str]) -> tuple[Cli, dict[str, bytes]]:
     """Three pulled models (one pinned) and one trusted on first use."""
     tag = os.urandom(3).hex()
     data = {f"m{i}-{tag}": os.urandom(SIZE) for i in range(3)}
     data[f"tofu-{tag}"] = os.urandom(SIZE)
-    entries = [model_entry(mid, server.add(mid, d), SIZE,
+    entries = [model_entry(mid, fault_server.add(mid, d), SIZE,
                            None if mid.startswith("tofu") else hashlib.sha256(d).hexdigest())
                for mid, d in data.items()]
     cli = Cli(home, write_catalog(entries), capsys)
@@ -144,13 +137,13 @@ def test_a_new_home_is_not_mistaken_for_a_lost_index(home: Path, write_catalog: 
 # -- first-use hashes -----------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["truncated-to-zero", "deleted", "garbage"])
 def test_first_use_hash_survives_a_rebuild(models: tuple[Cli, dict[str, bytes]],
-                                           server: FaultServer, home: Path, how: str) -> None:
+                                           fault_server: FaultServer, home: Path, how: str) -> None:
     cli, data = models
     tofu = next(m for m in data if m.startswith("tofu"))
     sha = hashlib.sha256(data[tofu]).hexdigest()
     lose_index(home, how)
     assert cli("cache", "rm", tofu)[0] == 0
-    server.set_data(tofu, xor(data[tofu]))  # the origin now serves other bytes, same size
+    fault_server.set_data(tofu, xor(data[tofu]))  # the origin now serves other bytes, same size
     code, _, err = cli("pull", tofu)
     assert code == 1 and "sha256 mismatch" in err, err
     doc = cli.json("info", tofu)
@@ -159,7 +152,8 @@ def test_first_use_hash_survives_a_rebuild(models: tuple[Cli, dict[str, bytes]],
 
 
 def test_forget_is_the_only_way_to_drop_a_recorded_hash(models: tuple[Cli, dict[str, bytes]],
-                                                        server: FaultServer, home: Path) -> None:
+                                                        fault_server: FaultServer,
+                                                        home: Path) -> None:
     cli, data = models
     tofu = next(m for m in data if m.startswith("tofu"))
     sha = hashlib.sha256(data[tofu]).hexdigest()
@@ -176,7 +170,7 @@ def test_forget_is_the_only_way_to_drop_a_recorded_hash(models: tuple[Cli, dict[
     assert code == 1 and "no recorded first-use hash" in err and len(err.splitlines()) == 1
 
     other = xor(data[tofu])
-    server.set_data(tofu, other)  # after forget: the next download's bytes are recorded
+    fault_server.set_data(tofu, other)  # after forget: the next download's bytes are recorded
     code, _, err = cli("pull", tofu, "--quiet")
     assert code == 0, err
     new = hashlib.sha256(other).hexdigest()
@@ -190,19 +184,19 @@ def _model_file(home: Path, mid: str) -> Path:
 
 
 def test_an_mtime_change_leads_to_a_recheck_not_a_download(
-        models: tuple[Cli, dict[str, bytes]], server: FaultServer, home: Path) -> None:
+        models: tuple[Cli, dict[str, bytes]], fault_server: FaultServer, home: Path) -> None:
     cli, data = models
     mid = next(iter(data))
     path = _model_file(home, mid)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 3_600 * 10**9))  # a clock jump
-    before = served(server, mid)
+    before = served(fault_server, mid)
 
     code, out, err = cli("--offline", "pull", mid, "--json")
     assert code == 0, err
     assert json.loads(out)["models"][0]["path"] == str(path)
     assert cli("pull", mid, "--quiet")[0] == 0
-    assert served(server, mid) == before, "the whole file was downloaded again"
+    assert served(fault_server, mid) == before, "the whole file was downloaded again"
     code, out, _ = cli("cache", "verify", mid)
     assert code == 0 and f"{mid}: ok" in out
     # The re-check recorded the new mtime: the next hit is cheap again (no re-hash).
@@ -214,11 +208,11 @@ def test_an_mtime_change_leads_to_a_recheck_not_a_download(
 
 
 def test_changed_bytes_with_a_new_mtime_are_quarantined_and_fetched_again(
-        models: tuple[Cli, dict[str, bytes]], server: FaultServer, home: Path) -> None:
+        models: tuple[Cli, dict[str, bytes]], fault_server: FaultServer, home: Path) -> None:
     cli, data = models
     mid = list(data)[1]
     flip_byte(_model_file(home, mid), SIZE // 2)  # a write: size kept, mtime moves
-    before = served(server, mid)
+    before = served(fault_server, mid)
 
     code, _, err = cli("--offline", "pull", mid)
     assert code == 1 and "not in the cache" in err, err
@@ -226,6 +220,6 @@ def test_changed_bytes_with_a_new_mtime_are_quarantined_and_fetched_again(
     assert check_cache(home, expected(data)) == sorted(set(data) - {mid})
     code, _, err = cli("pull", mid, "--quiet")
     assert code == 0, err
-    assert served(server, mid) - before == SIZE
+    assert served(fault_server, mid) - before == SIZE
     assert _model_file(home, mid).read_bytes() == data[mid]
     assert check_cache(home, expected(data)) == sorted(data)

@@ -13,32 +13,26 @@ import email.utils
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from harness.net import free_port
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadError, IntegrityError, ModelError
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
-from support.pulls import MiB, covered, make_registry, partial_files, pull
+from support.pulls import MiB, covered, fast_config, make_registry, partial_files, pull
 
 # A hung download thread would also hang asyncio.run's executor shutdown: dump and exit.
 pytestmark = pytest.mark.timeout(120, method="thread")
 
 SIZE = 2 * MiB + 12_345  # above fast_config's split threshold: 8 ranges of about 270 kB
 SMALL = 300_000  # below it: one connection, so request counts are exact
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 class Case:
@@ -96,10 +90,10 @@ class Case:
 
 
 @pytest.fixture
-def case(server: FaultServer, tmp_path: Path, write_catalog: Callable[..., Path]
+def case(fault_server: FaultServer, tmp_path: Path, write_catalog: Callable[..., Path]
          ) -> Callable[..., Case]:
     def make(name: str, size: int = SIZE, **kw: Any) -> Case:
-        return Case(server, tmp_path, write_catalog, name, size, **kw)
+        return Case(fault_server, tmp_path, write_catalog, name, size, **kw)
     return make
 
 
@@ -134,13 +128,13 @@ RECOVER: dict[str, tuple[list[fs.Behaviour], fs.Behaviour | None]] = {
 
 
 @pytest.mark.parametrize("name", sorted(RECOVER))
-def test_recovers(case: Callable[..., Case], server: FaultServer, name: str) -> None:
+def test_recovers(case: Callable[..., Case], fault_server: FaultServer, name: str) -> None:
     script, then = RECOVER[name]
     c = case(name).script(*script, then=then)
-    target = server.add(f"{name}-target", c.data)
+    target = fault_server.add(f"{name}-target", c.data)
     r = c.pull()
     c.assert_ok(r)
-    served = c.served() + server.bytes_served(target.rsplit("/", 1)[1])
+    served = c.served() + fault_server.bytes_served(target.rsplit("/", 1)[1])
     if name == "range-ignored-then-reset":
         # Range stops working mid-way: each range connection already open gets the whole file
         # (on loopback, its socket buffers swallow 2 MiB at once) and one of them becomes the
@@ -194,18 +188,18 @@ def test_fails_typed(case: Callable[..., Case], name: str) -> None:
 
 
 def test_wrong_bytes_of_the_right_size_fail_and_the_partial_is_discarded(
-        case: Callable[..., Case], server: FaultServer) -> None:
+        case: Callable[..., Case], fault_server: FaultServer) -> None:
     c = case("wrong-bytes")
-    server.set_data(c.name, os.urandom(SIZE))
+    fault_server.set_data(c.name, os.urandom(SIZE))
     c.assert_failed(c.pull(), IntegrityError)
     assert partial_files(c.home) == []
 
 
 def test_redirect_chain_longer_than_ten_fails(case: Callable[..., Case],
-                                              server: FaultServer) -> None:
+                                              fault_server: FaultServer) -> None:
     c = case("redirect-chain")
     for i in range(12):
-        server.add(f"hop{i}", b"", then=fs.redirect(f"/hop{i + 1}"))
+        fault_server.add(f"hop{i}", b"", then=fs.redirect(f"/hop{i + 1}"))
     c.script(then=fs.redirect("/hop0"))
     c.assert_failed(c.pull(), DownloadError)
 
@@ -264,75 +258,75 @@ def test_no_retry_after_uses_the_short_backoff(case: Callable[..., Case]) -> Non
 
 # -- mirrors --------------------------------------------------------------------------------------
 def test_mirror_used_when_the_primary_keeps_failing(case: Callable[..., Case],
-                                                    server: FaultServer) -> None:
+                                                    fault_server: FaultServer) -> None:
     c = case("mirrored", SMALL, retry_attempts=2, mirrors=("mirrored-copy",))
     c.script(then=fs.status(503))
     c.assert_ok(c.pull())
     assert c.requests() == 1 + 2  # the primary: first try and its retries, no more
-    assert server.requests("/mirrored-copy") == 1
+    assert fault_server.requests("/mirrored-copy") == 1
 
 
 def test_mirror_used_at_once_after_a_client_error(case: Callable[..., Case],
-                                                  server: FaultServer) -> None:
+                                                  fault_server: FaultServer) -> None:
     c = case("mirrored-404", SMALL, mirrors=("mirrored-404-copy",)).script(then=fs.status(404))
     c.assert_ok(c.pull())
     assert c.requests() == 1
-    assert server.requests("/mirrored-404-copy") == 1
+    assert fault_server.requests("/mirrored-404-copy") == 1
 
 
 def test_mirror_used_when_the_primary_refuses_connections(case: Callable[..., Case],
-                                                          server: FaultServer) -> None:
+                                                          fault_server: FaultServer) -> None:
     dead = f"http://127.0.0.1:{free_port()}/nothing-listens-here"
     c = case("refused", SMALL, mirrors=("refused-copy",), primary=dead)
     c.assert_ok(c.pull())
-    assert server.requests("/refused-copy") == 1
+    assert fault_server.requests("/refused-copy") == 1
 
 
 def test_all_mirrors_failing_is_a_download_error(case: Callable[..., Case],
-                                                 server: FaultServer) -> None:
+                                                 fault_server: FaultServer) -> None:
     c = case("mirror-bad", SMALL, mirrors=("mirror-bad-copy",)).script(then=fs.status(503))
-    server.script("mirror-bad-copy", then=fs.status(502))
+    fault_server.script("mirror-bad-copy", then=fs.status(502))
     c.assert_failed(c.pull(), DownloadError)
-    assert c.requests() >= 1 and server.requests("/mirror-bad-copy") >= 1
+    assert c.requests() >= 1 and fault_server.requests("/mirror-bad-copy") >= 1
 
 
 # -- wrong bytes: blamed on the URLs that sent them, every URL gets a clean try -------------------
 def test_a_primary_sending_another_file_leaves_the_mirror_a_clean_try(
-        case: Callable[..., Case], server: FaultServer) -> None:
+        case: Callable[..., Case], fault_server: FaultServer) -> None:
     """A longer file without Content-Length: caught at its extra bytes, after all the others
     were written. They are dropped, and the mirror is asked for the file from byte 0."""
     c = case("longer-primary", SMALL, mirrors=("longer-primary-copy",))
-    server.set_data(c.name, os.urandom(SMALL + 100))
+    fault_server.set_data(c.name, os.urandom(SMALL + 100))
     c.script(then=fs.no_length(0, whole=True))
     c.assert_ok(c.pull())
     assert c.requests() == 1
-    assert [h.range for h in server.hits("/longer-primary-copy")] == [f"bytes=0-{SMALL - 1}"]
+    assert [h.range for h in fault_server.hits("/longer-primary-copy")] == [f"bytes=0-{SMALL - 1}"]
 
 
 def test_a_file_mixed_from_two_urls_is_fetched_again_from_one(
-        case: Callable[..., Case], server: FaultServer) -> None:
+        case: Callable[..., Case], fault_server: FaultServer) -> None:
     """The primary's first range comes from another file, then it answers 404 and the mirror
     sends the rest: the whole file is wrong, nobody alone is to blame, so the mirror (the one
     still usable) is asked for all of it."""
     c = case("mixed", mirrors=("mixed-copy",))
-    server.set_data(c.name, os.urandom(SIZE))
+    fault_server.set_data(c.name, os.urandom(SIZE))
     c.script(fs.ok(), then=fs.status(404))
     c.assert_ok(c.pull())
-    mirror = server.hits("/mixed-copy")
+    mirror = fault_server.hits("/mixed-copy")
     assert any((h.range or "").startswith("bytes=0-") for h in mirror)
 
 
 def test_wrong_bytes_everywhere_name_each_sender(case: Callable[..., Case],
-                                                 server: FaultServer) -> None:
+                                                 fault_server: FaultServer) -> None:
     c = case("all-wrong", SMALL, mirrors=("all-wrong-copy",))
-    server.set_data(c.name, os.urandom(SMALL))
-    server.set_data("all-wrong-copy", os.urandom(SMALL))
+    fault_server.set_data(c.name, os.urandom(SMALL))
+    fault_server.set_data("all-wrong-copy", os.urandom(SMALL))
     err = c.assert_failed(c.pull(), IntegrityError)
-    mirror = server.url("all-wrong-copy")
+    mirror = fault_server.url("all-wrong-copy")
     assert err.url == mirror and f"from {mirror}" in str(err)
     assert f"{c.url}: sha256 mismatch" in str(err) and f"{mirror}: sha256 mismatch" in str(err)
     for path in (c.path, "/all-wrong-copy"):  # each alone, from byte 0
-        assert [h.range for h in server.hits(path)] == [f"bytes=0-{SMALL - 1}"]
+        assert [h.range for h in fault_server.hits(path)] == [f"bytes=0-{SMALL - 1}"]
 
 
 # -- sizes the catalog only estimates: learned like a body is fetched ------------------------------
@@ -350,12 +344,12 @@ def test_a_garbage_answer_to_the_size_probe_is_retried(case: Callable[..., Case]
 
 
 def test_a_size_estimate_is_learned_from_the_mirror_that_can_say(
-        case: Callable[..., Case], server: FaultServer) -> None:
+        case: Callable[..., Case], fault_server: FaultServer) -> None:
     c = case("estimate-mirror", SMALL, estimate=True, mirrors=("estimate-mirror-copy",))
     c.script(then=fs.status(404))
     c.assert_ok(c.pull())
     assert c.requests() == 1  # the probe's 404; the body is not asked of it again
-    assert [h.range for h in server.hits("/estimate-mirror-copy")] == [
+    assert [h.range for h in fault_server.hits("/estimate-mirror-copy")] == [
         "bytes=0-0", f"bytes=0-{SMALL - 1}"]
 
 
@@ -377,15 +371,15 @@ def test_a_size_probe_with_dribbled_headers_is_broken_and_retried(
 # -- signed links ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("code", [400, 403])
 def test_a_4xx_at_a_remembered_redirect_target_asks_for_a_fresh_link(
-        case: Callable[..., Case], server: FaultServer, code: int) -> None:
+        case: Callable[..., Case], fault_server: FaultServer, code: int) -> None:
     """A signed link that expired mid-download answers 400 (GCS) or 403 (S3): the URL is asked
     again for a fresh one instead of giving up."""
     c = case(f"signed-{code}", SMALL)
-    server.add(f"signed-{code}-target", c.data, fs.reset(50_000), fs.status(code))
+    fault_server.add(f"signed-{code}-target", c.data, fs.reset(50_000), fs.status(code))
     c.script(then=fs.redirect(f"/signed-{code}-target"))
     c.assert_ok(c.pull())
     assert c.requests() == 2
-    assert [h.status for h in server.hits(f"/signed-{code}-target")][1:] == [code, 206]
+    assert [h.status for h in fault_server.hits(f"/signed-{code}-target")][1:] == [code, 206]
 
 
 # -- the watchdog ---------------------------------------------------------------------------------
@@ -446,6 +440,36 @@ def test_source_that_keeps_changing_gives_up(case: Callable[..., Case]) -> None:
     c = case("keeps-changing", with_hash=False)
     c.script(fs.ok(), *[fs.swap(os.urandom(SIZE)) for _ in range(30)])
     c.assert_failed(c.pull(), DownloadError)
+
+
+# -- progress resets the retry budget --------------------------------------------------------------
+CUT = 1_000_000  # less than one 1 MiB read: 0.2 counted only whole chunks as progress
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_connection_cut_after_every_megabyte_still_completes_the_file(
+        case: Callable[..., Case], connections: int) -> None:
+    """Every answer is reset after 1 MB. Each try brings bytes, so none counts against the
+    three retries and the 8 MB arrive (0.2 gave up at 4 MB); on one stream, and on four whose
+    ranges are longer than a cut."""
+    config = fast_config(connections=connections, split_threshold=MiB, min_part=3 * MiB,
+                         stall_window=10.0)
+    c = case(f"cut-every-mb-{connections}", 8 * CUT, fetch_config=config)
+    c.script(then=fs.reset(CUT))
+    c.assert_ok(c.pull())
+    assert c.requests() >= 8, "each answer brought at most a megabyte"
+    if connections == 1:  # resumed where each cut left it, never started over
+        starts = [int((h.range or "bytes=0-").split("=")[1].split("-")[0])
+                  for h in c.server.hits(c.path)]
+        assert starts == sorted(set(starts)), starts
+
+
+def test_a_server_cutting_after_a_few_bytes_is_given_up_on(case: Callable[..., Case]) -> None:
+    """A byte per connection is not progress: the budget runs out (the first try and three
+    retries), not the file."""
+    c = case("cut-after-ten-bytes", SMALL).script(then=fs.reset(10))
+    c.assert_failed(c.pull(), DownloadError)
+    assert c.requests() == 4
 
 
 # -- resume after a failed run --------------------------------------------------------------------

@@ -22,17 +22,17 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere import BlockingRegistry, ModelRegistry, Result
 from runanywhere.errors import ModelError
 from runanywhere.settings import Settings
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import MiB, fast_config, make_registry, pull, wait_until
@@ -41,12 +41,6 @@ from support.silero import silero_onnx_bytes
 pytestmark = pytest.mark.timeout(180, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def _slow_models(server: FaultServer, prefix: str, n: int, size: int = MiB,
@@ -83,15 +77,16 @@ def _in_threads(calls: list[Callable[[], Any]], timeout: float = 60.0) -> list[A
 
 
 # -- blocking registries on threads ---------------------------------------------------------------
-def test_two_blocking_registries_one_slot_two_models(server: FaultServer, write_catalog: Catalog,
+def test_two_blocking_registries_one_slot_two_models(fault_server: FaultServer,
+                                                     write_catalog: Catalog,
                                                      home: Path) -> None:
     """concurrency=1: the second model waits for the slot the first holds, on another loop."""
-    entries, data = _slow_models(server, "slot", 2, rate=500_000)
+    entries, data = _slow_models(fault_server, "slot", 2, rate=500_000)
     reg = make_registry(home, write_catalog(entries), concurrency=1)
     a, b = BlockingRegistry(reg), BlockingRegistry(reg)
 
     def second() -> Any:  # queued behind the first, whose download is under way
-        wait_until(lambda: server.requests("/slot-0") > 0, what="the first download")
+        wait_until(lambda: fault_server.requests("/slot-0") > 0, what="the first download")
         return b.download_model("slot-1")
 
     try:
@@ -106,10 +101,10 @@ def test_two_blocking_registries_one_slot_two_models(server: FaultServer, write_
     assert check_cache(home) == ["slot-0", "slot-1"]
 
 
-def test_two_blocking_registries_same_model(server: FaultServer, write_catalog: Catalog,
+def test_two_blocking_registries_same_model(fault_server: FaultServer, write_catalog: Catalog,
                                             home: Path) -> None:
     """The second caller joins a job created on the first caller's loop."""
-    entries, data = _slow_models(server, "join", 1)
+    entries, data = _slow_models(fault_server, "join", 1)
     reg = make_registry(home, write_catalog(entries))
     a, b = BlockingRegistry(reg), BlockingRegistry(reg)
     started = threading.Event()
@@ -129,7 +124,7 @@ def test_two_blocking_registries_same_model(server: FaultServer, write_catalog: 
     for r in (ra, rb):
         assert isinstance(r, Result) and r.success, r
     assert ra.value == rb.value and ra.value.read_bytes() == data["join-0"]
-    assert server.bytes_served("/join-0") <= 1.5 * MiB  # one download, joined
+    assert fault_server.bytes_served("/join-0") <= 1.5 * MiB  # one download, joined
     assert check_cache(home) == ["join-0"]
 
 
@@ -153,12 +148,12 @@ RACER = textwrap.dedent("""
 
 
 def test_pulls_racing_clear_and_prune_never_fail_untyped(
-        server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
     """Before the fix, about one real download in 30 died with ``FileNotFoundError`` on
     ``blobs/sha256/<hex>`` (a blob hashed while the other process unlinked it)."""
     data = os.urandom(8192)
     sha = hashlib.sha256(data).hexdigest()
-    cat = write_catalog([model_entry("raced", server.add("raced", data), len(data), sha)])
+    cat = write_catalog([model_entry("raced", fault_server.add("raced", data), len(data), sha)])
     reg = ModelRegistry(home=home, catalogs=[cat], include_builtin=False,
                         settings=Settings(durable=False), fetch_config=fast_config())
     assert pull(reg, "raced").success
@@ -206,10 +201,10 @@ def test_pulls_racing_clear_and_prune_never_fail_untyped(
 
 # -- the memory tier after another process removed the model --------------------------------------
 def test_memory_hit_is_not_served_after_another_process_removed_the_model(
-        server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
     data = os.urandom(50_000)
     sha = hashlib.sha256(data).hexdigest()
-    cat = write_catalog([model_entry("gone", server.add("gone", data), len(data), sha)])
+    cat = write_catalog([model_entry("gone", fault_server.add("gone", data), len(data), sha)])
     reg = make_registry(home, cat)
     assert pull(reg, "gone").success
     cache = reg.cache
@@ -270,12 +265,12 @@ def test_raising_progress_callback_on_a_cache_hit(nginx: Any, origin_root: Path,
     assert check_cache(home, {"vad": {name: sha}}) == ["vad"]
 
 
-def test_every_pull_error_is_typed(server: FaultServer, write_catalog: Catalog, home: Path,
+def test_every_pull_error_is_typed(fault_server: FaultServer, write_catalog: Catalog, home: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever goes wrong below the loader, ``download_model`` answers a ``Result`` holding a
     ``ModelError`` (the cause kept), never a bare exception."""
     data = os.urandom(20_000)
-    cat = write_catalog([model_entry("odd", server.add("odd", data), len(data),
+    cat = write_catalog([model_entry("odd", fault_server.add("odd", data), len(data),
                                      hashlib.sha256(data).hexdigest())])
     reg = make_registry(home, cat)
 

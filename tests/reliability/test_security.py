@@ -29,14 +29,14 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.catalog import ModelFile
 from runanywhere.cli.main import main
 from runanywhere.errors import CacheError
 from runanywhere.store import ModelCache, StagedFile
-from runanywhere.transfer import FetchConfig
+from runanywhere.transfer import Auth, FetchConfig
 from runanywhere.transfer.http import origin_of
+from support.catalogs import model_entry
 from support.invariants import check_cache
 from support.tls import HeaderServer, servers
 
@@ -210,7 +210,7 @@ def test_a_token_given_in_python_goes_with_its_own_origins_only(
     data = os.urandom(20_000)
     plain.files["/corp.bin"] = data
     cat = _model(write_catalog, plain.url("/corp.bin"), data, "corp")
-    config = FetchConfig(token="corp-token", token_origins=(origin_of(plain.url("/")),))
+    config = FetchConfig(auth=Auth("corp-token", (origin_of(plain.url("/")),)))
     reg = ModelRegistry(home=home, catalogs=[cat], include_builtin=False, fetch_config=config)
     assert asyncio.run(reg.download_model("corp")).success
     assert set(plain.tokens("/corp.bin")) == {"Bearer corp-token"}

@@ -31,11 +31,11 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.cli.main import main
 from runanywhere.errors import InsufficientStorageError, UnsafeArchiveError
 from runanywhere.store import ModelCache, StagedFile
 from support import fault_server as fs
+from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import MiB, make_registry, pull, spawn_pull, wait_until
@@ -44,12 +44,6 @@ pytestmark = pytest.mark.timeout(180, method="thread")
 
 Catalog = Callable[[list[dict[str, Any]]], Path]
 METADATA = ("index.db", "locks", "manifests", "trusted")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FaultServer]:
-    with fs.running() as srv:
-        yield srv
 
 
 def disk_bytes(home: Path) -> int:
@@ -98,10 +92,10 @@ def _versions(server: FaultServer, write_catalog: Catalog, name: str
     return cat1, cat2, old, new
 
 
-def test_a_new_version_replaces_the_old_folder(server: FaultServer, write_catalog: Catalog,
+def test_a_new_version_replaces_the_old_folder(fault_server: FaultServer, write_catalog: Catalog,
                                                home: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    cat1, cat2, _old, new = _versions(server, write_catalog, "moved")
+    cat1, cat2, _old, new = _versions(fault_server, write_catalog, "moved")
     assert cli(home, cat1, capsys, "pull", "moved")[0] == 0
     code, doc, err = cli(home, cat2, capsys, "pull", "moved")
     assert code == 0, err
@@ -125,9 +119,9 @@ HOLDER = textwrap.dedent("""
 
 
 def test_an_old_version_in_use_stays_is_counted_and_pruned_later(
-        server: FaultServer, write_catalog: Catalog, home: Path,
+        fault_server: FaultServer, write_catalog: Catalog, home: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    cat1, cat2, old, new = _versions(server, write_catalog, "held")
+    cat1, cat2, old, new = _versions(fault_server, write_catalog, "held")
     assert cli(home, cat1, capsys, "pull", "held")[0] == 0
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(home), "held"], text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -154,12 +148,13 @@ def test_an_old_version_in_use_stays_is_counted_and_pruned_later(
 
 
 # -- a killed pull's partial ----------------------------------------------------------------------
-def test_prune_removes_a_killed_pulls_partial_whole(server: FaultServer, write_catalog: Catalog,
+def test_prune_removes_a_killed_pulls_partial_whole(fault_server: FaultServer,
+                                                    write_catalog: Catalog,
                                                     home: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     data = os.urandom(3 * MiB)
     sha = hashlib.sha256(data).hexdigest()
-    cat = write_catalog([model_entry("killed", server.add("killed", data), len(data), sha)])
+    cat = write_catalog([model_entry("killed", fault_server.add("killed", data), len(data), sha)])
     marker = tmp_path / "marker"
     proc = spawn_pull({"home": str(home), "catalog": str(cat), "model": "killed"},
                       crash_at="fetch:complete", marker=marker)
@@ -306,70 +301,72 @@ def _assert_nothing_unpacked(home: Path, point: Path, name: str) -> None:
 
 @pytest.mark.parametrize("kind", ["tar.gz", "zip"])
 def test_a_bomb_bigger_than_the_disk_is_insufficient_storage_before_writing(
-        server: FaultServer, write_catalog: Catalog, small_fs: Path, kind: str) -> None:
+        fault_server: FaultServer, write_catalog: Catalog, small_fs: Path, kind: str) -> None:
     home = small_fs / "home"
     data = (tar_bomb if kind == "tar.gz" else zip_bomb)({"weights.bin": 200 * MiB})
     assert len(data) < 400_000
     name = f"bomb-{kind.replace('.', '')}"
-    r = _bomb_pull(server, write_catalog, home, name, data, kind)
+    r = _bomb_pull(fault_server, write_catalog, home, name, data, kind)
     assert isinstance(r.error, InsufficientStorageError), r
     assert "weights.bin" in str(r.error) and "\n" not in str(r.error)
     _assert_nothing_unpacked(home, small_fs, name)
     assert check_cache(home) == []
 
 
-def test_many_small_members_past_the_ratio_are_refused(server: FaultServer,
+def test_many_small_members_past_the_ratio_are_refused(fault_server: FaultServer,
                                                        write_catalog: Catalog,
                                                        small_fs: Path) -> None:
     home = small_fs / "home"
     data = zip_bomb({f"part-{i:02d}.bin": MiB for i in range(30)})  # 30 MiB from ~30 KB
-    r = _bomb_pull(server, write_catalog, home, "many", data, "zip")
+    r = _bomb_pull(fault_server, write_catalog, home, "many", data, "zip")
     assert isinstance(r.error, UnsafeArchiveError), r
     assert "decompression bomb" in str(r.error) and "unpacked_size" in str(r.error)
     _assert_nothing_unpacked(home, small_fs, "many")
     # Declared in the catalog, the same archive is fine.
-    r = _bomb_pull(server, write_catalog, home, "many", data, "zip", unpacked_size=30 * MiB)
+    r = _bomb_pull(fault_server, write_catalog, home, "many", data, "zip", unpacked_size=30 * MiB)
     assert r.success, r.error
     assert len(list(Path(r.value).iterdir())) == 30
     assert check_cache(home) == ["many"]
 
 
 def test_a_declared_size_that_cannot_fit_is_refused_before_the_download(
-        server: FaultServer, write_catalog: Catalog, small_fs: Path) -> None:
+        fault_server: FaultServer, write_catalog: Catalog, small_fs: Path) -> None:
     home = small_fs / "home"
     data = tar_bomb({"weights.bin": 200 * MiB})
-    r = _bomb_pull(server, write_catalog, home, "declared", data, "tar.gz",
+    r = _bomb_pull(fault_server, write_catalog, home, "declared", data, "tar.gz",
                    unpacked_size=200 * MiB)
     assert isinstance(r.error, InsufficientStorageError), r
     assert "to unpack" in str(r.error)
-    assert server.requests("/declared") == 0, "bytes were asked for although they cannot fit"
+    assert fault_server.requests("/declared") == 0, "bytes were asked for although they cannot fit"
     assert check_cache(home) == []
 
 
-def test_an_archive_bigger_than_declared_is_refused(server: FaultServer, write_catalog: Catalog,
+def test_an_archive_bigger_than_declared_is_refused(fault_server: FaultServer,
+                                                    write_catalog: Catalog,
                                                     home: Path) -> None:
     data = tar_bomb({"a.bin": 2 * MiB, "b.bin": 2 * MiB})
-    r = _bomb_pull(server, write_catalog, home, "liar", data, "tar.gz", unpacked_size=3 * MiB)
+    r = _bomb_pull(fault_server, write_catalog, home, "liar", data, "tar.gz", unpacked_size=3 * MiB)
     assert isinstance(r.error, UnsafeArchiveError), r
     assert "b.bin" in str(r.error) and "unpacked_size" in str(r.error)
     assert check_cache(home) == []
 
 
 # -- identical bytes under two ids ----------------------------------------------------------------
-def test_two_ids_with_identical_bytes_download_once(server: FaultServer, write_catalog: Catalog,
+def test_two_ids_with_identical_bytes_download_once(fault_server: FaultServer,
+                                                    write_catalog: Catalog,
                                                     home: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     data = os.urandom(2 * MiB)
     sha = hashlib.sha256(data).hexdigest()
     cat = write_catalog([
-        model_entry("twin-one", server.add("twin-one", data, then=fs.slow(2_000_000)),
+        model_entry("twin-one", fault_server.add("twin-one", data, then=fs.slow(2_000_000)),
                     len(data), sha),
-        model_entry("twin-two", server.add("twin-two", data, then=fs.slow(2_000_000)),
+        model_entry("twin-two", fault_server.add("twin-two", data, then=fs.slow(2_000_000)),
                     len(data), sha)])
     code, doc, err = cli(home, cat, capsys, "pull", "twin-one", "twin-two")
     assert code == 0, err
     assert all(m["ok"] for m in doc["models"])
-    total = server.bytes_served("/twin-one") + server.bytes_served("/twin-two")
+    total = fault_server.bytes_served("/twin-one") + fault_server.bytes_served("/twin-two")
     assert total == len(data), f"{total / len(data):.2f} copies downloaded"
     assert [p.name for p in (home / "blobs" / "sha256").iterdir()] == [sha]
     assert check_cache(home, {"twin-one": {"twin-one": sha}, "twin-two": {"twin-two": sha}}) == [

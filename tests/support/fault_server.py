@@ -7,6 +7,7 @@ request, in order, then a default for every later request (``script``). The serv
 =====================  ============================================================================
 ``ok()``               a correct 200/206 answer (ETag, Last-Modified, Content-Range)
 ``hold(gate)``         headers, then no body until ``gate`` (a threading.Event) is set, then ``ok``
+``hold_reset(gate)``   headers, then no body until ``gate`` is set, then a TCP reset
 ``reset(n)``           headers, ``n`` body bytes, then a TCP reset (SO_LINGER 0)
 ``stall(n)``           headers, ``n`` body bytes, then silence until the client hangs up
 ``trickle(every)``     one body byte every ``every`` seconds
@@ -33,8 +34,9 @@ request, in order, then a default for every later request (``script``). The serv
 ``no_if_range()``      ``ok`` but ignoring If-Range: a 206 of whatever version is there now
 =====================  ============================================================================
 
-Every request is logged as a :class:`Hit` (time it arrived and ended, Range, If-Range, status,
-body bytes sent), so tests assert on what the server saw instead of on wall-clock time.
+Every request is logged as a :class:`Hit` (time it arrived and ended, Host, Range, If-Range,
+Authorization, status, body bytes sent), so tests assert on what the server saw instead of on
+wall-clock time.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ def ok() -> Behaviour:
 
 def hold(gate: threading.Event) -> Behaviour:
     return Behaviour("hold", gate=gate)
+
+
+def hold_reset(gate: threading.Event) -> Behaviour:
+    return Behaviour("hold_reset", gate=gate)
 
 
 def trickle_head(every: float = 0.2) -> Behaviour:
@@ -192,6 +198,8 @@ class Hit:
     status: int = 0
     sent: int = 0  # body bytes handed to the kernel
     ended: float = 0.0
+    host: str | None = None
+    authorization: str | None = None
 
 
 @dataclass
@@ -300,7 +308,8 @@ class FaultServer:
         path = h.path.split("?", 1)[0]
         f, b = self._next(path)
         hit = Hit(path, b.kind, h.headers.get("Range"), h.headers.get("If-Range"),
-                  time.monotonic())
+                  time.monotonic(), host=h.headers.get("Host"),
+                  authorization=h.headers.get("Authorization"))
         self._log(hit)
         try:
             _Reply(self, h, hit, f, b).send()
@@ -470,12 +479,14 @@ class _Reply:
         if b.kind == "reset":
             self._body(body[: b.n])
             self._reset()
-        elif b.kind == "hold":
+        elif b.kind in ("hold", "hold_reset"):
             assert b.gate is not None
             deadline = time.monotonic() + 60
             while not b.gate.wait(0.05):
                 if self.server.stopping.is_set() or time.monotonic() > deadline:
                     return
+            if b.kind == "hold_reset":
+                self._reset()
             self._body(body)
         elif b.kind == "stall":
             self._body(body[: b.n])

@@ -9,6 +9,11 @@ Two stdlib HTTP/1.1 (keep-alive) servers on 127.0.0.1, each on a free port:
 LFS files answer ``302`` to the CDN; regular files are served directly (or, with
 ``resolve_cache=True``, ``307`` to ``/api/resolve-cache/...`` as the real Hub now does).
 Every request is recorded (``HubServer.requests``).
+
+Faults on cue: :meth:`HubServer.fail_api` makes the next API requests answer an error status
+(a 503 with or without ``Retry-After``); ``listing`` makes every ``/tree`` listing misbehave:
+``"loop"`` (its ``Link: rel=next`` leads back to an earlier page) or ``"endless"`` (every page
+names files never seen before and links to one more).
 """
 
 from __future__ import annotations
@@ -384,6 +389,9 @@ class HubServer:
         self._requests: list[RecordedRequest] = []
         self._clock_offset = 0.0
         self._fault: tuple[int, bool] | None = None
+        self._api_faults: list[tuple[int, str | None]] = []
+        #: None, "loop" or "endless": how ``/tree`` listings misbehave (see the module comment).
+        self.listing: str | None = None
         self._counter = 0
         self._secret = secrets.token_bytes(32)
         self._hub = _HTTPServer(self, "hub")
@@ -474,6 +482,12 @@ class HubServer:
         with self._lock:
             self._fault = (after_bytes, expire_links)
 
+    def fail_api(self, times: int, status: int = 503, retry_after: str | None = None) -> None:
+        """Make the next ``times`` API requests answer ``status`` (with ``Retry-After`` if
+        given) instead of their answer; ``times=0`` ends the faults."""
+        with self._lock:
+            self._api_faults = [(status, retry_after)] * times
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received so far, on both servers, in arrival order."""
@@ -510,6 +524,12 @@ class HubServer:
             repo_id, path = f"{segs[3]}/{segs[4]}", "/".join(segs[6:])
             return self._resolve(req, _API_TYPES[segs[2]], repo_id, segs[5], path, False)
         if segs[0] == "api" and len(segs) >= 4 and segs[1] in _API_TYPES:
+            with self._lock:
+                fault = self._api_faults.pop(0) if self._api_faults else None
+            if fault is not None:
+                status, retry_after = fault
+                headers = {"Retry-After": retry_after} if retry_after is not None else {}
+                return _json(status, {"error": "Service Unavailable"}, headers)
             return self._api(req, _API_TYPES[segs[1]], f"{segs[2]}/{segs[3]}", segs[4:])
         repo_type = "dataset" if segs[0] == "datasets" else "model"
         segs = segs[1:] if repo_type == "dataset" else segs
@@ -624,6 +644,8 @@ class HubServer:
         size = min(self.page_size, EXPAND_PAGE_SIZE) if expand else self.page_size
         start = int(req.query.get("cursor", ["0"])[-1] or 0)
         headers: dict[str, str] = {}
+        if self.listing is not None:
+            return self._bad_listing(req, size, start)
         if start + size < len(paths):
             query = [
                 (k, v) for k, v in parse_qsl(urlencode(req.query, doseq=True)) if k != "cursor"
@@ -633,6 +655,16 @@ class HubServer:
             )
             headers["Link"] = f'<{next_url}>; rel="next"'
         return _json(200, self._entries(repo, commit, paths[start : start + size], expand), headers)
+
+    def _bad_listing(self, req: _Request, size: int, start: int) -> _Reply:
+        """A page of a listing that never ends: ``"loop"`` alternates between two pages (the
+        second links back to the first); ``"endless"`` names ``size`` new files per page."""
+        query = [(k, v) for k, v in parse_qsl(urlencode(req.query, doseq=True)) if k != "cursor"]
+        nxt = (start + size) % (2 * size) if self.listing == "loop" else start + size
+        next_url = f"http://{req.host}{req.path}?{urlencode([*query, ('cursor', str(nxt))])}"
+        entries = [{"type": "file", "oid": git_blob_sha1(b"%d" % i), "size": 1,
+                    "path": f"generated/{i:09d}.bin"} for i in range(start, start + size)]
+        return _json(200, entries, {"Link": f'<{next_url}>; rel="next"'})
 
     def _entries(self, repo: Repo, commit: Commit, paths: list[str], expand: bool) -> list[Json]:
         entries = [_entry(commit.files, path) for path in paths]

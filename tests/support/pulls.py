@@ -6,7 +6,6 @@ fault server in ``support.fault_server``, nginx in ``harness.nginx``."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import struct
@@ -19,20 +18,22 @@ from typing import Any
 
 from runanywhere import ModelRegistry, Result
 from runanywhere.errors import ModelError
-from runanywhere.transfer import FetchConfig
+from runanywhere.transfer import FetchConfig, Streams
+from runanywhere.transfer.config import replace_flat
 
 MiB = 2**20
 _REC = struct.Struct("<QQ")  # one journal record of store/partial.py
 
 
 def fast_config(**overrides: Any) -> FetchConfig:
-    """A FetchConfig that splits small files and gives up on a stall within about a second."""
+    """A FetchConfig that splits small files and gives up on a stall within about a second;
+    ``overrides`` by their flat names (``connections=``, ``stall_window=``...)."""
     opts: dict[str, Any] = {"stall_window": 1.0, "min_speed": 10_000,
                             "split_threshold": MiB, "min_part": 256 * 1024}
     opts.update(overrides)
     # A fixed number of streams unless a test asks for growth: counts of connections stay exact.
-    opts.setdefault("max_connections", opts.get("connections", FetchConfig.connections))
-    return FetchConfig(**opts)
+    opts.setdefault("max_connections", opts.get("connections", Streams().connections))
+    return replace_flat(FetchConfig(), **opts)
 
 
 def make_registry(home: Path, catalog: Path, **loader_options: Any) -> ModelRegistry:
@@ -43,8 +44,7 @@ def make_registry(home: Path, catalog: Path, **loader_options: Any) -> ModelRegi
     seed = {"retry_delay": 0.01, "timeout": 2.0}
     seed.update({k: loader_options.pop(k) for k in
                  ("chunk_size", "retry_attempts", "retry_delay", "timeout") if k in loader_options})
-    config = dataclasses.replace(loader_options.pop("fetch_config", None) or fast_config(),
-                                 **seed)
+    config = replace_flat(loader_options.pop("fetch_config", None) or fast_config(), **seed)
     return ModelRegistry(home=home, catalogs=[catalog], include_builtin=False,
                          fetch_config=config, **loader_options)
 
@@ -98,7 +98,8 @@ if cfg.get("no_flock"):
     fcntl.flock = lambda *a, **k: None
 
 from runanywhere import ModelRegistry
-from runanywhere.transfer import FetchConfig
+from runanywhere.transfer import FetchConfig, Streams
+from runanywhere.transfer.config import replace_flat
 fetch = {"retry_delay": 0.01, "timeout": cfg.get("timeout", 10.0),
          "chunk_size": cfg.get("chunk_size", 1 << 20), **cfg.get("fetch", {})}
 reg = ModelRegistry(home=cfg["home"], catalogs=[cfg["catalog"]], include_builtin=False,

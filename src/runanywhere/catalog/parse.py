@@ -106,9 +106,11 @@ def _check_url(where: _Where, value: object, field: str) -> str:
     return value
 
 
-def _check_size(where: _Where, value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise where.error(f"{field} must be a positive integer")
+def _check_size(where: _Where, value: object, field: str, *, empty: bool = False) -> int:
+    """A size in bytes; ``empty``: 0 is a size too (an empty file is a real file)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if empty else 1):
+        raise where.error(f"{field} must be a positive integer"
+                          + (" (or 0, for an empty file)" if empty else ""))
     if value > MAX_SIZE:
         raise where.error(f"{field} {value} is absurdly large (limit {MAX_SIZE} bytes)")
     return value
@@ -137,9 +139,10 @@ def _opt_git_sha1(where: _Where, value: object, field: str) -> str | None:
     return value.lower()
 
 
-def _sizes(where: _Where, raw: Mapping[str, Any], prefix: str, has_hash: bool
-           ) -> tuple[int | None, int | None]:
-    """``(size, size_estimate)``: an exact size, or (with a hash) only an estimate."""
+def _sizes(where: _Where, raw: Mapping[str, Any], prefix: str, has_hash: bool, *,
+           empty: bool = False) -> tuple[int | None, int | None]:
+    """``(size, size_estimate)``: an exact size, or (with a hash) only an estimate. ``empty``:
+    a size of 0 is allowed (a file of a multi-file model; a model itself has bytes)."""
     size, estimate = raw.get("size"), raw.get("size_estimate")
     if size is None:
         if not has_hash:
@@ -148,7 +151,7 @@ def _sizes(where: _Where, raw: Mapping[str, Any], prefix: str, has_hash: bool
         if estimate is None:
             return None, None  # learned from the origin; the hash decides
         return None, _check_size(where, estimate, f"{prefix}size_estimate")
-    return _check_size(where, size, f"{prefix}size"), None
+    return _check_size(where, size, f"{prefix}size", empty=empty), None
 
 
 def _check_no_clash(where: _Where, path: str, earlier: list[ModelFile], field: str) -> None:
@@ -254,7 +257,7 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
             _check_no_clash(where, path, files, f)
             seen.add(path.lower())
             fhash = _opt_hash(where, rf.get("hash"), f"{f}.hash")
-            fsize, festimate = _sizes(where, rf, f"{f}.", fhash is not None)
+            fsize, festimate = _sizes(where, rf, f"{f}.", fhash is not None, empty=True)
             files.append(ModelFile(
                 path=path,
                 url=_check_url(where, rf.get("url"), f"{f}.url"),

@@ -25,6 +25,7 @@ from ..errors import (
     install_hint,
 )
 from ..progress import DownloadProgress
+from ..redact import redact, redact_url
 from ..registry import ModelRegistry
 from ..settings import Settings
 from ..units import human_size, parse_size
@@ -62,9 +63,9 @@ class UsageError(InvalidCatalogError):
 
 
 def say(*lines: str) -> None:
-    """Messages for a person: stderr, so stdout carries only results."""
+    """Messages for a person: stderr, so stdout carries only results (secrets masked)."""
     for line in lines:
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(redact(line) + "\n")
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,7 +143,7 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
         lines.append(("description", m.description))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
-        print(f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  {redact(v)}")
     print("files:")
     for f in m.files:
         size = human_size(f.size) if f.size is not None else (
@@ -155,9 +156,9 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
             check = (f"sha256:{r.sha256} (recorded at first use on {day};"
                      f" `runanywhere cache forget {m.id}` drops it)")
         print(f"  {f.path}  {size}  {check}")
-        print(f"    {f.url}")
+        print(f"    {redact_url(f.url)}")
         for mirror in f.mirrors:
-            print(f"    mirror: {mirror}")
+            print(f"    mirror: {redact_url(mirror)}")
     return 0
 
 

@@ -3,6 +3,8 @@
 A table at a terminal is drawn by rich (columns may fold to fit). Anywhere else (a pipe, a file)
 it is plain text that never folds: one row per line, a header line first, columns separated by a
 tab, so ``grep``, ``cut -f`` and ``awk -F'\\t'`` work.
+
+Every string shown passes through ``redact`` (passwords and tokens in URLs are masked).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from ..redact import redact, redact_values
 
 
 def human_age(ts: float) -> str:
@@ -28,7 +32,7 @@ def print_json(doc: Any) -> None:
     """One JSON document: indented for a person at a terminal, compact for a pipe (the C
     encoder, about 10x faster on a 10,000-model ``cache ls``; ``indent`` forces pure Python)."""
     indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(doc, indent=indent, default=str) + "\n")
+    sys.stdout.write(json.dumps(redact_values(doc), indent=indent, default=str) + "\n")
     sys.stdout.flush()
 
 
@@ -52,6 +56,7 @@ def public_type(error: BaseException) -> str:
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
                 ) -> None:
+    rows = [[redact(str(c)) for c in r] for r in rows]
     if not sys.stdout.isatty():
         lines = ["\t".join(headers), *("\t".join(_cell(c) for c in r) for r in rows)]
         sys.stdout.write("\n".join(lines) + "\n")

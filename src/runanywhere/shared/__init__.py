@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from ..logs import log, warn_once
 from .client import INSTALL_HINT
+from .config import SharedConfig
 from .location import SharedLocation
 from .push import push_models, shared_presence
 from .tier import BlobSource, SharedStats, SharedTier
@@ -82,6 +83,7 @@ __all__ = [
     "INSTALL_HINT",
     "PUBLISH_GRACE",
     "BlobSource",
+    "SharedConfig",
     "SharedLocation",
     "SharedStats",
     "SharedTier",

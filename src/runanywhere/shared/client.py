@@ -4,17 +4,25 @@ boto3 is imported only when a client is first needed (the ``s3`` extra); botocor
 read duck-typed, so nothing here imports botocore at module level. A conditional write that lost
 (``412``, or AWS's ``409 ConditionalRequestConflict``) is :class:`Conflict`; a ``403`` on a write
 is :class:`ReadOnly`; a checksum the store rejects is :class:`LocalMismatch`.
+
+Every call goes through :meth:`Bucket.call`, under the tier's retry policy (botocore's own
+retries are off, so there is one retry loop, not two nested): a throttle
+(``SlowDown``, 429), a 5xx, a connection refused, dropped or timed out is tried again; anything
+else (and the last failure) is raised as botocore raised it, for the caller to read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RuntimeUnavailableError, install_hint
+from ..retry import RETRY_STATUSES, RetriesExhausted, TransientError
+from .config import SharedConfig
 from .location import SharedLocation
 
 INSTALL_HINT = install_hint("s3")
@@ -58,6 +66,40 @@ def is_denied(e: BaseException) -> bool:
     return status_of(e) == 403 or code_of(e) == "AccessDenied"
 
 
+#: botocore's errors for a connection that failed in a way another try may not meet.
+_HEALING_ERRORS = {"ConnectTimeoutError", "ReadTimeoutError", "EndpointConnectionError",
+                   "ConnectionClosedError", "ResponseStreamingError", "IncompleteReadError"}
+#: S3 error codes that say "again, later".
+_HEALING_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                  "InternalError", "ServiceUnavailable", "RequestLimitExceeded"}
+
+
+def heals(e: BaseException) -> bool:
+    """May another try of the S3 call that raised ``e`` succeed? A throttle, a 5xx, a refused,
+    dropped or timed-out connection: yes. A host that does not resolve (but for a resolver that
+    did not answer), a certificate, a 4xx: no."""
+    if status_of(e) in RETRY_STATUSES or code_of(e) in _HEALING_CODES:
+        return True
+    if not any(c.__name__ in _HEALING_ERRORS for c in type(e).__mro__):
+        return False
+    cause: BaseException | None = getattr(e, "kwargs", {}).get("error")
+    dns = False
+    while cause is not None:  # urllib3's NameResolutionError wraps the resolver's gaierror
+        if isinstance(cause, socket.gaierror):
+            return cause.errno == socket.EAI_AGAIN
+        dns = dns or type(cause).__name__ == "NameResolutionError"
+        cause = cause.__cause__ or cause.__context__
+    return not dns
+
+
+class _Healing(TransientError):
+    """An S3 error worth another try, carried through the retry loop."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(describe(error))
+        self.error = error
+
+
 def describe(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0][:300]
@@ -90,17 +132,13 @@ class Bucket:
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``) unless given.
     """
 
-    def __init__(self, location: SharedLocation, *, endpoint_url: str | None,
-                 region: str | None, credentials: dict[str, str], connect_timeout: float,
-                 read_timeout: float, pool: int) -> None:
+    def __init__(self, location: SharedLocation, config: SharedConfig) -> None:
         self.location = location
         self.name = location.bucket
-        self.endpoint_url = endpoint_url
-        self.region = region
-        self._credentials = credentials
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self._pool = pool
+        self.config = config
+        self.endpoint_url = config.endpoint_url
+        self.region = config.region
+        self._pool = max(10, 2 * max(1, config.upload_concurrency))
         self._s3: Any = None
         self._lock = threading.Lock()
 
@@ -119,9 +157,10 @@ class Bucket:
                 endpoint = self.endpoint()
                 opts: dict[str, Any] = {
                     "signature_version": "s3v4",
-                    "connect_timeout": self.connect_timeout,
-                    "read_timeout": self.read_timeout,
-                    "retries": {"max_attempts": 2, "mode": "standard"},
+                    "connect_timeout": self.config.connect_timeout,
+                    "read_timeout": self.config.read_timeout,
+                    # One try each: the retries are ours (Bucket.call).
+                    "retries": {"total_max_attempts": 1, "mode": "standard"},
                     "s3": {"addressing_style": "path" if endpoint else "auto"},
                     "max_pool_connections": self._pool,
                 }
@@ -133,12 +172,35 @@ class Bucket:
                 self._s3 = session.client(
                     "s3", endpoint_url=endpoint,
                     region_name=self.region or session.region_name or "us-east-1",
-                    config=config, **self._credentials)
+                    config=config, **self.config.credentials())
             return self._s3
+
+    def call(self, operation: str, **params: Any) -> Any:
+        """``client().<operation>(**params)`` under the tier's retry policy. A body that is a
+        file is rewound before each try. Raises botocore's error (the last one when every try
+        failed), or ``RuntimeUnavailableError`` without boto3."""
+        client = self.client()
+
+        def once() -> Any:
+            seek = getattr(params.get("Body"), "seek", None)
+            if seek is not None:
+                seek(0)
+            try:
+                return getattr(client, operation)(**params)
+            except Exception as e:
+                if heals(e):
+                    raise _Healing(e) from e
+                raise
+
+        try:
+            return self.config.retry.call(once)
+        except RetriesExhausted as e:
+            last = e.last
+            raise (last.error if isinstance(last, _Healing) else last) from None
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
-            r = self.client().head_object(Bucket=self.name, Key=key)
+            r = self.call("head_object", Bucket=self.name, Key=key)
         except Exception as e:
             if status_of(e) == 404:
                 return None
@@ -148,7 +210,7 @@ class Bucket:
     def get_small(self, key: str, limit: int = 4096) -> ObjectInfo | None:
         """A small object (a lease), or None if it is absent or unreadable to us."""
         try:
-            r = self.client().get_object(Bucket=self.name, Key=key)
+            r = self.call("get_object", Bucket=self.name, Key=key)
         except Exception as e:
             if status_of(e) == 404 or is_denied(e):
                 return None
@@ -162,8 +224,8 @@ class Bucket:
         the new ETag. Raises :class:`Conflict` when the condition fails, :class:`ReadOnly`."""
         cond = {"IfNoneMatch": "*"} if create else {"IfMatch": if_match or ""}
         try:
-            r = self.client().put_object(Bucket=self.name, Key=key, Body=body,
-                                         ContentType="application/json", **cond)
+            r = self.call("put_object", Bucket=self.name, Key=key, Body=body,
+                          ContentType="application/json", **cond)
         except Exception as e:
             if is_conflict(e) or (not create and status_of(e) == 404):
                 raise Conflict(str(e)) from e
@@ -176,13 +238,13 @@ class Bucket:
         """Delete ``key`` if it is still ``etag`` (taken over meanwhile: left alone)."""
         args = {"Bucket": self.name, "Key": key}
         try:
-            self.client().delete_object(**args, IfMatch=etag)
+            self.call("delete_object", **args, IfMatch=etag)
         except Exception as e:
             if is_conflict(e) or status_of(e) == 404:
                 return
             if type(e).__name__ == "ParamValidationError":  # botocore without conditional delete
                 with contextlib.suppress(Exception):
-                    self.client().delete_object(**args)
+                    self.call("delete_object", **args)
                 return
             raise
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import DownloadError, ModelError
 from ..units import human_size
+from .config import SharedConfig
 from .location import SharedLocation
 from .tier import SharedTier
 
@@ -27,7 +28,7 @@ def tier_for(settings: Settings, tier: SharedTier | None = None) -> SharedTier:
         location = SharedLocation.parse(settings.shared_cache)
     except ValueError as e:
         raise ModelError(f"RUNANYWHERE_SHARED_CACHE: {e}") from None
-    t = SharedTier(location, warn=False)  # failures are reported by the command itself
+    t = SharedTier(location, SharedConfig(warn=False))  # the command reports failures itself
     t.check()  # RuntimeUnavailableError naming the extra when boto3 is missing
     return t
 

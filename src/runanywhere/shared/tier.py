@@ -18,9 +18,11 @@ shared tier.
 Credentials that may read but not write (a 403 on a PUT) make the tier read-only for the
 process, with one warning: hits are still served, nothing is uploaded, no lease is taken.
 
-Failure policy: any other error of the store (down, slow, wrong credentials, wrong region) makes
-the tier step aside for ``retry_after`` s (default 60) with one warning per process; the caller
-then uses the origin. Connections to the store time out after 3 s.
+Failure policy: each S3 call is tried again under ``SharedConfig.retry`` (a throttle, a 5xx, a
+dropped connection); any other error of the store, or the last, (down, slow, wrong credentials,
+wrong region) makes the tier step aside for ``SharedConfig.step_aside`` s (default 60) with one
+warning per process; the caller then uses the origin. Connections to the store time out after
+3 s. Every setting is in one :class:`~.config.SharedConfig`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 from ..errors import DownloadCancelledError, RuntimeUnavailableError
 from ..logs import log, warn_once
 from .client import Bucket, Conflict, LocalMismatch, ObjectInfo, ReadOnly, describe
+from .config import SharedConfig
 from .lease import Lease, holder, lease_body
 from .location import SharedLocation, is_sha256
 from .upload import put_blob
@@ -79,35 +82,14 @@ class BlobSource:
 class SharedTier:
     """The shared cache at ``s3://bucket/prefix``. Thread-safe; every method is blocking."""
 
-    def __init__(self, location: str | SharedLocation, *, endpoint_url: str | None = None,
-                 region: str | None = None, aws_access_key_id: str | None = None,
-                 aws_secret_access_key: str | None = None, aws_session_token: str | None = None,
-                 connect_timeout: float = 3.0, read_timeout: float = 30.0,
-                 retry_after: float = 60.0, multipart_threshold: int = 64 * MiB,
-                 part_size: int = 16 * MiB, upload_concurrency: int = 4,
-                 min_speed: float = 256 * 1024, stall_window: float = 10.0,
-                 poll_interval: float = 0.25, max_poll_interval: float = 1.0,
-                 warn: bool = True) -> None:
-        """``warn=False``: no warning when the tier steps aside (the caller reports failures
-        itself, as ``cache push`` does)."""
+    def __init__(self, location: str | SharedLocation, config: SharedConfig | None = None
+                 ) -> None:
         self.location = (location if isinstance(location, SharedLocation)
                          else SharedLocation.parse(location))
-        credentials = {k: v for k, v in (("aws_access_key_id", aws_access_key_id),
-                                         ("aws_secret_access_key", aws_secret_access_key),
-                                         ("aws_session_token", aws_session_token)) if v}
-        self.upload_concurrency = max(1, upload_concurrency)
-        self.bucket = Bucket(self.location, endpoint_url=endpoint_url, region=region,
-                             credentials=credentials, connect_timeout=connect_timeout,
-                             read_timeout=read_timeout, pool=max(10, 2 * self.upload_concurrency))
-        self.read_timeout = read_timeout
-        self.retry_after = retry_after
-        self.multipart_threshold = multipart_threshold
-        self.part_size = max(5 * MiB, part_size)
-        self.min_speed = min_speed
-        self.stall_window = stall_window
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.warn = warn
+        self.config = config = config or SharedConfig()
+        self.upload_concurrency = max(1, config.upload_concurrency)
+        self.bucket = Bucket(self.location, config)
+        self.part_size = max(5 * MiB, config.part_size)
         self.stats = SharedStats()
         self.last_error: str | None = None
         self._lock = threading.RLock()
@@ -190,8 +172,8 @@ class SharedTier:
         except Exception as e:
             self._step_aside("lookup", e)
             return None
-        return BlobSource(sha, obj.size, url, self.location.url(key), self.min_speed,
-                          self.stall_window)
+        return BlobSource(sha, obj.size, url, self.location.url(key), self.config.min_speed,
+                          self.config.stall_window)
 
     def note_served(self, source: BlobSource) -> None:
         """The caller verified and kept the bytes of ``source``."""
@@ -226,7 +208,7 @@ class SharedTier:
         start = time.monotonic()
         deadline = start + self.location.wait
         seen_etag, seen_at = "", start
-        delay = self.poll_interval
+        delay = self.config.poll_interval
         told, first = False, True
         lead = lead and not self._read_only
         try:
@@ -269,7 +251,7 @@ class SharedTier:
                     told = True
                 if cancel.wait(delay):
                     raise DownloadCancelledError("download cancelled")
-                delay = min(delay * 1.5, self.max_poll_interval)
+                delay = min(delay * 1.5, self.config.max_poll_interval)
         finally:
             self.stats.waited += time.monotonic() - start
 
@@ -283,7 +265,7 @@ class SharedTier:
         with self._lock:
             self._leases[sha] = Lease(self.bucket, self.location.lock_key(sha), etag,
                                       self._owner, every=self.location.stale / 3,
-                                      join_timeout=self.read_timeout + 5)
+                                      join_timeout=self.config.read_timeout + 5)
             if not self._atexit:
                 atexit.register(self.close)
                 self._atexit = True
@@ -340,7 +322,7 @@ class SharedTier:
                     self.report_corrupt(sha, f"it has {obj.size} bytes, not {size}")
                     overwrite = True
             result = put_blob(self.bucket, key, sha, path, size, overwrite=overwrite,
-                              multipart_threshold=self.multipart_threshold,
+                              multipart_threshold=self.config.multipart_threshold,
                               part_size=self.part_size, concurrency=self.upload_concurrency)
         except LocalMismatch as e:
             log.warning("not uploading %s to the shared cache: %s", sha[:12], e)
@@ -391,8 +373,8 @@ class SharedTier:
         if isinstance(e, RuntimeUnavailableError):
             self._disabled = True
         else:
-            self._down_until = time.monotonic() + self.retry_after
-        if self.warn:
+            self._down_until = time.monotonic() + self.config.step_aside
+        if self.config.warn:
             warn_once(f"shared:{self.location.url()}:{self.bucket.endpoint()}",
                       "shared cache %s is not usable (%s failed: %s); using the origin instead",
                       self.location.url(), action, reason)

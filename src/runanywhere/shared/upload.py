@@ -5,7 +5,8 @@ bytes that do not match) and ``If-None-Match: *``. From it on: a multipart uploa
 ``part_size``, ``concurrency`` in flight, a SHA256 checksum per part, the whole file re-hashed
 while it is read) completed with ``If-None-Match: *``. A lost condition means another machine
 uploaded the same bytes first: ``"exists"``, a success. ``overwrite`` drops the condition (the
-object there is known corrupt).
+object there is known corrupt). Every call, each part's included, goes through
+:meth:`~.client.Bucket.call` (the tier's retry policy): one lost part does not cost the upload.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from .client import (
     describe,
     is_conflict,
     is_denied,
-    status_of,
 )
 
 MiB = 2**20
@@ -52,10 +51,9 @@ def _put_single(bucket: Bucket, key: str, sha: str, path: Path, size: int,
         if os.fstat(f.fileno()).st_size != size:
             raise LocalMismatch(f"{path} has {os.fstat(f.fileno()).st_size} bytes, not {size}")
         try:
-            bucket.client().put_object(
-                Bucket=bucket.name, Key=key, Body=f, ContentLength=size,
-                ChecksumSHA256=checksum, ContentType="application/octet-stream",
-                Metadata={"sha256": sha}, **cond)
+            bucket.call("put_object", Bucket=bucket.name, Key=key, Body=f, ContentLength=size,
+                        ChecksumSHA256=checksum, ContentType="application/octet-stream",
+                        Metadata={"sha256": sha}, **cond)
         except Exception as e:
             if is_conflict(e):
                 return "exists"
@@ -78,26 +76,16 @@ def part_bytes(size: int, part_size: int) -> int:
 def _upload_part(bucket: Bucket, key: str, upload_id: str, number: int, data: bytes
                  ) -> dict[str, Any]:
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    for attempt in range(3):  # one lost part must not cost the whole upload
-        try:
-            r = bucket.client().upload_part(Bucket=bucket.name, Key=key, UploadId=upload_id,
-                                            PartNumber=number, Body=data,
-                                            ChecksumSHA256=checksum)
-            break
-        except Exception as e:
-            if attempt == 2 or code_of(e) in LOCAL_MISMATCH_CODES or status_of(e) in (
-                    400, 403, 404):
-                raise
-            time.sleep(0.5 * (attempt + 1))
+    r = bucket.call("upload_part", Bucket=bucket.name, Key=key, UploadId=upload_id,
+                    PartNumber=number, Body=data, ChecksumSHA256=checksum)
     return {"PartNumber": number, "ETag": r["ETag"], "ChecksumSHA256": checksum}
 
 
 def _put_multipart(bucket: Bucket, key: str, sha: str, path: Path, size: int, overwrite: bool,
                    part_size: int, concurrency: int) -> str:
-    s3 = bucket.client()
     try:
-        upload_id = s3.create_multipart_upload(
-            Bucket=bucket.name, Key=key, ChecksumAlgorithm="SHA256",
+        upload_id = bucket.call(
+            "create_multipart_upload", Bucket=bucket.name, Key=key, ChecksumAlgorithm="SHA256",
             ContentType="application/octet-stream", Metadata={"sha256": sha})["UploadId"]
     except Exception as e:
         if is_denied(e):
@@ -130,8 +118,8 @@ def _put_multipart(bucket: Bucket, key: str, sha: str, path: Path, size: int, ov
                                 " cache is damaged")
         cond = {} if overwrite else {"IfNoneMatch": "*"}
         try:
-            s3.complete_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload_id,
-                                         MultipartUpload={"Parts": parts}, **cond)
+            bucket.call("complete_multipart_upload", Bucket=bucket.name, Key=key,
+                        UploadId=upload_id, MultipartUpload={"Parts": parts}, **cond)
         except Exception as e:
             if is_conflict(e):
                 return "exists"
@@ -141,4 +129,5 @@ def _put_multipart(bucket: Bucket, key: str, sha: str, path: Path, size: int, ov
     finally:
         if not completed:
             with contextlib.suppress(Exception):
-                s3.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload_id)
+                bucket.call("abort_multipart_upload", Bucket=bucket.name, Key=key,
+                            UploadId=upload_id)

@@ -1,7 +1,10 @@
-"""Bytes on the wire: HTTP, one file's ranged fetch, where bytes come from, one model's pull, and
-the ``ModelLoader`` queue over them."""
+"""Bytes on the wire: HTTP, one retry policy, one file's ranged fetch, where bytes come from,
+one model's pull, and the ``ModelLoader`` queue over them."""
 
-from .fetch import FetchConfig, FetchedFile, FileFetch
+from ..retry import RetryPolicy
+from .config import Auth, FetchConfig, Stalls, Streams
+from .fetch import FetchedFile, FileFetch
 from .loader import ModelLoader
 
-__all__ = ["FetchConfig", "FetchedFile", "FileFetch", "ModelLoader"]
+__all__ = ["Auth", "FetchConfig", "FetchedFile", "FileFetch", "ModelLoader", "RetryPolicy",
+           "Stalls", "Streams"]

@@ -1,8 +1,11 @@
 """Catalog entries for models that come from a URL or an ``hf://`` reference, not a catalog.
 
-The entry's ``name`` is the source as the user gave it (the URL, or the ``hf://`` reference
-unpinned): pulling the same source again updates the entry (a branch that moved is pinned anew),
-while another source asking for a taken id is refused.
+The entry's ``name`` is the source as the user gave it (the URL with its password and tokens
+masked, or the ``hf://`` reference unpinned): pulling the same source again updates the entry (a
+branch that moved is pinned anew), while another source asking for a taken id is refused. The
+entry keeps the URL whole for this process's download; :func:`stored_entry` is what is written
+to ``sources.json``, without the credentials (a later download, after ``cache rm``, is answered
+401: pull the URL again to give them).
 
 ``runanywhere pull https://host/file.onnx --sha256 HEX`` and ``pull hf://owner/repo/file`` (and
 ``registry.fetch``) build an entry here: a readable id (from the file name, the repository or
@@ -24,8 +27,9 @@ from urllib.parse import unquote, urlsplit
 from ..catalog.hub import HubRef, is_hub_url
 from ..catalog.parse import normalize_hash, validate_id
 from ..errors import DownloadError, InvalidCatalogError, OfflineError
+from ..redact import redact_url, without_credentials
 from ..settings import Settings
-from .fetch import FetchConfig
+from .config import Auth, FetchConfig, Stalls
 from .hub import Hub, hub_token, token_origins
 from .probe import probe_size
 
@@ -56,10 +60,11 @@ def url_entry(url: str, *, sha256: str | None, size: int | None, model_id: str |
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidCatalogError(f"{url!r} is not an http(s) URL or an hf:// reference")
     name = posixpath.basename(unquote(parts.path)) or parts.hostname
+    shown = redact_url(url)
     entry: dict[str, Any] = {
-        "id": _checked_id(model_id or readable_id(name)), "name": url, "type": "custom",
+        "id": _checked_id(model_id or readable_id(name)), "name": shown, "type": "custom",
         "format": guess_format([name]), "provider": parts.hostname, "version": "1", "url": url,
-        "description": f"pulled from {url}",
+        "description": f"pulled from {shown}",
     }
     if sha256:
         try:
@@ -79,9 +84,9 @@ def probe_size_of(url: str, settings: Settings, config: FetchConfig | None = Non
     if settings.offline:
         raise OfflineError(f"{url} is not in the cache, and learning its size needs the"
                            " network while offline mode is on (RUNANYWHERE_OFFLINE / --offline)")
-    config = config or FetchConfig(timeout=30.0)
-    if config.token is None:  # a token of the caller's own keeps its own origins
-        config = replace(config, token=hub_token(settings), token_origins=token_origins(settings))
+    config = config or FetchConfig(stalls=Stalls(timeout=30.0))
+    if config.auth.token is None:  # a token of the caller's own keeps its own origins
+        config = replace(config, auth=Auth(hub_token(settings), token_origins(settings)))
     try:
         return probe_size([url], config, threading.Event()).total
     except DownloadError as e:
@@ -92,14 +97,16 @@ def probe_size_of(url: str, settings: Settings, config: FetchConfig | None = Non
 
 
 def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
-              exclude: Sequence[str], settings: Settings) -> dict[str, Any]:
+              exclude: Sequence[str], settings: Settings, config: FetchConfig | None = None
+              ) -> dict[str, Any]:
     """An entry for an ``hf://`` file, folder or repository, pinned to the commit its revision
-    names now, with each file's size and the hash the Hub publishes for it."""
+    names now, with each file's size and the hash the Hub publishes for it. The API is asked
+    under the loader's retry policy (``config``), or the default one."""
     try:
         ref = HubRef.parse(ref_text)
     except ValueError as e:  # the message names the reference
         raise InvalidCatalogError(str(e)) from None
-    with Hub(settings) as hub:
+    with Hub(settings, retry=config.retry if config is not None else None) as hub:
         found = hub.resolve(ref, include, exclude)
     pinned, commit = found.ref, found.commit
     repo_name = ref.repo.split("/", 1)[1]
@@ -122,10 +129,27 @@ def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
     }
     if found.single:
         (f,) = files
+        if not f["size"]:
+            raise InvalidCatalogError(f"{ref.url()} is an empty file: a model needs bytes (pull"
+                                      " its folder or repository to have it with the others)")
         entry.update({k: v for k, v in f.items() if k != "path"})
     else:
         entry["files"] = files
     return entry
+
+
+def stored_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` as it may be written to disk (``sources.json``): every URL without its user
+    information. Query tokens stay: the URL does not work without them, and they are masked
+    wherever the entry is shown."""
+    out = dict(entry)
+    if isinstance(out.get("url"), str):
+        out["url"] = without_credentials(out["url"])
+    if isinstance(out.get("mirrors"), list):
+        out["mirrors"] = [without_credentials(u) for u in out["mirrors"]]
+    if isinstance(out.get("files"), list):
+        out["files"] = [stored_entry(f) if isinstance(f, dict) else f for f in out["files"]]
+    return out
 
 
 def _checked_id(model_id: str) -> str:

@@ -5,6 +5,10 @@ Why not httpx/requests: the body is read with ``readinto1`` straight into our bu
 1 KiB reads), every socket is ours to abort from a watchdog thread, and ``import runanywhere``
 stays free of third-party HTTP stacks. Only http and https are ever followed.
 
+Credentials in a URL (``https://user:password@host/file``) are sent as HTTP Basic auth, as
+curl, requests and pooch send them (percent-decoded), to that URL's origin only: a redirect to
+another host goes without them, and the URL a :class:`Response` names has none.
+
 A :class:`Client` belongs to one worker thread and keeps one connection per origin (and proxy):
 a response read to its end hands its connection back, and the next request to that origin reuses
 it (no new TCP or TLS handshake). A connection the server closed while idle is reopened once.
@@ -38,10 +42,10 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 from ..errors import DownloadError
-from .retry import TransientError
+from ..retry import RETRY_STATUSES, RetryPolicy, TransientError, retry_after_seconds
 
 MAX_REDIRECTS = 10
 #: Above http.client's read buffer (``io.DEFAULT_BUFFER_SIZE``, 8 KiB): a ``readinto1`` this
@@ -51,6 +55,8 @@ REDIRECT_CODES = {301, 302, 303, 307, 308}
 USER_AGENT = "runanywhere/0.1 (+python)"
 #: (scheme, host, port): where a bearer token may go.
 Origin = tuple[str, str, int]
+#: How small documents are retried unless the caller says otherwise.
+DEFAULT_RETRY = RetryPolicy()
 #: How often a connect in progress looks at its request's abort flag.
 CONNECT_SLICE = 0.25
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN,
@@ -76,6 +82,21 @@ def origin_of(url: str) -> Origin:
     scheme = parts.scheme.lower()
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https"
                                                                    else 80)
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``url`` without its user information, and the ``Authorization`` value that information
+    stands for (``Basic``, percent-decoded; None when the URL has none)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url, None
+    end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    creds = unquote_to_bytes(user) + b":" + unquote_to_bytes(password)
+    return f"{scheme}://{host}{rest[end:]}", "Basic " + base64.b64encode(creds).decode()
 
 
 def tls_context() -> ssl.SSLContext:
@@ -282,28 +303,35 @@ class Client:
             watch: Watch | None = None) -> Response:
         """GET ``url``, following at most 10 http(s) redirects; the body is left unread.
 
-        The bearer token goes only to its origins (scheme, host and port), and only while the
-        redirects stay on the first request's origin: once a redirect leaves it (a CDN), the
-        token stays behind for good, as requests does. A redirect from https to http of a request
-        that carried the token is refused. ``watch`` receives every socket (see :class:`Watch`),
-        so another thread can break a request that hangs, from the connect on.
+        Credentials go only to their origin (scheme, host and port), and only while the
+        redirects stay on it: once a redirect leaves it (a CDN), they stay behind for good, as
+        requests does. That holds for the bearer token (sent to ``token_origins``) and for the
+        URL's own user information (sent as Basic auth to the URL's origin; a redirect's
+        ``Location`` with credentials of its own brings those). A redirect from https to http of
+        a request that carried credentials is refused. ``watch`` receives every socket (see
+        :class:`Watch`), so another thread can break a request that hangs, from the connect on.
 
         Raises only ``DownloadError`` (``TransientError`` for what another try may heal).
         """
         seen: set[str] = set()
+        url, basic = split_userinfo(url)
         first = _origin_or_error(url)
         token = self.token if first in self.token_origins else None
+        basic_origin = first
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise DownloadError(f"refusing to fetch {url!r}: only http and https URLs are"
                                     " followed", url=url)
             seen.add(url)
-            if _origin_or_error(url) != first:
+            here = _origin_or_error(url)
+            if here != first:
                 token = None
+            if here != basic_origin:
+                basic = None
             hdrs = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
-            if token:
-                hdrs["Authorization"] = f"Bearer {token}"
+            if basic or token:
+                hdrs["Authorization"] = basic or f"Bearer {token}"
             resp = self._send(url, hdrs, watch)
             if resp.status not in REDIRECT_CODES:
                 return resp
@@ -312,10 +340,13 @@ class Client:
             if not location:
                 raise DownloadError(f"redirect without Location from {url}", url=url,
                                     status=resp.status)
-            nxt = urljoin(url, location)
-            if token and parts.scheme == "https" and urlsplit(nxt).scheme != "https":
+            nxt, own = split_userinfo(urljoin(url, location))
+            if own:
+                basic, basic_origin = own, _origin_or_error(nxt)
+            carried = token or basic
+            if carried and parts.scheme == "https" and urlsplit(nxt).scheme != "https":
                 raise DownloadError(f"refusing a redirect from https to {urlsplit(nxt).scheme}"
-                                    f" at {url}: the request carried a token", url=url,
+                                    f" at {url}: the request carried credentials", url=url,
                                     status=resp.status)
             if nxt in seen:
                 raise DownloadError(f"redirect loop at {url}", url=url, status=resp.status)
@@ -369,8 +400,9 @@ class Client:
                 resp.close()
                 conn.close()
                 raise DownloadError(f"the proxy for {url} refused us (407 Proxy Authentication"
-                                    " Required): give credentials in the proxy URL,"
-                                    " http://user:password@proxy:port", url=url, status=407)
+                                    " Required): give its user and password in the proxy URL"
+                                    " (http_proxy/https_proxy), before an @", url=url,
+                                    status=407)
             return Response(self, route, url, conn, resp)
         raise AssertionError("unreachable")
 
@@ -470,22 +502,43 @@ def _connect_in_slices(sock: socket.socket, addr: tuple[Any, ...], timeout: floa
 
 
 def get_small(url: str, headers: dict[str, str] | None = None, *, timeout: float = 30.0,
-              limit: int = 16 * 2**20, client: Client | None = None
+              limit: int = 16 * 2**20, client: Client | None = None,
+              retry: RetryPolicy | None = DEFAULT_RETRY, cancel: threading.Event | None = None
               ) -> tuple[int, http.client.HTTPMessage, bytes]:
     """GET a small document (an API answer, a catalog): ``(status, headers, body)``, the body
-    read whole (at most ``limit`` bytes; more is an error, not a truncation). Raises only
-    ``DownloadError`` (as :meth:`Client.get`)."""
+    read whole (at most ``limit`` bytes; more is an error, not a truncation).
+
+    A failure that may heal, and an answer with a status of ``RETRY_STATUSES`` (with its
+    ``Retry-After``), is tried again under ``retry`` (None: one try). Raises only
+    ``DownloadError`` (as :meth:`Client.get`; :class:`~.retry.RetriesExhausted` when every try
+    failed) and ``DownloadCancelledError`` when ``cancel`` is set during a wait."""
     own = client is None
     c = client or Client(timeout=timeout)
     try:
-        resp = c.get(url, headers)
-        try:
-            body = resp.read_small(limit + 1)
-        finally:
-            resp.close()
+        def once() -> tuple[int, http.client.HTTPMessage, bytes]:
+            answer = _get_small_once(c, url, headers, limit)
+            status, hdrs, body = answer
+            if status in RETRY_STATUSES:
+                detail = " ".join(body[:80].decode(errors="replace").split())
+                raise TransientError(f"{url} answered HTTP {status}"
+                                     + (f": {detail}" if detail else ""), url=url,
+                                     status=status,
+                                     retry_after=retry_after_seconds(hdrs.get("Retry-After")))
+            return answer
+
+        return retry.call(once, cancel=cancel) if retry is not None else once()
     finally:
         if own:
             c.close()
+
+
+def _get_small_once(client: Client, url: str, headers: dict[str, str] | None, limit: int
+                    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+    resp = client.get(url, headers)
+    try:
+        body = resp.read_small(limit + 1)
+    finally:
+        resp.close()
     if len(body) > limit:
         raise DownloadError(f"{url} answered more than {limit} bytes", url=url)
     return resp.status, resp.headers, body

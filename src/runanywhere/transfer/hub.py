@@ -14,14 +14,16 @@ small ones (checked by computing the git blob sha1 of the bytes).
 Calls: ``GET /api/{models|datasets}/{repo}/revision/{rev}`` (the commit; skipped when the
 revision already is one), ``GET .../tree/{commit}/{parent}`` (is the path a file or a folder?)
 and ``GET .../tree/{commit}[/{path}]?recursive=true`` (the files under a folder, paged with
-``Link``).
+``Link``). Each goes through :func:`~.http.get_small` under a :class:`~.retry.RetryPolicy`, so a
+503 (or 429, a reset connection) from the API is tried again as a download would be. A listing
+is bounded: a ``Link`` that leads back to a page already read, more than :data:`MAX_PAGES` pages
+or :data:`MAX_ENTRIES` entries end it with a ``DownloadError`` instead of a loop without end.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import logging
 import posixpath
 import re
 from collections.abc import Sequence
@@ -30,11 +32,18 @@ from urllib.parse import quote, urljoin
 
 from ..catalog.hub import HubRef, is_hub_url
 from ..errors import DownloadError, ModelNotFoundError, OfflineError
+from ..logs import logger
+from ..retry import RetryPolicy
 from ..settings import DEFAULT_HF_ENDPOINT, Settings
 from .http import Client, Origin, get_small, origin_of
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+#: The most files (and folders) one listing may name: far above any model repository, far below
+#: what would exhaust memory. Pull a folder of a larger repository, or filter with globs.
+MAX_ENTRIES = 100_000
+#: The most pages one listing may take (the Hub pages 1000 entries at a time, 50 with expand).
+MAX_PAGES = MAX_ENTRIES // 50
 
 
 def hub_token(settings: Settings) -> str | None:
@@ -90,9 +99,11 @@ class Resolved:
 class Hub:
     """API calls to one Hub endpoint, with the token only for it."""
 
-    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+    def __init__(self, settings: Settings, timeout: float = 30.0,
+                 retry: RetryPolicy | None = None) -> None:
         self.settings = settings
         self.endpoint = settings.hf_endpoint
+        self.retry = retry or RetryPolicy()
         self.client = Client(timeout=timeout, token=hub_token(settings),
                              token_origins=token_origins(settings))
 
@@ -111,7 +122,7 @@ class Hub:
             raise OfflineError(f"{ref.url()}: {what} needs the Hub, and offline mode is on"
                                " (HF_HUB_OFFLINE / RUNANYWHERE_OFFLINE)")
         status, headers, body = get_small(url, {"Accept": "application/json"},
-                                          client=self.client)
+                                          client=self.client, retry=self.retry)
         if status in (401, 403, 404):
             code = headers.get("X-Error-Code") or ""
             if code == "RevisionNotFound":
@@ -144,13 +155,28 @@ class Hub:
         return sha
 
     def _entries(self, ref: HubRef, url: str, what: str) -> list[dict[str, object]]:
+        """Every entry of a paged listing, within :data:`MAX_PAGES` and :data:`MAX_ENTRIES`."""
         out: list[dict[str, object]] = []
+        read: set[str] = set()
         next_url: str | None = url
         while next_url is not None:
+            if next_url in read:
+                raise DownloadError(f"{what} of {ref.url()} from the Hub loops: page"
+                                    f" {len(read) + 1} links back to a page already read",
+                                    url=next_url)
+            if len(read) >= MAX_PAGES:
+                raise DownloadError(f"{what} of {ref.url()} from the Hub goes on past"
+                                    f" {MAX_PAGES} pages; pull a folder of it instead",
+                                    url=next_url)
+            read.add(next_url)
             doc, next_url = self._json(ref, next_url, what=what)
             if not isinstance(doc, list):
                 raise DownloadError(f"the Hub's answer for {what} of {ref.url()} is not a list")
             out += [e for e in doc if isinstance(e, dict)]
+            if len(out) > MAX_ENTRIES:
+                raise DownloadError(f"{what} of {ref.url()} from the Hub names more than"
+                                    f" {MAX_ENTRIES} entries; pull a folder of it instead",
+                                    url=next_url or url)
         return out
 
     def _tree(self, ref: HubRef, folder: str, *, recursive: bool) -> list[dict[str, object]]:

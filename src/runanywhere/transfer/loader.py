@@ -23,23 +23,23 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..catalog import Catalog, ModelMetadata
 from ..errors import DownloadCancelledError, ModelError
+from ..logs import logger
 from ..progress import HEARTBEAT, DownloadProgress, ProgressCallback, ProgressTracker, Stage
 from ..settings import Settings
 from ..shared import SharedTier, shared_tier_from_settings
 from ..store import ModelCache
 from ..store.fsutil import disk_error
-from .fetch import FetchConfig
+from .config import FetchConfig, loader_config
 from .hub import hub_token, token_origins
 from .pipeline import Pull, pull_model
 from .watch import ticking
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 #: How long a cancelled caller waits for its download's threads to stop.
 WIND_DOWN = 5.0
 
@@ -109,51 +109,6 @@ def typed(e: BaseException, model_id: str, home: Path) -> ModelError:
     return wrapped
 
 
-def check_durable(config: FetchConfig | None, s: Settings) -> None:
-    """Refuse ``FetchConfig(durable=False)`` under durable settings: the cache decides
-    durability for every write, and a request to skip fsync must not be silently dropped."""
-    if config is not None and not config.durable and s.durable:
-        raise ValueError("durability is a setting of the cache, not of one fetch: use"
-                         " Settings(durable=False) or RUNANYWHERE_DURABLE=0")
-
-
-def with_connections(config: FetchConfig, given: FetchConfig | None, s: Settings
-                     ) -> FetchConfig:
-    """Streams per file from the settings (``RUNANYWHERE_CONNECTIONS``, ``--connections``)
-    unless the caller's ``FetchConfig`` names its own; two different numbers are an error."""
-    if s.connections is None:
-        return config
-    default = FetchConfig().connections
-    if given is not None and given.connections not in (default, s.connections):
-        raise ValueError(f"connections given twice: {given.connections} in fetch_config and"
-                         f" {s.connections} in the settings (RUNANYWHERE_CONNECTIONS or"
-                         " --connections); give it once")
-    return replace(config, connections=s.connections, max_connections=s.connections)
-
-
-def credentials(config: FetchConfig, s: Settings) -> dict[str, Any]:
-    """The token and where it may go, always as a pair: the caller's own (with its origins,
-    else the Hub's), or the Hub's from the environment with the Hub's origins. Mixing them
-    would send ``HF_TOKEN`` to a host the caller named for its own token."""
-    if config.token:
-        return {"token": config.token,
-                "token_origins": config.token_origins or token_origins(s)}
-    return {"token": hub_token(s), "token_origins": token_origins(s)}
-
-
-def merge_config(base: FetchConfig | None, **seed: Any) -> FetchConfig:
-    """The one configuration of a loader: ``base`` (or the defaults) with the seed's keyword
-    arguments applied. A keyword that contradicts ``base`` is an error, never silently lost."""
-    config = base or FetchConfig()
-    given = {k: v for k, v in seed.items() if v is not None}
-    if base is not None:
-        clash = [k for k, v in given.items() if getattr(base, k) != v]
-        if clash:
-            raise ValueError(f"{', '.join(clash)} given both as an argument and in fetch_config;"
-                             " give each setting once")
-    return replace(config, **given)
-
-
 class ModelLoader:
     def __init__(self, concurrency: int = 2, chunk_size: int | None = None,
                  retry_attempts: int | None = None, retry_delay: float | None = None,
@@ -163,7 +118,9 @@ class ModelLoader:
                  fetch_config: FetchConfig | None = None, files_in_parallel: int = 4) -> None:
         """``chunk_size`` (1 MiB), ``retry_attempts`` (3), ``retry_delay`` (1 s) and ``timeout``
         (60 s: the longest silence of a connection, not the whole download) are the seed's
-        options; they and every other transfer setting live in :class:`FetchConfig`."""
+        options; they and every other transfer setting live in :class:`FetchConfig`
+        (``streams.chunk_size``, ``retry.attempts``, ``retry.delay``, ``stalls.timeout``), put
+        together with the settings by ``config.loader_config``."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.settings = settings or Settings.from_env()
@@ -171,12 +128,10 @@ class ModelLoader:
         self.cache = cache or ModelCache(s.memory_limit, s.home, durable=s.durable,
                                          disk_limit=s.disk_limit,
                                          scratch_fallback=s.scratch_fallback)
-        config = merge_config(fetch_config, chunk_size=chunk_size,
-                              retry_attempts=retry_attempts, retry_delay=retry_delay,
-                              timeout=timeout)
-        check_durable(fetch_config, s)
-        config = with_connections(config, fetch_config, s)
-        self.config = replace(config, durable=s.durable, **credentials(config, s))
+        self.config = loader_config(fetch_config, s, token=hub_token(s),
+                                    token_origins=token_origins(s), chunk_size=chunk_size,
+                                    retry_attempts=retry_attempts, retry_delay=retry_delay,
+                                    timeout=timeout)
         self.concurrency = concurrency
         self.shared: SharedTier | None = shared_tier_from_settings(s)
         self.files_in_parallel = files_in_parallel

@@ -24,11 +24,13 @@ from ..catalog import ModelFile, ModelMetadata
 from ..catalog.hub import is_hub_url
 from ..errors import DownloadCancelledError, ModelError, OfflineError
 from ..progress import ProgressTracker, Stage
+from ..redact import redact_url
 from ..settings import Settings
 from ..shared import SharedTier, shared_origin, upload_after_publish
 from ..store import ModelCache, StagedFile, partial_key
 from ..store.fsutil import crash_point, disk_error
-from .fetch import FetchConfig, FetchedFile, FileFetch
+from .config import FetchConfig
+from .fetch import FetchedFile, FileFetch
 from .hub import download_url
 from .sources import fetch_file
 
@@ -110,7 +112,8 @@ def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker
         for f, expected in todo:
             got = fetched[f.path]
             if expected is None:  # trust on first use (or the Hub's git blob id, checked):
-                cache.record_trusted(meta.id, f, f.url, got.sha256, got.size)  # from now on
+                cache.record_trusted(meta.id, f, redact_url(f.url), got.sha256,  # from now on
+                                     got.size)
             staged[f.path] = StagedFile(f.path, got.path, got.sha256, got.size)
         crash_point("download:verified")  # verified and flushed, nothing published yet
         return _publish(pull, meta, [staged[f.path] for f in meta.files], tracker)

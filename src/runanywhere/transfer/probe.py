@@ -3,31 +3,26 @@
 One request, ``Range: bytes=0-0``, answered with the total in ``Content-Range`` (a 206) or with
 the ``Content-Length`` of a whole 200. Shared by the fetch of a file the catalog gives only a
 ``size_estimate`` for (``fetch.py``) and by ``pull URL`` without a hash (``adhoc.py``), so both
-accept the same answers, retry the same way as a body request (``retry_attempts`` with backoff,
-``Retry-After`` wins; a 4xx moves to the next mirror at once), send the token only where
-``FetchConfig.token_origins`` allows, and raise typed errors only. A watchdog breaks the request
-on cancel (from the connect on) and when its answer takes longer than ``timeout``.
+accept the same answers, retry under the same :class:`~.retry.RetryPolicy` as a body request (a
+4xx moves to the next mirror at once), send credentials only where ``FetchConfig.auth`` and the
+URL allow, and raise typed errors only. A watchdog breaks the request on cancel (from the
+connect on) and when its answer takes longer than ``stalls.timeout``.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..errors import DownloadCancelledError, DownloadError
+from ..retry import TransientError
+from .config import FetchConfig
 from .http import Client
 from .response import check_status, one_line, total_size
-from .retry import TransientError, backoff
 from .watch import Request, watchdog
-
-if TYPE_CHECKING:
-    from .fetch import FetchConfig
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,13 +44,15 @@ def probe_size(urls: Sequence[str], config: FetchConfig, cancel: threading.Event
     failed: dict[str, str] = {}
     status: int | None = None
     current: list[Request] = []
-    with Client(timeout=config.timeout, token=config.token,
-                token_origins=config.token_origins) as client, \
-            watchdog(lambda: list(current), cancel, timeout=config.timeout,
-                     window=config.stall_window, min_speed=config.min_speed):
+    stalls = config.stalls
+    with Client(timeout=stalls.timeout, token=config.auth.token,
+                token_origins=config.auth.origins) as client, \
+            watchdog(lambda: list(current), cancel, timeout=stalls.timeout,
+                     window=stalls.window, min_speed=stalls.min_speed):
         for index, url in enumerate(urls):
             try:
-                total, final = _ask_with_retries(client, url, config, cancel, current)
+                total, final = config.retry.call(
+                    functools.partial(_ask, client, url, config, cancel, current), cancel=cancel)
             except DownloadCancelledError:
                 raise
             except DownloadError as e:
@@ -66,24 +63,6 @@ def probe_size(urls: Sequence[str], config: FetchConfig, cancel: threading.Event
     # Each reason names its URL already.
     raise DownloadError(f"cannot learn the file's size: {'; '.join(failed.values())}",
                         url=urls[0], status=status)
-
-
-def _ask_with_retries(client: Client, url: str, config: FetchConfig, cancel: threading.Event,
-                      current: list[Request]) -> tuple[int, str]:
-    attempt = 0
-    while True:
-        try:
-            return _ask(client, url, config, cancel, current)
-        except TransientError as e:
-            attempt += 1
-            if attempt > config.retry_attempts:
-                raise DownloadError(f"{e} (gave up after {config.retry_attempts} retries)",
-                                    url=url, status=e.status) from e
-            delay = backoff(attempt - 1, config.retry_delay, config.retry_cap, e.retry_after)
-            log.info("%s: %s; retry %d of %d in %.1fs", url, e, attempt,
-                     config.retry_attempts, delay)
-            if cancel.wait(delay):
-                raise DownloadCancelledError("download cancelled") from None
 
 
 def _ask(client: Client, url: str, config: FetchConfig, cancel: threading.Event,
@@ -124,4 +103,5 @@ def _raise_interrupted(req: Request, cancel: threading.Event, url: str,
     if cancel.is_set():
         raise DownloadCancelledError("download cancelled") from None
     if req.stalled:
-        raise TransientError(f"{url}: no answer within {config.timeout:.0f} s", url=url)
+        raise TransientError(f"{url}: no answer within {config.stalls.timeout:.0f} s", url=url,
+                             slow=True)

@@ -1,7 +1,9 @@
 """Catalogs at http(s) URLs (``--catalog http://host:8765/catalog.json``, the catalog a
 ``runanywhere serve`` hands out): fetched when the catalog is first read, checked, kept under
 ``<home>/catalogs/``; that copy is used, with a one-line warning, whenever the server cannot be
-reached, answers an error or sends something that is not a catalog (and in offline mode)."""
+reached, answers an error or sends something that is not a catalog (and in offline mode). The
+request is retried under :data:`CATALOG_RETRY`, shorter than a download's: a copy is at hand.
+Credentials in the URL go as Basic auth (``http.py``) and are masked in every message."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from ..catalog import parse_catalog
 from ..errors import DownloadError, InvalidCatalogError, OfflineError
 from ..logs import log
+from ..retry import RetryPolicy
 from ..settings import Settings
 from ..store.fsutil import atomic_write
 from .http import get_small
@@ -21,6 +24,8 @@ from .http import get_small
 CATALOG_TIMEOUT = 15.0
 #: No catalog is this big; a larger body is a wrong URL, not a catalog.
 CATALOG_MAX_BYTES = 64 * 2**20
+#: Two retries within a few seconds: a server that is away falls back to the copy soon.
+CATALOG_RETRY = RetryPolicy(attempts=2, delay=0.5, cap=2.0)
 
 
 def catalog_copy_path(settings: Settings, url: str) -> Path:
@@ -56,8 +61,8 @@ def fetch_catalog(url: str, settings: Settings) -> Path:
 
 def _download(url: str) -> bytes:
     # get_small raises DownloadError only (a reply that is not HTTP at all included).
-    status, _, body = get_small(url, {"Accept": "application/json"},
-                                timeout=CATALOG_TIMEOUT, limit=CATALOG_MAX_BYTES)
+    status, _, body = get_small(url, {"Accept": "application/json"}, timeout=CATALOG_TIMEOUT,
+                                limit=CATALOG_MAX_BYTES, retry=CATALOG_RETRY)
     if status != 200:
         raise DownloadError(f"the server answered HTTP {status}", url=url, status=status)
     return body

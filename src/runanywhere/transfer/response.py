@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import DownloadError, IntegrityError
-from .retry import RETRY_STATUSES, TransientError, retry_after_seconds
+from ..retry import RETRY_STATUSES, TransientError, retry_after_seconds
 
 CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
@@ -73,6 +73,10 @@ def check_status(status: int, header: Callable[[str], str | None], *, url: str,
         detail = ": " + one_line(body[:80].decode(errors="replace")) if body else ""
         raise TransientError(f"{url} answered HTTP {status}{detail}", url=url, status=status,
                              retry_after=retry_after_seconds(header("Retry-After")))
+    if status == 401:  # never stored: a URL remembered without them asks anew
+        raise DownloadError(f"{url} answered HTTP 401: it asks for credentials (user:password@"
+                            " before the host; runanywhere never stores them)", url=url,
+                            status=status)
     if status not in (200, 206):
         raise DownloadError(f"{url} answered HTTP {status}", url=url, status=status)
 

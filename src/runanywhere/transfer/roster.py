@@ -12,11 +12,10 @@ Thread-safe: the workers of one fetch share it.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping, Sequence
 
-log = logging.getLogger("runanywhere")
+from ..logs import log
 
 
 class UrlRoster:

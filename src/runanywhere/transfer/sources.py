@@ -12,18 +12,19 @@ if the origin download fails.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 from ..errors import DownloadCancelledError, IntegrityError
+from ..logs import logger
 from ..progress import ProgressTracker, Stage
 from ..shared import PUBLISH_GRACE, SharedTier
-from .fetch import FetchConfig, FetchedFile, FileFetch
+from .config import Auth, FetchConfig
+from .fetch import FetchedFile, FileFetch
 from .response import one_line
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 class SubTracker(ProgressTracker):
@@ -88,10 +89,13 @@ def fetch_from_shared(tier: SharedTier, sha256: str, size: int | None, partial_d
         log.debug("%s: not in the shared tier", sha256[:12])
         return None
     log.info("%s: reading from the shared tier %s", sha256[:12], source.label)
-    cfg = replace(config, retry_attempts=min(config.retry_attempts, 1),
-                  retry_delay=min(config.retry_delay, 0.5), token=None,
-                  min_speed=max(config.min_speed, source.min_speed),
-                  stall_window=min(config.stall_window, source.stall_window))
+    # The origin is usually better than a struggling tier: one retry, and a slow link fails.
+    cfg = replace(config, auth=Auth(),
+                  retry=replace(config.retry, attempts=min(config.retry.attempts, 1),
+                                delay=min(config.retry.delay, 0.5)),
+                  stalls=replace(config.stalls,
+                                 min_speed=max(config.stalls.min_speed, source.min_speed),
+                                 window=min(config.stalls.window, source.stall_window)))
     sub = SubTracker(tracker)
     if size is None:
         sub.grow(source.size - estimate)  # taken back if the read fails

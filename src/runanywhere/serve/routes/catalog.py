@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ...redact import has_secret, redact_values
 from ..links import signed_blob_url, signed_file_url
 from ..responses import REVALIDATE, json_response
 
@@ -45,7 +46,7 @@ class CatalogRoute:
     def _cached(self, e: CacheEntry, meta: ModelMetadata | None, base: str) -> dict[str, Any]:
         """The cached model as a catalog entry whose URLs are this server's blobs; the catalog's
         own URLs stay as mirrors where the bytes are the same."""
-        d: dict[str, Any] = meta.to_dict() if meta is not None else {
+        d: dict[str, Any] = redact_values(meta.to_dict()) if meta is not None else {
             "id": e.model_id, "name": e.model_id, "type": "custom", "format": "custom",
             "provider": "runanywhere serve"}
         for k in ("url", "hash", "mirrors", "files", "archive", "size"):
@@ -56,8 +57,9 @@ class CatalogRoute:
         for f in e.files:
             mf = origin.get(f.path)
             same = mf is not None and mf.sha256 in (None, f.sha256) and mf.size == f.size
+            # A URL that carries a password or a token is not ours to hand out.
             mirrors = [u for u in (mf.urls if mf is not None and same else ())
-                       if u.startswith(("http://", "https://"))]
+                       if u.startswith(("http://", "https://")) and not has_secret(u)]
             files.append({"path": f.path,
                           "url": signed_blob_url(self.ctx.auth, base, f.sha256, f.path),
                           "size": f.size, "hash": f"sha256:{f.sha256}",
@@ -74,7 +76,7 @@ class CatalogRoute:
 
     def _pullable(self, m: ModelMetadata, base: str) -> dict[str, Any]:
         """A model not cached yet, offered through pull-through (its files' hashes known)."""
-        d = m.to_dict()
+        d: dict[str, Any] = redact_values(m.to_dict())
         files = [{"path": f.path, "url": signed_file_url(self.ctx.auth, base, m.id, f.path),
                   "size": f.size, "hash": f.hash} for f in m.files]
         for k in ("url", "hash", "mirrors", "files"):
