@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from harness.nginx import Nginx, Route, nginx_binary
-from support.isolation import _isolated_env  # noqa: F401  (autouse: every test)
 from support import fault_server as fs
+from support.isolation import _isolated_env  # noqa: F401  (autouse: every test)
 
 #: huggingface_hub's own tests of the Hub stand-in run in a process of their own (it reads
 #: HF_ENDPOINT once, at import): test_sources.py starts them with RUNANYWHERE_HUB_FIDELITY=1.

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import model_entry
+from support.catalogs import model_entry
 from support.terminal import Terminal, cli_argv
 
 #: The adapters this repository's packages register, with what they declare they handle.

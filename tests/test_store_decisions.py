@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.catalog import parse_model
 from runanywhere.errors import CacheBusy, CacheError
 from runanywhere.store import CacheEntry, ModelCache, StagedFile
@@ -23,6 +22,7 @@ from runanywhere.store.installer import PUBLISH_STEPS
 from runanywhere.store.matching import matches
 from runanywhere.store.modes import choose_mode, judge_open_error
 from runanywhere.store.prune import plan_eviction
+from support.catalogs import model_entry
 
 SHA = {c: c * 64 for c in "abcdef"}
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere.cli.main import main
+from support.catalogs import model_entry
 from support.invariants import check_cache
 
 Payload = Callable[[str, int], tuple[str, str, int]]

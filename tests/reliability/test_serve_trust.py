@@ -34,10 +34,10 @@ from typing import Any
 
 import pytest
 
-from conftest import model_entry
 from runanywhere import ModelRegistry
 from runanywhere.errors import ServeError
 from runanywhere.serve import ModelServer, ServeOptions
+from support.catalogs import model_entry
 from support.serving import InProcessServer, StderrLines, cli_server
 from support.silero_wheel import ONNX_SHA256, silero_data_dir
 
