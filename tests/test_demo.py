@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from runanywhere.adapters.roundtrip import SENTENCE
 from runanywhere.catalog import load_builtin
 from runanywhere.cli.demo_models import RECOGNIZER, SILERO, VOICE
 from runanywhere.errors import ModelError
+from runanywhere.serve.devserver import Origin
 from support.speech import espeak_available
 from support.terminal import Terminal, cli_argv
 from support.wheels import PIPER_JOE, WHISPER_TINY_EN_CT2, wheel_dir
@@ -116,12 +120,15 @@ def test_without_the_voice_wheels_the_system_voice_speaks_and_says_what_to_insta
     assert re.search(r"^   transcribe skip skipped: no Whisper model in the cache", out, re.M)
 
 
-def test_ctrl_c_in_a_terminal_stops_the_demo_and_removes_its_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("during", ["6. voices", "7. speech"])  # pulls, then the round trip
+def test_ctrl_c_in_a_terminal_stops_the_demo_and_removes_its_folder(during: str,
+                                                                    tmp_path: Path) -> None:
     term = Terminal(cli_argv("demo"), demo_env(tmp_path, voices=True))
-    term.wait_for_output(lambda text: "6. voices" in text, timeout=300)
+    term.wait_for_output(lambda text: during in text, timeout=300)
     term.ctrl_c()
-    assert term.wait(timeout=120) == 130
-    assert "runanywhere: interrupted" in term.output and "Traceback" not in term.output
+    assert term.wait(timeout=120) == 130, term.output
+    assert "runanywhere: interrupted" in term.output, term.output
+    assert "Traceback" not in term.output, term.output
     assert "removed " in term.output and left_behind(tmp_path) == []
 
 
@@ -160,3 +167,24 @@ def test_a_wheel_of_another_version_or_without_its_files_says_what_to_install(
     monkeypatch.syspath_prepend(str(tmp_path / "empty"))
     with pytest.raises(ModelError, match=r"is installed but .*en_US-joe-medium\.onnx is missing"):
         VOICE.locate(voice)
+
+
+def test_the_origin_says_nothing_when_a_client_hangs_up_midway(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A download cancelled by Ctrl-C closes its connection mid-body: the demo's origin must
+    not print a traceback over the demo's output (found by the Ctrl-C test under load)."""
+    (tmp_path / "big.bin").write_bytes(bytes(range(256)) * (32 << 12))  # 32 MiB
+    with Origin(tmp_path) as origin:
+        before = set(threading.enumerate())
+        port = int(origin.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The close sent a reset: the handler's next write fails, and its thread ends.
+        handlers = [t for t in threading.enumerate() if t not in before]
+        assert handlers  # the one serving big.bin (the accept loop is in ``before``)
+        for thread in handlers:
+            thread.join(30)
+            assert not thread.is_alive(), "the origin's handler never ended"
+    assert capsys.readouterr().err == ""
