@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .catalog import Catalog, ModelMetadata, parse_model
-from .errors import InvalidCatalogError, ModelError, ModelLoadError
+from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError
 from .progress import DownloadProgress
 from .result import Result
 from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
@@ -78,6 +78,14 @@ def _memory_cost(runtime: Any, session: Any, meta: ModelMetadata) -> int:
         if n:
             return int(n)
     return meta.requirements.memory if meta.requirements else meta.size
+
+
+def _remote(meta: ModelMetadata) -> DownloadError:
+    """A remote model (catalog ``endpoint``) has no files: its adapter talks to the API."""
+    assert meta.endpoint is not None
+    return DownloadError(f"{meta.id} is a remote model ({meta.endpoint.url}): there is nothing to"
+                         f" download or load; its adapter ({meta.adapter_name}) calls the API",
+                         url=meta.endpoint.url)
 
 
 def _closer(runtime: Any, session: Any) -> Callable[[], None] | None:
@@ -200,6 +208,8 @@ class ModelRegistry:
         same model; its partial bytes stay for a resume."""
         try:
             meta = self.require_model(model_id)
+            if meta.endpoint is not None:
+                raise _remote(meta)
             loader = await self._open_loader()
             path = await loader.load_model(meta, _progress_callback(on_progress, on_detail))
             return Result.ok(path)
@@ -230,6 +240,8 @@ class ModelRegistry:
             from .runtimes import default_runtime_for, get_runtime
 
             meta = self.require_model(model_id)
+            if meta.endpoint is not None:
+                raise _remote(meta)
             rt = get_runtime(runtime or default_runtime_for(meta.format))
             cache = await self._open_cache()
             # Hold first (no process may evict it from now on), then find or download it: a

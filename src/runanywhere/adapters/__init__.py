@@ -98,6 +98,8 @@ KNOWN_ADAPTERS: dict[str, tuple[str, str]] = {
     "piper": ("runanywhere-tts-piper", "tts"),
     "llama": ("runanywhere-llm-llamacpp", "llm"),
     "openai": ("runanywhere-llm-openai", "llm"),
+    "openai-stt": ("runanywhere-llm-openai", "llm"),
+    "openai-tts": ("runanywhere-llm-openai", "llm"),
 }
 
 ADAPTERS = PluginTable(ENTRY_POINT_GROUP, "adapter", BUILTIN_ADAPTERS, UnknownAdapterError,

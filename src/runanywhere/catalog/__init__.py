@@ -2,7 +2,7 @@
 the ``Catalog`` that merges catalog files."""
 
 from .catalog import Catalog, CatalogFetcher, is_catalog_url
-from .model import ModelFile, ModelMetadata, Performance, Requirements
+from .model import Endpoint, ModelFile, ModelMetadata, Performance, Requirements
 from .parse import (
     load_builtin,
     load_catalog_file,
@@ -15,6 +15,7 @@ from .parse import (
 __all__ = [
     "Catalog",
     "CatalogFetcher",
+    "Endpoint",
     "ModelFile",
     "ModelMetadata",
     "Performance",

@@ -21,9 +21,34 @@ DEFAULT_ADAPTERS: dict[tuple[str, str], str] = {
 }
 
 
+#: The adapter that runs a remote model (an entry with an ``endpoint``) of each type by default.
+REMOTE_ADAPTERS: dict[str, str] = {"llm": "openai", "stt": "openai-stt", "tts": "openai-tts"}
+
+
 def default_adapter_for(type: str, format: str) -> str | None:
     """The adapter that runs a ``type`` model in ``format`` by default, or None."""
     return DEFAULT_ADAPTERS.get((type, format))
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a remote model runs: an OpenAI-compatible API, nothing to download.
+
+    ``url`` is the API's base URL (the part before ``/chat/completions``, for example
+    ``https://api.openai.com/v1`` or ``http://127.0.0.1:8080/v1``); ``model`` is the server's
+    name for the model; ``api_key_env`` names the environment variable holding its key (the
+    catalog never holds a secret; None: no key is sent).
+    """
+
+    url: str
+    model: str
+    api_key_env: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        d = {"url": self.url, "model": self.model}
+        if self.api_key_env:
+            d["api_key_env"] = self.api_key_env
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +117,32 @@ class ModelMetadata:
     #: The adapter the catalog names for this model; None means the default for type + format
     #: (see :attr:`adapter_name`).
     adapter: str | None = None
+    #: A remote model's API (then ``files`` is empty: nothing is downloaded or cached).
+    endpoint: Endpoint | None = None
     #: Where this entry was read from ("builtin", a file path, or "registered").
     source: str = "registered"
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def url(self) -> str:
-        """The seed's ``url``: the first (for single-file models, the only) file's URL."""
-        return self.files[0].url
+        """The seed's ``url``: the first (for single-file models, the only) file's URL; a
+        remote model's endpoint."""
+        return self.endpoint.url if self.endpoint is not None else self.files[0].url
+
+    @property
+    def is_remote(self) -> bool:
+        """True for a model that runs behind an API (``endpoint``): nothing to download."""
+        return self.endpoint is not None
 
     @property
     def adapter_name(self) -> str | None:
         """The adapter that runs this model: the catalog's ``adapter``, else the default for
         its type and format (None when there is neither)."""
-        return self.adapter or default_adapter_for(self.type, self.format)
+        if self.adapter:
+            return self.adapter
+        if self.endpoint is not None:
+            return REMOTE_ADAPTERS.get(self.type)
+        return default_adapter_for(self.type, self.format)
 
     @property
     def size_is_estimate(self) -> bool:
@@ -114,11 +151,11 @@ class ModelMetadata:
 
     @property
     def hash(self) -> str | None:
-        return self.files[0].hash if self.single_file else None
+        return self.files[0].hash if self.single_file and self.files else None
 
     @property
     def mirrors(self) -> tuple[str, ...]:
-        return self.files[0].mirrors if self.single_file else ()
+        return self.files[0].mirrors if self.single_file and self.files else ()
 
     def to_dict(self) -> dict[str, Any]:
         """The catalog JSON form of this entry (snake_case keys)."""
@@ -132,11 +169,15 @@ class ModelMetadata:
         }
         if self.adapter:
             d["adapter"] = self.adapter
-        if self.size_is_estimate:
+        if self.endpoint is not None:
+            d["endpoint"] = self.endpoint.to_dict()
+        elif self.size_is_estimate:
             d["size_estimate"] = self.size
         else:
             d["size"] = self.size
-        if self.single_file:
+        if self.endpoint is not None:
+            pass  # nothing to download
+        elif self.single_file:
             f = self.files[0]
             d["url"] = f.url
             for key, value in (("hash", f.hash), ("git_sha1", f.git_sha1),

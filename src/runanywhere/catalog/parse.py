@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidCatalogError
 from .hub import HubRef, is_hub_url
-from .model import ModelFile, ModelMetadata, Performance, Requirements
+from .model import Endpoint, ModelFile, ModelMetadata, Performance, Requirements
 
 FORMAT_VERSION = 1
 ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
@@ -38,6 +38,11 @@ MAX_COMPONENT = 200
 MAX_PATH = 1024
 #: Longest version string (it names a folder too).
 MAX_VERSION = 128
+#: An environment variable's name (a remote model's ``endpoint.api_key_env``).
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+#: Keys that describe a download: a remote model (``endpoint``) has none of them.
+DOWNLOAD_KEYS = ("url", "files", "hash", "size", "size_estimate", "mirrors", "archive",
+                 "unpacked_size", "git_sha1")
 #: The seed's camelCase spellings, accepted as aliases.
 ALIASES = {"supportedLanguages": "supported_languages"}
 
@@ -221,6 +226,9 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
     mtype = _str(where, raw, "type")
     if mtype not in TYPES:
         raise where.error(f"type must be one of {sorted(TYPES)}, not {mtype!r}")
+    endpoint = _endpoint(where, raw, str(model_id))
+    if endpoint is not None and raw.get("format") is None:
+        raw["format"] = "custom"  # a remote model has no files, so no file format
     fmt = _str(where, raw, "format")
     if fmt not in FORMATS:
         raise where.error(f"format must be one of {sorted(FORMATS)}, not {fmt!r}")
@@ -237,7 +245,10 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
             raise where.error("unpacked_size applies to archive models only")
         unpacked = _check_size(where, unpacked, "unpacked_size")
 
-    if "files" in raw and raw["files"] is not None:
+    files: list[ModelFile] = []
+    if endpoint is not None:
+        size, single = 0, False
+    elif "files" in raw and raw["files"] is not None:
         if "url" in raw:
             raise where.error("give either url (single file) or files (multi-file), not both")
         if archive is not None:
@@ -245,7 +256,6 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
         rfiles = raw["files"]
         if not isinstance(rfiles, list) or not rfiles:
             raise where.error("files must be a non-empty list")
-        files: list[ModelFile] = []
         seen: set[str] = set()
         for i, rf in enumerate(rfiles):
             f = f"files[{i}]"
@@ -337,8 +347,47 @@ def parse_model(raw: object, source: str = "registered", index: int | None = Non
         description=_str(where, raw, "description", required=False),
         license=_str(where, raw, "license", required=False),
         adapter=adapter,
+        endpoint=endpoint,
         source=source,
     )
+
+
+def _endpoint(where: _Where, raw: Mapping[str, Any], model_id: str) -> Endpoint | None:
+    """A remote model's ``endpoint``: ``{"url", "model"?, "api_key_env"?}``, or None."""
+    value = raw.get("endpoint")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise where.error("endpoint must be an object: {\"url\": \"https://host/v1\","
+                          " \"model\": \"...\", \"api_key_env\": \"...\"}")
+    clash = [k for k in DOWNLOAD_KEYS if raw.get(k) is not None]
+    if clash:
+        raise where.error(f"a remote model (endpoint) has nothing to download: drop"
+                          f" {', '.join(clash)}")
+    unknown = sorted(set(value) - {"url", "model", "api_key_env"})
+    if unknown:
+        raise where.error(f"endpoint has no field {', '.join(map(repr, unknown))} (it takes url,"
+                          " model, api_key_env)")
+    url = _check_url(where, value.get("url"), "endpoint.url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise where.error(f"endpoint.url {url!r} must be an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise where.error("endpoint.url must not carry credentials: name the environment"
+                          " variable that holds the key in endpoint.api_key_env")
+    if parts.query or parts.fragment:
+        raise where.error(f"endpoint.url {url!r} must be a base URL, without ? or #")
+    model = value.get("model", model_id)
+    if not isinstance(model, str) or not model.strip() or any(
+            ord(c) < 0x20 or ord(c) == 0x7F for c in model):
+        raise where.error("endpoint.model must be a non-empty string (the server's name for the"
+                          " model)")
+    key_env = value.get("api_key_env")
+    if key_env is not None and (not isinstance(key_env, str)
+                                or not ENV_NAME_RE.fullmatch(key_env)):
+        raise where.error(f"endpoint.api_key_env must name an environment variable (letters,"
+                          f" digits, '_'), not {key_env!r}")
+    return Endpoint(url.rstrip("/"), model, key_env)
 
 
 def _safe_leaf(name: str, fallback: str) -> str:

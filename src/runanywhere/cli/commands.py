@@ -141,9 +141,16 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     ]
     if m.description:
         lines.append(("description", m.description))
+    if m.endpoint is not None:
+        e = m.endpoint
+        lines.append(("endpoint", f"{e.url} (model {e.model!r}"
+                      f"{f', key from ${e.api_key_env}' if e.api_key_env else ''}; nothing to"
+                      " download)"))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         print(f"{k:<{width}}  {redact(v)}")
+    if m.endpoint is not None:
+        return 0
     print("files:")
     for f in m.files:
         size = human_size(f.size) if f.size is not None else (
@@ -510,6 +517,7 @@ def _report_freed(args: argparse.Namespace, freed: int, what: str) -> None:
 def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
     try:
         from ..serve import ServeOptions, run
+        from ..serve.options import parse_duration
     except ImportError as e:
         if (e.name or "").split(".")[0] not in ("aiohttp", "multidict", "yarl"):
             raise
@@ -518,7 +526,8 @@ def cmd_serve(args: argparse.Namespace, reg: ModelRegistry) -> int:
     return run(reg, ServeOptions(
         host=args.host, port=args.port, token=args.token,
         cors=tuple(args.cors), pull_through=args.pull_through, public_url=args.public_url,
-        access_log=not args.no_access_log, allow_hosts=tuple(args.allow_host)))
+        access_log=not args.no_access_log, allow_hosts=tuple(args.allow_host),
+        keep_alive=parse_duration(args.keep_alive), max_queue=args.max_queue))
 
 
 def cmd_transcribe(args: argparse.Namespace, reg: ModelRegistry) -> int:

@@ -165,6 +165,11 @@ def build_parser() -> Parser:
                    help="another name clients may use in the Host header (repeatable; default:"
                    " loopback names and the address listened on; * turns the check off)")
     s.add_argument("--no-access-log", action="store_true", help="no line per request on stderr")
+    s.add_argument("--keep-alive", default="5m", metavar="DURATION",
+                   help="how long a model the OpenAI routes loaded stays loaded after its last"
+                        " request (default 5m; 0: unload at once; -1: never)")
+    s.add_argument("--max-queue", type=int, default=32, metavar="N",
+                   help="requests that may wait for one busy model (default 32); more get 429")
 
     command(sub, "adapters", "list the installed adapters and runtimes: what each handles, the"
             " package that provides it, whether its dependencies import")

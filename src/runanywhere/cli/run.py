@@ -107,8 +107,8 @@ def _adapter(meta: ModelMetadata, reg: ModelRegistry) -> LLMAdapter:
 def _pull(args: argparse.Namespace, reg: ModelRegistry, meta: ModelMetadata) -> None:
     """The model into the cache first, with pull's progress on stderr (Ctrl-C: 130, the
     partial kept for the next run)."""
-    if reg.cache.lookup(meta.id) is not None:
-        return
+    if meta.is_remote or reg.cache.lookup(meta.id) is not None:
+        return  # a remote model has nothing to pull
     from .progress_view import PullProgress
 
     with PullProgress([(meta.id, meta.size)], quiet=args.quiet or args.json) as view:

@@ -109,7 +109,8 @@ def _pull(args: argparse.Namespace, reg: ModelRegistry, ids: list[str]) -> None:
     """Download what is not cached yet, with the pull progress display on stderr."""
     from .progress_view import PullProgress
 
-    missing = [reg.require_model(i) for i in ids if reg.cache.lookup(i) is None]
+    metas = [reg.require_model(i) for i in ids]
+    missing = [m for m in metas if not m.is_remote and reg.cache.lookup(m.id) is None]
     if not missing:
         return
 

@@ -15,7 +15,7 @@ from .context import ServeContext
 from .middleware import middleware_for
 from .options import ServeOptions
 from .responses import json_response
-from .routes import catalog, hub, models
+from .routes import catalog, hub, models, openai_audio, openai_text
 
 if TYPE_CHECKING:
     from ..registry import ModelRegistry
@@ -31,6 +31,8 @@ RouteGroup = Callable[[web.UrlDispatcher, ServeContext], None]
 #: catch-all last). A new group is one module in ``routes/`` and one line here.
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     models.add_routes,
+    openai_text.add_routes,
+    openai_audio.add_routes,
     catalog.add_routes,
     hub.add_routes,
 )
@@ -91,6 +93,7 @@ class ModelServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.context.pool.close()  # the models the OpenAI routes loaded
 
     async def serve(self, on_ready: Callable[[str], None] | None = None) -> int:
         """Serve until SIGINT (returns 130) or SIGTERM (returns 0)."""

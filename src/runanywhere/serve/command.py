@@ -37,7 +37,7 @@ def run(registry: ModelRegistry, options: ServeOptions) -> int:
             f" {server.context.root}\n  listening on {url}"
             f"{' (token required)' if options.token else ''}"
             f"{', pull-through on' if options.pull_through else ''}\n"
-            f"  catalog: {url}/catalog.json   models: {url}/v1/models   HF_ENDPOINT={url}\n"
+            f"  catalog: {url}/catalog.json   OpenAI API: {url}/v1   HF_ENDPOINT={url}\n"
             "  Ctrl-C stops it\n")
         sys.stderr.flush()
 

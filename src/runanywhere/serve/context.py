@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from .auth import TokenAuth
 from .cors import CorsPolicy
 from .file_response import file_response
 from .hosts import HostRules
+from .openai_api.pool import ModelPool
 from .options import ServeOptions, check_options
 from .pull import PullThrough
 from .responses import json_error
@@ -32,6 +34,21 @@ if TYPE_CHECKING:
 
 #: A Host header worth echoing into links (a name or an IP literal, an optional port).
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+
+#: A route group's own error answer: (status, message, headers) -> the response.
+ErrorAnswer = Callable[[int, str, "dict[str, str] | None"], web.Response]
+
+
+@dataclass(frozen=True)
+class ErrorShape:
+    """The paths whose errors (those the middleware answers too: 401, 403, 404, 405, 500) take
+    a route group's own shape, such as OpenAI's error objects."""
+
+    prefixes: tuple[str, ...]
+    answer: ErrorAnswer
+
+    def applies(self, path: str) -> bool:
+        return path.startswith(self.prefixes)
 
 
 @dataclass
@@ -47,10 +64,25 @@ class ServeContext:
     url: str = ""
     snapshots: Snapshots = field(init=False)
     pulls: PullThrough = field(init=False)
+    #: The models the OpenAI routes run on, loaded on first use (openai_api/pool.py).
+    pool: ModelPool = field(init=False)
+    #: Route groups whose errors have a shape of their own (see :meth:`error`).
+    error_shapes: list[ErrorShape] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.snapshots = Snapshots(self._build_view)
         self.pulls = PullThrough(self.registry, self.snapshots.forget)
+        self.pool = ModelPool(self.registry, keep_alive=self.options.keep_alive,
+                              max_queue=self.options.max_queue)
+
+    def error(self, request: web.Request, status: int, message: str,
+              headers: dict[str, str] | None = None, **extra: object) -> web.Response:
+        """An error answer in the shape of the route group the path belongs to (the plain
+        ``{"error": message, **extra}`` unless a group registered one in ``error_shapes``)."""
+        for shape in self.error_shapes:
+            if shape.applies(request.path):
+                return shape.answer(status, message, headers)
+        return json_error(status, message, headers, **extra)
 
     @classmethod
     def create(cls, registry: ModelRegistry, options: ServeOptions) -> ServeContext:

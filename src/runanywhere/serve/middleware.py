@@ -28,7 +28,6 @@ from ..errors import (
 )
 from .cors import add_headers
 from .file_response import NotServable
-from .responses import json_error
 
 if TYPE_CHECKING:
     from .context import ServeContext
@@ -41,10 +40,10 @@ def middleware_for(ctx: ServeContext) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not _host_allowed(ctx, request):
             host = request.headers.get("Host", "")
-            return json_error(403, f"this server does not answer to the name {host!r} (a guard"
-                              " against DNS rebinding); it answers to"
-                              f" {ctx.hosts.describe()}. To add a name, start it with"
-                              " --allow-host NAME")
+            return ctx.error(request, 403, f"this server does not answer to the name {host!r}"
+                             " (a guard against DNS rebinding); it answers to"
+                             f" {ctx.hosts.describe()}. To add a name, start it with"
+                             " --allow-host NAME")
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS":
             return web.Response(status=204, headers=ctx.cors.preflight(origin))
@@ -67,23 +66,23 @@ async def _answer(ctx: ServeContext, request: web.Request, handler: Handler
                   ) -> web.StreamResponse:
     try:
         if not ctx.auth.authorizes(request):
-            return json_error(401, "this server wants a token: 'Authorization: Bearer <token>'",
-                              {"WWW-Authenticate": 'Bearer realm="runanywhere"'})
+            return ctx.error(request, 401, "this server wants a token: 'Authorization: Bearer"
+                             " <token>'", {"WWW-Authenticate": 'Bearer realm="runanywhere"'})
         return await handler(request)
     except web.HTTPException as e:  # unknown routes (404), other methods (405)
-        return json_error(e.status, f"{e.reason}: {request.method} {request.path}",
-                          {k: v for k, v in e.headers.items() if k == "Allow"})
+        return ctx.error(request, e.status, f"{e.reason}: {request.method} {request.path}",
+                         {k: v for k, v in e.headers.items() if k == "Allow"})
     except NotServable as e:
         log.warning("refused to serve a file the cache index lists: %s", e)
-        return json_error(500, "the cache changed under this file; try again (or run"
-                          " 'runanywhere cache verify')")
+        return ctx.error(request, 500, "the cache changed under this file; try again (or run"
+                         " 'runanywhere cache verify')")
     except ModelError as e:
-        return json_error(status_of(e), str(e), error_type=type(e).__name__)
+        return ctx.error(request, status_of(e), str(e), error_type=type(e).__name__)
     except (ConnectionError, asyncio.CancelledError):
         raise  # the client left: aiohttp closes quietly
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return json_error(500, "internal error (the server's log has the details)")
+        return ctx.error(request, 500, "internal error (the server's log has the details)")
 
 
 def status_of(e: ModelError) -> int:

@@ -13,6 +13,12 @@ from .hosts import HostRules
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 #: Seconds a client may take to accept one piece of a body before it is disconnected.
 STALL_TIMEOUT = 60.0
+#: Seconds a model the OpenAI routes loaded stays loaded after its last request (ollama's 5m).
+KEEP_ALIVE = 300.0
+#: Requests that may wait for one model while it is busy; the next gets 429.
+MAX_QUEUE = 32
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,36 @@ class ServeOptions:
     stall_timeout: float = STALL_TIMEOUT
     #: More names the Host header may carry (``*``: any; hosts.py has the default ones).
     allow_hosts: tuple[str, ...] = ()
+    #: Seconds an idle model stays loaded for the OpenAI routes (0: unloaded after each
+    #: request; None: never unloaded).
+    keep_alive: float | None = KEEP_ALIVE
+    #: Requests that may wait for one busy model; more are refused with 429 and Retry-After.
+    max_queue: int = MAX_QUEUE
+
+
+def parse_duration(text: str) -> float | None:
+    """``--keep-alive``'s value in seconds, as ollama reads it: ``5m``, ``30s``, ``1h30m``,
+    ``500ms``, a plain number of seconds; 0 means at once and any negative value never (None).
+    Raises :class:`ServeError` naming the value otherwise."""
+    t = text.strip().lower()
+    try:
+        number = float(t)
+    except ValueError:
+        number = None
+    if number is not None and number == number and abs(number) != float("inf"):
+        return None if number < 0 else number
+    negative = t.startswith("-")
+    body = t[1:] if negative else t
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(body):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT[m.group(2)]
+        pos = m.end()
+    if not body or pos != len(body):
+        raise ServeError(f"--keep-alive {text!r}: give a duration like 5m, 30s, 1h30m, a number"
+                         " of seconds, 0 (unload at once) or -1 (never unload)")
+    return None if negative else total
 
 
 def is_loopback(host: str) -> bool:
@@ -65,6 +101,11 @@ def check_options(options: ServeOptions) -> HostRules:
                          " 'Authorization: Bearer T')")
     if not 0 <= options.port <= 65535:
         raise ServeError(f"port {options.port} is not a TCP port")
+    if options.keep_alive is not None and not options.keep_alive >= 0:
+        raise ServeError(f"--keep-alive {options.keep_alive!r}: seconds from 0 up, or none")
+    if isinstance(options.max_queue, bool) or not isinstance(options.max_queue, int) or \
+            options.max_queue < 0:
+        raise ServeError(f"--max-queue {options.max_queue!r}: a number of requests from 0 up")
     for origin in options.cors:
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ServeError(f"--cors {origin!r}: give an origin like http://localhost:3000"

@@ -1,6 +1,7 @@
 """The cache's own routes: what is cached, and its files by model and by content.
 
-    GET /v1/models[/{id}]                 what is cached: files, sizes, sha256 (JSON)
+    GET /v1/models[/{id}]                 what is cached: files, sizes, sha256 (JSON), in
+                                          OpenAI's model list shape (see ``models``)
     GET /v1/models/{id}/files/{path}      a model's file (ETag = its sha256, no-cache)
     GET /blobs/sha256/{hex}[/{name}]      a file by content (immutable, cached a year)
 
@@ -21,6 +22,7 @@ from ..links import blob_capability, file_capability, file_path, signed_blob_url
 from ..responses import IMMUTABLE, REVALIDATE, json_error, json_response
 
 if TYPE_CHECKING:
+    from ...catalog import ModelMetadata
     from ...store import CacheEntry
     from ..context import ServeContext
 
@@ -44,10 +46,15 @@ class ModelRoutes:
         self.ctx = ctx
 
     async def models(self, request: web.Request) -> web.Response:
+        """OpenAI's list (``object: "list"``, ``data``: one ``object: "model"`` per cached
+        model with ``created`` and ``owned_by``, its cache fields beside them). ``models`` holds
+        the same entries for the clients of 0.1 and 0.2, which read that key."""
         v = await self.ctx.view()
         base = self.ctx.base_url(request)
-        docs = [self._doc(e, base) for e in sorted(v.entries.values(), key=lambda e: e.model_id)]
-        return json_response({"models": docs, "pull_through": self.ctx.options.pull_through},
+        docs = [self._doc(e, base, v.metas.get(e.model_id))
+                for e in sorted(v.entries.values(), key=lambda e: e.model_id)]
+        return json_response({"object": "list", "data": docs, "models": docs,
+                              "pull_through": self.ctx.options.pull_through},
                              headers={"Cache-Control": REVALIDATE})
 
     async def model(self, request: web.Request) -> web.Response:
@@ -56,12 +63,17 @@ class ModelRoutes:
         entry = v.entries.get(mid)
         if entry is None:
             return self.ctx.no_model(mid, v)
-        return json_response(self._doc(entry, self.ctx.base_url(request)),
+        return json_response(self._doc(entry, self.ctx.base_url(request), v.metas.get(mid)),
                              headers={"Cache-Control": REVALIDATE})
 
-    def _doc(self, e: CacheEntry, base: str) -> dict[str, Any]:
+    def _doc(self, e: CacheEntry, base: str, meta: ModelMetadata | None) -> dict[str, Any]:
         d: dict[str, Any] = e.to_dict()
         d.pop("path", None)  # where it lies on this machine is nobody else's business
+        # OpenAI's Model fields: created is whole seconds (when the model was cached).
+        d.update(object="model", created=int(e.created),
+                 owned_by=meta.provider if meta is not None else "runanywhere")
+        if meta is not None:
+            d["type"] = meta.type
         d["files"] = [{"path": f.path, "size": f.size, "sha256": f.sha256,
                        "url": base + file_path(e.model_id, f.path),
                        "blob_url": signed_blob_url(self.ctx.auth, base, f.sha256, f.path)}
