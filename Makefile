@@ -33,7 +33,7 @@ setup: $(VENV)/.created
 setup-test: setup
 	EXTRA_DEPS="chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm" \
 	  bash scripts/system-deps.sh
-	$(PIP) install -e '.[test]' $(foreach p,$(PACKAGES),-e '$(p)[test]')
+	$(PIP) install -e '.[test,docs]' $(foreach p,$(PACKAGES),-e '$(p)[test]')
 	bash scripts/reference-deps.sh $(PY)
 	@lock=tests/browser/package-lock.json; done=tests/browser/node_modules/.package-lock.json; \
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
