@@ -16,8 +16,8 @@ The pages (``docs/``, the README, ``ARCHITECTURE.md``) are read by ``support.doc
   (the extra, the distribution, the make target exists).
 * Blocks marked ``<!-- no-run: why -->`` are still checked: Python compiles, the script parses
   (``bash -n``), and every ``runanywhere`` command in any shell or console block, run or not,
-  parses with the real argument parser. They are counted (``NO_RUN``), so adding one is a
-  visible change.
+  parses with the real argument parser (unless the page shows its usage error). They are
+  counted (``NO_RUN``), so adding one is a visible change.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import soundfile as sf
+import tomllib
 
 from harness.nginx import Nginx
 from runanywhere.cli.main import build_parser
@@ -56,7 +56,13 @@ from support.speech import espeak_available, espeak_wav
 from support.wheels import PIPER_JOE, wheel_dir
 
 #: Blocks marked no-run, page by page (each says why on the page). Change it with the pages.
-NO_RUN: dict[str, int] = {}
+NO_RUN: dict[str, int] = {
+    "docs/catalogs.md": 2,       # example.org and the Hub (tests/test_sources.py: a stand-in)
+    "docs/guides/stt.md": 1,     # ONNX Whisper: no real weights reachable here
+    "docs/guides/tts.md": 1,     # SpeechT5: its real weights come from the Hub
+    "docs/serve.md": 4,          # servers that run until Ctrl-C, two machines, the Hub
+    "docs/shared-tier.md": 1,    # an S3 bucket (tests/test_shared_s3.py: SeaweedFS)
+}
 
 #: The built-in models the examples pull, served by nginx under their built-in ids.
 SERVED = [ct2_models.VAD, ct2_models.TINY_EN, "piper-en-us-joe-medium"]
@@ -129,13 +135,15 @@ def test_every_command_shown_parses(page: str) -> None:
             done = subprocess.run(["bash", "-n"], input=b.code, text=True, capture_output=True)
             if done.returncode:
                 problems.append(f"{b.where}: bash -n: {done.stderr.strip()}")
+        shows_error = {c.line for c in console_commands(b.code) if "error:" in c.output
+                       } if b.lang == "console" else set()
         for line in _shell_lines(b):
             if is_install_line(line):
                 if problem := install_line_problem(line):
                     problems.append(f"{b.where}: {line!r}: {problem}")
                 continue
             for argv in runanywhere_argvs(line):
-                if error := _parse_error(argv):
+                if (error := _parse_error(argv)) and line not in shows_error:
                     problems.append(f"{b.where}: runanywhere {' '.join(argv)}: {error}")
     assert not problems, "\n".join(problems)
 
@@ -219,7 +227,7 @@ def _run_console(b: Block, env: dict[str, str], work: Path) -> list[str]:
         if not (CHECKER.check_output(c.output, done.stdout, LOOSE)
                 or CHECKER.check_output(c.output, got, LOOSE)):
             wrong.append(_mismatch(f"{b.where} $ {c.line}", c.output, got))
-        elif done.returncode != 0 and "error:" not in c.output:
+        elif done.returncode != 0 and "error" not in c.output:
             wrong.append(f"{b.where} $ {c.line}: exit {done.returncode}\n{got}")
     return wrong
 

@@ -46,9 +46,9 @@ def _synopsis(parser: argparse.ArgumentParser, prog: str) -> str:
 def _text(text: str | None) -> str:
     """Help text as Markdown that renders it as written (``[@REV]`` is no link)."""
     text = text or ""
-    for c in "\\[]*_<":
+    for c in "\\[]*_":
         text = text.replace(c, "\\" + c)
-    return text
+    return text.replace("<", "&lt;")
 
 
 def _cell(text: str) -> str:

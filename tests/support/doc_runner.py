@@ -18,7 +18,8 @@ import traceback
 
 
 def main(blocks_file: str, results_file: str) -> int:
-    blocks = json.loads(open(blocks_file, encoding="utf-8").read())
+    with open(blocks_file, encoding="utf-8") as f:
+        blocks = json.load(f)
     namespace: dict[str, object] = {"__name__": "__main__"}
     results = []
     status = 0
