@@ -6,7 +6,9 @@ The pages (``docs/``, the README, ``ARCHITECTURE.md``) are read by ``support.doc
   world like a user's: a fresh cache home, the built-in catalog's real models (Silero VAD,
   Whisper tiny.en in CTranslate2 format, the Piper joe voice, from their PyPI wheels) served by
   nginx on 127.0.0.1 under their built-in ids (``RUNANYWHERE_CATALOG`` moves only their URLs),
-  espeak-ng speech as ``speech.wav`` and ``meeting.flac`` in the working folder. What a block
+  espeak-ng speech as ``speech.wav`` and ``meeting.flac`` in the working folder; SmolLM2 too
+  where the built-in catalog has it. A page marked ``<!-- requires: DIST -->`` is skipped where
+  that package is not installed. What a block
   prints is held to the ``text`` block marked ``<!-- output -->`` after it.
 * Console blocks run command by command in bash in the same world (the venv's ``runanywhere``
   first on the PATH); the lines shown after a command must be its stdout (progress, on stderr,
@@ -25,6 +27,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import doctest
+import importlib.metadata
 import io
 import json
 import os
@@ -49,11 +52,12 @@ from support.doc_blocks import (
     install_line_problem,
     is_install_line,
     pages,
+    requirements,
     runanywhere_argvs,
     script_lines,
 )
 from support.speech import espeak_available, espeak_wav
-from support.wheels import PIPER_JOE, wheel_dir
+from support.wheels import PIPER_JOE, SMOLLM2, real_file, wheel_dir
 
 #: Blocks marked no-run, page by page (each says why on the page). Change it with the pages.
 NO_RUN: dict[str, int] = {
@@ -66,12 +70,23 @@ NO_RUN: dict[str, int] = {
 
 #: The built-in models the examples pull, served by nginx under their built-in ids.
 SERVED = [ct2_models.VAD, ct2_models.TINY_EN, "piper-en-us-joe-medium"]
+#: Served too where the built-in catalog has it (the LLM package's branch adds it).
+LLM = "smollm2-135m-instruct"
 SAID = "Please send the report to Maria before Friday."
 RUNNER = Path(__file__).parent / "support" / "doc_runner.py"
 CHECKER = doctest.OutputChecker()
 LOOSE = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 ALL = {str(p.relative_to(ROOT)): blocks(p) for p in pages()}
+NEEDS = {str(p.relative_to(ROOT)): requirements(p) for p in pages()}
+
+
+def _skip_unless_installed(page: str) -> None:
+    for dist in NEEDS[page]:
+        try:
+            importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pytest.skip(f"{page} needs {dist}, which is not installed here")
 
 
 def _pages_with(*langs: str, runnable: bool = False) -> list[str]:
@@ -127,6 +142,7 @@ def _parse_error(argv: list[str]) -> str | None:
 
 @pytest.mark.parametrize("page", _pages_with("console", "shell"))
 def test_every_command_shown_parses(page: str) -> None:
+    _skip_unless_installed(page)
     problems = []
     for b in ALL[page]:
         if b.lang not in ("console", "shell"):
@@ -176,8 +192,22 @@ def world(nginx: Nginx, origin_root: Path, tmp_path_factory: pytest.TempPathFact
         dest = voice / f.path.rsplit("/", 1)[-1]
         if not dest.exists():
             shutil.copyfile(wheel_dir(PIPER_JOE) / f.path, dest)
+    served = list(SERVED)
+    try:
+        name = ct2_models.builtin_entry(LLM)["url"].rsplit("/", 1)[-1]
+    except KeyError:
+        name = None
+    if name is not None:
+        (origin_root / LLM).mkdir(exist_ok=True)
+        gguf = origin_root / LLM / name
+        if not gguf.exists():
+            try:
+                os.link(real_file(SMOLLM2, "SmolLM2-135M-Instruct.Q4_1.gguf"), gguf)
+            except OSError:  # another file system
+                shutil.copyfile(real_file(SMOLLM2, "SmolLM2-135M-Instruct.Q4_1.gguf"), gguf)
+        served.append(LLM)
     here = tmp_path_factory.mktemp("docs-world")
-    catalog = ct2_models.write_catalog(here / "served.json", nginx.url, SERVED)
+    catalog = ct2_models.write_catalog(here / "served.json", nginx.url, served)
     wav = here / "speech.wav"
     wav.write_bytes(espeak_wav(SAID))
     audio, sr = sf.read(wav, dtype="float32")
@@ -203,6 +233,7 @@ def _mismatch(where: str, shown: str, got: str) -> str:
 
 @pytest.mark.parametrize("page", _pages_with("python", runnable=True))
 def test_python_examples_run(page: str, world: dict[str, Any], tmp_path: Path) -> None:
+    _skip_unless_installed(page)
     todo = [b for b in ALL[page] if b.lang == "python" and not b.no_run]
     env, work = _env(world, tmp_path)
     (tmp_path / "blocks.json").write_text(json.dumps(
@@ -243,6 +274,7 @@ def _run_script(b: Block, env: dict[str, str], work: Path) -> list[str]:
 
 @pytest.mark.parametrize("page", _pages_with("console", "shell", runnable=True))
 def test_shell_examples_run(page: str, world: dict[str, Any], tmp_path: Path) -> None:
+    _skip_unless_installed(page)
     env, work = _env(world, tmp_path)
     wrong: list[str] = []
     for b in ALL[page]:

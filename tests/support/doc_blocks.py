@@ -7,6 +7,9 @@ above a fence:
 
 * ``<!-- no-run: why -->``: the block is checked but not run (Python compiles, every
   ``runanywhere`` command in it parses, the script's syntax is right). Kept few and counted.
+* ``<!-- requires: DISTRIBUTION -->`` anywhere on a page: its examples run (and its commands are
+  parsed) only where that distribution is installed; elsewhere they are skipped, saying so (a
+  page written for a package that lands from another branch).
 * ``<!-- output -->`` above a ``text`` block: what the Python block before it prints
   (``...`` matches anything, whitespace is compared loosely, as doctest's ELLIPSIS and
   NORMALIZE_WHITESPACE do).
@@ -28,6 +31,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parent.parent.parent
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
 NO_RUN = re.compile(r"^\s*<!--\s*no-run:\s*(?P<why>.+?)\s*-->\s*$")
+REQUIRES = re.compile(r"<!--\s*requires:\s*(?P<dist>[\w.-]+)\s*-->")
 OUTPUT = re.compile(r"^\s*<!--\s*output\s*-->\s*$")
 LANGS = {"python": "python", "py": "python", "console": "console", "bash": "shell",
          "sh": "shell", "shell": "shell", "json": "json", "toml": "toml"}
@@ -51,6 +55,11 @@ def pages() -> list[Path]:
     """Every Markdown page of the site, and the README and map (the site includes the map)."""
     docs = sorted(p for p in (ROOT / "docs").rglob("*.md") if "hooks" not in p.parts)
     return [ROOT / "ARCHITECTURE.md", *docs]
+
+
+def requirements(path: Path) -> list[str]:
+    """The distributions a page's examples need (``<!-- requires: ... -->``)."""
+    return REQUIRES.findall(path.read_text(encoding="utf-8"))
 
 
 def blocks(path: Path) -> list[Block]:
