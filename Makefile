@@ -11,7 +11,7 @@ SILERO  := silero-vad==6.2.3
 PACKAGES      := $(patsubst %/pyproject.toml,%,$(sort $(wildcard packages/*/pyproject.toml)))
 DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/stt-whisper
 
-.PHONY: demo test check-packages release bench bench-smoke setup setup-test lint clean
+.PHONY: demo test docs check-packages release bench bench-smoke setup setup-test lint clean
 
 $(VENV)/.created:
 	python3 -m venv $(VENV)
@@ -52,6 +52,11 @@ test: setup-test lint
 	RUNANYWHERE_REQUIRE_REFERENCES=1 $(PY) -m pytest -q -p no:cacheprovider
 	$(PY) scripts/check_packages.py
 
+# The documentation site into site/ (mkdocs.yml). The suite builds it too, with --strict and
+# offline (tests/test_docs_site.py), and runs every example on it (tests/test_docs_examples.py).
+docs: setup-test
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # Build every wheel, then install and test each package from its wheel in a fresh venv.
 check-packages: setup-test
 	$(PY) scripts/check_packages.py
@@ -78,4 +83,4 @@ bench-smoke: setup
 	$(PY) -m bench.stt_bench --smoke
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info
+	rm -rf $(VENV) build dist site *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info

@@ -107,3 +107,10 @@ def test_every_page_is_in_the_navigation(site: Path) -> None:
     home = (site / "index.html").read_text()
     missing = [p for p in pages if p != "index" and f'href="{p}/"' not in home]
     assert not missing, missing
+
+
+def test_the_readme_and_the_map_link_to_files_that_exist() -> None:
+    for page in (ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "SECURITY.md"):
+        targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+        missing = [t for t in targets if "://" not in t and not (page.parent / t).exists()]
+        assert not missing, f"{page.name} links to missing files: {missing}"

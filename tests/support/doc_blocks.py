@@ -7,9 +7,10 @@ above a fence:
 
 * ``<!-- no-run: why -->``: the block is checked but not run (Python compiles, every
   ``runanywhere`` command in it parses, the script's syntax is right). Kept few and counted.
-* ``<!-- requires: DISTRIBUTION -->`` anywhere on a page: its examples run (and its commands are
-  parsed) only where that distribution is installed; elsewhere they are skipped, saying so (a
-  page written for a package that lands from another branch).
+* ``<!-- requires: DISTRIBUTION -->`` right above a fence: that block runs (and its commands are
+  parsed) only where the distribution is installed; anywhere else on a page: all of the page's
+  examples. Elsewhere they are skipped, saying so (written for a package that lands from
+  another branch).
 * ``<!-- output -->`` above a ``text`` block: what the Python block before it prints
   (``...`` matches anything, whitespace is compared loosely, as doctest's ELLIPSIS and
   NORMALIZE_WHITESPACE do).
@@ -44,6 +45,7 @@ class Block:
     lang: str        # python, console, shell, json, toml, or the info string's first word
     code: str
     no_run: str | None = None  # the reason given, for a block that is checked but not run
+    requires: str | None = None  # a distribution the block needs (``<!-- requires: ... -->``)
     output: str | None = None  # what a python block must print (the text block after it)
 
     @property
@@ -58,8 +60,11 @@ def pages() -> list[Path]:
 
 
 def requirements(path: Path) -> list[str]:
-    """The distributions a page's examples need (``<!-- requires: ... -->``)."""
-    return REQUIRES.findall(path.read_text(encoding="utf-8"))
+    """The distributions all of a page's examples need (a ``<!-- requires: ... -->`` line that
+    is not right above a fence)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [m["dist"] for i, line in enumerate(lines) if (m := REQUIRES.search(line))
+            and not (i + 1 < len(lines) and FENCE.match(lines[i + 1]))]
 
 
 def blocks(path: Path) -> list[Block]:
@@ -87,13 +92,15 @@ def blocks(path: Path) -> list[Block]:
         word = info[0].lower() if info else ""
         code = "\n".join(body) + "\n"
         no_run = NO_RUN.match(above)
+        requires = REQUIRES.search(above)
         if OUTPUT.match(above):
             if not out or out[-1].lang != "python":
                 raise ValueError(f"{rel}:{start + 1}: <!-- output --> follows no python block")
             out[-1].output = code
             continue
         out.append(Block(rel, start + 1, LANGS.get(word, word), code,
-                         no_run["why"] if no_run else None))
+                         no_run["why"] if no_run else None,
+                         requires["dist"] if requires else None))
     return out
 
 
