@@ -61,6 +61,7 @@ from support.wheels import PIPER_JOE, SMOLLM2, real_file, wheel_dir
 
 #: Blocks marked no-run, page by page (each says why on the page). Change it with the pages.
 NO_RUN: dict[str, int] = {
+    "README.md": 1,              # serve, which runs until Ctrl-C (docs/serve.md runs one)
     "docs/catalogs.md": 2,       # example.org and the Hub (tests/test_sources.py: a stand-in)
     "docs/guides/stt.md": 1,     # ONNX Whisper: no real weights reachable here
     "docs/guides/tts.md": 1,     # SpeechT5: its real weights come from the Hub

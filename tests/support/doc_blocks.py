@@ -56,7 +56,7 @@ class Block:
 def pages() -> list[Path]:
     """Every Markdown page of the site, and the README and map (the site includes the map)."""
     docs = sorted(p for p in (ROOT / "docs").rglob("*.md") if "hooks" not in p.parts)
-    return [ROOT / "ARCHITECTURE.md", *docs]
+    return [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *docs]
 
 
 def requirements(path: Path) -> list[str]:
