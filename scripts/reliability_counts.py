@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Rewrite the README's reliability table from the test suite, never by hand.
+"""Rewrite the reliability table of the docs (docs/reliability.md) from the test suite, never
+by hand.
 
-    python scripts/reliability_counts.py          # rewrite README.md between the markers
-    python scripts/reliability_counts.py --check  # exit 1 if README.md is out of date
+    python scripts/reliability_counts.py          # rewrite docs/reliability.md between the markers
+    python scripts/reliability_counts.py --check  # exit 1 if docs/reliability.md is out of date
 
 The cases are collected with ``pytest --collect-only -q`` (every parametrized case counts once);
 each file of ``tests/reliability/`` belongs to an area below (a new file without an area is an
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "reliability.md"
 START = "<!-- reliability-counts:start (scripts/reliability_counts.py writes this) -->"
 END = "<!-- reliability-counts:end -->"
 REL = "reliability/"
@@ -190,7 +191,7 @@ def render(ids: list[str]) -> str:
 
 def rewrite(text: str, table: str) -> str:
     if START not in text or END not in text:
-        raise SystemExit(f"README.md lacks the markers {START!r} ... {END!r}")
+        raise SystemExit(f"{PAGE.relative_to(ROOT)} lacks the markers {START!r} ... {END!r}")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     return head + table + tail
@@ -198,19 +199,20 @@ def rewrite(text: str, table: str) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if docs/reliability.md is out of date")
     args = p.parse_args()
-    text = README.read_text()
+    text = PAGE.read_text()
     new = rewrite(text, render(collect()))
     if args.check:
         if new != text:
-            print("README.md's reliability table is out of date: run"
+            print("docs/reliability.md's table is out of date: run"
                   " python scripts/reliability_counts.py", file=sys.stderr)
             return 1
         return 0
     if new != text:
-        README.write_text(new)
-        print("README.md updated")
+        PAGE.write_text(new)
+        print("docs/reliability.md updated")
     return 0
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from ..adapters.inventory import adapter_choice
 from ..catalog import ModelMetadata
 from ..errors import (
     DownloadCancelledError,
-    InvalidCatalogError,
     ModelError,
     RuntimeUnavailableError,
     install_hint,
@@ -30,6 +28,7 @@ from ..registry import ModelRegistry
 from ..settings import Settings
 from ..units import human_size, parse_size
 from .interrupt import run_interruptible
+from .messages import UsageError, say
 from .render import error_fields, human_age, print_json, print_table
 
 
@@ -56,16 +55,6 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "transcribe": cmd_transcribe, "run": cmd_run,
     }[args.command]
     return handler(args, registry)
-
-
-class UsageError(InvalidCatalogError):
-    """Options that do not go together."""
-
-
-def say(*lines: str) -> None:
-    """Messages for a person: stderr, so stdout carries only results (secrets masked)."""
-    for line in lines:
-        sys.stderr.write(redact(line) + "\n")
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:

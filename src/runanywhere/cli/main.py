@@ -1,6 +1,6 @@
 """``runanywhere [--home DIR] [--catalog FILE]... [-v] COMMAND``: the entry point.
 
-Conventions (the README's "Command line" section): results go to stdout, progress and messages
+Conventions (docs/command-line.md, "Habits it keeps"): results go to stdout, progress and messages
 to stderr; global options are accepted before or after the command; ``--json`` prints exactly
 one JSON document on stdout, on failure too; ``--quiet`` prints only the results; a failure is
 one line on stderr (a traceback only with ``--debug``) and a non-zero exit status; Ctrl-C exits

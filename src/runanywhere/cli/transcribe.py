@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError, RuntimeUnavailableError, UnknownAdapterError, install_hint
-from .commands import UsageError, say
 from .interrupt import run_interruptible
+from .messages import UsageError, say
 from .render import print_json
 
 if TYPE_CHECKING:
