@@ -200,6 +200,43 @@ def test_a_publish_takes_its_steps_in_order(home: Path, tmp_path: Path,
     assert dict(seen) == STATE_AT
 
 
+def test_a_publish_that_loses_the_rename_race_without_flock_keeps_the_winners_folder(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where flock grants every lock (some network filesystems), two processes can both find no
+    folder and rename at once: the loser's rename meets ENOTEMPTY. The winner's folder holds
+    the same blobs, so the loser publishes onto it (it failed with a 'disk error' before)."""
+    import contextlib
+
+    from runanywhere.store.locks import Locks
+
+    monkeypatch.setattr(Locks, "model", lambda self, model_id: contextlib.nullcontext())
+    data = os.urandom(4096)
+    sha = hashlib.sha256(data).hexdigest()
+
+    def staged(name: str) -> StagedFile:
+        src = tmp_path / name
+        src.write_bytes(data)
+        return StagedFile("m.bin", src, sha, len(data))
+
+    real_replace = os.replace
+    raced: list[bool] = []
+
+    def other_process_wins(src: Path, dst: Path) -> None:
+        if not raced and Path(src).name.startswith(".tmp-"):  # after our check, before our
+            raced.append(True)                                 # rename: the other publishes
+            with ModelCache(directory=home, durable=False) as other:
+                other.publish("m", "1", [staged("theirs")], kind="file", source_sha256=sha)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(installer_mod.os, "replace", other_process_wins)
+    with ModelCache(directory=home, durable=False) as cache:
+        got = cache.publish("m", "1", [staged("ours")], kind="file", source_sha256=sha)
+        assert raced and got.path.read_bytes() == data
+        assert cache.entry("m") is not None
+    leftovers = [p.name for p in (home / "models" / "m").iterdir() if p.name != "1"]
+    assert leftovers == []  # no .tmp- or .old- folder stays behind
+
+
 # -- the read verbs -------------------------------------------------------------------------------
 @pytest.mark.parametrize(("old", "new", "by_meta"), [
     ("lookup", "entry", False), ("info", "entry", False),

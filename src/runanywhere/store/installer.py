@@ -16,6 +16,7 @@ exclusive until its commit. An index locked for too long raises ``CacheBusy`` ca
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -226,18 +227,39 @@ class Installer:
                 if shown is not None:
                     self.index.delete_models([shown])
                 crash_point("publish:hidden-old")
-                old = final.parent / f".old-{uuid.uuid4().hex[:8]}"
-                os.replace(final, old)
-                os.replace(tmp, final)
-                remove_tree(old)
-            else:
-                os.replace(tmp, final)
+            if not self._swap_in(tmp, final, files):
+                remove_tree(tmp)
+                return False
             if self.durable:
                 fsync_dir(final.parent)
         except BaseException:
             remove_tree(tmp)
             raise
         return True
+
+    def _swap_in(self, tmp: Path, final: Path, files: list[StagedFile]) -> bool:
+        """Rename ``tmp`` to ``final``, setting aside what is there; False when another process
+        put the same files there first. The model lock makes that impossible, except where
+        ``flock`` silently grants every lock (some network filesystems): there two processes
+        can both find no folder and rename at once, and the loser sees ENOTEMPTY."""
+        for attempt in range(3):
+            old = final.parent / f".old-{uuid.uuid4().hex[:8]}"
+            try:
+                if final.exists() or final.is_symlink():
+                    os.replace(final, old)
+                    os.replace(tmp, final)
+                    remove_tree(old)
+                else:
+                    os.replace(tmp, final)
+                return True
+            except OSError as e:
+                remove_tree(old)  # set aside, then another process's folder took its place
+                raced = e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT)
+                if not raced or attempt == 2:
+                    raise
+                if self._folder_matches(final, files):
+                    return False
+        raise AssertionError("unreachable")
 
     def _folder_matches(self, final: Path, files: list[StagedFile]) -> bool:
         """Is the folder already exactly these blobs (hard links, nothing else), reached
