@@ -24,8 +24,8 @@ from runanywhere.errors import RuntimeUnavailableError
 
 #: What the core's adapters package may hold: the base types, events, the LLM/STT/TTS task
 #: interfaces, audio helpers, the round-trip pipeline, the inventory; no adapter.
-CORE_MODULES = {"__init__.py", "audio.py", "base.py", "inventory.py", "llm.py", "roundtrip.py",
-                "stt.py", "tts.py"}
+CORE_MODULES = {"__init__.py", "audio.py", "base.py", "fair_slots.py", "inventory.py",
+                "languages.py", "llm.py", "roundtrip.py", "stt.py", "tts.py", "wer.py"}
 
 
 def only_entry_points(monkeypatch: pytest.MonkeyPatch,

@@ -61,6 +61,7 @@ from .base import (
     VADAdapter,
     VADEvent,
 )
+from .languages import language_code, language_name
 from .stt import SegmentedSTTAdapter, Transcription, TranscriptionStream, transcription_of
 
 if TYPE_CHECKING:
@@ -216,6 +217,8 @@ __all__ = [
     "available_adapters",
     "create_adapter",
     "get_adapter",
+    "language_code",
+    "language_name",
     "read_audio",
     "read_wav",
     "save_wav",

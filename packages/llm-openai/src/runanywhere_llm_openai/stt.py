@@ -31,11 +31,11 @@ from runanywhere.adapters import (
     RegistryLike,
     STTEvent,
     Transcript,
+    Transcription,
     TranscriptionStream,
     TranscriptSegment,
+    language_code,
 )
-from runanywhere.adapters.languages import language_code
-from runanywhere.adapters.stt import Transcription
 from runanywhere.errors import AudioError, ModelError
 
 from .errors import RemoteAPIError, RemoteBadRequestError
