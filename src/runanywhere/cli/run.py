@@ -110,7 +110,7 @@ def _adapter(meta: ModelMetadata, reg: ModelRegistry) -> LLMAdapter:
 def _pull(args: argparse.Namespace, reg: ModelRegistry, meta: ModelMetadata) -> None:
     """The model into the cache first, with pull's progress on stderr (Ctrl-C: 130, the
     partial kept for the next run)."""
-    if reg.cache.lookup(meta.id) is not None:
+    if reg.cache.entry(meta.id) is not None:
         return
     from .progress_view import PullProgress
 

@@ -109,7 +109,7 @@ def _pull(args: argparse.Namespace, reg: ModelRegistry, ids: list[str]) -> None:
     """Download what is not cached yet, with the pull progress display on stderr."""
     from .progress_view import PullProgress
 
-    missing = [reg.require_model(i) for i in ids if reg.cache.lookup(i) is None]
+    missing = [reg.require_model(i) for i in ids if reg.cache.entry(i) is None]
     if not missing:
         return
 
