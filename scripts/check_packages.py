@@ -58,8 +58,12 @@ class Failed(Exception):
     """A check that did not hold (the message says which)."""
 
 
+_T0 = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print(f"check-packages: {msg}", flush=True)
+    """A line with the seconds since the start (each phase's cost shows in make test's log)."""
+    print(f"check-packages: [{time.monotonic() - _T0:4.0f} s] {msg}", flush=True)
 
 
 def expect(cond: bool, what: str) -> None:
@@ -152,8 +156,10 @@ def check_core_alone(env: Venv, core: Path) -> None:
 
 def check_package_alone(env: Venv, core: Path | None, project: Project, wheel: Path,
                         work: Path) -> None:
+    t_install = time.monotonic()
     # --find-links: a package's test extra may name a sibling package (built beside it).
     env.pip("--find-links", str(wheel.parent), *([str(core)] if core else []), f"{wheel}[test]")
+    t_install = time.monotonic() - t_install
     declared = project.entry_points().get("runanywhere.adapters", {})
     doc = adapters_json(env)
     found = {a["name"]: a for a in doc["adapters"]}
@@ -177,15 +183,18 @@ def check_package_alone(env: Venv, core: Path | None, project: Project, wheel: P
     shutil.copytree(project.folder / "tests", tests)
     # The tests import the repository's helpers (tests/support, harness) but never its sources:
     # src/ and packages/*/src are not on this path.
+    t_tests = time.monotonic()
     run = env.run(str(env.python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                   "--rootdir", str(tests), "--timeout", "600", str(tests), cwd=tests,
                   env={"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}, check=False)
+    t_tests = time.monotonic() - t_tests
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     if run.returncode != 0:
         raise Failed(f"{project.name}: its tests failed against the installed wheel:\n"
                      f"{run.stdout[-6000:]}\n{run.stderr[-2000:]}")
     log(f"{project.name} alone: registers {', '.join(sorted(declared))}; imported from"
-        f" site-packages; its tests against the wheel: {summary}")
+        f" site-packages; its tests against the wheel: {summary} (install {t_install:.0f} s,"
+        f" tests {t_tests:.0f} s)")
 
 
 # -- 4. a third-party adapter ----------------------------------------------------------------------
@@ -346,7 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_thirdparty(alone, core, work)
 
         def one(project: Project) -> None:
+            t = time.monotonic()
             env = Venv(work / f"venv-{project.name}", home)
+            log(f"{project.name}: fresh venv in {time.monotonic() - t:.0f} s")
             check_package_alone(env, core, project, artifacts(project, dist)[1], work)
             if not args.keep:
                 shutil.rmtree(env.folder)
