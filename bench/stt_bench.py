@@ -94,7 +94,7 @@ def in_process(model_id: str, registry: Any, audio: Any, rounds: int) -> dict[st
 
     adapter = FasterWhisperSTTAdapter(registry, language=LANGUAGE, beam_size=BEAM)
     asyncio.run(adapter.load_model(model_id)).unwrap()
-    folder = registry.cache.lookup(model_id).path
+    folder = registry.cache.entry(model_id).path
     direct = WhisperModel(str(folder), device="cpu")
 
     def run_direct() -> str:
@@ -168,7 +168,7 @@ def run(model_ids: list[str], seconds: float, rounds: int) -> dict[str, Any]:
         out: dict[str, Any] = {"audio_s": audio.size / 16000, "rounds": rounds, "models": {}}
         # The processes first, while this one is small: a child's peak RSS (wait4) starts
         # from its parent's size at the fork, and loaded models would count in it.
-        procs_of = {m: processes(m, home, registry.cache.lookup(m).path, wav,
+        procs_of = {m: processes(m, home, registry.cache.entry(m).path, wav,
                                  audio.size / 16000, rounds) for m in model_ids}
         for model_id in model_ids:
             inproc = in_process(model_id, registry, audio, rounds)

@@ -47,7 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from release import Project, all_projects, artifacts  # noqa: E402
+from release import Project, all_projects, artifacts, load_project  # noqa: E402
 
 #: Environment of every command run in a venv: nothing of the developer's leaks in.
 SCRUB = ("RUNANYWHERE_HOME", "RUNANYWHERE_CATALOG", "RUNANYWHERE_OFFLINE", "PYTHONPATH",
@@ -58,8 +58,12 @@ class Failed(Exception):
     """A check that did not hold (the message says which)."""
 
 
+_T0 = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print(f"check-packages: {msg}", flush=True)
+    """A line with the seconds since the start (each phase's cost shows in make test's log)."""
+    print(f"check-packages: [{time.monotonic() - _T0:4.0f} s] {msg}", flush=True)
 
 
 def expect(cond: bool, what: str) -> None:
@@ -68,11 +72,16 @@ def expect(cond: bool, what: str) -> None:
 
 
 class Venv:
-    """A fresh virtual environment (no system site-packages) with a clean environment."""
+    """A fresh virtual environment (no system site-packages) with a clean environment: a copy of
+    ``template`` when given (a fresh venv made once: ensurepip takes seconds, a minute and more
+    on a loaded machine, and gives every venv the same pip), else made here."""
 
-    def __init__(self, folder: Path, home: Path) -> None:
+    def __init__(self, folder: Path, home: Path, template: Path | None = None) -> None:
         self.folder = folder
-        venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+        if template is None:
+            venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+        else:
+            copy_venv(template, folder)
         self.python = folder / "bin" / "python"
         self.env = {k: v for k, v in os.environ.items() if k not in SCRUB}
         self.env.update(RUNANYWHERE_HOME=str(home), NO_PROXY="127.0.0.1,localhost",
@@ -102,6 +111,18 @@ class Venv:
     def site_packages(self) -> Path:
         out = self.py("import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout
         return Path(out.strip()).resolve()
+
+
+def copy_venv(template: Path, folder: Path) -> None:
+    """``template`` (a venv holding only pip) copied to ``folder``; the scripts' ``#!`` lines
+    and the activate scripts name ``folder`` (``bin/python`` stays a link to the base Python)."""
+    shutil.copytree(template, folder, symlinks=True)
+    for script in (folder / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if str(template).encode() in data:
+            script.write_bytes(data.replace(str(template).encode(), str(folder).encode()))
 
 
 def adapters_json(env: Venv) -> dict[str, Any]:
@@ -152,8 +173,10 @@ def check_core_alone(env: Venv, core: Path) -> None:
 
 def check_package_alone(env: Venv, core: Path | None, project: Project, wheel: Path,
                         work: Path) -> None:
+    t_install = time.monotonic()
     # --find-links: a package's test extra may name a sibling package (built beside it).
     env.pip("--find-links", str(wheel.parent), *([str(core)] if core else []), f"{wheel}[test]")
+    t_install = time.monotonic() - t_install
     declared = project.entry_points().get("runanywhere.adapters", {})
     doc = adapters_json(env)
     found = {a["name"]: a for a in doc["adapters"]}
@@ -175,17 +198,30 @@ def check_package_alone(env: Venv, core: Path | None, project: Project, wheel: P
            f"{project.name}: imported from {where}, not from {site}")
     tests = work / f"{project.name}-tests"
     shutil.copytree(project.folder / "tests", tests)
+    write_pytest_ini(tests)
     # The tests import the repository's helpers (tests/support, harness) but never its sources:
     # src/ and packages/*/src are not on this path.
+    t_tests = time.monotonic()
     run = env.run(str(env.python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                   "--rootdir", str(tests), "--timeout", "600", str(tests), cwd=tests,
                   env={"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}, check=False)
+    t_tests = time.monotonic() - t_tests
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     if run.returncode != 0:
         raise Failed(f"{project.name}: its tests failed against the installed wheel:\n"
                      f"{run.stdout[-6000:]}\n{run.stderr[-2000:]}")
     log(f"{project.name} alone: registers {', '.join(sorted(declared))}; imported from"
-        f" site-packages; its tests against the wheel: {summary}")
+        f" site-packages; its tests against the wheel: {summary} (install {t_install:.0f} s,"
+        f" tests {t_tests:.0f} s)")
+
+
+def write_pytest_ini(folder: Path) -> None:
+    """The repository's warning rules (pyproject's ``filterwarnings``: a DeprecationWarning our
+    code causes is an error) for the copy of a package's tests, which is its own rootdir."""
+    tool: Any = load_project(ROOT).pyproject["tool"]
+    rules = tool["pytest"]["ini_options"].get("filterwarnings", [])
+    (folder / "pytest.ini").write_text(
+        "[pytest]\nfilterwarnings =\n" + "".join(f"    {r}\n" for r in rules))
 
 
 # -- 4. a third-party adapter ----------------------------------------------------------------------
@@ -303,6 +339,21 @@ def check_thirdparty(env: Venv, core: Path, work: Path) -> None:
 # -- the run ---------------------------------------------------------------------------------------
 
 
+def build_all(projects: list[Project], dist: Path, isolation: bool) -> None:
+    """release.py over ``projects`` into ``dist``: two processes at once, each building every
+    other distribution (a build uses one core; this machine has two)."""
+    names = [p.name for p in projects]
+    shares = [names[0::2], names[1::2]] if len(names) > 1 else [names]
+    commands = [[sys.executable, str(ROOT / "scripts" / "release.py"), "--out", str(dist),
+                 *share, *([] if isolation else ["--no-isolation"])] for share in shares]
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        runs = list(pool.map(lambda cmd: subprocess.run(cmd, capture_output=True, text=True),
+                             commands))
+    for done in runs:
+        if done.returncode != 0:
+            raise Failed(f"release.py failed:\n{done.stdout}\n{done.stderr}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -326,35 +377,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise Failed(f"no distribution {args.only!r} in this repository")
         dist = args.dist or work / "dist"
         if args.dist is None:
-            build = [sys.executable, str(ROOT / "scripts" / "release.py"), "--out", str(dist),
-                     *(p.name for p in projects if args.only)]
-            if not args.isolation:
-                build.append("--no-isolation")
-            done = subprocess.run(build, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise Failed(f"release.py failed:\n{done.stdout}\n{done.stderr}")
+            build_all(projects, dist, args.isolation)
             log(f"built and checked {len(projects)} distribution(s) ({2 * len(projects)} files)")
         home = work / "home"
         core_project = next((p for p in projects if p.is_core), None)
         core: Path | None = None
         if core_project is not None or not args.core_from_index:
             core = artifacts(core_project or all_projects()[0], dist)[1]
-        if core_project is not None:
-            assert core is not None
-            alone = Venv(work / "venv-core", home)
+        template = work / "venv-template"
+        venv.EnvBuilder(with_pip=True, clear=True).create(template)
+        log("a fresh venv with pip: the template of each venv below")
+
+        def core_checks(core: Path) -> None:
+            alone = Venv(work / "venv-core", home, template)
             check_core_alone(alone, core)
             check_thirdparty(alone, core, work)
 
         def one(project: Project) -> None:
-            env = Venv(work / f"venv-{project.name}", home)
+            t = time.monotonic()
+            env = Venv(work / f"venv-{project.name}", home, template)
+            log(f"{project.name}: fresh venv in {time.monotonic() - t:.0f} s")
             check_package_alone(env, core, project, artifacts(project, dist)[1], work)
             if not args.keep:
                 shutil.rmtree(env.folder)
 
-        # Two at a time (the machine's two cores): most of each is pip unpacking wheels.
+        # Two at a time (the machine's two cores): most of each is pip unpacking wheels. The
+        # core's own checks are one of the jobs, not a phase before them.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for done_ in [pool.submit(one, p) for p in projects if not p.is_core]:
-                done_.result()  # the first failure, in package order
+            jobs = [pool.submit(core_checks, core)] if core_project is not None and core else []
+            jobs += [pool.submit(one, p) for p in projects if not p.is_core]
+            for done_ in jobs:
+                done_.result()  # the first failure, in this order
     except Failed as e:
         log(f"FAILED: {e}")
         log(f"work folder kept: {work}")

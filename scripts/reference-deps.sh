@@ -18,7 +18,7 @@ PIP=("$PY" -m pip -q --disable-pip-version-check)
 TORCH=torch==2.13.0
 warn() { echo "reference-deps: $*" >&2; }
 
-"${PIP[@]}" install -e '.[reference]' || warn "sherpa-onnx / kaldi-native-fbank / piper-tts not installed"
+"${PIP[@]}" install --no-build-isolation -e '.[reference]' || warn "sherpa-onnx / kaldi-native-fbank / piper-tts not installed"
 
 torch_dir="$("$PY" -c 'import sys; print(sys.prefix)')/refs/torch"
 if [ -f "$torch_dir/.installed-$TORCH" ]; then

@@ -85,7 +85,7 @@ def test_unload_model(home: Path) -> None:
     load(reg, "vad-1")
     assert reg.unload_model("vad-0") == 1 and loaded(reg) == ["vad-1"]
     assert reg.unload_model("vad-0") == 0
-    assert reg.cache.lookup("vad-0") is not None  # unloading is not deleting
+    assert reg.cache.entry("vad-0") is not None  # unloading is not deleting
 
 
 def test_a_model_bigger_than_the_budget_still_loads_alone(home: Path,

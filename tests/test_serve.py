@@ -212,7 +212,7 @@ def test_no_path_outside_the_cache_is_reachable(served: InProcessServer, home: P
 
 def test_a_symlink_planted_in_the_cache_is_never_followed(
         registry: ModelRegistry, home: Path, tmp_path: Path) -> None:
-    entry = registry.cache.lookup("silero-vad")
+    entry = registry.cache.entry("silero-vad")
     assert entry is not None
     # A folder outside the cache holding a same-size, same-mtime impostor; the model's folder
     # becomes a link to it: the cheap checks pass, the server's own checks must not.
@@ -540,7 +540,7 @@ def test_pull_through_pulls_once_for_many_concurrent_requests(
         # Now cached: the blob route and the catalog offer it; nothing more from the origin.
         assert get(f"{s.url}/blobs/sha256/{digest}")[0] == 200
     assert nginx.bytes_served(contains=name) - before == size
-    assert reg.cache.lookup("pt-model") is not None
+    assert reg.cache.entry("pt-model") is not None
 
 
 def test_pull_through_by_blob_and_clean_errors(
@@ -562,7 +562,7 @@ def test_pull_through_by_blob_and_clean_errors(
         st, _, body = get(f"{s.url}/v1/models/pt-lies/files/{name}")
         assert st == 502 and json.loads(body)["error_type"] == "IntegrityError"
         assert get(f"{s.url}/v1/models/not-in-catalog/files/x")[0] == 404
-    assert reg.cache.lookup("pt-lies") is None
+    assert reg.cache.entry("pt-lies") is None
 
 
 # -- hostile clients -----------------------------------------------------------------------------

@@ -3,16 +3,19 @@ carries only the answer), stdin, ``--json``, a chat in a real pseudo-terminal.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
 from llm_support import *  # noqa: F403 (its fixtures: there is no conftest.py here)
-from llm_support import llm_entry, registry_with, write_catalog
+from llm_support import foreground, llm_entry, registry_with, write_catalog
 from tiny_gguf import EURO_TEXT
 
 from support.terminal import Terminal, cli_argv
@@ -164,3 +167,33 @@ def test_the_api_import_stays_light() -> None:
             "if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]"
+
+
+def _writing(pid: int) -> bool:
+    """Whether a thread of ``pid`` is blocked in write(2) (syscall 1 on x86-64, 64 on arm64)."""
+    write = {"x86_64": "1", "aarch64": "64"}[os.uname().machine]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            if (task / "syscall").read_text().split()[0] == write:
+                return True
+    return False
+
+
+def test_ctrl_c_while_the_chat_is_busy_at_its_prompt_still_leaves(world: list[str]) -> None:
+    """The race of a Ctrl-C that comes while readline is showing the prompt (or echoing a key),
+    before it waits for input, made to happen every time: output stopped with Ctrl-S, a key
+    typed (its echo then blocks the thread reading the line), then Ctrl-C. A SIGINT that lands
+    outside readline's select() was seen by nobody until the next key: the chat hung."""
+    t = Terminal(foreground(cli_argv(*world, "run", "chain")), _env())
+    t.wait_for_output(lambda o: ">>> " in o)
+    os.write(t.fd, b"\x13")  # Ctrl-S: the terminal's output stops
+    os.write(t.fd, b"x")  # readline echoes it: that write blocks
+    deadline = time.monotonic() + 30
+    while not _writing(t.pid):
+        assert time.monotonic() < deadline, "the chat never blocked writing the echo"
+        time.sleep(0.01)
+    t.ctrl_c()  # SIGINT to the process, and the output restarts
+    t.wait_for_output(lambda o: "runanywhere: interrupted" in o)
+    lflag = termios.tcgetattr(t.fd)[3]  # the terminal as readline found it: echo, lines
+    assert lflag & termios.ECHO and lflag & termios.ICANON
+    assert t.wait(timeout=30) == 130

@@ -100,7 +100,7 @@ def test_a_bad_file_is_a_typed_error_naming_it_and_nothing_stays_loaded(
     llm = LlamaAdapter(reg)
     result = llm.load_model_sync("bad")
     assert isinstance(result.error, InvalidModelFileError)
-    assert str(reg.cache.lookup("bad").path) in str(result.error)  # names the cached file
+    assert str(reg.cache.entry("bad").path) in str(result.error)  # names the cached file
     assert says in str(result.error)
     assert reg.loaded_models() == [] and not llm.is_loaded
     with pytest.raises(ModelError):

@@ -67,7 +67,7 @@ def test_pulled_through_the_builtin_entries_with_their_exact_hashes(
     meta = registry.require_model("faster-whisper-tiny.en")
     assert served == {f"/faster-whisper-tiny.en/{f.path}" for f in meta.files}
     assert progress and progress[-1] == pytest.approx(100.0)
-    entry = registry.cache.lookup("faster-whisper-tiny.en")
+    entry = registry.cache.entry("faster-whisper-tiny.en")
     assert entry is not None
     for f in meta.files:
         assert (entry.path / f.path).stat().st_size == f.size

@@ -95,7 +95,7 @@ def test_builtin_entry_pulls_and_loads_through_the_registry(registry: ModelRegis
         voice_origin.wait_records(len(wanted), prefix="/voices/")
         served = {r.path for r in voice_origin.records(since) if r.status in (200, 206)}
     assert served == wanted
-    entry = registry.cache.lookup(VOICE_ID)
+    entry = registry.cache.entry(VOICE_ID)
     assert entry is not None and entry.size == meta.size
     loaded = {x.model_id: x for x in registry.loaded_models()}
     assert VOICE_ID in loaded and registry.loaded_budget[1] >= meta.requirements.memory  # type: ignore[union-attr]
@@ -113,7 +113,7 @@ def test_a_tampered_voice_is_refused_and_never_visible(registry: ModelRegistry,
     try:
         result = asyncio.run(PiperTTSAdapter(registry).load_model(VOICE_ID))
         assert not result.success and isinstance(result.error, IntegrityError)
-        assert registry.cache.lookup(VOICE_ID) is None
+        assert registry.cache.entry(VOICE_ID) is None
     finally:
         served.unlink()
         served.write_bytes(original)

@@ -334,9 +334,11 @@ class _Run:
                             first_token_s=(self.t_first - self.t_start
                                            if self.t_first is not None else None),
                             tokens_per_s=(n - 1) / decode if n > 1 and decode > 0 else None))
+        # done before the event (a handler may ask for the result), the end after it: a reader
+        # that saw the stream end has seen its GenerationDone too
         self.done.set()
-        self._put(_END)
         self.adapter._dispatch(GenerationDone(self.result))
+        self._put(_END)
 
     def _fail(self, error: BaseException) -> None:
         if not isinstance(error, ModelError):
@@ -345,8 +347,8 @@ class _Run:
             error = wrapped
         self.error = error
         self.done.set()
-        self._put(_END)
         self.adapter._dispatch(AdapterError(error, self.model_id or None))
+        self._put(_END)
 
     # -- the reader side ---------------------------------------------------------------------------
     def cancel(self) -> None:

@@ -22,7 +22,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidOptionError, ModelError
@@ -107,7 +110,7 @@ def _adapter(meta: ModelMetadata, reg: ModelRegistry) -> LLMAdapter:
 def _pull(args: argparse.Namespace, reg: ModelRegistry, meta: ModelMetadata) -> None:
     """The model into the cache first, with pull's progress on stderr (Ctrl-C: 130, the
     partial kept for the next run)."""
-    if meta.is_remote or reg.cache.lookup(meta.id) is not None:
+    if meta.is_remote or reg.cache.entry(meta.id) is not None:
         return  # a remote model has nothing to pull
     from .progress_view import PullProgress
 
@@ -167,7 +170,7 @@ def _chat(llm: LLMAdapter, history: list[dict[str, str]], options: GenerationOpt
             sys.stderr.write(PROMPT)
             sys.stderr.flush()
         try:
-            line = input(PROMPT if own_prompt else "")
+            line = _read_line(PROMPT if own_prompt else "")
         except EOFError:
             sys.stderr.write("\n")
             return 0
@@ -188,3 +191,72 @@ def _chat(llm: LLMAdapter, history: list[dict[str, str]], options: GenerationOpt
             sys.stderr.write(f"runanywhere: error: {e}\n")
             continue
         history[:] = [*turn, {"role": "assistant", "content": result.text}]
+
+
+def _read_line(prompt: str) -> str:
+    """``input(prompt)`` that never misses a Ctrl-C (KeyboardInterrupt; Ctrl-D: EOFError).
+
+    In the main thread, readline waits in a select() that only a signal arriving *during* it
+    interrupts: a SIGINT that came while readline wrote the prompt or echoed a key (a busy or
+    stopped terminal, a loaded machine) ran Python's handler only at the next key, and the chat
+    hung at its prompt. So a thread reads the line (SIGINT blocked there) while the main thread
+    waits for it or for the byte the signal writes to the wakeup fd, whenever it comes. On a
+    Ctrl-C that thread is left in readline (the chat is leaving, and nothing can stop a read
+    in a thread) and the terminal gets back the settings readline changed."""
+    if threading.current_thread() is not threading.main_thread():
+        return input(prompt)
+    got: list[str | BaseException] = []
+    done_r, done_w = os.pipe()
+
+    def read() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            got.append(input(prompt))
+        except BaseException as e:  # EOFError (Ctrl-D), or an error reading stdin
+            got.append(e)
+        os.write(done_w, b"!")
+
+    saved = _terminal_settings()
+    reader = threading.Thread(target=read, daemon=True, name="runanywhere-chat-prompt")
+    woken_r, woken_w = os.pipe()
+    os.set_blocking(woken_w, False)
+    previous = signal.set_wakeup_fd(woken_w, warn_on_full_buffer=False)
+    try:
+        reader.start()
+        while done_r not in select.select([woken_r, done_r], [], [])[0]:
+            os.read(woken_r, 512)  # a signal: its Python handler runs now (SIGINT: raises)
+    except BaseException:
+        if reader.is_alive():
+            _restore_terminal(saved)
+            done_r = done_w = -1  # the reader still holds them: left open
+        raise
+    finally:
+        signal.set_wakeup_fd(previous)
+        for fd in (woken_r, woken_w, done_r, done_w):
+            if fd >= 0:
+                os.close(fd)
+    reader.join()
+    if isinstance(got[0], BaseException):
+        raise got[0]
+    return got[0]
+
+
+def _terminal_settings() -> list[Any] | None:
+    """stdin's terminal settings (None when it is no terminal)."""
+    try:
+        import termios
+    except ImportError:  # not on every platform
+        return None
+    try:
+        return termios.tcgetattr(sys.stdin.fileno())
+    except (termios.error, OSError, ValueError):
+        return None
+
+
+def _restore_terminal(saved: list[Any] | None) -> None:
+    if saved is None:
+        return
+    import termios
+
+    with contextlib.suppress(termios.error, OSError):
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)

@@ -129,7 +129,7 @@ def pull_and_load(reg: ModelRegistry, adapter: Any, model_id: str, quiet: bool) 
     async def run() -> None:
         meta = reg.get_model(model_id)
         if meta is not None and not meta.is_remote and await asyncio.to_thread(
-                reg.cache.lookup, meta.id) is None:
+                reg.cache.entry, meta.id) is None:
             with PullProgress([(meta.id, meta.size)], quiet=quiet) as view:
                 (await reg.download_model(meta.id, on_detail=view.update)).unwrap()
         (await adapter.load_model(model_id)).unwrap()

@@ -110,7 +110,7 @@ def _pull(args: argparse.Namespace, reg: ModelRegistry, ids: list[str]) -> None:
     from .progress_view import PullProgress
 
     metas = [reg.require_model(i) for i in ids]
-    missing = [m for m in metas if not m.is_remote and reg.cache.lookup(m.id) is None]
+    missing = [m for m in metas if not m.is_remote and reg.cache.entry(m.id) is None]
     if not missing:
         return
 
