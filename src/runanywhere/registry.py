@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import signal
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -376,6 +378,27 @@ def _progress_callback(on_progress: SimpleProgress | None,
     return cb
 
 
+@contextlib.contextmanager
+def _interrupts_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in this thread while the block runs, so a thread started
+    in it is born with them blocked (and every thread IT starts: the mask is inherited).
+
+    The Bridge's caller waits for its result in a lock, which only a signal delivered to the
+    caller's own thread interrupts. The kernel gives a Ctrl-C to any thread that does not
+    block it: one that landed in the loop's thread, or in a download thread the loop started,
+    woke nobody, and the download ran to its end before the KeyboardInterrupt was raised.
+    Blocked in all of them, it can only land in the caller's thread. A thread started in the
+    block is born blocked (blocking it from the new thread itself would leave a window)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - POSIX only
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending Ctrl-C is delivered here
+
+
 class Bridge:
     """An event loop in a daemon thread that runs coroutines for blocking callers: the one way
     synchronous code (scripts, notebooks, other threads) calls the async API."""
@@ -384,7 +407,8 @@ class Bridge:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="runanywhere-loop")
-        self._thread.start()
+        with _interrupts_blocked():
+            self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion; Ctrl-C cancels it (a download nobody else waits for

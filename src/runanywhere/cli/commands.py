@@ -212,7 +212,8 @@ class _Pulled:
         d: dict[str, Any] = {"id": self.id, "ok": self.ok, "path": str(self.path)
                              if self.path else None, "size": self.size,
                              "seconds": round(self.seconds, 3),
-                             "cached_before": self.cached_before}
+                             "cached_before": self.cached_before,
+                             "cancelled": self.cancelled}
         if self.error is not None:
             code = 130 if self.cancelled else getattr(self.error, "exit_code", 1)
             d["error"] = error_fields(self.error, code)
@@ -268,7 +269,14 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
     async def run() -> None:
         with PullProgress([(m.id, m.size) for m in metas],
                           quiet=args.quiet or args.json) as view:
-            await asyncio.gather(*(one(m, view) for m in metas))
+            # return_exceptions: a Ctrl-C cancels every model, and gather then waits for each
+            # to report (without it, the first cancelled one ended the wait and the others
+            # were never heard from: "not downloaded").
+            outcomes = await asyncio.gather(*(one(m, view) for m in metas),
+                                            return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     interrupted = False
     try:
