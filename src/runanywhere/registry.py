@@ -144,10 +144,44 @@ class ModelRegistry:
         return self.catalog.unregister(model_id)
 
     def get_model(self, model_id: str) -> ModelMetadata | None:
+        """The model of this id, or of this ``hf://`` reference once it was pulled."""
+        if model_id.startswith("hf://"):
+            return self._by_reference(model_id)
         return self.catalog.get(model_id)
 
     def require_model(self, model_id: str) -> ModelMetadata:
+        if model_id.startswith("hf://"):
+            meta = self._by_reference(model_id)
+            if meta is None:
+                from .errors import ModelNotFoundError
+
+                raise ModelNotFoundError(model_id, [])
+            return meta
         return self.catalog.require(model_id)
+
+    def _by_reference(self, text: str) -> ModelMetadata | None:
+        """The pulled model an ``hf://`` reference names: the same file, folder or repository,
+        at the same revision as pulled or at the commit it was pinned to."""
+        from .catalog.hub import HubRef
+
+        try:
+            asked = HubRef.parse(text)
+        except ValueError:
+            return None
+        for meta in self.catalog.list():
+            if not meta.name.startswith("hf://"):
+                continue
+            try:
+                pulled = HubRef.parse(meta.name)
+            except ValueError:
+                continue
+            if (pulled.kind, pulled.repo, pulled.path) != (asked.kind, asked.repo, asked.path):
+                continue
+            rev = asked.revision
+            if rev == pulled.revision or (rev is not None and len(rev) >= 12
+                                          and rev[:12] == meta.version):
+                return meta
+        return None
 
     def suggest(self, model_id: str, n: int = 3) -> list[str]:
         return self.catalog.suggest(model_id, n)
@@ -224,6 +258,9 @@ class ModelRegistry:
         Loaded sessions stay within ``Settings.max_loaded_memory`` (each costs its runtime's
         ``memory_estimate``, else its model's ``requirements.memory``, else its size): the
         least recently used one no adapter holds is unloaded (and closed) to make room."""
+        if model_id.startswith("hf://"):  # its reference names it too: one session, one id
+            found = self.get_model(model_id)
+            model_id = found.id if found is not None else model_id
         key = _session_key(model_id, runtime, options)
         session = self._loaded.get(key)
         if session is not None:
@@ -295,6 +332,8 @@ class ModelRegistry:
             for mid in self._loaded.models():
                 self.unload_model(mid)
             return await asyncio.to_thread(lambda: self.cache.clear())
+        found = self.get_model(model_id)
+        model_id = found.id if found is not None else model_id  # an hf:// reference names it
         self.unload_model(model_id)
         return await asyncio.to_thread(lambda: self.cache.delete(model_id))
 
@@ -328,11 +367,33 @@ class ModelRegistry:
         meta = parse_model(entry, str(self.cache.sources_path))
         known = self.get_model(meta.id)
         if known is not None and known.name != meta.name:  # the same source may update it
-            raise InvalidCatalogError(f"id {meta.id!r} already names another model"
-                                      f" ({known.name}, from {known.source}); choose an id"
-                                      " with --id")
+            if _same_commit(known, meta):  # hf://o/r@<its commit>/f: the model pulled before
+                return known
+            if self._claimed(known):
+                raise InvalidCatalogError(f"id {meta.id!r} already names another model"
+                                          f" ({known.name}, from {known.source}); choose an id"
+                                          " with --id")
         self.cache.record_source(stored_entry(entry))  # no password on disk
         return self.register_model(meta)
+
+    def _claimed(self, known: ModelMetadata) -> bool:
+        """Does ``known`` keep its id from a new source? A catalog's model always; a pulled
+        source only once its download landed in the cache (a pull that failed claims
+        nothing)."""
+        if known.source != str(self.cache.sources_path):
+            return True
+        return self.cache.entry(known.id) is not None
+
+    def forget_source(self, model_id: str) -> bool:
+        """Release the id of a model pulled by URL or ``hf://`` reference: its entry leaves
+        ``sources.json`` and the catalog (the cached copy, if any, is not touched). False if
+        ``model_id`` was not pulled from a source."""
+        meta = self.get_model(model_id)
+        if meta is None or meta.source != str(self.cache.sources_path):
+            return False
+        self.cache.forget_source(meta.id)
+        self.unregister_model(meta.id)
+        return True
 
     async def fetch(self, source: str, *, sha256: str | None = None, size: int | None = None,
                     model_id: str | None = None, include: Sequence[str] = (),
@@ -356,6 +417,18 @@ class ModelRegistry:
 
     def blocking(self) -> BlockingRegistry:
         return BlockingRegistry(self)
+
+
+def _same_commit(known: ModelMetadata, new: ModelMetadata) -> bool:
+    """Two ``hf://`` pulls of the same files at the same commit (one named by its branch, one
+    by the commit itself) are one model."""
+    if not (known.name.startswith("hf://") and new.name.startswith("hf://")):
+        return False
+    from .catalog.hub import HubRef
+
+    a, b = HubRef.parse(known.name), HubRef.parse(new.name)
+    return ((a.kind, a.repo, a.path) == (b.kind, b.repo, b.path)
+            and known.version == new.version)
 
 
 def _progress_callback(on_progress: SimpleProgress | None,

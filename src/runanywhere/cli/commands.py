@@ -46,6 +46,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_adapters(args)
     registry = ModelRegistry(settings=settings)
     registry.load_catalogs()
+    if isinstance(getattr(args, "id", None), str):  # an hf:// reference names its model too
+        args.id = _model_id(registry, args.id)
     if args.command == "speak":
         from .speak import cmd_speak
 
@@ -383,6 +385,7 @@ def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 def _cache_verify(args: argparse.Namespace, reg: ModelRegistry) -> int:
     cache = reg.cache
+    args.id = args.id and _model_id(reg, args.id)
     if args.id and args.id not in _cached_ids(reg):
         raise ModelError(f"{args.id} is not in the cache")
     results = cache.verify(args.id)
@@ -409,12 +412,40 @@ def _cached_ids(reg: ModelRegistry) -> set[str]:
     return {e.model_id for e in reg.cache.entries()}
 
 
+def _model_id(reg: ModelRegistry, name: str) -> str:
+    """The id a command's argument names: an id, or the hf:// reference a model was pulled
+    by."""
+    meta = reg.get_model(name) if name.startswith("hf://") else None
+    return meta.id if meta is not None else name
+
+
 def _cache_rm(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    if args.id not in _cached_ids(reg):
-        raise ModelError(f"{args.id} is not in the cache")
-    freed = run_interruptible(reg.clear_cache(args.id))
-    _report_freed(args, freed, f"removed {args.id}")
+    """Remove each model named (all are checked first: a typo removes nothing); one pulled
+    from a URL or hf:// reference also releases its id."""
+    ids = list(dict.fromkeys(_model_id(reg, i) for i in args.ids))
+    cached = _cached_ids(reg)
+    missing = [i for i in ids if i not in cached and not _pulled_from_source(reg, i)]
+    if missing:
+        raise ModelError(f"not in the cache: {', '.join(missing)}")
+    freed, released = 0, []
+    for i in ids:
+        if i in cached:
+            freed += run_interruptible(reg.clear_cache(i))
+        if reg.forget_source(i):
+            released.append(i)
+    if args.json:
+        print_json({"freed": freed, "removed": [i for i in ids if i in cached],
+                    "released": released})
+        return 0
+    _report_freed(args, freed, f"removed {', '.join(i for i in ids if i in cached) or 'nothing'}")
+    if released and not args.quiet:
+        say(f"released the id of {', '.join(released)} (pull its source again to have it back)")
     return 0
+
+
+def _pulled_from_source(reg: ModelRegistry, model_id: str) -> bool:
+    meta = reg.get_model(model_id)
+    return meta is not None and meta.source == str(reg.cache.sources_path)
 
 
 def _cache_clear(args: argparse.Namespace, reg: ModelRegistry) -> int:
@@ -471,6 +502,7 @@ def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 
 def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    args.id = _model_id(reg, args.id)
     if not reg.cache.pin(args.id, not args.off):
         raise ModelError(f"{args.id} is not in the cache")
     if args.json:
@@ -481,14 +513,21 @@ def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 
 def _cache_forget(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    gone = reg.cache.forget_trusted(args.id)
-    if not gone:
-        raise ModelError(f"{args.id} has no recorded first-use hash")
+    model_id = _model_id(reg, args.id)
+    source = _source_of(reg, model_id) if _pulled_from_source(reg, model_id) else None
+    gone = reg.cache.forget_trusted(model_id)
+    released = reg.forget_source(model_id)
+    if not gone and not released:
+        raise ModelError(f"{model_id} has no recorded first-use hash and was not pulled from a"
+                         " URL or hf:// reference: nothing to forget")
     if args.json:
-        print_json({"id": args.id, "forgotten": [r.to_dict() for r in gone]})
+        print_json({"id": model_id, "forgotten": [r.to_dict() for r in gone],
+                    "released_source": redact(source) if released and source else None})
     elif not args.quiet:
         for r in gone:
-            print(f"forgot {args.id} {r.path}: sha256:{r.sha256} ({human_size(r.size)})")
+            print(f"forgot {model_id} {r.path}: sha256:{r.sha256} ({human_size(r.size)})")
+        if released:
+            print(f"released {model_id} (was {redact(source or '')}): the id is free")
     return 0
 
 

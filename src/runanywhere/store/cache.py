@@ -225,6 +225,11 @@ class ModelCache:
         self.require_writable()
         self.sources.record(entry)
 
+    def forget_source(self, model_id: str) -> bool:
+        """Drop a model's entry from ``sources.json`` (False if it had none)."""
+        self.require_writable()
+        return self.sources.forget(model_id)
+
     # -- what a download needs (writer.py, trust.py) ----------------------------------------------
     def expected_sha256(self, model_id: str, f: ModelFile) -> str | None:
         """The catalog's hash of a file, else the one recorded at its first verified download."""
