@@ -238,6 +238,8 @@ class ModelRegistry:
             meta = self.require_model(model_id)
             loader = await self._open_loader()
             path = await loader.load_model(meta, _progress_callback(on_progress, on_detail))
+            if self._size_unknown(meta):
+                await asyncio.to_thread(self._remember_size, meta, path)
             return Result.ok(path)
         except ModelError as e:
             return Result.err(e)
@@ -383,6 +385,24 @@ class ModelRegistry:
         if known.source != str(self.cache.sources_path):
             return True
         return self.cache.entry(known.id) is not None
+
+    def _size_unknown(self, meta: ModelMetadata) -> bool:
+        return (meta.single_file and meta.files[0].size is None
+                and meta.source == str(self.cache.sources_path))
+
+    def _remember_size(self, meta: ModelMetadata, path: Path) -> None:
+        """A URL pulled without ``--size``: its download learned the size, which its entry
+        in ``sources.json`` now keeps (``list``, ``info`` and later pulls show it, not 0 B)."""
+        from .transfer.adhoc import stored_entry
+
+        if not path.is_file():
+            return
+        entry = {**meta.to_dict(), "size": path.stat().st_size}
+        entry.pop("size_estimate", None)
+        updated = parse_model(entry, str(self.cache.sources_path))
+        if self.cache.degraded is None:
+            self.cache.record_source(stored_entry(entry))
+        self.register_model(updated)
 
     def forget_source(self, model_id: str) -> bool:
         """Release the id of a model pulled by URL or ``hf://`` reference: its entry leaves

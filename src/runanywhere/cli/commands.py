@@ -267,6 +267,9 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
         finally:
             p.seconds = time.perf_counter() - t0
         p.ok, p.path, p.error = r.success, r.value, r.error
+        if r.success and not p.size:  # a URL without --size: its download learned it
+            learned = reg.get_model(meta.id)
+            p.size = learned.size if learned is not None else p.size
 
     async def run() -> None:
         with PullProgress([(m.id, m.size) for m in metas],

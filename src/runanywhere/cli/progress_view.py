@@ -11,7 +11,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from ..progress import DownloadProgress
+from ..progress import DownloadProgress, shown_total
 from ..units import human_rate, human_size
 
 
@@ -61,10 +61,10 @@ class PullProgress:
                                   redirect_stdout=False)
         self._progress.__enter__()
         for mid, size in self._sizes.items():
-            self._tasks[mid] = self._progress.add_task(mid, total=size, stage="queued")
+            self._tasks[mid] = self._progress.add_task(mid, total=size or None, stage="queued")
         if len(self._sizes) > 1:
-            self._total_task = self._progress.add_task("total", total=sum(self._sizes.values()),
-                                                       stage="")
+            self._total_task = self._progress.add_task(
+                "total", total=sum(self._sizes.values()) or None, stage="")
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -82,11 +82,15 @@ class PullProgress:
         if self.quiet:
             return
         self._done[p.model_id] = p.bytes_loaded
+        if p.total_bytes:  # a URL without --size: the total is learned as it downloads
+            self._sizes[p.model_id] = p.total_bytes
         if self._progress is not None:
             self._progress.update(self._tasks[p.model_id], completed=p.bytes_loaded,
+                                  total=self._sizes[p.model_id] or None,
                                   stage=self.stage_text(p))
             if self._total_task is not None:
-                self._progress.update(self._total_task, completed=sum(self._done.values()))
+                self._progress.update(self._total_task, completed=sum(self._done.values()),
+                                      total=sum(self._sizes.values()) or None)
             return
         now = time.monotonic()
         last_at, last_stage = self._last_line.get(p.model_id, (0.0, ""))
@@ -95,6 +99,6 @@ class PullProgress:
         self._last_line[p.model_id] = (now, p.stage.value)
         eta = f"{p.estimated_time_remaining:.0f}s" if p.estimated_time_remaining else "-"
         sys.stderr.write(f"{p.model_id}: {self.stage_text(p)} {p.progress:5.1f}%"
-                         f" {human_size(p.bytes_loaded)}/{human_size(p.total_bytes)}"
+                         f" {human_size(p.bytes_loaded)}/{shown_total(p)}"
                          f" {human_rate(p.speed)} eta {eta}\n")
         sys.stderr.flush()
