@@ -160,3 +160,42 @@ def test_the_same_file_asked_for_at_its_commit_is_the_same_model(hf_env: HubServ
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("acme--pinned-w.bin: ") and "cached" in again.stdout
     assert check_cache(home) == ["acme--pinned-w.bin"]
+
+
+# -- the Hub offline or down -----------------------------------------------------------------------
+
+def test_a_cached_hf_reference_is_served_offline_and_with_the_hub_down(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = "hf://acme/offline/model.onnx"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    with HubServer(lfs_threshold=1024) as server:  # this test's own: it is stopped below
+        server.add_repo("acme/offline", {"model.onnx": WEIGHTS})
+        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+        first = cli("pull", ref, "-q", home=home)
+        assert first.returncode == 0, first.stderr
+        asked = len(server.requests)
+        offline = cli("pull", ref, "-q", home=home, env={"HF_HUB_OFFLINE": "1"})
+        assert offline.returncode == 0, offline.stderr
+        assert Path(offline.stdout.strip()).read_bytes() == WEIGHTS
+        assert len(server.requests) == asked  # nothing asked while offline
+    down = cli("pull", ref, home=home)  # the Hub is stopped now
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.startswith("acme--offline-model.onnx: ") and "cached" in down.stdout
+    assert "using the cached copy" in down.stderr
+    reg = ModelRegistry(home=home, include_builtin=False)
+    assert asyncio.run(reg.fetch(ref)).unwrap().read_bytes() == WEIGHTS
+    never = cli("pull", "hf://acme/offline/other.onnx", home=home)  # not cached: still an error
+    assert never.returncode != 0 and "Traceback" not in never.stderr
+
+
+def test_a_branch_that_moved_says_updated(hf_env: HubServer, home: Path) -> None:
+    hf_env.add_repo("acme/moves", {"w.bin": b"one" * 2000})
+    assert cli("pull", "hf://acme/moves/w.bin", home=home).returncode == 0
+    hf_env.add_repo("acme/moves", {"w.bin": b"two" * 2000})  # main moves on
+    again = cli("pull", "hf://acme/moves/w.bin", home=home)
+    assert again.returncode == 0, again.stderr
+    assert "updated" in again.stdout and "cached" not in again.stdout, again.stdout
+    doc = json.loads(cli("pull", "hf://acme/moves/w.bin", "--json", home=home).stdout)
+    assert doc["models"][0]["cached_before"] is True and doc["models"][0]["updated"] is False

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .catalog import Catalog, ModelMetadata, parse_model
-from .errors import InvalidCatalogError, ModelError, ModelLoadError
+from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError, OfflineError
+from .logs import log
 from .progress import DownloadProgress
 from .result import Result
 from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
@@ -357,8 +358,17 @@ class ModelRegistry:
             if sha256 or size:
                 raise InvalidCatalogError("--sha256 and --size do not apply to hf://"
                                           " references: the Hub's API gives both")
-            entry = hub_entry(source, model_id=model_id, include=include, exclude=exclude,
-                              settings=self.settings, config=self.loader.config)
+            try:
+                entry = hub_entry(source, model_id=model_id, include=include, exclude=exclude,
+                                  settings=self.settings, config=self.loader.config)
+            except (OfflineError, DownloadError) as e:  # offline, or the Hub is down
+                cached = self._cached_reference(source)
+                if cached is None:
+                    raise
+                # As hf_hub_download does: the copy this reference was pulled as is served.
+                log.warning("%s: %s; using the cached copy (commit %s)", source, e,
+                            cached.version)
+                return cached
         else:
             if not sha256 and not trust_first_use:
                 raise InvalidCatalogError(
@@ -377,6 +387,13 @@ class ModelRegistry:
                                           " with --id")
         self.cache.record_source(stored_entry(entry))  # no password on disk
         return self.register_model(meta)
+
+    def _cached_reference(self, source: str) -> ModelMetadata | None:
+        """The model an ``hf://`` reference was pulled as, if its files are in the cache."""
+        meta = self._by_reference(source)
+        if meta is None or self.cache.entry_matching(meta) is None:
+            return None
+        return meta
 
     def _claimed(self, known: ModelMetadata) -> bool:
         """Does ``known`` keep its id from a new source? A catalog's model always; a pulled

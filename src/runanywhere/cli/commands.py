@@ -204,6 +204,7 @@ class _Pulled:
     error: BaseException | None = None
     seconds: float = 0.0
     cached_before: bool = False
+    updated: bool = False  # an older version was cached (a branch that moved)
     kept: int = 0
 
     @property
@@ -214,7 +215,7 @@ class _Pulled:
         d: dict[str, Any] = {"id": self.id, "ok": self.ok, "path": str(self.path)
                              if self.path else None, "size": self.size,
                              "seconds": round(self.seconds, 3),
-                             "cached_before": self.cached_before,
+                             "cached_before": self.cached_before, "updated": self.updated,
                              "cancelled": self.cancelled}
         if self.error is not None:
             code = 130 if self.cancelled else getattr(self.error, "exit_code", 1)
@@ -253,7 +254,10 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
     async def one(meta: ModelMetadata, view: PullProgress) -> None:
         p = by_id[meta.id]
         t0 = time.perf_counter()
-        p.cached_before = await asyncio.to_thread(reg.cache.entry, meta.id) is not None
+        # Cached as the catalog (or a moved branch) describes it now, or an older version.
+        before, now = await asyncio.to_thread(
+            lambda: (reg.cache.entry(meta.id), reg.cache.entry_matching(meta)))
+        p.cached_before, p.updated = now is not None, before is not None and now is None
 
         def seen(progress: DownloadProgress) -> None:
             p.kept = progress.bytes_loaded
@@ -302,7 +306,8 @@ def _report_pull(args: argparse.Namespace, pulled: list[_Pulled]) -> None:
             if args.quiet:
                 print(p.path)
             elif not args.json:
-                how = "cached" if p.cached_before else f"{p.seconds:.2f}s"
+                how = "cached" if p.cached_before else (
+                    f"updated, {p.seconds:.2f}s" if p.updated else f"{p.seconds:.2f}s")
                 print(f"{p.id}: {p.path} ({human_size(p.size)}, {how})")
         elif p.cancelled:
             say(f"{p.id}: cancelled; {human_size(p.kept)} kept, run the same command to resume")
