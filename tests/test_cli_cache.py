@@ -172,7 +172,7 @@ def test_rm_clear_and_errors(run: Run, files: dict[str, tuple[Path, str]], home:
 
 
 def test_prune_removes_orphans(run: Run, home: Path) -> None:
-    run("cache", "ls")  # creates the cache
+    run("cache", "prune")  # creates the cache (a read-only command would not)
     orphan = home / "blobs" / "sha256" / ("ab" * 32)
     orphan.write_bytes(b"x" * 5000)
     code, out, _ = run("cache", "prune", "--orphan-age", "0", "--dry-run", "--json")

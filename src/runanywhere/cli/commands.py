@@ -111,8 +111,9 @@ def cmd_list(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     m = reg.require_model(args.id)
-    entry = reg.cache.entry(m.id)
-    recorded = {r.path: r for r in reg.cache.trusted_hashes(m.id)}
+    fresh = _no_cache_yet(reg)  # nothing cached: answer without creating the folder
+    entry = None if fresh else reg.cache.entry(m.id)
+    recorded = {} if fresh else {r.path: r for r in reg.cache.trusted_hashes(m.id)}
     details = _details(m, entry.path if entry else None)
     if args.json:
         doc = _model_summary(m)
@@ -326,11 +327,19 @@ def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
     return handler(args, reg)
 
 
+def _no_cache_yet(reg: ModelRegistry) -> bool:
+    """The home does not exist: a read-only command answers "empty" and creates nothing."""
+    return not reg.settings.home.exists()
+
+
 def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    cache = reg.cache
-    entries = cache.entries()
+    fresh = _no_cache_yet(reg)
+    cache = None if fresh else reg.cache
+    entries = [] if cache is None else cache.entries()
+    total = 0 if cache is None else cache.size()
+    directory = reg.settings.home if cache is None else cache.directory
     shared: dict[str, str] = {}
-    if args.shared:
+    if args.shared and cache is not None:
         from ..shared import shared_presence
 
         shared = shared_presence(reg.settings, cache, entries)
@@ -341,8 +350,9 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
                    **({"shared": shared.get(e.model_id, "?")} if shared else {})}
                   for e in entries]
         budget, used = reg.loaded_budget
-        print_json({"models": models, "total_size": cache.size(),
-                    "directory": str(cache.directory), "degraded": cache.degraded,
+        print_json({"models": models, "total_size": total,
+                    "directory": str(directory),
+                    "degraded": None if cache is None else cache.degraded,
                     "loaded_memory": {"budget": budget, "used": used,
                                       "models": [x.to_dict() for x in reg.loaded_models()]}})
         return 0
@@ -361,7 +371,7 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
                  "SHA256", *(["SHARED"] if shared else []), "LOADED", "SOURCE"], rows)
     if args.shared and not shared:
         say("no shared cache configured (RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix)")
-    say(f"total {human_size(cache.size())} in {cache.directory}")
+    say(f"total {human_size(total)} in {directory}" + (" (not created yet)" if fresh else ""))
     return 0
 
 
@@ -375,16 +385,19 @@ def _source_of(reg: ModelRegistry, model_id: str) -> str:
 
 
 def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    cache = reg.cache
-    size = cache.size()
-    disk = cache.usage()
+    from ..store import DiskUsage
+
+    cache = None if _no_cache_yet(reg) else reg.cache
+    size = 0 if cache is None else cache.size()
+    disk = DiskUsage(0, 0, 0, 0, 0) if cache is None else cache.usage()
+    directory = reg.settings.home if cache is None else cache.directory
     if args.json:
-        print_json({"size": size, "models": len(cache.entries()),
-                    "directory": str(cache.directory), "disk": disk.to_dict()})
+        print_json({"size": size, "models": 0 if cache is None else len(cache.entries()),
+                    "directory": str(directory), "disk": disk.to_dict()})
     elif args.quiet:
         print(size)
     else:
-        print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
+        print(f"{human_size(size)} ({size} bytes) in {directory}")
         print(f"on disk {human_size(disk.total)}: models {human_size(disk.models)}, partials"
               f" {human_size(disk.partials)}, quarantine {human_size(disk.quarantine)}, index"
               f" {human_size(disk.index)}, other {human_size(disk.other)}")
