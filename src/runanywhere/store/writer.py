@@ -93,8 +93,9 @@ class ModelWriter:
             also = f" and {unpacked / 2**20:.1f} MiB to unpack" if unpacked else ""
             raise InsufficientStorageError(
                 f"not enough disk space in {self.modes.directory}: {need / 2**20:.1f} MiB still"
-                f" to download{also}, {free / 2**20:.1f} MiB free", needed=need + unpacked,
-                available=free)
+                f" to download{also}, {free / 2**20:.1f} MiB free, and"
+                f" {SPACE_MARGIN / 2**20:.0f} MiB are kept free as a margin",
+                needed=need + unpacked, available=free)
 
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, model_id: str, version: str, files: list[StagedFile], *, kind: str,

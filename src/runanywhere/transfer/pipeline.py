@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..catalog import ModelFile, ModelMetadata
 from ..catalog.hub import is_hub_url
-from ..errors import DownloadCancelledError, ModelError, OfflineError
+from ..errors import DownloadCancelledError, IntegrityError, ModelError, OfflineError
 from ..progress import ProgressTracker, Stage
 from ..redact import redact_url
 from ..settings import Settings
@@ -108,7 +108,16 @@ def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker
                                          config=pull.config, tracker=tracker, cancel=cancel,
                                          git_sha1=f.git_sha1, size_estimate=f.size_estimate)
                        for f, expected in todo}
-            fetched = _run_all(fetches, pull.shared, pull.files_in_parallel, cancel)
+            try:
+                fetched = _run_all(fetches, pull.shared, pull.files_in_parallel, cancel)
+            except IntegrityError as e:
+                if any(e2 and not f.hash and not f.git_sha1 for f, e2 in todo):
+                    # The hash it missed was recorded at the first download (trust on first
+                    # use): say how to start over if the file changed on purpose.
+                    e.args = (f"{e} (the sha256 recorded at the first download of {meta.id};"
+                              " if the file changed on purpose, `runanywhere cache forget"
+                              f" {meta.id}` resets it)",)
+                raise
         for f, expected in todo:
             got = fetched[f.path]
             if expected is None:  # trust on first use (or the Hub's git blob id, checked):

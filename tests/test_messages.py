@@ -1,0 +1,84 @@
+"""Messages speak the command line's language on the command line: a cache that cannot be
+written names the options and variables of the CLI (no Python API hint), the disk-space refusal
+states its margin, a trust-on-first-use mismatch says how to reset it.
+
+Real parts: the CLI as a process, the tests' HTTP server, a real cache folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runanywhere.errors import InsufficientStorageError
+from runanywhere.store import ModelCache
+from support.catalogs import model_entry
+from support.fault_server import FaultServer
+from support.invariants import check_cache
+from support.tamper import flipped
+from support.terminal import cli_argv
+
+pytestmark = pytest.mark.timeout(120, method="thread")
+Catalog = Callable[[list[dict[str, Any]]], Path]
+PYTHON_HINT = re.compile(r"\w+\([a-z_]+=")  # ModelCache(scratch_fallback=True) and the like
+
+
+def cli(*args: str, home: Path, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli_argv(*args), capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "RUNANYWHERE_HOME": str(home), **(env or {})})
+
+
+def test_an_unwritable_cache_names_the_cli_way_out(fault_server: FaultServer,
+                                                   write_catalog: Catalog,
+                                                   tmp_path: Path) -> None:
+    data = os.urandom(3000)
+    url = fault_server.add("msg/ro.bin", data)
+    cat = write_catalog([model_entry("msg-ro", url, len(data),
+                                     hashlib.sha256(data).hexdigest())])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    home = blocker / "home"  # cannot be created, even by root
+    r = cli("--catalog", str(cat), "pull", "msg-ro", home=home)
+    assert r.returncode != 0 and "nothing can be added" in r.stderr
+    assert not PYTHON_HINT.search(r.stderr), r.stderr
+    assert "RUNANYWHERE_SCRATCH_FALLBACK=1" in r.stderr and "--home" in r.stderr
+    # The way out it names works.
+    ok = cli("--catalog", str(cat), "pull", "msg-ro", "-q", home=home,
+             env={"RUNANYWHERE_SCRATCH_FALLBACK": "1"})
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_the_disk_space_refusal_states_its_margin(home: Path) -> None:
+    with ModelCache(directory=home) as cache:
+        free = shutil.disk_usage(home).free
+        # Fits in the free space, not with the margin on top.
+        with pytest.raises(InsufficientStorageError) as e:
+            cache.check_space([("msg-margin", max(free - 2**20, 1))])
+    assert "MiB are kept free as a margin" in str(e.value)
+
+
+def test_a_first_use_mismatch_says_how_to_reset_it(fault_server: FaultServer,
+                                                   home: Path) -> None:
+    data = os.urandom(4000)
+    url = fault_server.add("msg/tofu.bin", data)
+    first = cli("pull", url, "--trust-first-use", "--id", "tofu", home=home)
+    assert first.returncode == 0, first.stderr
+    assert cli("cache", "rm", "tofu", home=home).returncode == 0  # the hash record stays
+    fault_server.add("msg/tofu.bin", flipped(data))  # the origin's bytes change
+    again = cli("pull", url, "--trust-first-use", "--id", "tofu", home=home)
+    assert again.returncode != 0 and "sha256 mismatch" in again.stderr
+    assert "`runanywhere cache forget tofu`" in again.stderr, again.stderr
+    assert cli("cache", "forget", "tofu", home=home).returncode == 0
+    reset = cli("pull", url, "--trust-first-use", "--id", "tofu", "-q", home=home)
+    assert reset.returncode == 0, reset.stderr
+    assert Path(reset.stdout.strip()).read_bytes() == flipped(data)
+    assert check_cache(home) == ["tofu"]
