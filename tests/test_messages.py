@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,18 @@ def test_a_first_use_mismatch_says_how_to_reset_it(fault_server: FaultServer,
     assert reset.returncode == 0, reset.stderr
     assert Path(reset.stdout.strip()).read_bytes() == flipped(data)
     assert check_cache(home) == ["tofu"]
+
+
+def test_cache_ls_shared_without_boto3_names_the_extra(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # boto3 cannot be uninstalled from the test environment: the child makes its import fail,
+    # as it fails where the s3 extra is not installed.
+    child = ("import sys; sys.modules['boto3'] = None; from runanywhere.cli.main import main;"
+             " sys.exit(main(['cache', 'ls', '--shared']))")
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "RUNANYWHERE_HOME": str(home),
+                                        "RUNANYWHERE_SHARED_CACHE": "s3://bucket/prefix"})
+    assert r.returncode != 0, r.stderr
+    assert "boto3" in r.stderr and "runanywhere[s3]" in r.stderr, r.stderr
+    assert "no shared cache configured" not in r.stderr and "Traceback" not in r.stderr

@@ -339,10 +339,14 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
     total = 0 if cache is None else cache.size()
     directory = reg.settings.home if cache is None else cache.directory
     shared: dict[str, str] = {}
-    if args.shared and cache is not None:
+    if args.shared and cache is not None and reg.settings.shared_cache:
         from ..shared import shared_presence
+        from ..shared.push import tier_for
 
-        shared = shared_presence(reg.settings, cache, entries)
+        # Configured but unusable (boto3 missing: the error names the extra; a bad URL): say
+        # so, rather than "no shared cache configured".
+        tier = tier_for(reg.settings)
+        shared = shared_presence(reg.settings, cache, entries, tier=tier)
     loaded = {x.model_id for x in reg.loaded_models()}
     if args.json:
         models = [{**e.to_dict(), "source": _source_of(reg, e.model_id),
