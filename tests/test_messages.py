@@ -7,7 +7,9 @@ Real parts: the CLI as a process, the tests' HTTP server, a real cache folder.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -19,7 +21,9 @@ from typing import Any
 
 import pytest
 
+from runanywhere import ModelRegistry
 from runanywhere.errors import InsufficientStorageError
+from runanywhere.progress import display
 from runanywhere.store import ModelCache
 from support.catalogs import model_entry
 from support.fault_server import FaultServer
@@ -98,3 +102,17 @@ def test_cache_ls_shared_without_boto3_names_the_extra(tmp_path: Path) -> None:
     assert r.returncode != 0, r.stderr
     assert "boto3" in r.stderr and "runanywhere[s3]" in r.stderr, r.stderr
     assert "no shared cache configured" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_progress_display_works_as_the_registrys_on_progress(fault_server: FaultServer,
+                                                             write_catalog: Catalog,
+                                                             home: Path) -> None:
+    data = os.urandom(200_000)
+    url = fault_server.add("msg/display.bin", data)
+    cat = write_catalog([model_entry("msg-display", url, len(data),
+                                     hashlib.sha256(data).hexdigest())])
+    shown = io.StringIO()
+    reg = ModelRegistry(home=home, catalogs=[cat], include_builtin=False)
+    r = asyncio.run(reg.download_model("msg-display", display(file=shown, bars=False)))
+    assert r.unwrap().read_bytes() == data
+    assert "msg-display: done 100.0%" in shown.getvalue(), shown.getvalue()

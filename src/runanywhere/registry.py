@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from .catalog import Catalog, ModelMetadata, parse_model
 from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError, OfflineError
 from .logs import log
-from .progress import DownloadProgress
+from .progress import DownloadProgress, ProgressDisplay
 from .result import Result
 from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
 from .settings import Settings
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 #: The design note's ``onProgress(progress, message)``, or ``"auto"`` for a ready display (a bar
-#: in Jupyter or a terminal, plain lines in a log: ``runanywhere.progress.display``).
-SimpleProgress = Callable[[float, str], None] | Literal["auto"]
+#: in Jupyter or a terminal, plain lines in a log), or one made by
+#: ``runanywhere.progress.display(...)`` with options of its own.
+SimpleProgress = Callable[[float, str], None] | ProgressDisplay | Literal["auto"]
 #: How long a Ctrl-C'd blocking call waits for what it started to stop.
 WIND_DOWN = 5.0
 
@@ -476,6 +477,15 @@ def _progress_callback(on_progress: SimpleProgress | None,
         from .progress import display
 
         on_detail = on_detail or display()
+    elif isinstance(on_progress, ProgressDisplay):  # display(...) takes the whole progress
+        detail, display_cb = on_detail, on_progress
+
+        def both(p: DownloadProgress) -> None:
+            display_cb(p)
+            if detail is not None:
+                detail(p)
+
+        on_detail = both
     else:
         simple = on_progress
 
