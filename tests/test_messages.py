@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,46 @@ def test_progress_display_works_as_the_registrys_on_progress(fault_server: Fault
     r = asyncio.run(reg.download_model("msg-display", display(file=shown, bars=False)))
     assert r.unwrap().read_bytes() == data
     assert "msg-display: done 100.0%" in shown.getvalue(), shown.getvalue()
+
+
+# (command, catalog fields, modules made unimportable, what the error must name)
+NEEDS = {
+    "transcribe": ({"type": "stt", "format": "ctranslate2", "adapter": "faster-whisper"},
+                   ["faster_whisper", "ctranslate2"], "pip install runanywhere-stt-whisper"),
+    "run": ({"type": "llm", "format": "gguf", "adapter": "llama"}, ["xllamacpp"],
+            "pip install runanywhere-llm-llamacpp"),
+    "speak": ({"type": "tts", "format": "onnx", "adapter": "piper"}, ["onnxruntime"],
+              "pip install runanywhere-tts-piper"),
+    "load": ({"type": "custom", "format": "onnx"}, ["onnxruntime"],
+             "pip install 'runanywhere[onnx]'"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(NEEDS))
+def test_a_missing_adapter_library_fails_before_any_download(
+        command: str, fault_server: FaultServer, write_catalog: Catalog, tmp_path: Path) -> None:
+    fields, blocked, install = NEEDS[command]
+    data = os.urandom(2 * 2**20)
+    name = f"msg-needs-{command}"
+    url = fault_server.add(name, data)
+    cat = write_catalog([{**model_entry(name, url, len(data), hashlib.sha256(data).hexdigest()),
+                          **fields}])
+    audio = tmp_path / "a.wav"
+    with wave.open(str(audio), "wb") as w:  # a tenth of a second of silence
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 1600)
+    argv = {"transcribe": [name, str(audio)], "run": [name, "hi"],
+            "speak": [name, "hi", "-o", str(tmp_path / "out.wav")], "load": [name]}[command]
+    # These libraries are installed here: the child makes their import fail, as it fails where
+    # they are not installed.
+    child = (f"import sys; sys.modules.update(dict.fromkeys({blocked!r}));"
+             " from runanywhere.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", child, command, *argv], capture_output=True,
+                       text=True, timeout=60,
+                       env={**os.environ, "RUNANYWHERE_HOME": str(tmp_path / "home"),
+                            "RUNANYWHERE_CATALOG": str(cat)})
+    assert r.returncode != 0 and install in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert fault_server.bytes_served(name) == 0  # nothing was downloaded for it

@@ -274,6 +274,9 @@ class ModelRegistry:
 
             meta = self.require_model(model_id)
             rt = get_runtime(runtime or default_runtime_for(meta.format))
+            ensure = getattr(rt, "ensure_available", None)
+            if callable(ensure):  # its library missing: say so before any download
+                ensure()
             cache = await self._open_cache()
             # Hold first (no process may evict it from now on), then find or download it: a
             # hold taken after the lookup could arrive just after another process evicted it.
