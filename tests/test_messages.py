@@ -160,3 +160,11 @@ def test_a_missing_adapter_library_fails_before_any_download(
     assert r.returncode != 0 and install in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert fault_server.bytes_served(name) == 0  # nothing was downloaded for it
+
+
+def test_a_url_is_named_once_in_its_error(fault_server: FaultServer, home: Path) -> None:
+    url = fault_server.url("msg/never-there.bin")  # 404
+    r = cli("pull", url, "--trust-first-use", home=home)
+    assert r.returncode != 0
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("runanywhere: error:")]
+    assert line.count(url) == 1, line

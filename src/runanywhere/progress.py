@@ -245,7 +245,7 @@ def shown_total(p: DownloadProgress) -> str:
     """The total as a person reads it: ``?`` while a download does not know it yet."""
     from .units import human_size
 
-    return human_size(p.total_bytes) if p.total_bytes or p.stage.final else "?"
+    return human_size(p.total_bytes) if p.total_bytes or p.stage is Stage.DONE else "?"
 
 
 def display(**options: Any) -> ProgressDisplay:

@@ -313,7 +313,10 @@ def _report_pull(args: argparse.Namespace, pulled: list[_Pulled]) -> None:
         elif p.cancelled:
             say(f"{p.id}: cancelled; {human_size(p.kept)} kept, run the same command to resume")
         else:
-            say(f"runanywhere: error: {p.id}: {p.error or 'not downloaded'}")
+            why = str(p.error or "not downloaded")
+            # A URL's error names the URL already: never "URL: ... URL ...".
+            say(f"runanywhere: error: {why}" if p.id in why and p.id.startswith(
+                ("http://", "https://", "hf://")) else f"runanywhere: error: {p.id}: {why}")
 
 
 # -- cache -----------------------------------------------------------------------------------------
