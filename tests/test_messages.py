@@ -30,7 +30,7 @@ from support.catalogs import model_entry
 from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.tamper import flipped
-from support.terminal import cli_argv
+from support.terminal import Terminal, cli_argv
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 Catalog = Callable[[list[dict[str, Any]]], Path]
@@ -168,3 +168,28 @@ def test_a_url_is_named_once_in_its_error(fault_server: FaultServer, home: Path)
     assert r.returncode != 0
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("runanywhere: error:")]
     assert line.count(url) == 1, line
+
+
+VIEW = """
+import sys
+from runanywhere.cli.progress_view import PullProgress
+from runanywhere.progress import DownloadProgress, Stage
+MiB, KiB = 2**20, 2**10
+with PullProgress([("resumed-a", 10 * MiB), ("resumed-b", 10 * MiB)]) as view:
+    assert not view.plain, "not at a terminal"
+    for mid in ("resumed-a", "resumed-b"):  # 5 MiB kept from an earlier run, then 100 KiB/s
+        view.update(DownloadProgress(mid, 50.0, 5 * MiB, 10 * MiB, 0.0, None,
+                                     Stage.DOWNLOADING, "", 5 * MiB))
+        view.update(DownloadProgress(mid, 51.0, 5 * MiB + 100 * KiB, 10 * MiB, 100 * KiB,
+                                     50.2, Stage.DOWNLOADING, "", 5 * MiB))
+"""
+
+
+def test_the_speed_of_a_pull_of_several_models_leaves_out_resumed_bytes(home: Path) -> None:
+    # The real view at a real terminal, fed the events of two resumed downloads.
+    term = Terminal([sys.executable, "-c", VIEW], {**os.environ, "COLUMNS": "150"})
+    assert term.wait() == 0, term.output
+    final = term.output.split("\x1b[2K")[-3:]  # the last frame: two models and the total
+    text = "".join(final)
+    assert text.count("100.0 KiB/s") == 2 and "200.0 KiB/s" in text, text
+    assert "MiB/s" not in text, text  # 5 MiB kept in an instant is not a speed
