@@ -145,27 +145,31 @@ def test_sigint_with_json_prints_one_document(fault_server: FaultServer, write_c
     assert model["error"]["exit_code"] == 130 and model["kept_bytes"] >= MiB // 2
 
 
-def two_slow_models(server: FaultServer, write_catalog: Catalog, prefix: str) -> Path:
+def two_slow_models(server: FaultServer, write_catalog: Catalog, prefix: str
+                    ) -> tuple[Path, tuple[str, str]]:
+    """Two slow models under fresh names (the test can run many times against one server)."""
     entries = []
-    for name in (f"{prefix}-a", f"{prefix}-b"):
+    tag = os.urandom(3).hex()
+    names = (f"{prefix}-a-{tag}", f"{prefix}-b-{tag}")
+    for name in names:
         data = os.urandom(SIZE)
         url = server.add(name, data, fs.slow(RATE), then=fs.ok())
         entries.append(model_entry(name, url, SIZE, hashlib.sha256(data).hexdigest()))
-    return write_catalog(entries)
+    return write_catalog(entries), names
 
 
 def test_sigint_in_a_pull_of_several_models_reports_each_as_cancelled(
         fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    cat = two_slow_models(fault_server, write_catalog, "multi")
-    proc = subprocess.Popen(cli_argv("pull", "multi-a", "multi-b"), env=cli_env(home, cat),
+    cat, names = two_slow_models(fault_server, write_catalog, "multi")
+    proc = subprocess.Popen(cli_argv("pull", *names), env=cli_env(home, cat),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: min(fault_server.bytes_served(n) for n in ("multi-a", "multi-b")) >= MiB,
+    wait_until(lambda: min(fault_server.bytes_served(n) for n in names) >= MiB,
                what="1 MiB of each served")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert out == "" and "Traceback" not in err and "not downloaded" not in err, err
-    for name in ("multi-a", "multi-b"):
+    for name in names:
         assert f"{name}: cancelled; " in err, err
     assert check_cache(home) == []
 
@@ -173,11 +177,10 @@ def test_sigint_in_a_pull_of_several_models_reports_each_as_cancelled(
 def test_sigint_in_a_pull_of_several_models_with_json(fault_server: FaultServer,
                                                       write_catalog: Catalog,
                                                       home: Path) -> None:
-    cat = two_slow_models(fault_server, write_catalog, "multi-json")
-    proc = subprocess.Popen(cli_argv("pull", "multi-json-a", "multi-json-b", "--json"),
+    cat, names = two_slow_models(fault_server, write_catalog, "multi-json")
+    proc = subprocess.Popen(cli_argv("pull", *names, "--json"),
                             env=cli_env(home, cat), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    names = ("multi-json-a", "multi-json-b")
     wait_until(lambda: min(fault_server.bytes_served(n) for n in names) >= MiB,
                what="1 MiB of each served")
     proc.send_signal(signal.SIGINT)
@@ -308,8 +311,9 @@ MASKS = textwrap.dedent("""
 
 def test_only_the_calling_thread_can_take_a_ctrl_c_in_a_blocking_call(
         fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
-    _, _, cat = slow_model(fault_server, write_catalog, "blocking-masks")
-    out = subprocess.run([sys.executable, "-c", MASKS, str(home), str(cat), "blocking-masks"],
+    name = f"blocking-masks-{os.urandom(3).hex()}"  # its own path: the test can run many times
+    _, _, cat = slow_model(fault_server, write_catalog, name)
+    out = subprocess.run([sys.executable, "-c", MASKS, str(home), str(cat), name],
                          capture_output=True, text=True, timeout=60)
     report = json.loads(out.stdout.splitlines()[-1])
     threads = report["threads"]
@@ -317,7 +321,7 @@ def test_only_the_calling_thread_can_take_a_ctrl_c_in_a_blocking_call(
     assert "runanywhere-loop" in threads and any(n.startswith("ra-") for n in threads), threads
     assert [n for n, blocked in threads.items() if not blocked] == [], threads
     assert report["interrupted"] is True, out.stderr
-    assert fault_server.bytes_served("blocking-masks") < SIZE
+    assert fault_server.bytes_served(name) < SIZE
 
 
 def test_keyboard_interrupt_in_a_blocking_call(fault_server: FaultServer, write_catalog: Catalog,
