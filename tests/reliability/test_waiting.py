@@ -28,20 +28,21 @@ from support.terminal import cli_argv
 pytestmark = pytest.mark.timeout(120, method="thread")
 Catalog = Callable[[list[dict[str, Any]]], Path]
 SIZE = 6 * MiB
-QUEUED = re.compile(r"^wait-other: queued\s+([0-9.]+)% ([0-9.]+ [KMG]?i?B)/")
 
 
 def test_a_second_pull_shows_the_other_process_download(fault_server: FaultServer,
                                                         write_catalog: Catalog,
                                                         home: Path) -> None:
+    name = f"wait-other-{os.urandom(3).hex()}"  # its own path: the test can run many times
+    queued = re.compile(rf"^{name}: queued\s+([0-9.]+)%")
     data = os.urandom(SIZE)
-    url = fault_server.add("wait-other", data, fs.slow(MiB))
-    cat = write_catalog([model_entry("wait-other", url, SIZE, hashlib.sha256(data).hexdigest())])
+    url = fault_server.add(name, data, fs.slow(MiB))
+    cat = write_catalog([model_entry(name, url, SIZE, hashlib.sha256(data).hexdigest())])
     env = {**os.environ, "RUNANYWHERE_HOME": str(home), "RUNANYWHERE_CATALOG": str(cat)}
-    first = subprocess.Popen(cli_argv("pull", "wait-other", "-q"), env=env,
+    first = subprocess.Popen(cli_argv("pull", name, "-q"), env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: fault_server.bytes_served("wait-other") >= MiB, what="1 MiB served")
-    second = subprocess.Popen(cli_argv("pull", "wait-other"), env=env,
+    wait_until(lambda: fault_server.bytes_served(name) >= MiB, what="1 MiB served")
+    second = subprocess.Popen(cli_argv("pull", name), env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     shares: list[float] = []
     lines: list[str] = []
@@ -51,7 +52,7 @@ def test_a_second_pull_shows_the_other_process_download(fault_server: FaultServe
         assert second.stderr is not None
         for line in second.stderr:
             lines.append(line)
-            m = QUEUED.match(line)
+            m = queued.match(line)
             if m:
                 shares.append(float(m[1]))
                 if len([s for s in shares if s > 0]) >= 2:
@@ -67,7 +68,7 @@ def test_a_second_pull_shows_the_other_process_download(fault_server: FaultServe
     assert second.returncode == 0, "".join(lines)
     growing = [s for s in shares if s > 0]
     assert growing == sorted(growing) and growing[-1] > growing[0], shares
-    assert out.startswith("wait-other: ") and out.split(": ", 1)[1].split(" (")[0] == \
+    assert out.startswith(f"{name}: ") and out.split(": ", 1)[1].split(" (")[0] == \
         out_first.strip()
-    assert fault_server.bytes_served("wait-other") == SIZE  # downloaded once
-    assert check_cache(home) == ["wait-other"]
+    assert fault_server.bytes_served(name) == SIZE  # downloaded once
+    assert check_cache(home) == [name]
