@@ -123,6 +123,20 @@ AREAS = [
          "leaving mid-response, oversized and malformed requests, CORS answers per origin",
          "refused with 403 (names not allowed) or at start (tokens); the token never in the log; "
          "one log line per request and no traceback; `Vary: Origin` on every per-origin answer"),
+    Area(("test_ids.py", "test_messages.py", "test_waiting.py", "test_url_sizes.py",
+          "test_first_hour_cli.py"),
+         "the first hour: a failed URL pull, ids released by `cache rm` and `cache forget`, "
+         "`hf://` ids against built-in ones, the reference as a name, the Hub offline and down "
+         "({reliability/test_ids.py}); URLs without `--size` ({reliability/test_url_sizes.py}); "
+         "a second process's pull ({reliability/test_waiting.py}); narrow terminals and "
+         "read-only commands in a missing home ({reliability/test_first_hour_cli.py}); "
+         "messages: unwritable caches, disk margin, first-use mismatches, missing boto3 and "
+         "adapter libraries, resumed speeds ({reliability/test_messages.py}); and Ctrl-C in "
+         "blocking calls and multi-model pulls ({test_interrupts.py} cases in "
+         "`tests/test_interrupts.py`, one of them run 200 times under a CPU hog)",
+         "ids stay free until a pull lands and are released on request; the cached copy is "
+         "served offline; real sizes and progress shown; ids whole, no folder created; each "
+         "error names the command-line way out, before any download"),
     Area(("test_ranges_property.py",),
          "property-based (hypothesis): range bookkeeping (here) and the memory LRU "
          "(`tests/test_memory_lru.py`, {test_memory_lru.py} more)",
@@ -139,7 +153,8 @@ def collect() -> list[str]:
     """Test ids (relative to tests/) of the reliability suite and the two files cited."""
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/reliability", "tests/test_catalog.py", "tests/test_memory_lru.py"],
+         "tests/reliability", "tests/test_catalog.py", "tests/test_memory_lru.py",
+         "tests/test_interrupts.py"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     ids = [line.strip().removeprefix("tests/") for line in out.stdout.splitlines()
            if line.startswith("tests/") and "::" in line]

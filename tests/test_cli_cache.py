@@ -159,7 +159,7 @@ def test_pin_prune_dry_run_and_execute(run: Run, files: dict[str, tuple[Path, st
 def test_rm_clear_and_errors(run: Run, files: dict[str, tuple[Path, str]], home: Path) -> None:
     _import_all(run, files)
     code, out, _ = run("cache", "rm", "medium", "--json")
-    assert code == 0 and _json(out) == {"freed": 3000}
+    assert code == 0 and _json(out) == {"freed": 3000, "removed": ["medium"], "released": []}
     code, _, err = run("cache", "rm", "medium")
     assert code != 0 and "not in the cache" in err
     code, _, err = run("cache", "pin", "nope")
@@ -172,7 +172,7 @@ def test_rm_clear_and_errors(run: Run, files: dict[str, tuple[Path, str]], home:
 
 
 def test_prune_removes_orphans(run: Run, home: Path) -> None:
-    run("cache", "ls")  # creates the cache
+    run("cache", "prune")  # creates the cache (a read-only command would not)
     orphan = home / "blobs" / "sha256" / ("ab" * 32)
     orphan.write_bytes(b"x" * 5000)
     code, out, _ = run("cache", "prune", "--orphan-age", "0", "--dry-run", "--json")

@@ -145,6 +145,54 @@ def test_sigint_with_json_prints_one_document(fault_server: FaultServer, write_c
     assert model["error"]["exit_code"] == 130 and model["kept_bytes"] >= MiB // 2
 
 
+def two_slow_models(server: FaultServer, write_catalog: Catalog, prefix: str
+                    ) -> tuple[Path, tuple[str, str]]:
+    """Two slow models under fresh names (the test can run many times against one server)."""
+    entries = []
+    tag = os.urandom(3).hex()
+    names = (f"{prefix}-a-{tag}", f"{prefix}-b-{tag}")
+    for name in names:
+        data = os.urandom(SIZE)
+        url = server.add(name, data, fs.slow(RATE), then=fs.ok())
+        entries.append(model_entry(name, url, SIZE, hashlib.sha256(data).hexdigest()))
+    return write_catalog(entries), names
+
+
+def test_sigint_in_a_pull_of_several_models_reports_each_as_cancelled(
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+    cat, names = two_slow_models(fault_server, write_catalog, "multi")
+    proc = subprocess.Popen(cli_argv("pull", *names), env=cli_env(home, cat),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: min(fault_server.bytes_served(n) for n in names) >= MiB,
+               what="1 MiB of each served")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err and "not downloaded" not in err, err
+    for name in names:
+        assert f"{name}: cancelled; " in err, err
+    assert check_cache(home) == []
+
+
+def test_sigint_in_a_pull_of_several_models_with_json(fault_server: FaultServer,
+                                                      write_catalog: Catalog,
+                                                      home: Path) -> None:
+    cat, names = two_slow_models(fault_server, write_catalog, "multi-json")
+    proc = subprocess.Popen(cli_argv("pull", *names, "--json"),
+                            env=cli_env(home, cat), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: min(fault_server.bytes_served(n) for n in names) >= MiB,
+               what="1 MiB of each served")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    assert [m["id"] for m in doc["models"]] == list(names)
+    for m in doc["models"]:
+        assert m["ok"] is False and m["cancelled"] is True, m
+        assert m["error"]["type"] == "DownloadCancelledError" and m["kept_bytes"] >= MiB // 2
+
+
 def test_sigint_during_load_with_json_prints_one_document(fault_server: FaultServer,
                                                          write_catalog: Catalog,
                                                          home: Path) -> None:
@@ -230,15 +278,62 @@ CHILD = textwrap.dedent("""
 """)
 
 
+# A Ctrl-C goes to any thread of the process that does not block it; only one that lands in the
+# main thread (waiting on the call's result) raises KeyboardInterrupt at once. So every other
+# thread alive during a blocking call must block SIGINT: read from /proc, at 1 MiB downloaded.
+MASKS = textwrap.dedent("""
+    import json, os, signal, sys, threading
+    from runanywhere import BlockingRegistry, ModelRegistry
+    reg = BlockingRegistry(ModelRegistry(home=sys.argv[1], catalogs=[sys.argv[2]],
+                                         include_builtin=False))
+    seen = {}
+
+    def blocks_sigint(tid):
+        with open(f"/proc/self/task/{tid}/status") as f:
+            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigBlk:"))
+        return bool(mask >> (signal.SIGINT - 1) & 1)
+
+    def on_detail(p):
+        if p.bytes_loaded >= 2**20 and not seen:
+            main = threading.main_thread()
+            seen.update({t.name: blocks_sigint(t.native_id) for t in threading.enumerate()
+                         if t is not main and t.native_id is not None})
+            seen["(main)"] = blocks_sigint(main.native_id)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        reg.download_model(sys.argv[3], on_detail=on_detail)
+        print(json.dumps({"interrupted": False, "threads": seen}))
+    except KeyboardInterrupt:
+        print(json.dumps({"interrupted": True, "threads": seen}), flush=True)
+""")
+
+
+def test_only_the_calling_thread_can_take_a_ctrl_c_in_a_blocking_call(
+        fault_server: FaultServer, write_catalog: Catalog, home: Path) -> None:
+    name = f"blocking-masks-{os.urandom(3).hex()}"  # its own path: the test can run many times
+    _, _, cat = slow_model(fault_server, write_catalog, name)
+    out = subprocess.run([sys.executable, "-c", MASKS, str(home), str(cat), name],
+                         capture_output=True, text=True, timeout=60)
+    report = json.loads(out.stdout.splitlines()[-1])
+    threads = report["threads"]
+    assert threads.pop("(main)") is False, out.stderr  # the caller takes it
+    assert "runanywhere-loop" in threads and any(n.startswith("ra-") for n in threads), threads
+    assert [n for n, blocked in threads.items() if not blocked] == [], threads
+    assert report["interrupted"] is True, out.stderr
+    assert fault_server.bytes_served(name) < SIZE
+
+
 def test_keyboard_interrupt_in_a_blocking_call(fault_server: FaultServer, write_catalog: Catalog,
                                                home: Path) -> None:
-    _, _, cat = slow_model(fault_server, write_catalog, "blocking-ki")
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(home), str(cat), "blocking-ki"],
+    name = f"blocking-ki-{os.urandom(3).hex()}"  # its own path: the test can run many times
+    _, _, cat = slow_model(fault_server, write_catalog, name)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(home), str(cat), name],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: fault_server.bytes_served("blocking-ki") >= MiB, what="1 MiB served")
+    wait_until(lambda: fault_server.bytes_served(name) >= MiB, what="1 MiB served")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     report = json.loads(out.splitlines()[-1])
     assert report == {"interrupted": True, "threads": []}, err
-    assert fault_server.bytes_served("blocking-ki") < SIZE
+    assert fault_server.bytes_served(name) < SIZE
     assert check_cache(home) == [] and covered(home) >= MiB // 2

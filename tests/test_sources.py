@@ -184,7 +184,7 @@ def test_hf_file_by_branch_and_the_token_stays_off_the_cdn(hf_env: HubServer, ho
     hubs = [q for q in hf_env.requests if q.server == "hub"]
     assert cdn and all(q.headers.get("authorization") is None for q in cdn)
     assert hubs and all(q.headers.get("authorization") == f"Bearer {TOKEN}" for q in hubs)
-    info = json.loads(cli("info", "tiny-model.onnx", "--json", home=home).stdout)
+    info = json.loads(cli("info", "acme--tiny-model.onnx", "--json", home=home).stdout)
     assert info["url"].startswith("hf://acme/tiny@") and info["hash"] == f"sha256:{sha(BIG)}"
 
 
@@ -193,14 +193,14 @@ def test_hf_small_file_is_checked_against_its_git_blob_id(hf_env: HubServer,
     reg = ModelRegistry(home=home, include_builtin=False)
     r = asyncio.run(reg.fetch("hf://acme/tiny/tokens.txt"))
     assert r.success and r.unwrap().read_bytes() == SMALL
-    meta = reg.require_model("tiny-tokens.txt")
+    meta = reg.require_model("acme--tiny-tokens.txt")
     assert meta.files[0].git_sha1 == git_blob_sha1(SMALL) and meta.files[0].hash is None
     # The same entry with another blob id: the bytes do not match what the Hub published.
     entry = meta.to_dict() | {"id": "lying", "git_sha1": "0" * 40}
     reg.register_model(entry)
     bad = asyncio.run(reg.download_model("lying"))
     assert isinstance(bad.error, IntegrityError) and "git blob id" in str(bad.error)
-    assert check_cache(home) == ["tiny-tokens.txt"]
+    assert check_cache(home) == ["acme--tiny-tokens.txt"]
 
 
 def test_hf_folder_and_whole_repository_with_globs(hf_env: HubServer, home: Path) -> None:
@@ -214,7 +214,7 @@ def test_hf_folder_and_whole_repository_with_globs(hf_env: HubServer, home: Path
                                                                          "tokens.txt"]
     data = asyncio.run(reg.fetch("hf://datasets/acme/data/part.csv")).unwrap()
     assert data.read_bytes() == b"a,b\n1,2\n"
-    assert set(check_cache(home)) == {"tiny-sub", "tiny-all", "data-part.csv"}
+    assert set(check_cache(home)) == {"acme--tiny-sub", "tiny-all", "acme--data-part.csv"}
 
 
 def test_hf_by_commit_is_pinned_and_a_moved_branch_is_not_followed(
@@ -223,10 +223,10 @@ def test_hf_by_commit_is_pinned_and_a_moved_branch_is_not_followed(
     reg = ModelRegistry(home=home, include_builtin=False)
     r = asyncio.run(reg.fetch("hf://acme/moving/w.bin"))
     assert r.unwrap().read_bytes() == b"one" * 500
-    assert reg.require_model("moving-w.bin").version == first[:12]
+    assert reg.require_model("acme--moving-w.bin").version == first[:12]
     hf_env.add_repo("acme/moving", {"w.bin": b"two" * 500})  # main moves on
     fresh = ModelRegistry(home=home, include_builtin=False)  # the pin holds without the Hub
-    assert asyncio.run(fresh.download_model("moving-w.bin")).unwrap().read_bytes() == \
+    assert asyncio.run(fresh.download_model("acme--moving-w.bin")).unwrap().read_bytes() == \
         b"one" * 500
     old = asyncio.run(fresh.fetch(f"hf://acme/moving@{first}/w.bin", model_id="old-w"))
     assert old.unwrap().read_bytes() == b"one" * 500
@@ -246,14 +246,14 @@ def test_fetching_a_moved_branch_again_gives_its_new_bytes(hf_env: HubServer,
         reg = ModelRegistry(home=home, include_builtin=False)
         got = asyncio.run(reg.fetch("hf://acme/cfg/config.json")).unwrap()
         assert got.read_bytes() == content
-        assert reg.require_model("cfg-config.json").version == commit[:12]
-        (record,) = reg.cache.trusted_hashes("cfg-config.json")
+        assert reg.require_model("acme--cfg-config.json").version == commit[:12]
+        (record,) = reg.cache.trusted_hashes("acme--cfg-config.json")
         assert record.sha256 == sha(content) and commit in record.url
     asyncio.run(reg.clear_cache(None))
     again = asyncio.run(ModelRegistry(home=home, include_builtin=False).download_model(
-        "cfg-config.json"))
+        "acme--cfg-config.json"))
     assert again.unwrap().read_bytes() == b'{"layers": 333}'
-    assert check_cache(home) == ["cfg-config.json"]
+    assert check_cache(home) == ["acme--cfg-config.json"]
 
 
 def test_hf_private_repo_with_the_login_token_file(hf_env: HubServer, home: Path,
@@ -273,7 +273,7 @@ def test_hf_hub_offline_makes_no_request(hf_env: HubServer, home: Path,
     assert cli("pull", "hf://acme/tiny/tokens.txt", home=home).returncode == 0
     hf_env.clear_requests()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cached = cli("pull", "tiny-tokens.txt", "-q", home=home)
+    cached = cli("pull", "acme--tiny-tokens.txt", "-q", home=home)
     assert cached.returncode == 0 and Path(cached.stdout.strip()).read_bytes() == SMALL
     missing = cli("pull", "hf://acme/tiny/model.onnx", home=home)
     assert missing.returncode != 0 and "offline" in missing.stderr

@@ -143,10 +143,13 @@ class ProgressTracker:
 
     def snapshot(self, message: str = "", error: BaseException | None = None) -> DownloadProgress:
         speed = self.speed()
-        loaded = min(self._loaded, self.total)
-        left = self.total - loaded
-        eta: float | None = left / speed if speed > 0 else (0.0 if left == 0 else None)
-        pct = 100.0 * loaded / self.total if self.total else 100.0
+        # A total of 0 is a size not known yet (a URL pulled without one): the bytes count
+        # up, the share stays 0 until the origin says how many there are.
+        loaded = min(self._loaded, self.total) if self.total else self._loaded
+        left = max(self.total - loaded, 0)
+        eta: float | None = left / speed if speed > 0 and self.total else (
+            0.0 if self.total and left == 0 else None)
+        pct = 100.0 * loaded / self.total if self.total else 0.0
         if self.stage is Stage.DONE:
             pct, eta = 100.0, 0.0
             # The window may have emptied while verifying: report the run's average instead.
@@ -214,6 +217,7 @@ class ProgressDisplay:
                        unit_divisor=1024, file=None if _in_notebook() else self.file,
                        leave=True, dynamic_ncols=True)
             self._bars[p.model_id] = bar
+        bar.total = p.total_bytes or None  # learned during the download, or still unknown
         bar.n = p.bytes_loaded
         bar.set_postfix_str(p.stage.value if not p.error else f"{p.stage.value}: {p.error}",
                             refresh=False)
@@ -233,8 +237,15 @@ class ProgressDisplay:
         eta = f" eta {p.estimated_time_remaining:.0f}s" if p.estimated_time_remaining else ""
         why = f": {p.error}" if p.error is not None else ""
         print(f"{p.model_id}: {p.stage.value}{why} {p.progress:.1f}%"
-              f" {human_size(p.bytes_loaded)}/{human_size(p.total_bytes)}"
+              f" {human_size(p.bytes_loaded)}/{shown_total(p)}"
               f" {human_rate(p.speed)}{eta}", file=self.file, flush=True)
+
+
+def shown_total(p: DownloadProgress) -> str:
+    """The total as a person reads it: ``?`` while a download does not know it yet."""
+    from .units import human_size
+
+    return human_size(p.total_bytes) if p.total_bytes or p.stage is Stage.DONE else "?"
 
 
 def display(**options: Any) -> ProgressDisplay:

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import signal
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .catalog import Catalog, ModelMetadata, parse_model
-from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError
-from .progress import DownloadProgress
+from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError, OfflineError
+from .logs import log
+from .progress import DownloadProgress, ProgressDisplay
 from .result import Result
 from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
 from .settings import Settings
@@ -38,8 +41,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 #: The design note's ``onProgress(progress, message)``, or ``"auto"`` for a ready display (a bar
-#: in Jupyter or a terminal, plain lines in a log: ``runanywhere.progress.display``).
-SimpleProgress = Callable[[float, str], None] | Literal["auto"]
+#: in Jupyter or a terminal, plain lines in a log), or one made by
+#: ``runanywhere.progress.display(...)`` with options of its own.
+SimpleProgress = Callable[[float, str], None] | ProgressDisplay | Literal["auto"]
 #: How long a Ctrl-C'd blocking call waits for what it started to stop.
 WIND_DOWN = 5.0
 
@@ -150,10 +154,44 @@ class ModelRegistry:
         return self.catalog.unregister(model_id)
 
     def get_model(self, model_id: str) -> ModelMetadata | None:
+        """The model of this id, or of this ``hf://`` reference once it was pulled."""
+        if model_id.startswith("hf://"):
+            return self._by_reference(model_id)
         return self.catalog.get(model_id)
 
     def require_model(self, model_id: str) -> ModelMetadata:
+        if model_id.startswith("hf://"):
+            meta = self._by_reference(model_id)
+            if meta is None:
+                from .errors import ModelNotFoundError
+
+                raise ModelNotFoundError(model_id, [])
+            return meta
         return self.catalog.require(model_id)
+
+    def _by_reference(self, text: str) -> ModelMetadata | None:
+        """The pulled model an ``hf://`` reference names: the same file, folder or repository,
+        at the same revision as pulled or at the commit it was pinned to."""
+        from .catalog.hub import HubRef
+
+        try:
+            asked = HubRef.parse(text)
+        except ValueError:
+            return None
+        for meta in self.catalog.list():
+            if not meta.name.startswith("hf://"):
+                continue
+            try:
+                pulled = HubRef.parse(meta.name)
+            except ValueError:
+                continue
+            if (pulled.kind, pulled.repo, pulled.path) != (asked.kind, asked.repo, asked.path):
+                continue
+            rev = asked.revision
+            if rev == pulled.revision or (rev is not None and len(rev) >= 12
+                                          and rev[:12] == meta.version):
+                return meta
+        return None
 
     def suggest(self, model_id: str, n: int = 3) -> list[str]:
         return self.catalog.suggest(model_id, n)
@@ -212,6 +250,8 @@ class ModelRegistry:
                 raise _remote(meta)
             loader = await self._open_loader()
             path = await loader.load_model(meta, _progress_callback(on_progress, on_detail))
+            if self._size_unknown(meta):
+                await asyncio.to_thread(self._remember_size, meta, path)
             return Result.ok(path)
         except ModelError as e:
             return Result.err(e)
@@ -232,6 +272,9 @@ class ModelRegistry:
         Loaded sessions stay within ``Settings.max_loaded_memory`` (each costs its runtime's
         ``memory_estimate``, else its model's ``requirements.memory``, else its size): the
         least recently used one no adapter holds is unloaded (and closed) to make room."""
+        if model_id.startswith("hf://"):  # its reference names it too: one session, one id
+            found = self.get_model(model_id)
+            model_id = found.id if found is not None else model_id
         key = _session_key(model_id, runtime, options)
         session = self._loaded.get(key)
         if session is not None:
@@ -243,6 +286,9 @@ class ModelRegistry:
             if meta.endpoint is not None:
                 raise _remote(meta)
             rt = get_runtime(runtime or default_runtime_for(meta.format))
+            ensure = getattr(rt, "ensure_available", None)
+            if callable(ensure):  # its library missing: say so before any download
+                ensure()
             cache = await self._open_cache()
             # Hold first (no process may evict it from now on), then find or download it: a
             # hold taken after the lookup could arrive just after another process evicted it.
@@ -305,6 +351,8 @@ class ModelRegistry:
             for mid in self._loaded.models():
                 self.unload_model(mid)
             return await asyncio.to_thread(lambda: self.cache.clear())
+        found = self.get_model(model_id)
+        model_id = found.id if found is not None else model_id  # an hf:// reference names it
         self.unload_model(model_id)
         return await asyncio.to_thread(lambda: self.cache.delete(model_id))
 
@@ -326,8 +374,17 @@ class ModelRegistry:
             if sha256 or size:
                 raise InvalidCatalogError("--sha256 and --size do not apply to hf://"
                                           " references: the Hub's API gives both")
-            entry = hub_entry(source, model_id=model_id, include=include, exclude=exclude,
-                              settings=self.settings, config=self.loader.config)
+            try:
+                entry = hub_entry(source, model_id=model_id, include=include, exclude=exclude,
+                                  settings=self.settings, config=self.loader.config)
+            except (OfflineError, DownloadError) as e:  # offline, or the Hub is down
+                cached = self._cached_reference(source)
+                if cached is None:
+                    raise
+                # As hf_hub_download does: the copy this reference was pulled as is served.
+                log.warning("%s: %s; using the cached copy (commit %s)", source, e,
+                            cached.version)
+                return cached
         else:
             if not sha256 and not trust_first_use:
                 raise InvalidCatalogError(
@@ -338,11 +395,58 @@ class ModelRegistry:
         meta = parse_model(entry, str(self.cache.sources_path))
         known = self.get_model(meta.id)
         if known is not None and known.name != meta.name:  # the same source may update it
-            raise InvalidCatalogError(f"id {meta.id!r} already names another model"
-                                      f" ({known.name}, from {known.source}); choose an id"
-                                      " with --id")
+            if _same_commit(known, meta):  # hf://o/r@<its commit>/f: the model pulled before
+                return known
+            if self._claimed(known):
+                raise InvalidCatalogError(f"id {meta.id!r} already names another model"
+                                          f" ({known.name}, from {known.source}); choose an id"
+                                          " with --id")
         self.cache.record_source(stored_entry(entry))  # no password on disk
         return self.register_model(meta)
+
+    def _cached_reference(self, source: str) -> ModelMetadata | None:
+        """The model an ``hf://`` reference was pulled as, if its files are in the cache."""
+        meta = self._by_reference(source)
+        if meta is None or self.cache.entry_matching(meta) is None:
+            return None
+        return meta
+
+    def _claimed(self, known: ModelMetadata) -> bool:
+        """Does ``known`` keep its id from a new source? A catalog's model always; a pulled
+        source only once its download landed in the cache (a pull that failed claims
+        nothing)."""
+        if known.source != str(self.cache.sources_path):
+            return True
+        return self.cache.entry(known.id) is not None
+
+    def _size_unknown(self, meta: ModelMetadata) -> bool:
+        return (meta.single_file and meta.files[0].size is None
+                and meta.source == str(self.cache.sources_path))
+
+    def _remember_size(self, meta: ModelMetadata, path: Path) -> None:
+        """A URL pulled without ``--size``: its download learned the size, which its entry
+        in ``sources.json`` now keeps (``list``, ``info`` and later pulls show it, not 0 B)."""
+        from .transfer.adhoc import stored_entry
+
+        if not path.is_file():
+            return
+        entry = {**meta.to_dict(), "size": path.stat().st_size}
+        entry.pop("size_estimate", None)
+        updated = parse_model(entry, str(self.cache.sources_path))
+        if self.cache.degraded is None:
+            self.cache.record_source(stored_entry(entry))
+        self.register_model(updated)
+
+    def forget_source(self, model_id: str) -> bool:
+        """Release the id of a model pulled by URL or ``hf://`` reference: its entry leaves
+        ``sources.json`` and the catalog (the cached copy, if any, is not touched). False if
+        ``model_id`` was not pulled from a source."""
+        meta = self.get_model(model_id)
+        if meta is None or meta.source != str(self.cache.sources_path):
+            return False
+        self.cache.forget_source(meta.id)
+        self.unregister_model(meta.id)
+        return True
 
     async def fetch(self, source: str, *, sha256: str | None = None, size: int | None = None,
                     model_id: str | None = None, include: Sequence[str] = (),
@@ -368,6 +472,18 @@ class ModelRegistry:
         return BlockingRegistry(self)
 
 
+def _same_commit(known: ModelMetadata, new: ModelMetadata) -> bool:
+    """Two ``hf://`` pulls of the same files at the same commit (one named by its branch, one
+    by the commit itself) are one model."""
+    if not (known.name.startswith("hf://") and new.name.startswith("hf://")):
+        return False
+    from .catalog.hub import HubRef
+
+    a, b = HubRef.parse(known.name), HubRef.parse(new.name)
+    return ((a.kind, a.repo, a.path) == (b.kind, b.repo, b.path)
+            and known.version == new.version)
+
+
 def _progress_callback(on_progress: SimpleProgress | None,
                        on_detail: Callable[[DownloadProgress], None] | None
                        ) -> Callable[[DownloadProgress], None]:
@@ -376,6 +492,15 @@ def _progress_callback(on_progress: SimpleProgress | None,
         from .progress import display
 
         on_detail = on_detail or display()
+    elif isinstance(on_progress, ProgressDisplay):  # display(...) takes the whole progress
+        detail, display_cb = on_detail, on_progress
+
+        def both(p: DownloadProgress) -> None:
+            display_cb(p)
+            if detail is not None:
+                detail(p)
+
+        on_detail = both
     else:
         simple = on_progress
 
@@ -388,6 +513,27 @@ def _progress_callback(on_progress: SimpleProgress | None,
     return cb
 
 
+@contextlib.contextmanager
+def _interrupts_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in this thread while the block runs, so a thread started
+    in it is born with them blocked (and every thread IT starts: the mask is inherited).
+
+    The Bridge's caller waits for its result in a lock, which only a signal delivered to the
+    caller's own thread interrupts. The kernel gives a Ctrl-C to any thread that does not
+    block it: one that landed in the loop's thread, or in a download thread the loop started,
+    woke nobody, and the download ran to its end before the KeyboardInterrupt was raised.
+    Blocked in all of them, it can only land in the caller's thread. A thread started in the
+    block is born blocked (blocking it from the new thread itself would leave a window)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - POSIX only
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending Ctrl-C is delivered here
+
+
 class Bridge:
     """An event loop in a daemon thread that runs coroutines for blocking callers: the one way
     synchronous code (scripts, notebooks, other threads) calls the async API."""
@@ -396,7 +542,8 @@ class Bridge:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="runanywhere-loop")
-        self._thread.start()
+        with _interrupts_blocked():
+            self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion; Ctrl-C cancels it (a download nobody else waits for

@@ -114,7 +114,7 @@ class Settings:
     max_loaded_memory: int = DEFAULT_MAX_LOADED_MEMORY
     shared_cache: str | None = None
     #: Where the cache folder cannot be written: download into a temporary folder for the process
-    #: (True) instead of refusing to add anything (False, the default).
+    #: (True; ``RUNANYWHERE_SCRATCH_FALLBACK=1``) instead of refusing to add anything (False).
     scratch_fallback: bool = False
     #: The Hub as huggingface_hub configures it (``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME``).
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
@@ -144,6 +144,7 @@ class Settings:
             memory_limit=DEFAULT_MEMORY_LIMIT if mem is None else mem,
             max_loaded_memory=DEFAULT_MAX_LOADED_MEMORY if loaded is None else loaded,
             shared_cache=env.get("RUNANYWHERE_SHARED_CACHE") or None,
+            scratch_fallback=_flag(env, "RUNANYWHERE_SCRATCH_FALLBACK"),
             hf_endpoint=(env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
             hf_token_path=Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH")

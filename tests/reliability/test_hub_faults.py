@@ -74,7 +74,7 @@ def test_an_api_answering_503_twice_is_pulled_from(hf: HubServer, home: Path,
     assert Path(r.stdout.strip()).read_bytes() == WEIGHTS
     statuses = api_requests(hf)
     assert statuses[:3] == [503, 503, 200], statuses
-    assert check_cache(home) == ["tiny-model.onnx"]
+    assert check_cache(home) == ["acme--tiny-model.onnx"]
 
 
 def test_an_api_that_keeps_answering_503_ends_in_a_typed_error(hf: HubServer,
@@ -131,9 +131,9 @@ def test_an_empty_file_in_a_repository_is_pulled(hf: HubServer, home: Path) -> N
     assert (folder / "empty.txt").read_bytes() == b""
     assert (folder / "sub" / "also-empty.bin").read_bytes() == b""
     assert (folder / "w.bin").read_bytes() == WEIGHTS
-    info = json.loads(cli(home, "info", "holes", "--json").stdout)
+    info = json.loads(cli(home, "info", "acme--holes", "--json").stdout)
     sizes = {f["path"]: f["size"] for f in info["files"]}
     assert sizes == {"empty.txt": 0, "sub/also-empty.bin": 0, "w.bin": len(WEIGHTS)}
     alone = cli(home, "pull", "hf://acme/holes/empty.txt")
     assert alone.returncode != 0 and "empty file" in alone.stderr, "a model has bytes"
-    assert check_cache(home) == ["holes"]
+    assert check_cache(home) == ["acme--holes"]

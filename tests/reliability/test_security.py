@@ -119,8 +119,8 @@ def test_group_writable_is_allowed_and_reported(home: Path, cached: str) -> None
 def test_a_umask_of_000_does_not_make_a_refused_cache(home: Path) -> None:
     child = ("import os, sys; os.umask(0); from runanywhere.cli.main import main;"
              " sys.exit(main(sys.argv[1:]))")
-    for _ in range(2):  # created, then opened again
-        r = subprocess.run([sys.executable, "-c", child, "--home", str(home), "cache", "ls"],
+    for _ in range(2):  # created (prune writes; a read-only ls creates nothing), then opened
+        r = subprocess.run([sys.executable, "-c", child, "--home", str(home), "cache", "prune"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
     for p in [home, *home.iterdir()]:

@@ -133,5 +133,23 @@ def adapter_choice(name: str | None) -> AdapterChoice:
     return AdapterChoice(name, False, install=ADAPTERS.install_command(name))
 
 
+def require_adapter(name: str, model_id: str) -> None:
+    """Raise ``RuntimeUnavailableError`` (naming the package to install) unless the adapter
+    ``name`` and the libraries it needs are installed: checked before a model is downloaded
+    for it, without importing anything heavy."""
+    from ..errors import RuntimeUnavailableError
+
+    for info in ADAPTERS.describe():
+        if info.name == name:
+            if info.missing:
+                raise RuntimeUnavailableError(
+                    f"the adapter '{name}' that runs {model_id} needs {', '.join(info.missing)},"
+                    f" which is not installed: pip install {info.distribution}")
+            return
+    how = ADAPTERS.install_command(name)
+    raise RuntimeUnavailableError(f"the adapter '{name}' that runs {model_id} is not installed"
+                                  + (f": {how}" if how else ""))
+
+
 __all__ = ["AdapterChoice", "Installed", "adapter_choice", "installed_adapters",
-           "installed_runtimes", "not_installed_adapters"]
+           "installed_runtimes", "not_installed_adapters", "require_adapter"]

@@ -45,6 +45,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_adapters(args)
     registry = ModelRegistry(settings=settings)
     registry.load_catalogs()
+    if isinstance(getattr(args, "id", None), str):  # an hf:// reference names its model too
+        args.id = _model_id(registry, args.id)
     if args.command == "speak":
         from .speak import cmd_speak
 
@@ -98,8 +100,9 @@ def cmd_list(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     m = reg.require_model(args.id)
-    entry = reg.cache.entry(m.id)
-    recorded = {r.path: r for r in reg.cache.trusted_hashes(m.id)}
+    fresh = _no_cache_yet(reg)  # nothing cached: answer without creating the folder
+    entry = None if fresh else reg.cache.entry(m.id)
+    recorded = {} if fresh else {r.path: r for r in reg.cache.trusted_hashes(m.id)}
     details = _details(m, entry.path if entry else None)
     if args.json:
         doc = _model_summary(m)
@@ -198,6 +201,7 @@ class _Pulled:
     error: BaseException | None = None
     seconds: float = 0.0
     cached_before: bool = False
+    updated: bool = False  # an older version was cached (a branch that moved)
     kept: int = 0
 
     @property
@@ -208,7 +212,8 @@ class _Pulled:
         d: dict[str, Any] = {"id": self.id, "ok": self.ok, "path": str(self.path)
                              if self.path else None, "size": self.size,
                              "seconds": round(self.seconds, 3),
-                             "cached_before": self.cached_before}
+                             "cached_before": self.cached_before, "updated": self.updated,
+                             "cancelled": self.cancelled}
         if self.error is not None:
             code = 130 if self.cancelled else getattr(self.error, "exit_code", 1)
             d["error"] = error_fields(self.error, code)
@@ -246,7 +251,10 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
     async def one(meta: ModelMetadata, view: PullProgress) -> None:
         p = by_id[meta.id]
         t0 = time.perf_counter()
-        p.cached_before = await asyncio.to_thread(reg.cache.entry, meta.id) is not None
+        # Cached as the catalog (or a moved branch) describes it now, or an older version.
+        before, now = await asyncio.to_thread(
+            lambda: (reg.cache.entry(meta.id), reg.cache.entry_matching(meta)))
+        p.cached_before, p.updated = now is not None, before is not None and now is None
 
         def seen(progress: DownloadProgress) -> None:
             p.kept = progress.bytes_loaded
@@ -260,11 +268,21 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
         finally:
             p.seconds = time.perf_counter() - t0
         p.ok, p.path, p.error = r.success, r.value, r.error
+        if r.success and not p.size:  # a URL without --size: its download learned it
+            learned = reg.get_model(meta.id)
+            p.size = learned.size if learned is not None else p.size
 
     async def run() -> None:
         with PullProgress([(m.id, m.size) for m in metas],
                           quiet=args.quiet or args.json) as view:
-            await asyncio.gather(*(one(m, view) for m in metas))
+            # return_exceptions: a Ctrl-C cancels every model, and gather then waits for each
+            # to report (without it, the first cancelled one ended the wait and the others
+            # were never heard from: "not downloaded").
+            outcomes = await asyncio.gather(*(one(m, view) for m in metas),
+                                            return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     interrupted = False
     try:
@@ -285,12 +303,16 @@ def _report_pull(args: argparse.Namespace, pulled: list[_Pulled]) -> None:
             if args.quiet:
                 print(p.path)
             elif not args.json:
-                how = "cached" if p.cached_before else f"{p.seconds:.2f}s"
+                how = "cached" if p.cached_before else (
+                    f"updated, {p.seconds:.2f}s" if p.updated else f"{p.seconds:.2f}s")
                 print(f"{p.id}: {p.path} ({human_size(p.size)}, {how})")
         elif p.cancelled:
             say(f"{p.id}: cancelled; {human_size(p.kept)} kept, run the same command to resume")
         else:
-            say(f"runanywhere: error: {p.id}: {p.error or 'not downloaded'}")
+            why = str(p.error or "not downloaded")
+            # A URL's error names the URL already: never "URL: ... URL ...".
+            say(f"runanywhere: error: {why}" if p.id in why and p.id.startswith(
+                ("http://", "https://", "hf://")) else f"runanywhere: error: {p.id}: {why}")
 
 
 # -- cache -----------------------------------------------------------------------------------------
@@ -304,14 +326,26 @@ def cmd_cache(args: argparse.Namespace, reg: ModelRegistry) -> int:
     return handler(args, reg)
 
 
-def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    cache = reg.cache
-    entries = cache.entries()
-    shared: dict[str, str] = {}
-    if args.shared:
-        from ..shared import shared_presence
+def _no_cache_yet(reg: ModelRegistry) -> bool:
+    """The home does not exist: a read-only command answers "empty" and creates nothing."""
+    return not reg.settings.home.exists()
 
-        shared = shared_presence(reg.settings, cache, entries)
+
+def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    fresh = _no_cache_yet(reg)
+    cache = None if fresh else reg.cache
+    entries = [] if cache is None else cache.entries()
+    total = 0 if cache is None else cache.size()
+    directory = reg.settings.home if cache is None else cache.directory
+    shared: dict[str, str] = {}
+    if args.shared and cache is not None and reg.settings.shared_cache:
+        from ..shared import shared_presence
+        from ..shared.push import tier_for
+
+        # Configured but unusable (boto3 missing: the error names the extra; a bad URL): say
+        # so, rather than "no shared cache configured".
+        tier = tier_for(reg.settings)
+        shared = shared_presence(reg.settings, cache, entries, tier=tier)
     loaded = {x.model_id for x in reg.loaded_models()}
     if args.json:
         models = [{**e.to_dict(), "source": _source_of(reg, e.model_id),
@@ -319,8 +353,9 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
                    **({"shared": shared.get(e.model_id, "?")} if shared else {})}
                   for e in entries]
         budget, used = reg.loaded_budget
-        print_json({"models": models, "total_size": cache.size(),
-                    "directory": str(cache.directory), "degraded": cache.degraded,
+        print_json({"models": models, "total_size": total,
+                    "directory": str(directory),
+                    "degraded": None if cache is None else cache.degraded,
                     "loaded_memory": {"budget": budget, "used": used,
                                       "models": [x.to_dict() for x in reg.loaded_models()]}})
         return 0
@@ -339,7 +374,7 @@ def _cache_ls(args: argparse.Namespace, reg: ModelRegistry) -> int:
                  "SHA256", *(["SHARED"] if shared else []), "LOADED", "SOURCE"], rows)
     if args.shared and not shared:
         say("no shared cache configured (RUNANYWHERE_SHARED_CACHE=s3://bucket/prefix)")
-    say(f"total {human_size(cache.size())} in {cache.directory}")
+    say(f"total {human_size(total)} in {directory}" + (" (not created yet)" if fresh else ""))
     return 0
 
 
@@ -353,16 +388,19 @@ def _source_of(reg: ModelRegistry, model_id: str) -> str:
 
 
 def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    cache = reg.cache
-    size = cache.size()
-    disk = cache.usage()
+    from ..store import DiskUsage
+
+    cache = None if _no_cache_yet(reg) else reg.cache
+    size = 0 if cache is None else cache.size()
+    disk = DiskUsage(0, 0, 0, 0, 0) if cache is None else cache.usage()
+    directory = reg.settings.home if cache is None else cache.directory
     if args.json:
-        print_json({"size": size, "models": len(cache.entries()),
-                    "directory": str(cache.directory), "disk": disk.to_dict()})
+        print_json({"size": size, "models": 0 if cache is None else len(cache.entries()),
+                    "directory": str(directory), "disk": disk.to_dict()})
     elif args.quiet:
         print(size)
     else:
-        print(f"{human_size(size)} ({size} bytes) in {cache.directory}")
+        print(f"{human_size(size)} ({size} bytes) in {directory}")
         print(f"on disk {human_size(disk.total)}: models {human_size(disk.models)}, partials"
               f" {human_size(disk.partials)}, quarantine {human_size(disk.quarantine)}, index"
               f" {human_size(disk.index)}, other {human_size(disk.other)}")
@@ -371,6 +409,7 @@ def _cache_size(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 def _cache_verify(args: argparse.Namespace, reg: ModelRegistry) -> int:
     cache = reg.cache
+    args.id = args.id and _model_id(reg, args.id)
     if args.id and args.id not in _cached_ids(reg):
         raise ModelError(f"{args.id} is not in the cache")
     results = cache.verify(args.id)
@@ -397,12 +436,40 @@ def _cached_ids(reg: ModelRegistry) -> set[str]:
     return {e.model_id for e in reg.cache.entries()}
 
 
+def _model_id(reg: ModelRegistry, name: str) -> str:
+    """The id a command's argument names: an id, or the hf:// reference a model was pulled
+    by."""
+    meta = reg.get_model(name) if name.startswith("hf://") else None
+    return meta.id if meta is not None else name
+
+
 def _cache_rm(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    if args.id not in _cached_ids(reg):
-        raise ModelError(f"{args.id} is not in the cache")
-    freed = run_interruptible(reg.clear_cache(args.id))
-    _report_freed(args, freed, f"removed {args.id}")
+    """Remove each model named (all are checked first: a typo removes nothing); one pulled
+    from a URL or hf:// reference also releases its id."""
+    ids = list(dict.fromkeys(_model_id(reg, i) for i in args.ids))
+    cached = _cached_ids(reg)
+    missing = [i for i in ids if i not in cached and not _pulled_from_source(reg, i)]
+    if missing:
+        raise ModelError(f"not in the cache: {', '.join(missing)}")
+    freed, released = 0, []
+    for i in ids:
+        if i in cached:
+            freed += run_interruptible(reg.clear_cache(i))
+        if reg.forget_source(i):
+            released.append(i)
+    if args.json:
+        print_json({"freed": freed, "removed": [i for i in ids if i in cached],
+                    "released": released})
+        return 0
+    _report_freed(args, freed, f"removed {', '.join(i for i in ids if i in cached) or 'nothing'}")
+    if released and not args.quiet:
+        say(f"released the id of {', '.join(released)} (pull its source again to have it back)")
     return 0
+
+
+def _pulled_from_source(reg: ModelRegistry, model_id: str) -> bool:
+    meta = reg.get_model(model_id)
+    return meta is not None and meta.source == str(reg.cache.sources_path)
 
 
 def _cache_clear(args: argparse.Namespace, reg: ModelRegistry) -> int:
@@ -459,6 +526,7 @@ def _cache_prune(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 
 def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    args.id = _model_id(reg, args.id)
     if not reg.cache.pin(args.id, not args.off):
         raise ModelError(f"{args.id} is not in the cache")
     if args.json:
@@ -469,14 +537,21 @@ def _cache_pin(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 
 def _cache_forget(args: argparse.Namespace, reg: ModelRegistry) -> int:
-    gone = reg.cache.forget_trusted(args.id)
-    if not gone:
-        raise ModelError(f"{args.id} has no recorded first-use hash")
+    model_id = _model_id(reg, args.id)
+    source = _source_of(reg, model_id) if _pulled_from_source(reg, model_id) else None
+    gone = reg.cache.forget_trusted(model_id)
+    released = reg.forget_source(model_id)
+    if not gone and not released:
+        raise ModelError(f"{model_id} has no recorded first-use hash and was not pulled from a"
+                         " URL or hf:// reference: nothing to forget")
     if args.json:
-        print_json({"id": args.id, "forgotten": [r.to_dict() for r in gone]})
+        print_json({"id": model_id, "forgotten": [r.to_dict() for r in gone],
+                    "released_source": redact(source) if released and source else None})
     elif not args.quiet:
         for r in gone:
-            print(f"forgot {args.id} {r.path}: sha256:{r.sha256} ({human_size(r.size)})")
+            print(f"forgot {model_id} {r.path}: sha256:{r.sha256} ({human_size(r.size)})")
+        if released:
+            print(f"released {model_id} (was {redact(source or '')}): the id is free")
     return 0
 
 

@@ -121,7 +121,9 @@ def build_parser() -> Parser:
     command(csub, "size", "total bytes on disk, each blob counted once")
     command(csub, "verify", "re-hash cached files; corrupt ones are quarantined").add_argument(
         "id", nargs="?", help="one model (default: all)")
-    command(csub, "rm", "remove a model from the cache").add_argument("id", help="model id")
+    command(csub, "rm", "remove models from the cache (a model pulled by URL or hf:// also"
+            " releases its id)").add_argument("ids", nargs="+", metavar="ID",
+                                               help="model ids (or hf:// references)")
     command(csub, "clear", "remove every model nobody is using")
     x = command(csub, "prune", "evict least-recently-used models and remove orphans")
     x.add_argument("--max-size", metavar="SIZE",
@@ -134,8 +136,8 @@ def build_parser() -> Parser:
     x.add_argument("id", help="model id")
     x.add_argument("--off", action="store_true", help="unpin instead")
     command(csub, "forget", "forget the sha256 recorded at a model's first download (trust on"
-            " first use); the next download records a new one").add_argument(
-        "id", help="model id")
+            " first use) and the URL or hf:// reference it was pulled from, releasing its id;"
+            " the cached copy stays").add_argument("id", help="model id")
     command(csub, "push", "upload cached models to the shared S3 tier").add_argument(
         "id", nargs="?", help="one model (default: all)")
 

@@ -1,7 +1,9 @@
 """Progress display for ``pull``, always on stderr: rich bars at a terminal, plain lines otherwise.
 
 Sizes and speeds are in one unit family (KiB, MiB, MiB/s). A bar ends in the download's end
-state: done, ``failed: <why>`` or ``cancelled``.
+state: done, ``failed: <why>`` or ``cancelled``. Speeds and ETAs are the downloads' own (bytes
+that arrived in this run; the total's is their sum), never rich's estimate from the bar's
+jumps: a resumed model's kept bytes would count as speed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from ..progress import DownloadProgress
+from ..progress import DownloadProgress, Stage, shown_total
 from ..units import human_rate, human_size
 
 
@@ -23,9 +25,30 @@ def _speed_column() -> Any:
         """Transfer speed in MiB/s (rich's own column says MB/s)."""
 
         def render(self, task: Task) -> Text:
-            return Text(human_rate(task.speed) if task.speed else "-", style="progress.data.speed")
+            rate = task.fields.get("rate")
+            return Text(human_rate(rate) if rate else "-", style="progress.data.speed")
 
     return BinarySpeed()
+
+
+def _eta_column() -> Any:
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class Eta(ProgressColumn):
+        """What is left over the download's own speed."""
+
+        def render(self, task: Task) -> Text:
+            rate = task.fields.get("rate")
+            if task.finished:
+                return Text("0:00:00", style="progress.remaining")
+            if not rate or not task.total:
+                return Text("-:--:--", style="progress.remaining")
+            left = int(max(task.total - task.completed, 0) / rate)
+            return Text(f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}",
+                        style="progress.remaining")
+
+    return Eta()
 
 
 class PullProgress:
@@ -37,6 +60,7 @@ class PullProgress:
         self.plain = force_plain or not sys.stderr.isatty()
         self._sizes = dict(models)
         self._done: dict[str, int] = {m: 0 for m, _ in models}
+        self._speeds: dict[str, float] = {m: 0.0 for m, _ in models}
         self._last_line: dict[str, tuple[float, str]] = {}
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
@@ -51,20 +75,20 @@ class PullProgress:
             DownloadColumn,
             Progress,
             TextColumn,
-            TimeRemainingColumn,
         )
 
         self._progress = Progress(TextColumn("{task.description:<16}"), BarColumn(),
                                   DownloadColumn(binary_units=True), _speed_column(),
-                                  TimeRemainingColumn(), TextColumn("{task.fields[stage]}"),
+                                  _eta_column(), TextColumn("{task.fields[stage]}"),
                                   console=Console(stderr=True), transient=False,
                                   redirect_stdout=False)
         self._progress.__enter__()
         for mid, size in self._sizes.items():
-            self._tasks[mid] = self._progress.add_task(mid, total=size, stage="queued")
+            self._tasks[mid] = self._progress.add_task(mid, total=size or None, stage="queued",
+                                                       rate=None)
         if len(self._sizes) > 1:
-            self._total_task = self._progress.add_task("total", total=sum(self._sizes.values()),
-                                                       stage="")
+            self._total_task = self._progress.add_task(
+                "total", total=sum(self._sizes.values()) or None, stage="", rate=None)
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
@@ -82,11 +106,17 @@ class PullProgress:
         if self.quiet:
             return
         self._done[p.model_id] = p.bytes_loaded
+        self._speeds[p.model_id] = p.speed if p.stage is Stage.DOWNLOADING else 0.0
+        if p.total_bytes:  # a URL without --size: the total is learned as it downloads
+            self._sizes[p.model_id] = p.total_bytes
         if self._progress is not None:
             self._progress.update(self._tasks[p.model_id], completed=p.bytes_loaded,
-                                  stage=self.stage_text(p))
+                                  total=self._sizes[p.model_id] or None,
+                                  stage=self.stage_text(p), rate=self._speeds[p.model_id])
             if self._total_task is not None:
-                self._progress.update(self._total_task, completed=sum(self._done.values()))
+                self._progress.update(self._total_task, completed=sum(self._done.values()),
+                                      total=sum(self._sizes.values()) or None,
+                                      rate=sum(self._speeds.values()))
             return
         now = time.monotonic()
         last_at, last_stage = self._last_line.get(p.model_id, (0.0, ""))
@@ -95,6 +125,6 @@ class PullProgress:
         self._last_line[p.model_id] = (now, p.stage.value)
         eta = f"{p.estimated_time_remaining:.0f}s" if p.estimated_time_remaining else "-"
         sys.stderr.write(f"{p.model_id}: {self.stage_text(p)} {p.progress:5.1f}%"
-                         f" {human_size(p.bytes_loaded)}/{human_size(p.total_bytes)}"
+                         f" {human_size(p.bytes_loaded)}/{shown_total(p)}"
                          f" {human_rate(p.speed)} eta {eta}\n")
         sys.stderr.flush()

@@ -66,11 +66,19 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
 
     table = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for i, h in enumerate(headers):
-        table.add_column(h, justify="right" if h.lower() in ("size", "hits", "memory") and i
-                         else "left", overflow="fold")
+        if h in WHOLE:  # an id is copied into the next command: never split it
+            width = max([len(h), *(len(str(r[i])) for r in rows)])
+            table.add_column(h, no_wrap=True, min_width=width, overflow="ignore")
+        else:
+            table.add_column(h, justify="right" if h.lower() in ("size", "hits", "memory")
+                             and i else "left", overflow="fold")
     for r in rows:
         table.add_row(*(str(c) for c in r))
     Console(soft_wrap=False).print(table)
+
+
+#: Columns whose cells stay whole in a narrow terminal (the others wrap or shorten).
+WHOLE = frozenset({"ID", "MODEL"})
 
 
 def _cell(value: Any) -> str:

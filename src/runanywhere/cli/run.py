@@ -101,6 +101,9 @@ def _adapter(meta: ModelMetadata, reg: ModelRegistry) -> LLMAdapter:
     if name is None:
         raise ModelError(f"no adapter runs {meta.type} models in {meta.format}; name one with"
                          " the catalog entry's 'adapter'")
+    from ..adapters.inventory import require_adapter
+
+    require_adapter(name, meta.id)  # its package and libraries, before any download
     llm = create_adapter(name, reg)
     if not isinstance(llm, LLMAdapter):
         raise ModelError(f"adapter '{name}' is not an LLM adapter ({type(llm).__name__})")

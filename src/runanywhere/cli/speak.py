@@ -114,6 +114,9 @@ def make_adapter(reg: ModelRegistry, model_id: str, args: argparse.Namespace) ->
             raise SpeakUsageError(f"{model_id}: no adapter runs tts models in format"
                                   f" {meta.format}; name one with the catalog's 'adapter'")
         name = meta.adapter_name
+        from ..adapters.inventory import require_adapter
+
+        require_adapter(name, meta.id)  # its package and libraries, before any download
     factory = get_adapter(name)
     adapter = factory(reg, **adapter_options(factory, args))
     if not isinstance(adapter, TTSAdapter) or not hasattr(adapter, "stream"):

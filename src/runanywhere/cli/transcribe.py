@@ -53,6 +53,10 @@ def cmd_transcribe(args: argparse.Namespace, reg: ModelRegistry) -> int:
                          f" (stt) model ({others})")
     if args.beam_size is not None and args.beam_size < 1:
         raise UsageError(f"--beam-size must be at least 1, got {args.beam_size}")
+    if meta.adapter_name is not None:  # its package and libraries, before any download
+        from ..adapters.inventory import require_adapter
+
+        require_adapter(meta.adapter_name, meta.id)
     adapter = _make_adapter(args, reg, meta.adapter_name, meta.format)
 
     from ..adapters.audio import read_audio

@@ -225,6 +225,11 @@ class ModelCache:
         self.require_writable()
         self.sources.record(entry)
 
+    def forget_source(self, model_id: str) -> bool:
+        """Drop a model's entry from ``sources.json`` (False if it had none)."""
+        self.require_writable()
+        return self.sources.forget(model_id)
+
     # -- what a download needs (writer.py, trust.py) ----------------------------------------------
     def expected_sha256(self, model_id: str, f: ModelFile) -> str | None:
         """The catalog's hash of a file, else the one recorded at its first verified download."""
@@ -267,11 +272,22 @@ class ModelCache:
         """Refuse (``InsufficientStorageError``) a download that cannot fit."""
         self.writer.check_space(todo, unpacked=unpacked)
 
-    def download_lock(self, meta: ModelMetadata, cancel: threading.Event
+    def download_lock(self, meta: ModelMetadata, cancel: threading.Event,
+                      on_wait: Callable[[], object] | None = None
                       ) -> contextlib.AbstractContextManager[bool]:
-        """Hold the model's download lock (True), or False once another process published it."""
-        return self.disk.locks.download(meta.id, cancel=cancel,
-                                        done=lambda: self.entry_matching(meta) is not None)
+        """Hold the model's download lock (True), or False once another process published it.
+        ``on_wait()`` runs at each look (every 250 ms at most) while another process holds it."""
+        def done() -> bool:
+            if on_wait is not None:
+                on_wait()
+            return self.entry_matching(meta) is not None
+
+        return self.disk.locks.download(meta.id, cancel=cancel, done=done)
+
+    def bytes_in_partials(self, todo: list[tuple[str, int]]) -> int:
+        """Bytes written so far into the partials of these ``(partial key, size)`` files, by
+        any process (another one's download shows its progress through them)."""
+        return self.writer.bytes_in_partials(todo)
 
     # -- upkeep (upkeep.py) ------------------------------------------------------------------------
     def delete(self, model_id: str, *, force: bool = False) -> int:

@@ -139,8 +139,10 @@ class CacheModes:
     def require_writable(self) -> None:
         """Raise ``CacheError`` (saying why) if nothing can be added to this cache."""
         if self.degraded is not None and not self.scratch_fallback:
-            raise CacheError(f"{self.degraded}: nothing can be added to it (use another --home,"
-                             " or ModelCache(scratch_fallback=True) for a temporary folder)")
+            raise CacheError(f"{self.degraded}: nothing can be added to it (choose another"
+                             " cache folder with --home or RUNANYWHERE_HOME, or set"
+                             " RUNANYWHERE_SCRATCH_FALLBACK=1 to download into a temporary"
+                             " folder)")
 
     def refuse_readonly(self, model_id: str) -> None:
         """Raise ``CacheError`` if the model lives in the read-only view (it cannot change)."""

@@ -32,3 +32,21 @@ class SourcesFile:
                                  " new one") from e
             doc = {"format_version": 1, "models": [*models, entry]}
             atomic_write(self.path, json.dumps(doc, indent=1).encode(), durable=self.durable)
+
+    def forget(self, model_id: str) -> bool:
+        """Drop the entry of ``model_id`` (False if there was none): its id is free again."""
+        with self.locks.sources():
+            try:
+                doc = json.loads(self.path.read_text(encoding="utf-8"))
+                models = list(doc.get("models", []))
+            except FileNotFoundError:
+                return False
+            except (OSError, ValueError, AttributeError) as e:
+                raise CacheError(f"{self.path} cannot be read ({e}); move it aside to start a"
+                                 " new one") from e
+            kept = [m for m in models if not (isinstance(m, dict) and m.get("id") == model_id)]
+            if len(kept) == len(models):
+                return False
+            doc = {"format_version": 1, "models": kept}
+            atomic_write(self.path, json.dumps(doc, indent=1).encode(), durable=self.durable)
+            return True

@@ -82,19 +82,26 @@ class ModelWriter:
         if not todo and not unpacked:
             return
         folder = self.partial_dir()
-        have = 0
-        for key, size in todo:
-            for part in folder.glob(f"{key}.*.part"):
-                with contextlib.suppress(OSError):
-                    have += min(part.stat().st_blocks * 512, size)
-        need = sum(size for _, size in todo) - have
+        need = sum(size for _, size in todo) - self.bytes_in_partials(todo)
         free = shutil.disk_usage(folder).free
         if need + unpacked + SPACE_MARGIN > free:
             also = f" and {unpacked / 2**20:.1f} MiB to unpack" if unpacked else ""
             raise InsufficientStorageError(
                 f"not enough disk space in {self.modes.directory}: {need / 2**20:.1f} MiB still"
-                f" to download{also}, {free / 2**20:.1f} MiB free", needed=need + unpacked,
-                available=free)
+                f" to download{also}, {free / 2**20:.1f} MiB free, and"
+                f" {SPACE_MARGIN / 2**20:.0f} MiB are kept free as a margin",
+                needed=need + unpacked, available=free)
+
+    def bytes_in_partials(self, todo: list[tuple[str, int]]) -> int:
+        """The bytes already written into the partials of these (key, size) files, by this
+        process or another (their allocated blocks, each file counted up to its size)."""
+        folder = self.partial_dir()
+        have = 0
+        for key, size in todo:
+            for part in folder.glob(f"{key}.*.part"):
+                with contextlib.suppress(OSError):
+                    have += min(part.stat().st_blocks * 512, size)
+        return have
 
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, model_id: str, version: str, files: list[StagedFile], *, kind: str,

@@ -8,10 +8,10 @@ to ``sources.json``, without the credentials (a later download, after ``cache rm
 401: pull the URL again to give them).
 
 ``runanywhere pull https://host/file.onnx --sha256 HEX`` and ``pull hf://owner/repo/file`` (and
-``registry.fetch``) build an entry here: a readable id (from the file name, the repository or
-``--id``), the format from the file extension, and the hashes the user gave or the Hub's API
-published for a pinned commit. The registry remembers it in the cache's ``sources.json``, so the
-next run (offline too) knows the model by id.
+``registry.fetch``) build an entry here: a readable id (from the file name, ``owner--repo`` for
+the Hub, or ``--id``), the format from the file extension, and the hashes the user gave or the
+Hub's API published for a pinned commit. The registry remembers it in the cache's
+``sources.json``, so the next run (offline too) knows the model by id.
 """
 
 from __future__ import annotations
@@ -118,6 +118,9 @@ def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
         base = f"{repo_name}-{posixpath.basename(ref.path)}"
     else:
         base = repo_name
+    # The owner is part of the id (acme--whisper-tiny, as the Hub's own cache names its
+    # folders): a repository named like a built-in model never collides with it.
+    base = f"{ref.repo.split('/', 1)[0]}--{base}"
     files = [{"path": f.path, "url": pinned.at(commit, f.path).url(), "size": f.size,
               **({"hash": f"sha256:{f.sha256}"} if f.sha256 else {"git_sha1": f.blob_id})}
              for f in found.files]

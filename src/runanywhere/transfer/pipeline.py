@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..catalog import ModelFile, ModelMetadata
 from ..catalog.hub import is_hub_url
-from ..errors import DownloadCancelledError, ModelError, OfflineError
+from ..errors import DownloadCancelledError, IntegrityError, ModelError, OfflineError
 from ..progress import ProgressTracker, Stage
 from ..redact import redact_url
 from ..settings import Settings
@@ -62,7 +62,9 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
     if pull.settings.hf_offline and any(is_hub_url(u) for f in meta.files for u in f.urls):
         raise OfflineError(f"{meta.id} is not in the cache and comes from the Hub, and"
                            " HF_HUB_OFFLINE is on")
-    with cache.download_lock(meta, cancel) as mine:
+    elsewhere = _Elsewhere(cache, meta, tracker)
+    with cache.download_lock(meta, cancel, on_wait=elsewhere.look) as mine:
+        elsewhere.stop()
         entry = cache.entry_matching(meta)
         if not mine or entry is not None:  # another process published it while we waited
             assert entry is not None
@@ -72,6 +74,34 @@ def pull_model(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
         path = _fetch_and_publish(pull, meta, tracker, cancel)
     tracker.set_stage(Stage.DONE, "done")
     return path
+
+
+class _Elsewhere:
+    """While another process downloads the model (it holds the download lock), its progress
+    as its partial files show it, so a second ``pull`` does not sit at "queued 0.0%"."""
+
+    def __init__(self, cache: ModelCache, meta: ModelMetadata,
+                 tracker: ProgressTracker) -> None:
+        self.cache, self.meta, self.tracker = cache, meta, tracker
+        self.seen = 0
+        self.todo: list[tuple[str, int]] | None = None
+
+    def look(self) -> None:
+        if self.todo is None:  # the first look: we wait for someone
+            self.todo = [(partial_key(f.url, f.expected_size,
+                                      self.cache.expected_sha256(self.meta.id, f)),
+                          f.expected_size) for f in self.meta.files]
+            self.tracker.set_stage(Stage.QUEUED, "another process is downloading it")
+        now = self.cache.bytes_in_partials(self.todo)
+        if now > self.seen:
+            self.tracker.add(now - self.seen)
+            self.seen = now
+
+    def stop(self) -> None:
+        """The lock is ours (or the model published): what was shown was the other's."""
+        if self.seen:
+            self.tracker.rewind(self.seen)
+            self.seen = 0
 
 
 def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker,
@@ -108,7 +138,16 @@ def _fetch_and_publish(pull: Pull, meta: ModelMetadata, tracker: ProgressTracker
                                          config=pull.config, tracker=tracker, cancel=cancel,
                                          git_sha1=f.git_sha1, size_estimate=f.size_estimate)
                        for f, expected in todo}
-            fetched = _run_all(fetches, pull.shared, pull.files_in_parallel, cancel)
+            try:
+                fetched = _run_all(fetches, pull.shared, pull.files_in_parallel, cancel)
+            except IntegrityError as e:
+                if any(e2 and not f.hash and not f.git_sha1 for f, e2 in todo):
+                    # The hash it missed was recorded at the first download (trust on first
+                    # use): say how to start over if the file changed on purpose.
+                    e.args = (f"{e} (the sha256 recorded at the first download of {meta.id};"
+                              " if the file changed on purpose, `runanywhere cache forget"
+                              f" {meta.id}` resets it)",)
+                raise
         for f, expected in todo:
             got = fetched[f.path]
             if expected is None:  # trust on first use (or the Hub's git blob id, checked):
