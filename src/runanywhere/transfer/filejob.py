@@ -22,6 +22,7 @@ from .hasher import PrefixHasher
 from .response import Answer, Validators
 from .roster import UrlRoster
 from .schedule import Schedule, Segment
+from .streams import StreamGrowth
 from .watch import Request
 
 
@@ -54,6 +55,9 @@ class FileJob:
                              piece_size=s.piece_size)
         #: The first error of a stream: the pass ends with it.
         self.error: BaseException | None = None
+        #: How many streams to run (``streams.py``); streams alive now.
+        self.growth = StreamGrowth(s.connections, max(s.connections, s.max_connections))
+        self.alive = 0
         #: Bytes written by this job's streams (for stream growth), and not yet flushed.
         self.arrived = 0
         self.unflushed = 0
@@ -103,6 +107,42 @@ class FileJob:
         """(pieces nobody started, bytes arrived so far): what stream growth looks at."""
         with self.cond:
             return self.plan.unclaimed(), self.arrived
+
+    # -- how many streams ------------------------------------------------------------------------
+    def enter(self) -> None:
+        with self.cond:
+            self.alive += 1
+
+    def leave(self) -> None:
+        with self.cond:
+            self.alive -= 1
+
+    def shed(self, *, stalled: bool) -> bool:
+        """A stream was refused (429, 503: ``stalled`` False) or stalled: should it stop? A
+        refusal sets the host's limit below the streams alive now (``StreamGrowth.throttled``);
+        a stall sheds only streams that growth added. True: this stream stops (counted out)."""
+        with self.cond:
+            if stalled:
+                if self.alive <= self.config.streams.connections:
+                    return False
+                cap = self.alive - 1
+                self.growth.done = True  # a stream more did not help: no more
+            else:
+                cap = self.growth.throttled(self.alive)
+            if self.alive <= cap:
+                return False
+            self.alive -= 1
+            return True
+
+    def over_limit(self) -> bool:
+        """Should a stream about to claim a range stop instead (more alive than the host's
+        limit)? True: it stops (counted out)."""
+        with self.cond:
+            cap = self.growth.host_limit
+            if cap is None or self.alive <= cap:
+                return False
+            self.alive -= 1
+            return True
 
     # -- answers -----------------------------------------------------------------------------------
     def known(self, url: str, seg: Segment) -> tuple[Validators | None, bool]:
