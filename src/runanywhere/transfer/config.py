@@ -19,7 +19,7 @@ from typing import Any
 
 from ..retry import RetryPolicy
 from ..settings import Settings
-from .http import Origin
+from .origins import Origin
 
 MiB = 2**20
 
