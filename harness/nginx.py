@@ -143,7 +143,10 @@ class Site:
     ("localhost" also works: the certificate covers both). ``total_rate`` caps the bytes sent
     to all the site's connections together (see the module notes). ``max_requests`` is nginx
     ``limit_conn``: at most that many requests in progress at once on the site, a request over it
-    is answered ``refuse_status`` (429 or 503, what a host's connection limit looks like)."""
+    is answered ``refuse_status`` (429 or 503, what a host's connection limit looks like).
+    ``rtt`` puts the site far away: the same proxy delays every byte by half of it each way and
+    bounds each connection's bytes in flight by a congestion window growing up to ``window``
+    (``harness/throttle.py``)."""
 
     name: str = "origin"
     root: Path | None = None
@@ -154,6 +157,13 @@ class Site:
     total_rate: int | str | None = None
     max_requests: int | None = None
     refuse_status: int = 429
+    rtt: float | None = None
+    window: int | str = "2m"
+
+    @property
+    def proxied(self) -> bool:
+        """Behind the harness's proxy (a whole-site cap, a far link)."""
+        return self.total_rate is not None or self.rtt is not None
 
     @property
     def schemes(self) -> tuple[str, ...]:
@@ -508,11 +518,11 @@ http {{
     def _try_start(self, exe: str) -> str:
         """Start nginx (and throttles) on fresh ports; '' when every listener answers."""
         wanted = [(s, scheme) for s in self.sites.values() for scheme in s.schemes]
-        capped = sum(1 for s, _ in wanted if s.total_rate is not None)
+        capped = sum(1 for s, _ in wanted if s.proxied)
         ports = free_ports(len(wanted) + capped)
         spare = iter(ports[len(wanted):])
         self._listeners = [
-            _Listener(s, scheme, port, next(spare) if s.total_rate is not None else port)
+            _Listener(s, scheme, port, next(spare) if s.proxied else port)
             for (s, scheme), port in zip(wanted, ports[: len(wanted)], strict=True)]
         if self.signer is not None and self.hub is not None:
             self.signer.cdn_bases = {lst.scheme: f"{lst.scheme}://{lst.site.host}:{lst.port}"
@@ -542,12 +552,15 @@ http {{
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_HARNESS_ROOT), env.get("PYTHONPATH", "")) if p)
         for site in self.sites.values():
-            if site.total_rate is None:
+            if not site.proxied:
                 continue
             pairs = [(lst.port, lst.nginx_port) for lst in self._listeners if lst.site is site]
+            rate = rate_bytes(site.total_rate) if site.total_rate is not None else 0
+            far = ["--delay", str(site.rtt / 2), "--window", str(rate_bytes(site.window))
+                   ] if site.rtt else []
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.throttle", "--rate",
-                 str(rate_bytes(site.total_rate)), *(f"{a}:{b}" for a, b in pairs)],
+                [sys.executable, "-m", "harness.throttle", "--rate", str(rate), *far,
+                 *(f"{a}:{b}" for a, b in pairs)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=env, preexec_fn=die_with_parent())
             self._throttles.append(_Throttle(proc, site.name, pairs))
