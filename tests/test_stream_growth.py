@@ -123,11 +123,11 @@ def hub_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pull_through(srv: Nginx, hub_files: Path, write_catalog: Catalog, home: Path,
-                  piece: int) -> int:
+                  piece: int, most: int = 10) -> int:
     data = (hub_files / "hub" / "acme" / "big" / "weights.bin").read_bytes()
     cat = write_catalog([model_entry("grow", srv.hub_url("acme/big", "weights.bin"), len(data),
                                      hashlib.sha256(data).hexdigest())])
-    config = fast_config(connections=2, max_connections=10, piece_size=piece, min_part=MiB,
+    config = fast_config(connections=2, max_connections=most, piece_size=piece, min_part=MiB,
                          stall_window=30.0)
     r = pull(make_registry(home, cat, fetch_config=config), "grow")
     assert r.success, r.error
@@ -147,7 +147,7 @@ def capped_cdn(hub_files: Path, tmp_path: Path) -> Iterator[Nginx]:
 
 @pytest.fixture
 def shared_link(hub_files: Path, tmp_path: Path) -> Iterator[Nginx]:
-    sites = [Site("origin", routes=()), Site("cdn", routes=(), total_rate="6m")]
+    sites = [Site("origin", routes=()), Site("cdn", routes=(), total_rate="3m")]
     with Nginx(hub_files, tmp_path / "nginx", sites=sites, hub=Hub(hub_files / "hub")) as srv:
         yield srv
 
@@ -163,10 +163,12 @@ def test_a_cdn_that_caps_each_connection_gets_more_streams(capped_cdn: Nginx, hu
 
 def test_a_shared_link_gets_one_batch_and_no_more(shared_link: Nginx, hub_files: Path,
                                                   write_catalog: Catalog, home: Path) -> None:
-    """6 MiB/s for the whole site: the first batch brings nothing, so growth stops at 6 streams
-    with pieces left for more (24 of 1 MiB)."""
-    conns = _pull_through(shared_link, hub_files, write_catalog, home, MiB)
-    assert conns <= 6, conns
+    """3 MiB/s for the whole site: the first batch (2 -> 4) brings nothing, so growth stops
+    with pieces left for many more (24 of 1 MiB; without the stop rule it doubles to 16 and 24
+    within the 8 s the download takes). On a starved machine one window can read low and make
+    the next batch look worth it: the bound allows that one batch (8), no more."""
+    conns = _pull_through(shared_link, hub_files, write_catalog, home, MiB, most=32)
+    assert conns <= 8, conns
 
 
 @pytest.mark.parametrize("status", [429, 503])
