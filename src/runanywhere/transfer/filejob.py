@@ -73,9 +73,8 @@ class FileJob:
     def reset(self) -> None:
         """Drop every byte held: the file starts over from byte 0."""
         with self.cond:
-            self.partial.reset()
+            self.hasher.reset(truncate=self.partial.reset)  # never under a mapping being read
             self._validators.clear()
-            self.hasher.reset()
             self.plan.ranges_ok = None
             self.error = None
             self.html_checked = False
