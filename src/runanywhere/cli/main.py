@@ -76,7 +76,7 @@ def _common(top: bool) -> argparse.ArgumentParser:
         help="skip fsync before publishing (throwaway machines only)")
     opt("--connections", type=int, metavar="N",
         help="a fixed number of parallel streams per file, 1-64 (also RUNANYWHERE_CONNECTIONS;"
-             " default: 8, opening up to 16 while every stream looks capped by the server)")
+             " default: 8, doubling up to 32 while more streams raise the rate)")
     opt("-v", "--verbose", action="count", default=0, after="verbose_after",
         help="log retries, mirrors, resumes, shared-tier decisions (-vv: debug)")
     opt("--json", action="store_true", default=False,
