@@ -75,7 +75,7 @@ def test_our_busy_cpu_adds_nothing_but_may_later() -> None:
 
 def feed_more(g: StreamGrowth, windows: list[list[float]]) -> list[int]:
     """Windows of (rate, CPU share) after those :func:`feed` gave (its clock state is kept)."""
-    t, arrived, cpu = g._since or (0.0, 0, 0.0)
+    t, arrived, cpu, _ = g._since or (0.0, 0, 0.0, 0)
     out = []
     for rate, share in windows:
         if not g._settled:
@@ -86,6 +86,19 @@ def feed_more(g: StreamGrowth, windows: list[list[float]]) -> list[int]:
         cpu += 2 * share * g.window
         out.append(g.more(t, arrived, cpu, 100))
     return out
+
+
+def test_a_hash_falling_behind_adds_nothing() -> None:
+    """The hash's lag grows by 20 MiB in a window (sha256's core is what runs out, on a machine
+    busy with other work, while this process uses little of the cores): no batch, no verdict;
+    once the hash keeps up, growth goes on."""
+    g = StreamGrowth(8, 32, cpus=2)
+    assert g.more(0.0, 0, 0.0, 100, lag=0) == 0
+    assert g.more(g.settle, 1, 0.0, 100, lag=0) == 0
+    t = g.settle + g.window
+    assert g.more(t, 80 * MiB, 0.2, 100, lag=20 * MiB) == 0
+    assert not g.done
+    assert g.more(t + g.window, 160 * MiB, 0.4, 100, lag=21 * MiB) == 8
 
 
 def test_a_far_server_settles_longer() -> None:

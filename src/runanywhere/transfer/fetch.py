@@ -268,8 +268,8 @@ class FileFetch:
                 if self.cancel.is_set():
                     job.abort_all()
                 if parallel and not growth.done and job.error is None:
-                    unclaimed, arrived = job.unclaimed()
-                    add = growth.more(time.monotonic(), arrived, cpu_clock(), unclaimed)
+                    unclaimed, arrived, lag = job.unclaimed()
+                    add = growth.more(time.monotonic(), arrived, cpu_clock(), unclaimed, lag)
                     if add:
                         log.info("%s: more streams raise the rate; %d more (%d in all)",
                                  self.roster.primary, add, len(workers) + add)

@@ -102,10 +102,12 @@ class FileJob:
         with self.cond:
             seg.owner = None
 
-    def unclaimed(self) -> tuple[int, int]:
-        """(pieces nobody started, bytes arrived so far): what stream growth looks at."""
+    def unclaimed(self) -> tuple[int, int, int]:
+        """(pieces nobody started, bytes arrived so far, bytes in order not hashed yet): what
+        stream growth looks at."""
         with self.cond:
-            return self.plan.unclaimed(), self.arrived
+            lag = self.partial.ranges.prefix_end() - self.hasher.hashed
+            return self.plan.unclaimed(), self.arrived, max(0, lag)
 
     # -- how many streams ------------------------------------------------------------------------
     def enter(self) -> None:

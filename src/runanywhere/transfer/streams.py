@@ -16,8 +16,11 @@ and only the rate says whether more streams help. So a fetch measures, window by
 * a batch that did not, while this process's CPU was not busy, means a shared limit (the whole
   link, the server): no more additions, for good;
 * with this process's CPU busy (at least ``busy_share`` of the cores' time in the window: TLS and
-  sha256 of a fast download) it adds nothing and does not conclude either: nginx-like servers let
-  each new connection burst for a second before pacing it, and that burst is CPU-bound;
+  sha256 of a fast download), or the hash falling behind the bytes it could hash (by more than
+  ``lag_limit`` over the window: sha256 runs on one core, and on a machine busy with other work
+  that core is what runs out first, long before this process reaches its share), it adds
+  nothing and does not conclude either: nginx-like servers let each new connection burst for a
+  second before pacing it, and that burst is CPU-bound;
 * a ``429`` or ``503`` from the host sets its limit: the streams alive then, less the refused
   one (:meth:`StreamGrowth.throttled`); the fetch sheds streams down to it and never grows again.
 
@@ -45,8 +48,8 @@ def cpu_clock() -> float:
 
 class StreamGrowth:
     def __init__(self, start: int, limit: int, *, window: float = 0.5, settle: float = 0.25,
-                 gain_share: float = 0.5, busy_share: float = 0.5, cpus: int | None = None
-                 ) -> None:
+                 gain_share: float = 0.5, busy_share: float = 0.5, cpus: int | None = None,
+                 lag_limit: int = 8 * 2**20) -> None:
         self.streams = start
         self.limit = limit
         self.window = window
@@ -55,11 +58,12 @@ class StreamGrowth:
         self.gain_share = gain_share
         self.busy_share = busy_share
         self.cpus = cpus or cores()
+        self.lag_limit = lag_limit
         #: No more additions (the limit reached, a shared limit found, the host's limit known).
         self.done = limit <= start
         #: The host's limit after a 429 or 503 (None: none seen).
         self.host_limit: int | None = None
-        self._since: tuple[float, int, float] | None = None  # time, bytes, cpu
+        self._since: tuple[float, int, float, int] | None = None  # time, bytes, cpu, lag
         self._settled = False
         self._before: tuple[float, int] | None = None  # the rate and streams before a batch
 
@@ -68,25 +72,28 @@ class StreamGrowth:
         long before their bytes count, so the settle time is at least twice that."""
         self.settle = max(self.settle, 2 * seconds)
 
-    def more(self, now: float, arrived: int, cpu: float, unclaimed: int) -> int:
+    def more(self, now: float, arrived: int, cpu: float, unclaimed: int, lag: int = 0) -> int:
         """How many streams to add now, given the bytes that ``arrived`` so far, this process's
-        ``cpu`` clock (:func:`cpu_clock`) and the pieces nobody has started."""
+        ``cpu`` clock (:func:`cpu_clock`), the pieces nobody has started and the hash's ``lag``
+        (bytes in order on disk, not hashed yet)."""
         if self.done:
             return 0
         if self._since is None:
-            self._since = (now, arrived, cpu)
+            self._since = (now, arrived, cpu, lag)
             return 0
-        t0, b0, c0 = self._since
+        t0, b0, c0, lag0 = self._since
         dt = now - t0
         if not self._settled:
             if dt >= self.settle:
-                self._settled, self._since = True, (now, arrived, cpu)  # measure from here on
+                self._settled = True  # measure from here on
+                self._since = (now, arrived, cpu, lag)
             return 0
         if dt < self.window:
             return 0
-        self._since = (now, arrived, cpu)
+        self._since = (now, arrived, cpu, lag)
         rate = (arrived - b0) / dt
-        busy = (cpu - c0) / dt >= self.busy_share * self.cpus
+        busy = ((cpu - c0) / dt >= self.busy_share * self.cpus
+                or lag - lag0 > self.lag_limit)
         before, self._before = self._before, None
         if before is not None:
             rate0, streams0 = before
