@@ -119,17 +119,16 @@ class FileJob:
             self.alive -= 1
 
     def shed(self, *, stalled: bool) -> bool:
-        """A stream was refused (429, 503: ``stalled`` False) or stalled: should it stop? A
-        refusal sets the host's limit below the streams alive now (``StreamGrowth.throttled``);
-        a stall sheds only streams that growth added. True: this stream stops (counted out)."""
+        """A stream was refused (429, 503: ``stalled`` False) or stalled: should it stop? Only
+        streams that growth added beyond the configured start are shed (within it, the stream
+        waits and retries as its ``Retry-After`` says); a refusal sets the host's limit below
+        the streams alive now (``StreamGrowth.throttled``), and either stops growth. True: this
+        stream stops (counted out)."""
         with self.cond:
-            if stalled:
-                if self.alive <= self.config.streams.connections:
-                    return False
-                cap = self.alive - 1
-                self.growth.done = True  # a stream more did not help: no more
-            else:
-                cap = self.growth.throttled(self.alive)
+            self.growth.done = True  # a stream more did not help, or the host says no more
+            if self.alive <= self.config.streams.connections:
+                return False
+            cap = self.alive - 1 if stalled else self.growth.throttled(self.alive)
             if self.alive <= cap:
                 return False
             self.alive -= 1

@@ -22,7 +22,8 @@ and only the rate says whether more streams help. So a fetch measures, window by
   nothing and does not conclude either: nginx-like servers let each new connection burst for a
   second before pacing it, and that burst is CPU-bound;
 * a ``429`` or ``503`` from the host sets its limit: the streams alive then, less the refused
-  one (:meth:`StreamGrowth.throttled`); the fetch sheds streams down to it and never grows again.
+  one (:meth:`StreamGrowth.throttled`); the fetch sheds the streams growth added down to it (never
+  below the configured start, whose streams wait out `Retry-After`) and never grows again.
 
 Pure bookkeeping, no threads: :class:`~.fetch.FileFetch` calls :meth:`StreamGrowth.more` and
 starts the workers.
