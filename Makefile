@@ -106,6 +106,7 @@ bench: setup
 	EXTRA_DEPS="aria2c:aria2 perf:linux-perf" bash scripts/system-deps.sh
 	$(PIP_DEV) -e '.[bench]' $(addprefix -e ,$(PACKAGES))
 	$(PY) -m bench.run
+	$(PY) -m bench.run --busy
 	$(PY) -m bench.profile
 	$(PY) -m bench.serve_bench
 	$(PY) -m bench.tts_bench

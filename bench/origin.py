@@ -22,7 +22,10 @@ TLS: a certificate authority made at start (trustme); peers get it through ``SSL
 ``<payload folder>/.hub/``.
 
 Routes of the benchmark (``ROUTES``): ``http`` (plain, direct), ``https`` (Hub redirect to the
-CDN, no cap), ``https-75`` and ``https-20`` (the same, CDN capped per connection).
+CDN, no cap), ``https-75`` and ``https-20`` (the same, CDN capped per connection), ``https-far``
+(the same as ``https``, but the Hub and the CDN are 80 ms away: a second nginx whose sites sit
+behind the harness's far-link proxy, each connection's bytes in flight bounded by a congestion
+window growing up to 2 MiB, so one connection moves at most 25 MiB/s; ``Origin(rtt=...)``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ HF_REVISION = "main"
 #: A fixed 40-hex commit id for the plain-http Hub route (what X-Repo-Commit must look like).
 HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SLOW_RATE = "75m"
+FAR_RTT = 0.08
+FAR_WINDOW = 2 * 2**20
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,13 @@ class RouteInfo:
     redirect: bool
     repo: str  # the Hub repo that serves it (http: the direct Hub route's)
     cap: str | None  # per-connection cap on the server that sends the bytes
+    rtt: float | None = None  # round trip to the Hub and the CDN (None: loopback)
+
+    def per_connection(self) -> float | None:
+        """The most one connection can move (bytes/s): the cap, or window / round trip."""
+        if self.rtt:
+            return FAR_WINDOW / self.rtt
+        return float(int(self.cap[:-1]) * 2**20) if self.cap else None
 
 
 ROUTES: dict[str, RouteInfo] = {r.name: r for r in [
@@ -60,6 +72,8 @@ ROUTES: dict[str, RouteInfo] = {r.name: r for r in [
               "bench/cap75", "75m"),
     RouteInfo("https-20", "HTTPS, Hub 302 to the CDN, 20 MiB/s per connection", True, True,
               "bench/cap20", "20m"),
+    RouteInfo("https-far", "HTTPS, Hub 302 to the CDN, both 80 ms away (2 MiB window)", True,
+              True, "bench/full", None, FAR_RTT),
 ]}
 #: Old route names (``--routes full``; cache_bench, serve_bench and fleet use ``url("full")``).
 ALIASES = {"full": "http"}
@@ -86,10 +100,11 @@ class Origin:
     """``with Origin(payload_dir, files) as srv: srv.front_door("https-75", name)``."""
 
     def __init__(self, payload_dir: Path, files: list[Served], slow_rate: str = SLOW_RATE,
-                 total_rate: str | None = None) -> None:
+                 total_rate: str | None = None, rtt: float | None = None) -> None:
         """``slow_rate``: the cap of ``/slow/`` (plain http, per connection; the fleet's
         option). ``total_rate``: one cap for every connection to the CDN and the origin's
-        https port together (a WAN link; the harness's token-bucket proxy)."""
+        https port together (a WAN link; the harness's token-bucket proxy). ``rtt``: both
+        sites that far away (the proxy's far link, ``FAR_WINDOW`` per connection)."""
         self.payload_dir = Path(payload_dir).resolve()
         self.files = files
         self.slow_rate = slow_rate
@@ -104,8 +119,9 @@ class Origin:
             Route("/slow/", folder=d, rate=slow_rate),
             *hub_direct_routes("/hf", HF_REPO, d, files, HF_COMMIT, revision=HF_REVISION),
         )
-        sites = [Site("origin", routes=origin_routes, http=True, https=True),
-                 Site("cdn", routes=(), http=False, https=True, total_rate=total_rate)]
+        far = {"rtt": rtt, "window": FAR_WINDOW} if rtt else {}
+        sites = [Site("origin", routes=origin_routes, http=True, https=True, **far),
+                 Site("cdn", routes=(), http=False, https=True, total_rate=total_rate, **far)]
         rates = tuple((r.repo, r.cap) for r in ROUTES.values() if r.redirect and r.cap)
         self.nginx = Nginx(d, sites=sites, hub=Hub(self.hub_root, repo_rates=rates))
         self._log_offset = 0

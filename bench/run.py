@@ -10,7 +10,14 @@ From the repository root:
 
 Cases (route:size, each with its peers; ``origin.ROUTES`` says what a route is):
 ``https:2G`` (HTTPS, Hub 302, CDN at full speed), ``https-75:512M`` and ``https-20:256M`` (the
-CDN capped per connection), ``http:2G`` (plain http, direct: what TLS and the redirect cost).
+CDN capped per connection), ``http:2G`` (plain http, direct: what TLS and the redirect cost),
+``https-far:256M`` (Hub and CDN 80 ms away: a second nginx behind the far-link proxy).
+
+``--busy`` runs the same under a fixed background load: one CPU hog (a process spinning on one
+core, started before the context figures and stopped by its PID at the end), its report in
+``results/busy/``. Each case states its ceiling (the slowest of the link as 32 connections see
+it, the durable disk write and sha256 on one core, all measured in the same run) and each peer's
+speed as a fraction of it.
 
 Order of work: check which peers can run (a runanywhere that does not import yet is listed as
 "unavailable: <error>", not an error) -> generate payloads in $RA_BENCH_DIR (default
@@ -63,7 +70,11 @@ CASES: dict[str, tuple[str, list[str]]] = {
                           "requests", "hf_hub", "pooch", "hf_transfer"]),
     "https-20": ("256M", ["ra-api", "curl", "aria2c", "urllib", "hf_hub", "hf_transfer"]),
     "http": ("2G", ["ra-api", "curl", "urllib", "requests"]),
+    "https-far": ("256M", ["ra-api", "curl", "aria2c", "urllib", "hf_hub", "hf_transfer"]),
 }
+#: The most connections a download may use (runanywhere's max_connections): what a route's
+#: link is worth to one download when each connection is capped.
+MAX_CONNECTIONS = 32
 SMOKE_SIZE = "32M"
 SMOKE_PEERS = ["ra-api", "ra-cli", "curl", "aria2c", "urllib", "hf_hub", "hf_transfer"]
 
@@ -104,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--live-src", action="store_true",
                    help="import runanywhere from src/ as it is edited, not from a copy taken "
                         "at the start")
+    p.add_argument("--busy", action="store_true",
+                   help="run under a fixed background load: one CPU hog, started and stopped "
+                        "by this harness (report in results/busy/)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 if any runnable peer failed a download (implied by --smoke)")
     a = p.parse_args(argv)
@@ -143,6 +157,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def log(msg: str = "") -> None:
     print(msg, flush=True)
+
+
+def start_hog() -> subprocess.Popen[bytes]:
+    """The background load of ``--busy``: one process spinning on one core until killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                            stdin=subprocess.DEVNULL)
+
+
+def stop_hog(hog: subprocess.Popen[bytes] | None) -> None:
+    if hog is not None and hog.poll() is None:
+        hog.kill()  # our own child, by its PID
+        hog.wait()
+
+
+def ceilings(cases: list[Case], context: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    """Per case (``route:size``): the fastest any client could go here, and why: the slowest of
+    the link as ``MAX_CONNECTIONS`` connections see it (None: loopback, no limit), the durable
+    disk write (dd with fdatasync) and sha256 on one core (every verified byte is hashed once,
+    in order), in MiB/s, all measured in this run."""
+    by_name = {str(c["name"]): c.get("value") for c in context}
+    disk = next((v for k, v in by_name.items() if k.startswith("disk durable")), None)
+    sha = next((v for k, v in by_name.items() if k.startswith("bare `hashlib.sha256`")), None)
+    out: dict[str, dict[str, object]] = {}
+    for c in cases:
+        per = ROUTES[c.route].per_connection()
+        parts = {"link": per * MAX_CONNECTIONS / 2**20 if per else None, "disk": disk,
+                 "hash": sha}
+        known = {k: float(v) for k, v in parts.items() if isinstance(v, (int, float))}
+        limit = min(known, key=lambda k: known[k]) if known else None
+        out[f"{c.route}:{c.size}"] = {**parts, "ceiling": known.get(limit) if limit else None,
+                                      "limit": limit}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     root = bench_dir()
     out_dir = Path(args.out) if args.out else (
-        root / "results-smoke" if args.smoke else HERE / "results")
+        root / "results-smoke" if args.smoke else HERE / "results" / ("busy" if args.busy else ""))
     out_dir = out_dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = args.case_list
@@ -265,6 +311,16 @@ def main(argv: list[str] | None = None) -> int:
             unavailable[name] = why
         log(f"  {name:12s} {'unavailable: ' + why if why else 'ok'}")
 
+    hog = start_hog() if args.busy else None
+    try:
+        return _measure(args, root, out_dir, cases, src_info, unavailable, wanted, started)
+    finally:
+        stop_hog(hog)
+
+
+def _measure(args: argparse.Namespace, root: Path, out_dir: Path, cases: list[Case],
+             src_info: dict[str, str], unavailable: dict[str, str], wanted: list[str],
+             started: float) -> int:
     # 2. payloads and context
     log("payloads:")
     cache_size = 0 if args.no_cache else (min(c.size for c in cases) if args.smoke
@@ -308,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
             "runanywhere_source": src_info["source"],
             "settle": args.settle and memstate.available(),
             "ra_config": args.ra_fetch,
+            "busy": "one CPU hog (a process spinning on one core) ran throughout"
+                    if args.busy else None,
+            "ceilings": ceilings(cases, context),
         },
         "context": context, "unavailable": unavailable, "measurements": [], "cache": [],
         "team": None,
@@ -320,8 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(runs_dir, ignore_errors=True)
     runs_dir.mkdir(parents=True)
     srv = Origin(root / "payloads", served)
+    far_rtt = next((ROUTES[c.route].rtt for c in cases if ROUTES[c.route].rtt), None)
+    far = Origin(root / "payloads", served, rtt=far_rtt) if far_rtt else None
+
+    def server(route: str) -> Origin:
+        return far if far is not None and ROUTES[route].rtt else srv
+
     try:
         srv.start()
+        if far is not None:
+            far.start()
         log(f"nginx: origin {srv.base} and {srv.nginx.base('origin', 'https')}, CDN "
             f"{srv.nginx.base('cdn', 'https')} (config and logs in {srv.tmp})")
         catalogs = {}
@@ -330,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             cat = root / "catalogs" / f"bench-{label(c.size)}-{c.route}.json"
             cat.parent.mkdir(exist_ok=True)
             write_catalog(cat, f"bench-{label(c.size)}", c.size, f.sha256,
-                          srv.front_door(c.route, f.name))
+                          server(c.route).front_door(c.route, f.name))
             catalogs[(c.size, c.route)] = cat
         total = args.reps * sum(len([p for p in c.peers if p not in unavailable]) for c in cases)
         i = 0
@@ -341,20 +408,21 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 k = rep % len(runnable)
                 f = by_size[c.size]
+                s = server(c.route)
                 for name in runnable[k:] + runnable[:k]:  # rotated: no peer always runs first
                     i += 1
                     job = peers_mod.Job(
                         size=c.size, sha256=f.sha256, name=f.name, route=c.route,
-                        url=srv.front_door(c.route, f.name), hf_endpoint=srv.hf_endpoint(c.route),
-                        hf_repo=srv.hf_repo(c.route), catalog=catalogs[(c.size, c.route)],
+                        url=s.front_door(c.route, f.name), hf_endpoint=s.hf_endpoint(c.route),
+                        hf_repo=s.hf_repo(c.route), catalog=catalogs[(c.size, c.route)],
                         model_id=f"bench-{label(c.size)}",
                         workdir=runs_dir / f"{label(c.size)}-{c.route}-{name}-{rep}",
-                        ca_file=srv.ca_file if srv.route(c.route).tls else None)
+                        ca_file=s.ca_file if s.route(c.route).tls else None)
                     timeout = 120 + c.size / (10 * 2**20)
                     waited, gave_back = memstate.settle() if args.settle else (0.0, 0)
-                    mark = srv.log_mark()
+                    mark = s.log_mark()
                     m = peers_mod.measure(peers_mod.PEERS[name], job, rep, timeout)
-                    count_log(m, srv.records_since(mark))
+                    count_log(m, s.records_since(mark))
                     m.settle_s, m.settle_mib = round(waited, 2), gave_back
                     shutil.rmtree(job.workdir, ignore_errors=True)
                     os.sync()  # untimed: the next peer starts without our dirty pages
@@ -381,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
     finally:
         srv.stop()
+        if far is not None:
+            far.stop()
         shutil.rmtree(runs_dir, ignore_errors=True)
 
     # 4. the team case: its own nginx (the WAN link capped as a whole) and SeaweedFS

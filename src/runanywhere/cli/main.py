@@ -15,7 +15,7 @@ import logging
 import os
 import select
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,6 +36,22 @@ class Parser(argparse.ArgumentParser):
             print_json({"error": {"type": "UsageError", "message": message, "exit_code": 2}})
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class RuntimeNames:
+    """The runtimes' names as argparse ``choices``, read (plugins' entry points: tens of ms)
+    only when a value is checked or help is shown, not each time the parser is built."""
+
+    def _names(self) -> list[str]:
+        from ..runtimes import available_runtimes
+
+        return available_runtimes()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def _common(top: bool) -> argparse.ArgumentParser:
@@ -60,7 +76,7 @@ def _common(top: bool) -> argparse.ArgumentParser:
         help="skip fsync before publishing (throwaway machines only)")
     opt("--connections", type=int, metavar="N",
         help="a fixed number of parallel streams per file, 1-64 (also RUNANYWHERE_CONNECTIONS;"
-             " default: 8, opening up to 16 while every stream looks capped by the server)")
+             " default: 8, doubling up to 32 while more streams raise the rate)")
     opt("-v", "--verbose", action="count", default=0, after="verbose_after",
         help="log retries, mirrors, resumes, shared-tier decisions (-vv: debug)")
     opt("--json", action="store_true", default=False,
@@ -73,7 +89,6 @@ def _common(top: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> Parser:
     from ..catalog.parse import FORMATS, TYPES
-    from ..runtimes import available_runtimes
 
     p = Parser(prog="runanywhere", parents=[_common(top=True)],
                description="Find, download, verify, cache and load the models of on-device AI"
@@ -147,7 +162,7 @@ def build_parser() -> Parser:
 
     s = command(sub, "load", "load a model into a runtime and describe its inputs and outputs")
     s.add_argument("id", help="model id")
-    s.add_argument("--runtime", choices=available_runtimes(),
+    s.add_argument("--runtime", choices=RuntimeNames(),
                    help="runtime (default: the one for the model's format)")
 
     s = command(sub, "serve", "serve the cache over HTTP: browsers, other machines,"

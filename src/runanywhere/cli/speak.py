@@ -30,15 +30,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..adapters import AudioChunk, TTSAdapter, available_adapters, get_adapter
 from ..errors import InvalidCatalogError, ModelError, SynthesisError
-from ..registry import ModelRegistry
 from .interrupt import run_interruptible
 from .render import print_json
 
 if TYPE_CHECKING:  # numpy loads when audio is written, not when the parser is built
     import numpy as np
     from numpy.typing import NDArray
+
+    from ..adapters import AudioChunk
+    from ..registry import ModelRegistry
 
 #: CLI option -> the constructor arguments that take it, first match wins (the system voice
 #: calls its speakers voices).
@@ -103,6 +104,8 @@ def adapter_options(factory: Any, args: argparse.Namespace) -> dict[str, Any]:
 def make_adapter(reg: ModelRegistry, model_id: str, args: argparse.Namespace) -> Any:
     """The TTS adapter for ``model_id``: its catalog entry's, or an adapter named so."""
     meta = reg.get_model(model_id)
+    from ..adapters import TTSAdapter, available_adapters, get_adapter  # on use: asyncio
+
     if meta is None and model_id in available_adapters():
         name = model_id
     else:

@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..catalog.hub import HubRef, is_hub_url
@@ -29,9 +29,9 @@ from ..catalog.parse import normalize_hash, validate_id
 from ..errors import DownloadError, InvalidCatalogError, OfflineError
 from ..redact import redact_url, without_credentials
 from ..settings import Settings
-from .config import Auth, FetchConfig, Stalls
-from .hub import Hub, hub_token, token_origins
-from .probe import probe_size
+
+if TYPE_CHECKING:  # HTTP, TLS and the Hub's client load when a source is fetched, not before
+    from .config import FetchConfig
 
 _FORMATS = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".safetensors": "safetensors",
             ".gguf": "gguf", ".pt": "pytorch", ".pth": "pytorch", ".bin": "custom"}
@@ -84,6 +84,10 @@ def probe_size_of(url: str, settings: Settings, config: FetchConfig | None = Non
     if settings.offline:
         raise OfflineError(f"{url} is not in the cache, and learning its size needs the"
                            " network while offline mode is on (RUNANYWHERE_OFFLINE / --offline)")
+    from .config import Auth, FetchConfig, Stalls
+    from .hub import hub_token, token_origins
+    from .probe import probe_size
+
     config = config or FetchConfig(stalls=Stalls(timeout=30.0))
     if config.auth.token is None:  # a token of the caller's own keeps its own origins
         config = replace(config, auth=Auth(hub_token(settings), token_origins(settings)))
@@ -106,6 +110,8 @@ def hub_entry(ref_text: str, *, model_id: str | None, include: Sequence[str],
         ref = HubRef.parse(ref_text)
     except ValueError as e:  # the message names the reference
         raise InvalidCatalogError(str(e)) from None
+    from .hub import Hub
+
     with Hub(settings, retry=config.retry if config is not None else None) as hub:
         found = hub.resolve(ref, include, exclude)
     pinned, commit = found.ref, found.commit

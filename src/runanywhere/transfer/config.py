@@ -19,7 +19,7 @@ from typing import Any
 
 from ..retry import RetryPolicy
 from ..settings import Settings
-from .http import Origin
+from .origins import Origin
 
 MiB = 2**20
 
@@ -30,9 +30,9 @@ class Streams:
 
     #: Streams a file starts with.
     connections: int = 8
-    #: Streams may grow to this many while each batch added raises the total rate and the CPU is
-    #: not busy (a CDN that caps each connection). Equal to ``connections``: a fixed number.
-    max_connections: int = 16
+    #: Streams may grow to this many while each batch added raises the total rate (a CDN that
+    #: caps each connection; ``streams.py``). Equal to ``connections``: a fixed number.
+    max_connections: int = 32
     #: Files smaller than this use one connection.
     split_threshold: int = 32 * MiB
     min_part: int = 8 * MiB

@@ -6,9 +6,9 @@ its body read into the partial) is a :class:`~.stream.Stream`, and what the stre
 
 * Which ranges each connection fetches is ``schedule.py``'s job: one range first, then pieces of
   at least 8 MiB on up to 8 connections after a ``206``; a ``200`` means the server ignores
-  ``Range`` and the same response is streamed from byte 0 instead. When every stream looks
-  capped (the rate rises with each one added, the CPU is not busy) more are opened, up to 16
-  (``streams.py``). If a server stops honouring
+  ``Range`` and the same response is streamed from byte 0 instead. While doubling the streams
+  raises the rate (a CDN that caps each connection), more are opened, up to 32; a ``429`` or
+  ``503`` sheds streams down to the host's limit (``streams.py``). If a server stops honouring
   ``Range`` midway (same validator), one worker becomes that single stream and skips the bytes
   already held; the others stop.
 * Every range carries ``If-Range`` with the validator (strong ETag, else Last-Modified) seen first,
@@ -58,7 +58,7 @@ from .probe import probe_size
 from .response import SourceChanged
 from .roster import UrlRoster
 from .stream import Stream
-from .streams import StreamGrowth, cpu_clock
+from .streams import cpu_clock
 from .watch import police
 
 log = logger(__name__)
@@ -248,8 +248,9 @@ class FileFetch:
         hasher.start()
         watchdog.start()
         workers: list[threading.Thread] = []
-        streams = self.cfg.streams
+        growth = job.growth
         try:
+            started = time.monotonic()
             self._start_streams(job, workers, 1)
             with job.cond:
                 while (job.plan.ranges_ok is None and job.error is None
@@ -258,24 +259,25 @@ class FileFetch:
                 parallel = job.plan.parallel
                 waiting = job.plan.plan()
                 job.cond.notify_all()
-            growth = StreamGrowth(streams.connections,
-                                  max(streams.connections, streams.max_connections))
+            growth.latency(time.monotonic() - started)
             if parallel:
-                self._start_streams(job, workers, min(streams.connections, 1 + waiting) - 1)
+                self._start_streams(job, workers, min(growth.streams, 1 + waiting) - 1)
             i = 0
             while i < len(workers):  # grows while it runs
-                workers[i].join(0.2)
+                workers[i].join(0.1)
                 if self.cancel.is_set():
                     job.abort_all()
                 if parallel and not growth.done and job.error is None:
-                    unclaimed, arrived = job.unclaimed()
-                    add = growth.more(time.monotonic(), arrived, cpu_clock(), unclaimed)
+                    unclaimed, arrived, lag = job.unclaimed()
+                    add = growth.more(time.monotonic(), arrived, cpu_clock(), unclaimed, lag)
                     if add:
-                        log.info("%s: every stream looks capped; %d more (%d in all)",
+                        log.info("%s: more streams raise the rate; %d more (%d in all)",
                                  self.roster.primary, add, len(workers) + add)
                         self._start_streams(job, workers, add)
                 if not workers[i].is_alive():
                     i += 1
+                if i == len(workers) and self._orphaned(job):
+                    self._start_streams(job, workers, 1)  # a shed stream's range, left over
         finally:
             stop.set()
             hasher.join()
@@ -286,6 +288,13 @@ class FileFetch:
             raise job.error
         if job.plan.pending:  # single-connection mode leaves gaps for the next pass
             self._download(job)
+
+    def _orphaned(self, job: FileJob) -> bool:
+        """Are ranges left that no stream will take (the last streams ended as one was shed)?"""
+        if self.cancel.is_set():
+            return False
+        with job.cond:
+            return job.error is None and job.plan.unclaimed() > 0
 
     @staticmethod
     def _start_streams(job: FileJob, workers: list[threading.Thread], n: int) -> None:

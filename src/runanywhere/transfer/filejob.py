@@ -22,6 +22,7 @@ from .hasher import PrefixHasher
 from .response import Answer, Validators
 from .roster import UrlRoster
 from .schedule import Schedule, Segment
+from .streams import StreamGrowth
 from .watch import Request
 
 
@@ -54,6 +55,9 @@ class FileJob:
                              piece_size=s.piece_size)
         #: The first error of a stream: the pass ends with it.
         self.error: BaseException | None = None
+        #: How many streams to run (``streams.py``); streams alive now.
+        self.growth = StreamGrowth(s.connections, max(s.connections, s.max_connections))
+        self.alive = 0
         #: Bytes written by this job's streams (for stream growth), and not yet flushed.
         self.arrived = 0
         self.unflushed = 0
@@ -69,9 +73,8 @@ class FileJob:
     def reset(self) -> None:
         """Drop every byte held: the file starts over from byte 0."""
         with self.cond:
-            self.partial.reset()
+            self.hasher.reset(truncate=self.partial.reset)  # never under a mapping being read
             self._validators.clear()
-            self.hasher.reset()
             self.plan.ranges_ok = None
             self.error = None
             self.html_checked = False
@@ -99,10 +102,47 @@ class FileJob:
         with self.cond:
             seg.owner = None
 
-    def unclaimed(self) -> tuple[int, int]:
-        """(pieces nobody started, bytes arrived so far): what stream growth looks at."""
+    def unclaimed(self) -> tuple[int, int, int]:
+        """(pieces nobody started, bytes arrived so far, bytes in order not hashed yet): what
+        stream growth looks at."""
         with self.cond:
-            return self.plan.unclaimed(), self.arrived
+            lag = self.partial.ranges.prefix_end() - self.hasher.hashed
+            return self.plan.unclaimed(), self.arrived, max(0, lag)
+
+    # -- how many streams ------------------------------------------------------------------------
+    def enter(self) -> None:
+        with self.cond:
+            self.alive += 1
+
+    def leave(self) -> None:
+        with self.cond:
+            self.alive -= 1
+
+    def shed(self, *, stalled: bool) -> bool:
+        """A stream was refused (429, 503: ``stalled`` False) or stalled: should it stop? Only
+        streams that growth added beyond the configured start are shed (within it, the stream
+        waits and retries as its ``Retry-After`` says); a refusal sets the host's limit below
+        the streams alive now (``StreamGrowth.throttled``), and either stops growth. True: this
+        stream stops (counted out)."""
+        with self.cond:
+            self.growth.done = True  # a stream more did not help, or the host says no more
+            if self.alive <= self.config.streams.connections:
+                return False
+            cap = self.alive - 1 if stalled else self.growth.throttled(self.alive)
+            if self.alive <= cap:
+                return False
+            self.alive -= 1
+            return True
+
+    def over_limit(self) -> bool:
+        """Should a stream about to claim a range stop instead (more alive than the host's
+        limit)? True: it stops (counted out)."""
+        with self.cond:
+            cap = self.growth.host_limit
+            if cap is None or self.alive <= cap:
+                return False
+            self.alive -= 1
+            return True
 
     # -- answers -----------------------------------------------------------------------------------
     def known(self, url: str, seg: Segment) -> tuple[Validators | None, bool]:

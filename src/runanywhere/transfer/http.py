@@ -46,6 +46,7 @@ from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 from ..errors import DownloadError
 from ..retry import RETRY_STATUSES, RetryPolicy, TransientError, retry_after_seconds
+from .origins import Origin, origin_of
 
 MAX_REDIRECTS = 10
 #: Above http.client's read buffer (``io.DEFAULT_BUFFER_SIZE``, 8 KiB): a ``readinto1`` this
@@ -53,8 +54,6 @@ MAX_REDIRECTS = 10
 _FILE_BUFFER = 64 * 1024
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 USER_AGENT = "runanywhere/0.1 (+python)"
-#: (scheme, host, port): where a bearer token may go.
-Origin = tuple[str, str, int]
 #: How small documents are retried unless the caller says otherwise.
 DEFAULT_RETRY = RetryPolicy()
 #: How often a connect in progress looks at its request's abort flag.
@@ -75,13 +74,6 @@ class Watch(Protocol):
 
 _tls_lock = threading.Lock()
 _tls_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
-
-
-def origin_of(url: str) -> Origin:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https"
-                                                                   else 80)
 
 
 def split_userinfo(url: str) -> tuple[str, str | None]:

@@ -35,7 +35,7 @@ from ..errors import DownloadError, ModelNotFoundError, OfflineError
 from ..logs import logger
 from ..retry import RetryPolicy
 from ..settings import DEFAULT_HF_ENDPOINT, Settings
-from .http import Client, Origin, get_small, origin_of
+from .origins import Origin, origin_of
 
 log = logger(__name__)
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
@@ -104,6 +104,8 @@ class Hub:
         self.settings = settings
         self.endpoint = settings.hf_endpoint
         self.retry = retry or RetryPolicy()
+        from .http import Client  # TLS and http.client: when the Hub is asked
+
         self.client = Client(timeout=timeout, token=hub_token(settings),
                              token_origins=token_origins(settings))
 
@@ -121,6 +123,8 @@ class Hub:
         if self.settings.hf_offline or self.settings.offline:
             raise OfflineError(f"{ref.url()}: {what} needs the Hub, and offline mode is on"
                                " (HF_HUB_OFFLINE / RUNANYWHERE_OFFLINE)")
+        from .http import get_small
+
         status, headers, body = get_small(url, {"Accept": "application/json"},
                                           client=self.client, retry=self.retry)
         if status in (401, 403, 404):

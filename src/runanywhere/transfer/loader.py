@@ -25,19 +25,21 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..catalog import Catalog, ModelMetadata
 from ..errors import DownloadCancelledError, ModelError
 from ..logs import logger
 from ..progress import HEARTBEAT, DownloadProgress, ProgressCallback, ProgressTracker, Stage
 from ..settings import Settings
-from ..shared import SharedTier, shared_tier_from_settings
 from ..store import ModelCache
 from ..store.fsutil import disk_error
 from .config import FetchConfig, loader_config
 from .hub import hub_token, token_origins
-from .pipeline import Pull, pull_model
 from .watch import ticking
+
+if TYPE_CHECKING:
+    from ..shared import SharedTier
 
 log = logger(__name__)
 #: How long a cancelled caller waits for its download's threads to stop.
@@ -133,7 +135,11 @@ class ModelLoader:
                                     retry_attempts=retry_attempts, retry_delay=retry_delay,
                                     timeout=timeout)
         self.concurrency = concurrency
-        self.shared: SharedTier | None = shared_tier_from_settings(s)
+        self.shared: SharedTier | None = None
+        if s.shared_cache:  # else the S3 client stays unimported (a cached pull's start)
+            from ..shared import shared_tier_from_settings
+
+            self.shared = shared_tier_from_settings(s)
         self.files_in_parallel = files_in_parallel
         self._resolve = resolve or Catalog.from_settings(s).require
         self._jobs: dict[str, _Job] = {}
@@ -312,6 +318,8 @@ class ModelLoader:
 
     def _run(self, job: _Job) -> None:
         tracker = ProgressTracker(job.meta.id, job.meta.size, lambda p: self._emit(job, p))
+        from .pipeline import Pull, pull_model  # the fetch, HTTP, TLS: not for a cache hit
+
         pull = Pull(self.cache, self.config, self.shared, self.settings,
                     self.files_in_parallel)
         outcome: Path | BaseException

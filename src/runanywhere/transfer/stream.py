@@ -42,6 +42,11 @@ def stale_link(status: int) -> bool:
     return 400 <= status < 500 and status not in RETRY_STATUSES
 
 
+class _Shed(Exception):
+    """This stream stops: the host refused it (429, 503) or it stalled with streams to spare
+    (``FileJob.shed``); its range goes back to the schedule for the others."""
+
+
 class Stream:
     """Stream ``idx`` of a file's download."""
 
@@ -54,17 +59,30 @@ class Stream:
         """Fetch ranges until none is left; a failure goes to the job (``FileJob.fail``)."""
         job = self.job
         auth = job.config.auth
+        job.enter()
+        counted = True
         try:
             with Client(timeout=job.config.stalls.timeout, token=auth.token,
                         token_origins=auth.origins) as client:
                 kept = True  # no steal without a kept-alive connection to steal with
                 while job.error is None and not job.cancel.is_set():
+                    if job.over_limit():
+                        counted = False
+                        return
                     seg = job.claim(self.idx, steal=kept)
                     if seg is None:
                         return
-                    kept = self._fetch_segment(client, seg)
+                    try:
+                        kept = self._fetch_segment(client, seg)
+                    except _Shed:
+                        counted = False
+                        job.release(seg)
+                        return
         except BaseException as e:  # handed to FileFetch through the job
             job.fail(e)
+        finally:
+            if counted:
+                job.leave()
 
     def _check_cancel(self) -> None:
         if self.job.cancel.is_set():
@@ -82,7 +100,12 @@ class Stream:
             if job.segment_end(seg) <= seg.pos:
                 return False  # its tail was taken while the last try failed: nothing to ask
             used[0] = url = roster.current  # another stream may have moved on meanwhile
-            return self._request_into(client, url, seg)
+            try:
+                return self._request_into(client, url, seg)
+            except TransientError as e:
+                if (e.slow or e.status in (429, 503)) and job.shed(stalled=e.slow):
+                    raise _Shed from e
+                raise
 
         while seg.pos < seg.end:
             self._check_cancel()
