@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 #: The longest a caller waits between two reports while a download runs.
 HEARTBEAT = 0.25
@@ -252,3 +252,38 @@ def display(**options: Any) -> ProgressDisplay:
     """A ready progress callback: ``registry.download_model(id, on_detail=display())``."""
     return ProgressDisplay(**options)
 
+
+#: The design note's ``onProgress(progress, message)``, or ``"auto"`` for a ready display (a bar
+#: in Jupyter or a terminal, plain lines in a log), or one made by
+#: ``runanywhere.progress.display(...)`` with options of its own.
+SimpleProgress = Callable[[float, str], None] | ProgressDisplay | Literal["auto"]
+
+
+def progress_callback(on_progress: SimpleProgress | None,
+                      on_detail: Callable[[DownloadProgress], None] | None
+                      ) -> Callable[[DownloadProgress], None]:
+    """One callback for the loader out of the registry's two: ``on_progress`` (the design
+    note's ``(percent, message)``, ``"auto"``, or a :func:`display`) and ``on_detail`` (the
+    whole :class:`DownloadProgress`)."""
+    simple: Callable[[float, str], None] | None = None
+    if on_progress == "auto":
+        on_detail = on_detail or display()
+    elif isinstance(on_progress, ProgressDisplay):  # display(...) takes the whole progress
+        detail, display_cb = on_detail, on_progress
+
+        def both(p: DownloadProgress) -> None:
+            display_cb(p)
+            if detail is not None:
+                detail(p)
+
+        on_detail = both
+    else:
+        simple = on_progress
+
+    def cb(p: DownloadProgress) -> None:
+        if simple is not None:
+            simple(p.progress, p.message)
+        if on_detail is not None:
+            on_detail(p)
+
+    return cb

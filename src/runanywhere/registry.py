@@ -18,19 +18,17 @@ and Ctrl-C during a call cancels what it started.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import signal
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from .bridge import Bridge
 from .catalog import Catalog, ModelMetadata, parse_model
 from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError, OfflineError
 from .logs import log
-from .progress import DownloadProgress, ProgressDisplay
+from .progress import DownloadProgress, SimpleProgress, progress_callback
 from .result import Result
 from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
 from .settings import Settings
@@ -40,12 +38,6 @@ if TYPE_CHECKING:
     from .transfer import ModelLoader
 
 T = TypeVar("T")
-#: The design note's ``onProgress(progress, message)``, or ``"auto"`` for a ready display (a bar
-#: in Jupyter or a terminal, plain lines in a log), or one made by
-#: ``runanywhere.progress.display(...)`` with options of its own.
-SimpleProgress = Callable[[float, str], None] | ProgressDisplay | Literal["auto"]
-#: How long a Ctrl-C'd blocking call waits for what it started to stop.
-WIND_DOWN = 5.0
 
 
 def _fetch_catalog(url: str, settings: Settings) -> Path:
@@ -249,7 +241,7 @@ class ModelRegistry:
             if meta.endpoint is not None:
                 raise _remote(meta)
             loader = await self._open_loader()
-            path = await loader.load_model(meta, _progress_callback(on_progress, on_detail))
+            path = await loader.load_model(meta, progress_callback(on_progress, on_detail))
             if self._size_unknown(meta):
                 await asyncio.to_thread(self._remember_size, meta, path)
             return Result.ok(path)
@@ -482,109 +474,6 @@ def _same_commit(known: ModelMetadata, new: ModelMetadata) -> bool:
     a, b = HubRef.parse(known.name), HubRef.parse(new.name)
     return ((a.kind, a.repo, a.path) == (b.kind, b.repo, b.path)
             and known.version == new.version)
-
-
-def _progress_callback(on_progress: SimpleProgress | None,
-                       on_detail: Callable[[DownloadProgress], None] | None
-                       ) -> Callable[[DownloadProgress], None]:
-    simple: Callable[[float, str], None] | None = None
-    if on_progress == "auto":
-        from .progress import display
-
-        on_detail = on_detail or display()
-    elif isinstance(on_progress, ProgressDisplay):  # display(...) takes the whole progress
-        detail, display_cb = on_detail, on_progress
-
-        def both(p: DownloadProgress) -> None:
-            display_cb(p)
-            if detail is not None:
-                detail(p)
-
-        on_detail = both
-    else:
-        simple = on_progress
-
-    def cb(p: DownloadProgress) -> None:
-        if simple is not None:
-            simple(p.progress, p.message)
-        if on_detail is not None:
-            on_detail(p)
-
-    return cb
-
-
-@contextlib.contextmanager
-def _interrupts_blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM blocked in this thread while the block runs, so a thread started
-    in it is born with them blocked (and every thread IT starts: the mask is inherited).
-
-    The Bridge's caller waits for its result in a lock, which only a signal delivered to the
-    caller's own thread interrupts. The kernel gives a Ctrl-C to any thread that does not
-    block it: one that landed in the loop's thread, or in a download thread the loop started,
-    woke nobody, and the download ran to its end before the KeyboardInterrupt was raised.
-    Blocked in all of them, it can only land in the caller's thread. A thread started in the
-    block is born blocked (blocking it from the new thread itself would leave a window)."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - POSIX only
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending Ctrl-C is delivered here
-
-
-class Bridge:
-    """An event loop in a daemon thread that runs coroutines for blocking callers: the one way
-    synchronous code (scripts, notebooks, other threads) calls the async API."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="runanywhere-loop")
-        with _interrupts_blocked():
-            self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` to completion; Ctrl-C cancels it (a download nobody else waits for
-        stops, its partial kept) and lets it stop before the interrupt goes on."""
-        finished = threading.Event()
-
-        async def run() -> T:
-            try:
-                return await coro
-            finally:
-                finished.set()
-
-        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            finished.wait(WIND_DOWN)
-            raise
-        except concurrent.futures.CancelledError:
-            raise ModelError("the call was cancelled") from None
-
-    def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-
-
-_shared_bridge: Bridge | None = None
-_shared_bridge_lock = threading.Lock()
-
-
-def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine of the API from synchronous code (works inside a running loop too)."""
-    global _shared_bridge
-    with _shared_bridge_lock:
-        if _shared_bridge is None:
-            _shared_bridge = Bridge()
-    return _shared_bridge.run(coro)
 
 
 class BlockingRegistry:

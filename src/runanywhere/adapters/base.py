@@ -358,7 +358,7 @@ class BaseAdapter(Generic[EventsT]):
     def load_model_sync(self, model_id: str | None = None, **options: Any
                         ) -> Result[None, ModelError]:
         """``load_model`` for scripts and notebooks (through the registry's blocking bridge)."""
-        from ..registry import run_blocking
+        from ..bridge import run_blocking
 
         return run_blocking(self.load_model(model_id, **options))
 

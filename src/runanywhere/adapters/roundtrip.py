@@ -266,7 +266,7 @@ async def spoken_round_trip(registry: Any, folder: str | Path, *, sentence: str 
 
 def run_spoken_round_trip(registry: Any, folder: str | Path, **options: Any) -> RoundTripReport:
     """The blocking form (works where an event loop already runs, e.g. in Jupyter)."""
-    from ..registry import run_blocking
+    from ..bridge import run_blocking
 
     return run_blocking(spoken_round_trip(registry, folder, **options))
 
