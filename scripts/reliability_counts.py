@@ -10,7 +10,7 @@ each file of ``tests/reliability/`` belongs to an area below (a new file without
 error, so the table cannot silently miss it). In the texts, ``{sel}`` is the number of cases
 whose id starts with ``sel`` (a path under ``tests/``, optionally ``::test_name``) and
 ``{rest}`` the area's cases not named by another placeholder of the same text.
-``tests/test_readme_counts.py`` runs ``--check`` in the suite.
+``tests/test_reliability_counts.py`` runs ``--check`` in the suite.
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ NO_RUN: dict[str, int] = {
     "README.md": 2,              # serve, which runs until Ctrl-C (docs/serve.md runs one); the
                                  # chat after make demo (its .venv; the run example above runs)
     "docs/catalogs.md": 2,       # example.org and the Hub (tests/test_sources.py: a stand-in)
+    "docs/getting-started.md": 1,  # the chat after make demo (its .venv and cache)
     "docs/guides/stt.md": 1,     # ONNX Whisper: no real weights reachable here
     "docs/guides/tts.md": 1,     # SpeechT5: its real weights come from the Hub
     "docs/serve.md": 4,          # servers that run until Ctrl-C, two machines, the Hub
@@ -188,7 +189,24 @@ def test_the_checks_catch_a_wrong_example() -> None:
     assert install_line_problem("pip install 'runanywhere[sever]'") is not None
     assert install_line_problem("pip install runanywhere-tts-pipr") is not None
     assert install_line_problem("make tset") is not None
+    assert install_line_problem("pip install -e '.[onnx,audio]' -e packages/vad-silero") is None
+    assert install_line_problem("pip install -e '.[onx]'") is not None
+    assert install_line_problem("pip install -e packages/vad-silro") is not None
     assert not CHECKER.check_output("a\n...\nc\n", "a\nb\nd\n", LOOSE)
+
+
+@pytest.mark.parametrize("code", [
+    "from runanywhere import FetchConfig\nFetchConfig(connections=4)",
+    "from runanywhere import FetchConfig\nFetchConfig().timeout",
+    "from runanywhere import ModelCache\nModelCache(directory='home').lookup('x')",
+])
+def test_an_example_with_a_deprecated_name_fails(code: str, tmp_path: Path) -> None:
+    (tmp_path / "blocks.json").write_text(json.dumps([{"where": "page.md:1", "code": code}]))
+    done = subprocess.run([sys.executable, str(RUNNER), str(tmp_path / "blocks.json"),
+                           str(tmp_path / "results.json")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert "page.md:1" in done.stderr and "DeprecationWarning" in done.stderr
 
 
 # -- run ----------------------------------------------------------------------------------------

@@ -206,6 +206,15 @@ def install_line_problem(line: str) -> str | None:
         extras, dists = _extras_and_distributions()
         problems = []
         for req in (w for w in words[2:] if not w.startswith("-")):
+            local = re.fullmatch(r"(\.|\.?/?[\w.-]+(?:/[\w.-]+)+)(?:\[([\w,-]+)\])?", req)
+            if local and (local[1] == "." or "/" in local[1]):  # a folder of this repository
+                folder = ROOT / local[1]
+                if not (folder / "pyproject.toml").is_file():
+                    problems.append(f"no package in {local[1]!r}")
+                elif local[1] == ".":
+                    problems += [f"no extra {e!r}" for e in (local[2] or "").split(",")
+                                 if e and e not in extras]
+                continue
             m = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[([\w,-]+)\])?(?:[<>=!~].*)?", req)
             if not m:
                 problems.append(f"cannot read {req!r}")

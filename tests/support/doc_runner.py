@@ -6,6 +6,9 @@ BLOCKS.json is a list of ``{"where": "page:line", "code": "..."}``. Each block r
 stdout captured (progress printed from worker threads included); RESULTS.json gets
 ``[{"where", "stdout"}]`` for the blocks that ran. A block that raises stops the page: the
 traceback goes to stderr with the block's place, and the exit status is 1.
+
+Our own deprecations are errors here (``DEPRECATED``): an example shows today's names, never
+one that works for a last release with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ import io
 import json
 import sys
 import traceback
+import warnings
+
+#: The messages of runanywhere's own DeprecationWarnings (FetchConfig's flat keywords and
+#: attributes, ModelCache's renamed reads).
+DEPRECATED = r"(FetchConfig|ModelCache)\b.* is deprecated: use "
 
 
 def main(blocks_file: str, results_file: str) -> int:
     with open(blocks_file, encoding="utf-8") as f:
         blocks = json.load(f)
+    warnings.filterwarnings("error", message=DEPRECATED, category=DeprecationWarning)
     namespace: dict[str, object] = {"__name__": "__main__"}
     results = []
     status = 0
