@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from support.openai_load import CLIENTS, RSS_SLACK, chain_server, run_load
 
 
+@pytest.mark.timeout(900)  # a few seconds on an idle machine; minutes at a load of 20
 def test_eight_streaming_clients_on_one_model_for_three_rounds(tmp_path: Path) -> None:
     with chain_server(tmp_path) as served:
         load = run_load(served, rounds=3)

@@ -5,8 +5,8 @@ tokens), each on its own raw socket. ``tests/test_serve_openai_load.py`` runs 3 
 
 Checked, per stream (:func:`check_stream`): server-sent ``data:`` events ending
 ``data: [DONE]``, one completion id throughout (its own, never seen in another stream), the role
-first, exactly the text and usage its own ``max_tokens`` asks for (the clients ask different
-multiples of 8, so a token of another stream in it would show), ``finish_reason`` "length". In
+first, exactly the text and usage its own ``max_tokens`` asks for (a multiple of 8, from 8 to
+32 tokens, so a token of another stream in it would show), ``finish_reason`` "length". In
 every round one client of the 8 leaves after the first token of a 4000-token answer: its
 generation must end "cancelled" (the adapter's ``GenerationDone``: an event, not a timing)
 before it counts the round, and the others of the round are served on the model's one slot.
@@ -217,7 +217,7 @@ def run_load(served: InProcessServer, rounds: int = 3, seconds: float = 0.0) -> 
                 if i == r % CLIENTS:  # this round's leaver
                     leave_mid_stream()
                     continue
-                n = 8 * (1 + (i + r) % CLIENTS)
+                n = 8 * (1 + (i + r) % 4)  # 8 to 32 tokens
                 stream_id = check_stream(read_all(open_stream(url, n)), n)
                 sample = rss()
                 with load.lock:
