@@ -97,7 +97,8 @@ def test_the_api_reference_documents_the_public_names(site: Path, page: str,
 def test_each_adapter_package_has_its_reference(site: Path) -> None:
     html = (site / "reference" / "packages" / "index.html").read_text()
     for cls in ("SileroVADAdapter", "FasterWhisperSTTAdapter", "WhisperSTTAdapter",
-                "PiperTTSAdapter", "SpeechT5TTSAdapter", "SystemTTSAdapter"):
+                "PiperTTSAdapter", "SpeechT5TTSAdapter", "SystemTTSAdapter",
+                "OpenAILLMAdapter", "OpenAISTTAdapter", "OpenAITTSAdapter"):
         assert re.search(rf'id="[\w.]*\.{cls}"', html), cls
 
 
