@@ -64,9 +64,9 @@ NO_RUN: dict[str, int] = {
     "README.md": 2,              # serve, which runs until Ctrl-C (docs/serve.md runs one); the
                                  # chat after make demo (its .venv; the run example above runs)
     "docs/catalogs.md": 2,       # example.org and the Hub (tests/test_sources.py: a stand-in)
-    "docs/guides/stt.md": 1,
-    "docs/openai.md": 1,         # llama.cpp's llama-server, ollama, a cloud account     # ONNX Whisper: no real weights reachable here
+    "docs/guides/stt.md": 1,     # ONNX Whisper: no real weights reachable here
     "docs/guides/tts.md": 1,     # SpeechT5: its real weights come from the Hub
+    "docs/openai.md": 1,         # llama.cpp's llama-server, ollama, a cloud account
     "docs/serve.md": 4,          # servers that run until Ctrl-C, two machines, the Hub
     "docs/shared-tier.md": 1,    # an S3 bucket (tests/test_shared_s3.py: SeaweedFS)
 }
