@@ -112,6 +112,8 @@ bench: setup
 	$(PY) -m bench.tts_bench
 	$(PY) -m bench.stt_bench
 	$(PY) -m bench.llm_bench
+	$(PY) -m bench.openai_bench
+	$(PY) -m bench.openai_load
 
 bench-smoke: setup
 	EXTRA_DEPS="aria2c:aria2" bash scripts/system-deps.sh
@@ -121,6 +123,7 @@ bench-smoke: setup
 	$(PY) -m bench.tts_bench --smoke
 	$(PY) -m bench.stt_bench --smoke
 	$(PY) -m bench.llm_bench --smoke
+	$(PY) -m bench.openai_bench --smoke
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info src/*.egg-info packages/*/build packages/*/src/*.egg-info

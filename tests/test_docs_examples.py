@@ -67,6 +67,7 @@ NO_RUN: dict[str, int] = {
     "docs/getting-started.md": 1,  # the chat after make demo (its .venv and cache)
     "docs/guides/stt.md": 1,     # ONNX Whisper: no real weights reachable here
     "docs/guides/tts.md": 1,     # SpeechT5: its real weights come from the Hub
+    "docs/openai.md": 1,         # llama.cpp's llama-server, ollama, a cloud account
     "docs/serve.md": 4,          # servers that run until Ctrl-C, two machines, the Hub
     "docs/shared-tier.md": 1,    # an S3 bucket (tests/test_shared_s3.py: SeaweedFS)
 }
