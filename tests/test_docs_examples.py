@@ -61,8 +61,9 @@ from support.wheels import PIPER_JOE, SMOLLM2, real_file, wheel_dir
 
 #: Blocks marked no-run, page by page (each says why on the page). Change it with the pages.
 NO_RUN: dict[str, int] = {
-    "README.md": 2,              # serve, which runs until Ctrl-C (docs/serve.md runs one); the
-                                 # chat after make demo (its .venv; the run example above runs)
+    "README.md": 3,              # serve, which runs until Ctrl-C (docs/serve.md runs one); the
+                                 # chat after make demo (its .venv; the run example above runs);
+                                 # activating .venv (tests/test_readme_quickstart.py runs it)
     "docs/catalogs.md": 2,       # example.org and the Hub (tests/test_sources.py: a stand-in)
     "docs/getting-started.md": 1,  # the chat after make demo (its .venv and cache)
     "docs/guides/stt.md": 1,     # ONNX Whisper: no real weights reachable here
