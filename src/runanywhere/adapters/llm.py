@@ -152,6 +152,22 @@ class LLMRequest:
     def is_chat(self) -> bool:
         return self.prompt is None
 
+    def openai_fields(self) -> dict[str, Any]:
+        """The request in OpenAI's chat/completions wire form: ``messages`` or ``prompt`` and
+        the sampling options that were given (none invented), as llama.cpp's server, ``serve``
+        and any OpenAI-compatible endpoint take them."""
+        o = self.options
+        body: dict[str, Any] = {k: v for k, v in (
+            ("max_tokens", o.max_tokens), ("temperature", o.temperature), ("top_p", o.top_p),
+            ("seed", o.seed)) if v is not None}
+        if o.stop:
+            body["stop"] = list(o.stop)
+        if self.is_chat:
+            body["messages"] = [m.to_dict() for m in self.messages]
+        else:
+            body["prompt"] = self.prompt
+        return body
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:

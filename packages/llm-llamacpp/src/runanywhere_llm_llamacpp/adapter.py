@@ -29,19 +29,7 @@ from .runtime import LlamaModel
 
 def request_body(request: LLMRequest) -> dict[str, Any]:
     """The request llama.cpp's server gets for ``request`` (streamed)."""
-    body: dict[str, Any] = {"stream": True, "timings_per_token": True}
-    o = request.options
-    for key, value in (("max_tokens", o.max_tokens), ("temperature", o.temperature),
-                       ("top_p", o.top_p), ("seed", o.seed)):
-        if value is not None:
-            body[key] = value
-    if o.stop:
-        body["stop"] = list(o.stop)
-    if request.is_chat:
-        body["messages"] = [m.to_dict() for m in request.messages]
-    else:
-        body["prompt"] = request.prompt
-    return body
+    return {"stream": True, "timings_per_token": True, **request.openai_fields()}
 
 
 class _Progress:

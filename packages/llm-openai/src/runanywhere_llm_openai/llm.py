@@ -49,18 +49,7 @@ def request_body(request: LLMRequest, model: str, *, include_usage: bool = True
     body: dict[str, Any] = {"model": model, "stream": True}
     if include_usage:
         body["stream_options"] = {"include_usage": True}
-    o = request.options
-    for key, value in (("max_tokens", o.max_tokens), ("temperature", o.temperature),
-                       ("top_p", o.top_p), ("seed", o.seed)):
-        if value is not None:
-            body[key] = value
-    if o.stop:
-        body["stop"] = list(o.stop)
-    if request.is_chat:
-        body["messages"] = [m.to_dict() for m in request.messages]
-    else:
-        body["prompt"] = request.prompt
-    return body
+    return {**body, **request.openai_fields()}
 
 
 class _Seen:
