@@ -101,7 +101,18 @@ VOCABULARY = sorted({w for s in [*SENTENCES, SENTENCE] for w in re.findall(r"[A-
                        "text-to-speech", "café", "um", "(laughs)", "[music]"})
 WORD = st.tuples(st.sampled_from(VOCABULARY), st.sampled_from([str.lower, str.title, str.upper]),
                  st.sampled_from(["", "", "", ",", ".", "!", "?", ";", ":", " -", '"'])
-                 ).map(lambda t: t[1](t[0]) + t[2])
+                 ).map(lambda t: t[1](t[0]) + t[2]).filter(lambda w: ".." not in w)
+# (Two periods in a row are where the two part by design: see the test below.)
+
+
+def test_two_periods_in_a_row_are_where_ours_parts_from_openais() -> None:
+    """OpenAI's rule for a period (``re.sub(r"\\.([^0-9]|$)", r" \\1", s)``) consumes the next
+    character as it matches, so of ".." the second period survives as a word of its own, and
+    would count as an error against a transcript without it. Ours drops both: a known,
+    deliberate difference, the only one found on text of these words."""
+    for text, word in (("hello..", "hello"), ("Dr..", "doctor")):
+        assert openai(text) == [word, "."]
+        assert wer.words(text) == [word]
 
 
 @settings(max_examples=300, deadline=None)
