@@ -158,11 +158,11 @@ def test_speech_comes_back_as_the_same_words(client: openai.OpenAI, home: Path) 
     pcm = client.audio.speech.create(model=VOICE, voice="anything", input=line,
                                      response_format="pcm").read()
     assert len(pcm) % 2 == 0
-    # 24 kHz: two syntheses differ in length (Piper's durations are drawn with noise; 2.5% was
-    # seen), so the check is which rate the length is closer to: 24 kHz (ratio 1), or the voice's
-    # own 22.05 kHz mislabelled either way (ratio 0.919 or 1.088).
+    # Two syntheses differ in length (Piper draws its durations with noise: 2.5% and 5% apart
+    # were seen), so this only bounds it; the exact 24 kHz is held on one signal by
+    # test_serve_openai_parts.py::test_speech_encodings_keep_the_samples.
     ratio = (len(pcm) / 2 / 24000) / (samples.size / 22050)
-    assert abs(ratio - 1) < min(abs(ratio - 22050 / 24000), abs(ratio - 24000 / 22050)), ratio
+    assert 0.85 < ratio < 1.15, ratio
     as16k = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
     assert words(stt.transcribe(as16k, 24000)) == words(line)  # type: ignore[attr-defined]
 
