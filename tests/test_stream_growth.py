@@ -136,18 +136,21 @@ def hub_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pull_through(srv: Nginx, hub_files: Path, write_catalog: Catalog, home: Path,
-                  piece: int, most: int = 10) -> int:
+                  piece: int | None, most: int = 10, wide_start: int | None = None,
+                  requests: int | None = None) -> int:
+    mark = srv.log_size()  # this pull's requests only
     data = (hub_files / "hub" / "acme" / "big" / "weights.bin").read_bytes()
     cat = write_catalog([model_entry("grow", srv.hub_url("acme/big", "weights.bin"), len(data),
                                      hashlib.sha256(data).hexdigest())])
+    # wide_start None: it starts with 2 and grows by measurement
     config = fast_config(connections=2, max_connections=most, piece_size=piece, min_part=MiB,
-                         stall_window=30.0)
+                         stall_window=30.0, wide_start=wide_start)
     r = pull(make_registry(home, cat, fetch_config=config), "grow")
     assert r.success, r.error
     assert r.unwrap().read_bytes() == data
     assert check_cache(home) == ["grow"]
-    srv.wait_records(24 * MiB // piece, site="cdn", status=206)
-    return srv.connections(site="cdn")
+    srv.wait_records(requests or 24 * MiB // (piece or MiB), site="cdn", status=206, since=mark)
+    return srv.connections(site="cdn", since=mark)
 
 
 @pytest.fixture
@@ -172,6 +175,18 @@ def test_a_cdn_that_caps_each_connection_gets_more_streams(capped_cdn: Nginx, hu
     at first, so the pieces are 4 MiB): the rate rises with the batch added."""
     conns = _pull_through(capped_cdn, hub_files, write_catalog, home, 4 * MiB)
     assert 2 < conns <= 10, conns
+
+
+def test_a_large_file_starts_wide(capped_cdn: Nginx, hub_files: Path, write_catalog: Catalog,
+                                  home: Path, tmp_path: Path) -> None:
+    """One stream per ``wide_start`` bytes from the start (24 MiB at one per 4 MiB: 6 streams,
+    each with a piece of its own), rather than 2 that grow by measurement: a short download is
+    over before growing would reach its width. The same pull without it uses 2."""
+    assert _pull_through(capped_cdn, hub_files, write_catalog, home, None, most=6,
+                         wide_start=4 * MiB, requests=6) == 6
+    narrow = tmp_path / "narrow"
+    assert _pull_through(capped_cdn, hub_files, write_catalog, narrow, None, most=2,
+                         requests=3) == 2
 
 
 def test_a_shared_link_gets_one_batch_and_no_more(shared_link: Nginx, hub_files: Path,

@@ -73,8 +73,12 @@ def test_the_new_form_warns_nothing_and_a_typo_is_an_error() -> None:
         FetchConfig(streams=Streams(connections=2), retry=RetryPolicy(attempts=1),
                     stalls=Stalls(timeout=1.0), auth=Auth("t", MINE), durable=False)
         replace_flat(FetchConfig(), connections=2, durable=False)  # the tools' form
+        # a setting newer than the flat keywords: tools name it flat, code by its group
+        assert replace_flat(FetchConfig(), wide_start=None).streams.wide_start is None
     with pytest.raises(TypeError, match="conections"):
         FetchConfig(conections=2)
+    with pytest.raises(TypeError, match="wide_start"):
+        FetchConfig(wide_start=None)
 
 
 def test_a_token_never_shows_in_a_repr() -> None:

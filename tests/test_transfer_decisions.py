@@ -27,6 +27,7 @@ from runanywhere.retry import (
     retry_after_seconds,
 )
 from runanywhere.shared.client import heals
+from runanywhere.transfer.config import Streams
 from runanywhere.transfer.response import Answer, SourceChanged, classify, total_size
 from runanywhere.transfer.roster import UrlRoster
 from runanywhere.transfer.schedule import Schedule
@@ -194,6 +195,9 @@ PLAN: list[tuple[str, int, int, int | None, bool, int, int]] = [
     ("206: given pieces", 128 * MiB, 4, 40 * MiB, True, 1 + 3, 3),
     ("206: no piece under min_part", 40 * MiB, 8, None, True, 1 + 4, 4),
     ("200: one stream, nothing planned", 128 * MiB, 4, None, False, 1, 0),
+    # a wide start: every starting stream finds a piece of its own (16 MiB would leave 16 idle)
+    ("206: 32 streams on 256 MiB: 8 MiB pieces", 256 * MiB, 32, None, True, 1 + 31, 31),
+    ("206: 12 streams on 100 MiB", 100 * MiB, 12, None, True, 1 + 11, 11),
 ]
 
 
@@ -215,6 +219,25 @@ def test_schedule_plans_pieces_in_file_order(size: int, connections: int, piece:
         assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     else:
         assert s.pending == [(8 * MiB, size)], "a 200 leaves the rest to a later pass"
+
+
+#: (id, size, connections, max_connections, wide_start) -> streams a file starts with.
+START: list[tuple[str, int, int, int, int | None, int]] = [
+    ("one per 8 MiB", 100 * MiB, 8, 32, 8 * MiB, 12),
+    ("never past max_connections", 2048 * MiB, 8, 32, 8 * MiB, 32),
+    ("never below connections", 40 * MiB, 8, 32, 8 * MiB, 8),
+    ("a fixed number stays fixed", 2048 * MiB, 4, 4, 8 * MiB, 4),
+    ("wide_start None: connections", 2048 * MiB, 8, 32, None, 8),
+    ("a larger share per stream", 256 * MiB, 8, 32, 16 * MiB, 16),
+]
+
+
+@pytest.mark.parametrize(("size", "connections", "most", "wide", "start"),
+                         [s[1:] for s in START], ids=[s[0] for s in START])
+def test_a_file_starts_with_one_stream_per_wide_start(size: int, connections: int, most: int,
+                                                      wide: int | None, start: int) -> None:
+    streams = Streams(connections=connections, max_connections=most, wide_start=wide)
+    assert streams.start_for(size) == start
 
 
 def test_claims_in_order_then_steal_the_far_half_of_the_longest() -> None:

@@ -28,20 +28,34 @@ MiB = 2**20
 class Streams:
     """How one file is split across connections (``schedule.py``, ``streams.py``)."""
 
-    #: Streams a file starts with.
+    #: Streams a file starts with (at least; see ``wide_start``).
     connections: int = 8
     #: Streams may grow to this many while each batch added raises the total rate (a CDN that
     #: caps each connection; ``streams.py``). Equal to ``connections``: a fixed number.
     max_connections: int = 32
+    #: A file whose streams may grow starts with one stream per this many bytes, between
+    #: ``connections`` and ``max_connections`` (None: with ``connections``). CDNs that cap each
+    #: connection are common, and a download of a few seconds is over before growing by
+    #: measurement reaches its width (256 MiB behind 20 MiB/s per connection: 2.3 s from 8
+    #: streams, 1.2 s from 32); on a link with no cap the extra streams cost little
+    #: (``bench/PERFORMANCE.md``). hf_transfer and aria2c also decide up front.
+    wide_start: int | None = 8 * MiB
     #: Files smaller than this use one connection.
     split_threshold: int = 32 * MiB
     min_part: int = 8 * MiB
     #: Ranges are handed out in file order as pieces of about this size (None: a quarter of the
-    #: file per connection, 16-128 MiB), so the verified prefix grows while bytes arrive and the
-    #: hash has little left to catch up on at the end. One request per piece.
+    #: file per starting stream, 16-128 MiB, but at most the file over those streams), so the
+    #: verified prefix grows while bytes arrive and the hash has little left to catch up on at
+    #: the end. One request per piece.
     piece_size: int | None = None
     #: Bytes read per socket read (and the buffer of each stream).
     chunk_size: int = MiB
+
+    def start_for(self, size: int) -> int:
+        """How many streams a file of ``size`` bytes starts with."""
+        if self.wide_start is None or self.max_connections <= self.connections:
+            return self.connections
+        return max(self.connections, min(self.max_connections, size // self.wide_start))
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,10 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "token": ("auth", "token"),
     "token_origins": ("auth", "origins"),
 }
+
+#: Settings newer than the groups, which tools (``replace_flat``) reach by a flat name too; code
+#: names their group (``Streams(wide_start=...)``).
+TOOL_NAMES: dict[str, tuple[str, str]] = {"wide_start": ("streams", "wide_start")}
 
 _GROUP_TYPES = {"streams": "Streams", "retry": "RetryPolicy", "stalls": "Stalls", "auth": "Auth"}
 
@@ -137,8 +155,12 @@ def replace_flat(config: FetchConfig, **flat: Any) -> FetchConfig:
     a deprecation warning: the form for tools, not for code."""
     durable = flat.pop("durable", config.durable)
     flush_every = flat.pop("flush_every", config.flush_every)
+    newer = {name: flat.pop(name) for name in list(flat) if name in TOOL_NAMES}
     groups = _with_flat({"streams": config.streams, "retry": config.retry,
                          "stalls": config.stalls, "auth": config.auth}, flat)
+    for name, value in newer.items():
+        group, field_name = TOOL_NAMES[name]
+        groups[group] = replace(groups[group], **{field_name: value})
     return FetchConfig(**groups, durable=durable, flush_every=flush_every)
 
 

@@ -50,13 +50,14 @@ class FileJob:
         #: The one lock over the job (the schedule's methods are called with it held).
         self.cond = threading.Condition()
         s = config.streams
-        self.plan = Schedule(size, connections=s.connections, split_threshold=s.split_threshold,
+        start = s.start_for(size)
+        self.plan = Schedule(size, connections=start, split_threshold=s.split_threshold,
                              min_part=s.min_part, chunk_size=s.chunk_size,
                              piece_size=s.piece_size)
         #: The first error of a stream: the pass ends with it.
         self.error: BaseException | None = None
         #: How many streams to run (``streams.py``); streams alive now.
-        self.growth = StreamGrowth(s.connections, max(s.connections, s.max_connections))
+        self.growth = StreamGrowth(start, max(start, s.max_connections))
         self.alive = 0
         #: Bytes written by this job's streams (for stream growth), and not yet flushed.
         self.arrived = 0

@@ -77,8 +77,10 @@ class Schedule:
     def _piece(self) -> int:
         if self.piece_size:
             return max(self.piece_size, self.min_part)
-        auto = self.size // (4 * max(1, self.connections))
-        return max(self.min_part, min(128 * MiB, max(16 * MiB, auto)))
+        conns = max(1, self.connections)
+        auto = max(16 * MiB, min(128 * MiB, self.size // (4 * conns)))
+        # ... but never so large that a stream of the start finds no piece to take
+        return max(self.min_part, min(auto, self.size // conns))
 
     def unclaimed(self) -> int:
         """Pieces planned that no worker has started: what a new worker could take without
