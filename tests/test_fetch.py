@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from harness.nginx import Nginx
 from runanywhere import ModelRegistry
 from runanywhere.errors import DownloadCancelledError, DownloadError, IntegrityError
 from runanywhere.transfer import FetchConfig, Streams
+from support import fault_server as fs
 from support.catalogs import model_entry
+from support.fault_server import FaultServer
 from support.invariants import check_cache
 from support.pulls import MiB, covered, fast_config, make_registry, partial_files, pull
 
@@ -257,3 +260,53 @@ def test_short_pwrite_keeps_the_rest_of_the_chunk(
     assert r.success, r.error
     assert Path(r.value).read_bytes() == (nginx.root / name).read_bytes()
     check_cache(home)
+
+
+def test_streams_connect_where_the_first_request_was_redirected_before_its_answer(
+        fault_server: FaultServer, write_catalog: Callable[..., Path], home: Path) -> None:
+    """A Hub's 302 to its CDN: while the first range's answer is on its way, the other streams
+    connect to where it went (two round trips each saved on a far CDN), then ask for their
+    pieces as soon as it comes. This CDN holds that answer until 3 more connections came: a
+    fetch that connected only after the answer would wait out the hold (the header timeout is
+    longer than the test's patience)."""
+    data = os.urandom(24 * MiB)
+    gate = threading.Event()
+    cdn = fault_server.add("early/cdn.bin", data, fs.hold_head(gate))
+    hub = fault_server.add("early/hub.bin", b"", then=fs.redirect(cdn))
+    cat = write_catalog([model_entry("early", hub, len(data), hashlib.sha256(data).hexdigest())])
+    base = fault_server.accepted
+    done = threading.Event()
+    reached: list[bool] = []
+
+    def open_when_connected() -> None:
+        # the hub's connection, the CDN's held one, then the 3 early streams
+        reached.append(fault_server.wait_for_connections(base + 5, timeout=20.0))
+        gate.set()
+        done.set()
+
+    waiter = threading.Thread(target=open_when_connected, daemon=True)
+    waiter.start()
+    registry = make_registry(home, cat, fetch_config=fast_config(connections=4),
+                             timeout=60.0)
+    r = pull(registry, "early")
+    done.wait(30)
+    assert reached == [True], "the other streams did not connect before the first answer"
+    assert r.success, r.error
+    assert r.unwrap().read_bytes() == data
+    assert fault_server.requests("early/hub.bin") == 1, "only the first stream asks the Hub"
+    first = fault_server.hits("early/cdn.bin")[0]
+    assert (first.behaviour, first.status) == ("hold_head", 206)  # answered, not given up on
+    assert check_cache(home) == ["early"]
+
+
+def test_no_early_connections_for_a_file_one_stream_fetches(
+        fault_server: FaultServer, write_catalog: Callable[..., Path], home: Path) -> None:
+    """A file below the split threshold is one request: its redirect starts no other stream."""
+    data = os.urandom(MiB // 2)
+    cdn = fault_server.add("early/small.bin", data)
+    hub = fault_server.add("early/small-hub.bin", b"", then=fs.redirect(cdn))
+    cat = write_catalog([model_entry("small", hub, len(data), hashlib.sha256(data).hexdigest())])
+    base = fault_server.accepted
+    r = pull(make_registry(home, cat, fetch_config=fast_config(connections=4)), "small")
+    assert r.success, r.error
+    assert fault_server.accepted - base == 2  # the Hub's connection and the CDN's, no more

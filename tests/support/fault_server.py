@@ -8,6 +8,7 @@ request, in order, then a default for every later request (``script``). The serv
 ``ok()``               a correct 200/206 answer (ETag, Last-Modified, Content-Range)
 ``hold(gate)``         headers, then no body until ``gate`` (a threading.Event) is set, then ``ok``
 ``hold_reset(gate)``   headers, then no body until ``gate`` is set, then a TCP reset
+``hold_head(gate)``    nothing until ``gate`` is set (at most 60 s), then ``ok``
 ``reset(n)``           headers, ``n`` body bytes, then a TCP reset (SO_LINGER 0)
 ``stall(n)``           headers, ``n`` body bytes, then silence until the client hangs up
 ``trickle(every)``     one body byte every ``every`` seconds
@@ -33,6 +34,9 @@ request, in order, then a default for every later request (``script``). The serv
 ``swap(data)``         replace the file's bytes and ETag, then answer ``ok``
 ``no_if_range()``      ``ok`` but ignoring If-Range: a 206 of whatever version is there now
 =====================  ============================================================================
+
+Connections are counted as they are accepted (``accepted``, ``wait_for_connections``): a
+client's connects show even before it sends a request.
 
 Every request is logged as a :class:`Hit` (time it arrived and ended, Host, Range, If-Range,
 Authorization, status, body bytes sent), so tests assert on what the server saw instead of on
@@ -90,6 +94,10 @@ def hold(gate: threading.Event) -> Behaviour:
 
 def hold_reset(gate: threading.Event) -> Behaviour:
     return Behaviour("hold_reset", gate=gate)
+
+
+def hold_head(gate: threading.Event) -> Behaviour:
+    return Behaviour("hold_head", gate=gate)
 
 
 def trickle_head(every: float = 0.2) -> Behaviour:
@@ -223,6 +231,9 @@ class FaultServer:
         self._files: dict[str, _File] = {}
         self._lock = threading.Lock()
         self._hits: list[Hit] = []
+        #: TCP connections accepted so far (notified on ``_accepts``).
+        self.accepted = 0
+        self._accepts = threading.Condition(self._lock)
         self.stopping = threading.Event()
         self._server = _TCPServer(("127.0.0.1", 0), _Handler)
         self._server.owner = self
@@ -279,6 +290,16 @@ class FaultServer:
             time.sleep(0.01)
         raise AssertionError(f"server saw {len(self.hits(path))} requests for {path}, not {n}")
 
+    def wait_for_connections(self, n: int, timeout: float = 10.0) -> bool:
+        """Block until ``n`` connections were accepted in all; False if ``timeout`` passed."""
+        with self._accepts:
+            return self._accepts.wait_for(lambda: self.accepted >= n, timeout)
+
+    def _accepted(self) -> None:
+        with self._accepts:
+            self.accepted += 1
+            self._accepts.notify_all()
+
     def start(self) -> FaultServer:
         self._thread.start()
         return self
@@ -324,6 +345,10 @@ class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 64
     owner: FaultServer
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        self.owner._accepted()  # every accepted connection, before any request on it
+        return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -416,6 +441,15 @@ class _Reply:
             return
         if b.kind == "redirect":
             self._head(302, {"Location": b.location, "Content-Length": "0"})
+            return
+        if b.kind == "hold_head":
+            assert b.gate is not None
+            deadline = time.monotonic() + 60
+            while not b.gate.wait(0.05):
+                if self.server.stopping.is_set() or time.monotonic() > deadline:
+                    return
+            self.b = ok()
+            self._file(self.f.data if self.f is not None else b"")
             return
         if b.kind == "garbage":
             self.sock.sendall(b"HTTX/9 what\r\n\r\n")

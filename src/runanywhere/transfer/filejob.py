@@ -64,6 +64,10 @@ class FileJob:
         self.unflushed = 0
         #: Whether the first bytes of the file were looked at (an HTML page instead of a model?).
         self.html_checked = False
+        #: Where the first request was redirected to while its answer is awaited (the CDN the
+        #: other streams will ask), and whether the pieces are planned (``FileFetch._download``).
+        self.heading_to: str | None = None
+        self.planned = False
         self._requests: dict[int, Request] = {}
         self._validators: dict[str, Validators] = {}
         meta = partial.meta
@@ -109,6 +113,22 @@ class FileJob:
         with self.cond:
             lag = self.partial.ranges.prefix_end() - self.hasher.hashed
             return self.plan.unclaimed(), self.arrived, max(0, lag)
+
+    def redirect_seen(self, url: str) -> None:
+        """The first request was sent on to ``url`` (a Hub's 302 to its CDN): streams may
+        connect there before its answer says whether ranges work."""
+        with self.cond:
+            if self.plan.ranges_ok is None:
+                self.heading_to = url
+                self.cond.notify_all()
+
+    def wait_for_plan(self) -> bool:
+        """Block until the pieces are planned (or the pass failed, or was cancelled); True if
+        they are, for several streams."""
+        with self.cond:
+            while not self.planned and self.error is None and not self.cancel.is_set():
+                self.cond.wait(0.1)
+            return self.planned and self.plan.parallel and self.error is None
 
     # -- how many streams ------------------------------------------------------------------------
     def enter(self) -> None:

@@ -292,8 +292,11 @@ class Client:
         self.close()
 
     def get(self, url: str, headers: dict[str, str] | None = None, *,
-            watch: Watch | None = None) -> Response:
+            watch: Watch | None = None,
+            on_redirect: Callable[[str], object] | None = None) -> Response:
         """GET ``url``, following at most 10 http(s) redirects; the body is left unread.
+        ``on_redirect`` is told each place a redirect sends the request (without user
+        information), before it goes there.
 
         Credentials go only to their origin (scheme, host and port), and only while the
         redirects stay on it: once a redirect leaves it (a CDN), they stay behind for good, as
@@ -342,8 +345,34 @@ class Client:
                                     status=resp.status)
             if nxt in seen:
                 raise DownloadError(f"redirect loop at {url}", url=url, status=resp.status)
+            if on_redirect is not None:
+                on_redirect(nxt)
             url = nxt
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects starting at {url}", url=url)
+
+    def preconnect(self, url: str, watch: Watch | None = None) -> bool:
+        """Connect (TCP, TLS) to where ``url`` is served and keep the connection for the next
+        request there, without sending one: a stream that knows where it will ask connects
+        while the first answer is still on its way. False if it could not; the request meets
+        (and reports) the failure itself."""
+        try:
+            route = _Route.of(url)
+            if route in self._idle:
+                return True
+            conn = route.connect(self.timeout)
+        except (ValueError, http.client.InvalidURL):
+            return False
+        self.connects += 1
+        try:
+            _connect(conn, route, url, watch)
+        except (DownloadError, OSError, http.client.HTTPException):
+            conn.close()
+            return False
+        except BaseException:
+            conn.close()
+            raise
+        self._idle[route] = conn
+        return True
 
     def _send(self, url: str, headers: dict[str, str], watch: Watch | None) -> Response:
         try:

@@ -66,13 +66,21 @@ class Schedule:
         connection (one connection each: more would start by stealing halves of ranges already
         requested, wasting what the server sent for them meanwhile)."""
         if self.parallel and self.pending:
-            n = max(1, self.connections - 1)
-            left = sum(e - s for s, e in self.pending)
-            parts = max(n, -(-left // self._piece()))
-            self.segments += [Segment(s, e, s) for s, e in split(self.pending, parts,
-                                                                   self.min_part)]
+            self.segments += [Segment(s, e, s) for s, e in self._pieces()]
             self.pending = []
         return sum(1 for s in self.segments if s.owner is None)
+
+    def pieces_if_parallel(self) -> int:
+        """How many pieces :meth:`plan` will make if the first answer is a ``206`` (before it
+        comes: how many streams may connect early)."""
+        if self.size < self.split_threshold or self.connections <= 1 or not self.pending:
+            return 0
+        return len(self._pieces())
+
+    def _pieces(self) -> list[tuple[int, int]]:
+        n = max(1, self.connections - 1)
+        left = sum(e - s for s, e in self.pending)
+        return split(self.pending, max(n, -(-left // self._piece())), self.min_part)
 
     def _piece(self) -> int:
         if self.piece_size:

@@ -50,9 +50,12 @@ class _Shed(Exception):
 class Stream:
     """Stream ``idx`` of a file's download."""
 
-    def __init__(self, idx: int, job: FileJob) -> None:
+    def __init__(self, idx: int, job: FileJob, connect_to: str | None = None) -> None:
+        """``connect_to``: a stream started before the pieces are planned connects there
+        first, then waits for the plan (``FileJob.wait_for_plan``)."""
         self.idx = idx
         self.job = job
+        self.connect_to = connect_to
         self.view = memoryview(bytearray(job.config.streams.chunk_size))
 
     def run(self) -> None:
@@ -64,6 +67,10 @@ class Stream:
         try:
             with Client(timeout=job.config.stalls.timeout, token=auth.token,
                         token_origins=auth.origins) as client:
+                if self.connect_to is not None:
+                    self._connect_early(client, self.connect_to)
+                    if not job.wait_for_plan():
+                        return  # one stream after all (or the pass ended): not needed
                 kept = True  # no steal without a kept-alive connection to steal with
                 while job.error is None and not job.cancel.is_set():
                     if job.over_limit():
@@ -83,6 +90,17 @@ class Stream:
         finally:
             if counted:
                 job.leave()
+
+    def _connect_early(self, client: Client, url: str) -> None:
+        """Connect to ``url``'s server while the first answer is awaited (watched, so a cancel
+        or a hung connect is broken like a request's); a failure is the first request's to
+        meet."""
+        watch = Request(time.monotonic())
+        self.job.track(self.idx, watch)
+        try:
+            client.preconnect(url, watch)
+        finally:
+            self.job.untrack(self.idx)
 
     def _check_cancel(self) -> None:
         if self.job.cancel.is_set():
@@ -165,7 +183,9 @@ class Stream:
         roster = self.job.roster
         target = roster.target(url)
         try:
-            resp = client.get(target, headers, watch=conn)
+            # The first stream's redirect tells where the others will ask (FileFetch).
+            seen = self.job.redirect_seen if self.idx == 0 else None
+            resp = client.get(target, headers, watch=conn, on_redirect=seen)
             if target != url and stale_link(resp.status):
                 log.info("%s answered %d: asking %s again for a fresh link", resp.url,
                          resp.status, url)

@@ -5,8 +5,9 @@ connections, which aria2c and hf_transfer open up front. So does a fetch, as far
 size says (``Streams.start_for``: one stream per 8 MiB, 8 to 32), since a download of a few
 seconds is over before measuring could widen it; a file under 256 MiB starts with fewer and
 may grow here. A link or a server that is the limit as a whole gains nothing from more streams,
-and neither does a download whose own CPU (TLS, sha256, copies) is the limit. Other work on the machine is no reason to hold back: it slows every stream alike,
-and only the rate says whether more streams help. So a fetch measures, window by window:
+and neither does a download whose own CPU (TLS, sha256, copies) is the limit. Other work on the
+machine is no reason to hold back: it slows every stream alike, and only the rate says whether
+more streams help. So a fetch measures, window by window:
 
 * after a settle time (connects, TLS handshakes and the first answers say nothing about the
   link; on a far server they take several round trips, so the settle time follows the first
