@@ -199,22 +199,24 @@ def test_a_shared_link_gets_one_batch_and_no_more(shared_link: Nginx, hub_files:
     assert conns <= 8, conns
 
 
+@pytest.mark.parametrize("wide_start", [None, 2 * MiB], ids=["grown", "wide"])
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_hosts_limit_is_kept_after_it_refuses(hub_files: Path, tmp_path: Path,
                                                 write_catalog: Catalog, home: Path,
-                                                status: int) -> None:
+                                                status: int, wide_start: int | None) -> None:
     """A CDN capping each connection (so growth wants more) that serves 2 requests at a time
     and refuses the rest: the first stream growth adds goes over the limit however late a busy
     machine lets it come (2 MiB pieces, each over a second: some are left to grow into; nginx
     sends the first second's worth of a request at once, so 1 MiB pieces would not be capped
     at all); the streams it refused stop and give their ranges back, so the refusals number at
     most the streams over its limit (growth opens up to 10; a client that kept retrying them is
-    refused again and again, and gives up)."""
+    refused again and again, and gives up). The same when the 10 are opened at the start
+    (``wide``: one per 2 MiB of the 24)."""
     sites = [Site("origin", routes=()),
              Site("cdn", routes=(), max_requests=2, refuse_status=status)]
     with Nginx(hub_files, tmp_path / "nginx", sites=sites,
                hub=Hub(hub_files / "hub", rate="1m")) as srv:
-        _pull_through(srv, hub_files, write_catalog, home, 2 * MiB)
+        _pull_through(srv, hub_files, write_catalog, home, 2 * MiB, wide_start=wide_start)
         refused = srv.records(site="cdn", status=status)
         assert 1 <= len(refused) <= 10 - 2, len(refused)
         last = max(r.time for r in refused)
