@@ -68,6 +68,26 @@ def test_a_refused_connection_is_worth_a_retry() -> None:
     assert "gave up after 2 retries" in str(gave_up.value)
 
 
+def test_an_early_connect_that_fails_is_left_to_the_request(fault_server: FaultServer) -> None:
+    """``preconnect`` never raises for the network: a refused connect is False, and the
+    request made afterwards meets the refusal itself (typed, worth a retry); a connection made
+    early carries the next request there."""
+    url = f"http://127.0.0.1:{free_port()}/model.onnx"
+    with Client(timeout=5.0) as client:
+        assert client.preconnect(url) is False
+        with pytest.raises(TransientError, match="ConnectionRefusedError"):
+            client.get(url)
+    good = fault_server.add("early-connect", b"hello")
+    base = fault_server.accepted
+    with Client(timeout=5.0) as client:
+        assert client.preconnect(good) is True
+        assert fault_server.wait_for_connections(base + 1)
+        resp = client.get(good)
+        assert resp.status == 200 and resp.read_small() == b"hello"
+        resp.close()
+        assert client.connects == 1 and fault_server.accepted == base + 1
+
+
 def test_an_answer_that_is_not_http_is_worth_a_retry(fault_server: FaultServer) -> None:
     url = fault_server.add("not-http", b"x", then=fs.garbage())
     with Client(timeout=5.0) as client, pytest.raises(TransientError) as e:
