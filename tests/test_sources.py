@@ -486,7 +486,10 @@ def test_stolen_tails_cost_no_new_connection(files: Path, write_catalog: Catalog
         monkeypatch.setenv("SSL_CERT_FILE", str(srv.ca_file))
         cat = write_catalog([model_entry("stolen", srv.hub_url("acme/big", "weights.bin"),
                                          len(data), sha(data))])
-        config = fast_config(connections=4, min_part=MiB, split_threshold=MiB)
+        # 1 MiB first, then 3 pieces of 13 MiB for the other 3 workers: the first to finish
+        # has nothing left to claim and steals
+        config = fast_config(connections=4, min_part=MiB, split_threshold=MiB,
+                             piece_size=16 * MiB)
         r = pull(make_registry(home, cat, fetch_config=config), "stolen")
         assert r.success, r.error
         time.sleep(0.5)  # nginx logs a cut answer when it notices the closed connection
