@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,39 @@ def test_reset_truncates_under_the_hashers_lock(tmp_path: Path) -> None:
         assert held == [True] and h.hashed == 0
     finally:
         os.close(fd)
+
+
+_CUT_UNDER_THE_MAPPING = """
+import hashlib, mmap, os, sys
+from runanywhere.transfer import hasher
+path, size = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDWR)
+real = mmap.mmap
+
+class Cut:  # the real mapping; then the file is cut short under it, as by a disk gone bad
+    def __init__(self, *args, **kwargs):
+        self.m = real(*args, **kwargs)
+        os.ftruncate(fd, 4096)
+    def __enter__(self):
+        return self.m.__enter__()
+    def __exit__(self, *exc):
+        return self.m.__exit__(*exc)
+
+hasher.mmap.mmap = Cut
+try:
+    hasher.PrefixHasher(fd).finish(size)
+except OSError as e:
+    print("OSError:", e)
+"""
+
+
+def test_a_page_that_cannot_be_read_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """Pages of the mapping that the kernel cannot read (here: the file cut short under it)
+    would kill the process with SIGBUS when sha256 touched them; populating the window first
+    makes that an OSError the fetch reports. In a process of its own: the old way died."""
+    part = tmp_path / "part"
+    part.write_bytes(os.urandom(2 * MiB))
+    r = subprocess.run([sys.executable, "-c", _CUT_UNDER_THE_MAPPING, str(part), str(2 * MiB)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"died with {r.returncode}: {r.stderr[-500:]}"
+    assert r.stdout.startswith("OSError:"), r.stdout + r.stderr

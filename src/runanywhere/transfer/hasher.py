@@ -12,12 +12,15 @@ With several streams most bytes land out of order, so most are read back: throug
 one call, ``MADV_POPULATE_READ``), rather than ``pread`` copying each byte into a buffer first
 (that copy was 0.17 CPU s per GiB of a 2 GiB download, ``bench/profile.py``). Where a file
 cannot be mapped, ``pread`` it is. The file is never truncated while mapped: :meth:`reset` takes
-the same lock as the reading and runs the caller's truncation under it.
+the same lock as the reading and runs the caller's truncation under it. A page the kernel cannot
+read (a disk error, a file cut short by someone else) would kill the process with ``SIGBUS`` when
+touched; populating the window first turns that into an error (``EFAULT``, ``EIO``), raised as
+an ``OSError`` the fetch reports, before sha256 touches a page.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import mmap
 import os
@@ -31,6 +34,9 @@ MiB = 2**20
 MAP_WINDOW = 8 * MiB
 #: ``madvise(MADV_POPULATE_READ)`` (Linux 5.14; Python names it from 3.12 on).
 _POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
+#: What ``madvise`` answers where populating is not supported (an older kernel): the pages are
+#: then faulted in one by one as sha256 reads them.
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
 
 
 class PrefixHasher:
@@ -82,8 +88,11 @@ class PrefixHasher:
         base = self.hashed - self.hashed % mmap.ALLOCATIONGRANULARITY
         end = min(upto, base + MAP_WINDOW)
         with mmap.mmap(self.fd, end - base, prot=mmap.PROT_READ, offset=base) as m:
-            with contextlib.suppress(OSError, ValueError):  # older kernels: fault page by page
+            try:
                 m.madvise(_POPULATE_READ)
+            except OSError as e:
+                if e.errno not in _UNSUPPORTED:
+                    raise  # a page that cannot be read: an error now, not SIGBUS below
             view = memoryview(m)
             try:
                 self._hasher.update(view[self.hashed - base:])
