@@ -51,7 +51,20 @@ def test_a_cached_pull_and_list_load_no_download_machinery(
     common = ("--home", str(home), "--catalog", str(cat))
     first = _modules_after(*common, "pull", "cold", "--quiet")
     assert "runanywhere.transfer.fetch" in first  # the guard can fail: a download loads it
+    # No shared tier configured: a download never imports the S3 tier's package (nor boto3).
+    assert sorted(m for m in first if m.split(".")[:2] == ["runanywhere", "shared"]
+                  or m.split(".")[0] == "boto3") == []
     for command in (("pull", "cold", "--quiet"), ("list",)):
         loaded = _modules_after(*common, *command)
         assert "runanywhere.store.cache" in loaded  # the command did look at the cache
         assert sorted(loaded.intersection(DOWNLOAD_ONLY)) == [], command
+
+
+def test_the_hashing_module_loads_without_the_rest_of_the_store() -> None:
+    """The shared tier's uploads need ``store.hashing``: not the cache, the doctor, the prune."""
+    r = subprocess.run([sys.executable, "-c", "import json, sys, runanywhere.store.hashing;"
+                        " print(json.dumps(sorted(sys.modules)))"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    store = [m for m in json.loads(r.stdout) if m.startswith("runanywhere.store")]
+    assert store == ["runanywhere.store", "runanywhere.store.hashing"]
