@@ -19,14 +19,19 @@ plugins' libraries.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError, PluginNotInstalledError, RuntimeUnavailableError, install_hint
+
+if TYPE_CHECKING:
+    # Imported where entry points or distributions are read: importlib.metadata (email,
+    # zipfile, csv...) costs ~20 ms, and a table that is only asked for a built-in part never
+    # needs it.
+    import importlib.metadata
 
 
 def module_available(module: str) -> bool:
@@ -75,6 +80,8 @@ class PluginTable:
     not_installed: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
+        import importlib.metadata
+
         return {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
 
     def names(self) -> list[str]:
@@ -191,6 +198,8 @@ class _Installed:
         self._modules: dict[str, list[str]] = {}
 
     def distribution(self, name: str) -> importlib.metadata.Distribution | None:
+        import importlib.metadata
+
         key = _normalize(name)
         if key not in self._dists:
             try:  # found by its folder's name: no METADATA is parsed

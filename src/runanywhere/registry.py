@@ -17,14 +17,12 @@ and Ctrl-C during a call cancels what it started.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .bridge import Bridge
 from .catalog import Catalog, ModelMetadata, parse_model
 from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError, OfflineError
 from .logs import log
@@ -34,6 +32,8 @@ from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
 from .settings import Settings
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .store import CacheEntry, ModelCache
     from .transfer import ModelLoader
 
@@ -46,9 +46,19 @@ def _fetch_catalog(url: str, settings: Settings) -> Path:
     return fetch_catalog(url, settings)
 
 
+async def _in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``asyncio.to_thread``; asyncio (ssl, subprocess...) loads when a coroutine runs, not with
+    this module: a cached answer from the command line never needs it."""
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
 async def _hold(cache: ModelCache, model_id: str) -> None:
     """``cache.hold`` off the event loop. If the caller is cancelled meanwhile, the hold the
     thread still takes is released when it lands, or the model could never be evicted."""
+    import asyncio
+
     taking = asyncio.get_running_loop().run_in_executor(None, cache.hold, model_id)
     try:
         await asyncio.shield(taking)
@@ -133,7 +143,7 @@ class ModelRegistry:
     # -- catalog ---------------------------------------------------------------------------------
     async def initialize(self) -> None:
         """Read the built-in and user catalogs (idempotent; raises InvalidCatalogError)."""
-        await asyncio.to_thread(self.catalog.load)
+        await _in_thread(self.catalog.load)
 
     def load_catalogs(self) -> None:
         self.catalog.load()
@@ -219,11 +229,11 @@ class ModelRegistry:
     # Opening the cache may wait out another process's lock or rebuild the index: never on
     # the event loop.
     async def _open_cache(self) -> ModelCache:
-        return self._cache if self._cache is not None else await asyncio.to_thread(
+        return self._cache if self._cache is not None else await _in_thread(
             lambda: self.cache)
 
     async def _open_loader(self) -> ModelLoader:
-        return self._loader if self._loader is not None else await asyncio.to_thread(
+        return self._loader if self._loader is not None else await _in_thread(
             lambda: self.loader)
 
     # -- the design note's API ---------------------------------------------------------------------
@@ -243,7 +253,7 @@ class ModelRegistry:
             loader = await self._open_loader()
             path = await loader.load_model(meta, progress_callback(on_progress, on_detail))
             if self._size_unknown(meta):
-                await asyncio.to_thread(self._remember_size, meta, path)
+                await _in_thread(self._remember_size, meta, path)
             return Result.ok(path)
         except ModelError as e:
             return Result.err(e)
@@ -252,6 +262,8 @@ class ModelRegistry:
                       ) -> dict[str, Result[Path, ModelError]]:
         """Download several models at once; one result per model (an unknown id or a failed
         download does not stop the others)."""
+        import asyncio
+
         ids = list(dict.fromkeys(model_ids))
         results = await asyncio.gather(*(self.download_model(i, on_progress) for i in ids))
         return dict(zip(ids, results, strict=True))
@@ -287,7 +299,7 @@ class ModelRegistry:
             await _hold(cache, model_id)
             try:
                 path = (await self.download_model(model_id, on_progress)).unwrap()
-                session = await asyncio.to_thread(rt.load, path, meta, **options)
+                session = await _in_thread(rt.load, path, meta, **options)
             except BaseException:
                 cache.release(model_id)
                 raise
@@ -332,21 +344,21 @@ class ModelRegistry:
             self._cache.release(model_id)
 
     async def get_cached_models(self) -> list[CacheEntry]:
-        return await asyncio.to_thread(lambda: self.cache.entries())
+        return await _in_thread(lambda: self.cache.entries())
 
     async def get_cache_size(self) -> int:
-        return await asyncio.to_thread(lambda: self.cache.size())
+        return await _in_thread(lambda: self.cache.size())
 
     async def clear_cache(self, model_id: str | None = None) -> int:
         """Remove one model (or all) from the cache; returns the bytes freed."""
         if model_id is None:
             for mid in self._loaded.models():
                 self.unload_model(mid)
-            return await asyncio.to_thread(lambda: self.cache.clear())
+            return await _in_thread(lambda: self.cache.clear())
         found = self.get_model(model_id)
         model_id = found.id if found is not None else model_id  # an hf:// reference names it
         self.unload_model(model_id)
-        return await asyncio.to_thread(lambda: self.cache.delete(model_id))
+        return await _in_thread(lambda: self.cache.delete(model_id))
 
     # -- models from a URL or the Hub ------------------------------------------------------------
     def add_source(self, source: str, *, sha256: str | None = None, size: int | None = None,
@@ -449,7 +461,7 @@ class ModelRegistry:
         ``hf://`` file, folder or repository, through the same verified, resumable, cached pull
         as a catalog model. A second call is a cache hit."""
         try:
-            meta = await asyncio.to_thread(
+            meta = await _in_thread(
                 self.add_source, source, sha256=sha256, size=size, model_id=model_id,
                 include=include, exclude=exclude, trust_first_use=trust_first_use)
         except ModelError as e:
@@ -486,6 +498,8 @@ class BlockingRegistry:
     def __init__(self, registry: ModelRegistry | None = None, **kwargs: Any) -> None:
         self.registry = registry or (ModelRegistry(**kwargs) if kwargs
                                      else ModelRegistry.get_instance())
+        from .bridge import Bridge  # asyncio: only for blocking callers
+
         self._bridge = Bridge()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
