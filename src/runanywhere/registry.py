@@ -28,12 +28,12 @@ from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadErr
 from .logs import log
 from .progress import DownloadProgress, SimpleProgress, progress_callback
 from .result import Result
-from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
 from .settings import Settings
 
 if TYPE_CHECKING:
     import asyncio
 
+    from .runtimes.loaded import Loaded, LoadedSessions
     from .store import CacheEntry, ModelCache
     from .transfer import ModelLoader
 
@@ -71,32 +71,12 @@ async def _hold(cache: ModelCache, model_id: str) -> None:
         raise
 
 
-def _session_key(model_id: str, runtime: str | None, options: Mapping[str, Any]) -> SessionKey:
-    return model_id, runtime or "", repr(sorted(options.items()))
-
-
-def _memory_cost(runtime: Any, session: Any, meta: ModelMetadata) -> int:
-    """The bytes a loaded session counts against the budget: the runtime's estimate where it
-    gives one, else the catalog's run-time memory, else the download size."""
-    estimate = getattr(runtime, "memory_estimate", None)
-    if callable(estimate):
-        n = estimate(session)
-        if n:
-            return int(n)
-    return meta.requirements.memory if meta.requirements else meta.size
-
-
 def _remote(meta: ModelMetadata) -> DownloadError:
     """A remote model (catalog ``endpoint``) has no files: its adapter talks to the API."""
     assert meta.endpoint is not None
     return DownloadError(f"{meta.id} is a remote model ({meta.endpoint.url}): there is nothing to"
                          f" download or load; its adapter ({meta.adapter_name}) calls the API",
                          url=meta.endpoint.url)
-
-
-def _closer(runtime: Any, session: Any) -> Callable[[], None] | None:
-    close = getattr(runtime, "close", None)
-    return (lambda: close(session)) if callable(close) else None
 
 
 class ModelRegistry:
@@ -125,7 +105,7 @@ class ModelRegistry:
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None
         self._parts_lock = threading.Lock()
-        self._loaded = LoadedSessions(s.max_loaded_memory, self._release_hold)
+        self._sessions: LoadedSessions | None = None
 
     @classmethod
     def get_instance(cls) -> ModelRegistry:
@@ -216,6 +196,18 @@ class ModelRegistry:
             return self._cache
 
     @property
+    def _loaded(self) -> LoadedSessions:
+        """The models loaded into runtimes (made on first use: the runtimes' package is not
+        imported for an answer from the catalog or the cache)."""
+        with self._parts_lock:
+            if self._sessions is None:
+                from .runtimes.loaded import LoadedSessions
+
+                self._sessions = LoadedSessions(self.settings.max_loaded_memory,
+                                                self._release_hold)
+            return self._sessions
+
+    @property
     def loader(self) -> ModelLoader:
         cache = self.cache
         with self._parts_lock:
@@ -279,7 +271,9 @@ class ModelRegistry:
         if model_id.startswith("hf://"):  # its reference names it too: one session, one id
             found = self.get_model(model_id)
             model_id = found.id if found is not None else model_id
-        key = _session_key(model_id, runtime, options)
+        from .runtimes.loaded import closer, memory_cost, session_key
+
+        key = session_key(model_id, runtime, options)
         session = self._loaded.get(key)
         if session is not None:
             return Result.ok(session)
@@ -303,11 +297,11 @@ class ModelRegistry:
             except BaseException:
                 cache.release(model_id)
                 raise
-            kept = self._loaded.add(key, session, _memory_cost(rt, session, meta),
-                                    _closer(rt, session))
+            kept = self._loaded.add(key, session, memory_cost(rt, session, meta),
+                                    closer(rt, session))
             if kept is not session:  # a concurrent call loaded it first: one session, one hold
                 cache.release(model_id)
-                close = _closer(rt, session)
+                close = closer(rt, session)
                 if close is not None:
                     close()
             return Result.ok(kept)

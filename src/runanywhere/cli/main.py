@@ -298,7 +298,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def make_settings(args: argparse.Namespace) -> Settings:
-    s = Settings.from_env()
+    # With --home the default folder (platformdirs, tempfile: milliseconds) is never looked up.
+    s = Settings.from_env({**os.environ, "RUNANYWHERE_HOME": str(args.home)} if args.home
+                          else None)
     changes: dict[str, Any] = {}
     if args.home:
         changes["home"] = args.home.expanduser()
