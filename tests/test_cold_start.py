@@ -26,6 +26,11 @@ DOWNLOAD_ONLY = ("http.client", "urllib.request", "runanywhere.transfer.http",
 #: What a cached answer needs no more either: an event loop (asyncio brings ssl, subprocess,
 #: concurrent.futures...) and the plugins' entry points (importlib.metadata: email, zipfile...).
 NO_LOOP_NO_PLUGINS = ("asyncio", "importlib.metadata", "ssl")
+#: Nor the other commands, the runtimes, or the cache's writing and upkeep: a cached answer reads.
+NOT_FOR_A_READ = ("runanywhere.cli.speak", "runanywhere.cli.transcribe", "runanywhere.cli.run",
+                  "runanywhere.runtimes", "runanywhere.plugins", "runanywhere.adapters",
+                  "runanywhere.store.prune", "runanywhere.store.archive",
+                  "runanywhere.store.sideload", "tarfile", "zipfile", "hashlib", "platformdirs")
 
 _SCRIPT = """
 import json, sys
@@ -63,6 +68,7 @@ def test_a_cached_pull_and_list_load_no_download_machinery(
         assert "runanywhere.store.cache" in loaded  # the command did look at the cache
         assert sorted(loaded.intersection(DOWNLOAD_ONLY)) == [], command
         assert sorted(loaded.intersection(NO_LOOP_NO_PLUGINS)) == [], command
+        assert sorted(loaded.intersection(NOT_FOR_A_READ)) == [], command  # --home: no lookup
 
 
 def test_the_hashing_module_loads_without_the_rest_of_the_store() -> None:
