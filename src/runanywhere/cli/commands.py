@@ -269,11 +269,12 @@ def _answer_from_cache(reg: ModelRegistry, meta: ModelMetadata, p: _Pulled,
     """A model the cache holds as the catalog describes it now is answered here, without an
     event loop: asyncio (ssl, subprocess...) and the loader cost more than the answer (issue
     26). The same report as ``download_model``'s hit; False leaves the model to it (a remote
-    model's error, a URL whose size its first pull records)."""
+    model's error, a URL whose size its first pull records, and whatever would wait here: a
+    re-hash that is due, an index another thread holds, as the loader's own hit path)."""
     if meta.endpoint is not None or (meta.single_file and meta.files[0].size is None):
         return False
     t0 = time.perf_counter()
-    entry = reg.cache.entry_matching(meta)
+    _, entry = reg.cache.entry_matching_nowait(meta)
     if entry is None:
         return False
     done = cache_hit(meta.id, meta.size)
