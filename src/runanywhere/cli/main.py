@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one JSON document too when ``--json`` was asked for.
 
     ``fill`` adds a command's arguments when the parser is first used (parsing, usage, help),
-    not when it is made: a run parses one command, and building the other twenty (their
+    not when it is made: a run parses one command, and building all the others (their
     modules imported, the global options copied into each) cost more than a cached answer."""
 
     json_errors = False
@@ -38,22 +38,25 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._fill = fill
 
-    def filled(self) -> Parser:
+    def filled(self) -> None:
+        """Add the command's arguments now, if they are not there yet."""
         fill, self._fill = self._fill, None
         if fill is not None:
             fill(self)
-        return self
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None
                          ) -> tuple[argparse.Namespace, list[str]]:
-        return super(Parser, self.filled()).parse_known_args(args, namespace)
+        self.filled()
+        return super().parse_known_args(args, namespace)
 
     def format_usage(self) -> str:
-        return super(Parser, self.filled()).format_usage()
+        self.filled()
+        return super().format_usage()
 
     def format_help(self) -> str:
-        return super(Parser, self.filled()).format_help()
+        self.filled()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         if Parser.json_errors:
