@@ -135,12 +135,16 @@ class PluginTable:
                 f"{self.kind} '{name}' (from {dist}) cannot be imported: {e}; reinstall or"
                 f" repair {dist}") from e
 
-    def describe(self) -> list[PluginInfo]:
-        """Every plugin installed through an entry point, with its distribution and whether
-        the distribution's requirements import (found with ``find_spec``: nothing imported)."""
+    def describe(self, only: str | None = None) -> list[PluginInfo]:
+        """Every plugin installed through an entry point (``only``: just the one of that name),
+        with its distribution and whether the distribution's requirements import (found with
+        ``find_spec``: nothing imported; the slow part, so a caller asking about one plugin
+        does not check them all)."""
         out = []
         installed = _Installed()  # each requirement looked up once for every plugin
         for name, ep in sorted(self.entry_points().items()):
+            if only is not None and name != only:
+                continue
             dist = ep.dist
             missing = tuple(missing_requirements(dist, installed)) if dist is not None else ()
             out.append(PluginInfo(name, ep.value, _dist_name(ep),
