@@ -130,3 +130,26 @@ def test_importing_the_adapter_table_stays_light() -> None:
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
     assert runanywhere.__version__ == "0.2.0"
+
+
+def test_asking_about_one_adapter_checks_only_its_package(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``run``, ``speak`` and ``transcribe`` ask whether one adapter's libraries are installed:
+    the answer is the same as the whole table's row for it (and misses no missing library)."""
+    from runanywhere.adapters.inventory import require_adapter
+
+    info = tmp_path / "ra_broken_adapter-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ra-broken-adapter\n"
+                                   "Version: 1.0\nRequires-Dist: ra-no-such-library-x\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n"
+                                           "ra-broken = ra_broken_adapter:Adapter\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    table = adapters.ADAPTERS
+    everything = table.describe()
+    assert "ra-broken" in [i.name for i in everything]
+    for name in [i.name for i in everything] + ["ra-nobody"]:
+        assert table.describe(only=name) == [i for i in everything if i.name == name]
+    assert table.describe(only="ra-broken")[0].missing == ("ra-no-such-library-x",)
+    with pytest.raises(RuntimeUnavailableError, match=r"ra-no-such-library-x.*ra-broken-adapter"):
+        require_adapter("ra-broken", "some-model")

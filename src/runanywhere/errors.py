@@ -36,7 +36,6 @@ Nothing else of runanywhere is imported here: this module is the bottom of the h
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from .redact import redact
@@ -150,6 +149,8 @@ class _UnknownName(ModelError, LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
         self.known = known
+        import difflib  # for the message of an unknown name only
+
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         super().__init__(

@@ -19,14 +19,19 @@ plugins' libraries.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError, PluginNotInstalledError, RuntimeUnavailableError, install_hint
+
+if TYPE_CHECKING:
+    # Imported where entry points or distributions are read: importlib.metadata (email,
+    # zipfile, csv...) costs ~20 ms, and a table that is only asked for a built-in part never
+    # needs it.
+    import importlib.metadata
 
 
 def module_available(module: str) -> bool:
@@ -75,6 +80,8 @@ class PluginTable:
     not_installed: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
+        import importlib.metadata
+
         return {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
 
     def names(self) -> list[str]:
@@ -128,12 +135,16 @@ class PluginTable:
                 f"{self.kind} '{name}' (from {dist}) cannot be imported: {e}; reinstall or"
                 f" repair {dist}") from e
 
-    def describe(self) -> list[PluginInfo]:
-        """Every plugin installed through an entry point, with its distribution and whether
-        the distribution's requirements import (found with ``find_spec``: nothing imported)."""
+    def describe(self, only: str | None = None) -> list[PluginInfo]:
+        """Every plugin installed through an entry point (``only``: just the one of that name),
+        with its distribution and whether the distribution's requirements import (found with
+        ``find_spec``: nothing imported; the slow part, so a caller asking about one plugin
+        does not check them all)."""
         out = []
         installed = _Installed()  # each requirement looked up once for every plugin
         for name, ep in sorted(self.entry_points().items()):
+            if only is not None and name != only:
+                continue
             dist = ep.dist
             missing = tuple(missing_requirements(dist, installed)) if dist is not None else ()
             out.append(PluginInfo(name, ep.value, _dist_name(ep),
@@ -191,6 +202,8 @@ class _Installed:
         self._modules: dict[str, list[str]] = {}
 
     def distribution(self, name: str) -> importlib.metadata.Distribution | None:
+        import importlib.metadata
+
         key = _normalize(name)
         if key not in self._dists:
             try:  # found by its folder's name: no METADATA is parsed

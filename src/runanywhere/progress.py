@@ -175,6 +175,14 @@ class ProgressTracker:
 
 # -- a ready display ------------------------------------------------------------------------------
 
+def cache_hit(model_id: str, size: int) -> DownloadProgress:
+    """The one report a cache hit makes: done, every byte there, "already in the cache"."""
+    done = ProgressTracker(model_id, size, None)
+    done.add_resumed(size)
+    done.stage = Stage.DONE
+    return done.snapshot("already in the cache")
+
+
 def _in_notebook() -> bool:
     shell = sys.modules.get("IPython")
     if shell is None:

@@ -17,23 +17,23 @@ and Ctrl-C during a call cancels what it started.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .bridge import Bridge
 from .catalog import Catalog, ModelMetadata, parse_model
 from .errors import DownloadError, InvalidCatalogError, ModelError, ModelLoadError, OfflineError
 from .logs import log
 from .progress import DownloadProgress, SimpleProgress, progress_callback
 from .result import Result
-from .runtimes.loaded import Loaded, LoadedSessions, SessionKey
 from .settings import Settings
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from .runtimes.loaded import Loaded, LoadedSessions
     from .store import CacheEntry, ModelCache
     from .transfer import ModelLoader
 
@@ -46,9 +46,19 @@ def _fetch_catalog(url: str, settings: Settings) -> Path:
     return fetch_catalog(url, settings)
 
 
+async def _in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``asyncio.to_thread``; asyncio (ssl, subprocess...) loads when a coroutine runs, not with
+    this module: a cached answer from the command line never needs it."""
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
 async def _hold(cache: ModelCache, model_id: str) -> None:
     """``cache.hold`` off the event loop. If the caller is cancelled meanwhile, the hold the
     thread still takes is released when it lands, or the model could never be evicted."""
+    import asyncio
+
     taking = asyncio.get_running_loop().run_in_executor(None, cache.hold, model_id)
     try:
         await asyncio.shield(taking)
@@ -61,32 +71,12 @@ async def _hold(cache: ModelCache, model_id: str) -> None:
         raise
 
 
-def _session_key(model_id: str, runtime: str | None, options: Mapping[str, Any]) -> SessionKey:
-    return model_id, runtime or "", repr(sorted(options.items()))
-
-
-def _memory_cost(runtime: Any, session: Any, meta: ModelMetadata) -> int:
-    """The bytes a loaded session counts against the budget: the runtime's estimate where it
-    gives one, else the catalog's run-time memory, else the download size."""
-    estimate = getattr(runtime, "memory_estimate", None)
-    if callable(estimate):
-        n = estimate(session)
-        if n:
-            return int(n)
-    return meta.requirements.memory if meta.requirements else meta.size
-
-
 def _remote(meta: ModelMetadata) -> DownloadError:
     """A remote model (catalog ``endpoint``) has no files: its adapter talks to the API."""
     assert meta.endpoint is not None
     return DownloadError(f"{meta.id} is a remote model ({meta.endpoint.url}): there is nothing to"
                          f" download or load; its adapter ({meta.adapter_name}) calls the API",
                          url=meta.endpoint.url)
-
-
-def _closer(runtime: Any, session: Any) -> Callable[[], None] | None:
-    close = getattr(runtime, "close", None)
-    return (lambda: close(session)) if callable(close) else None
 
 
 class ModelRegistry:
@@ -115,7 +105,7 @@ class ModelRegistry:
         self._loader: ModelLoader | None = None
         self._cache: ModelCache | None = None
         self._parts_lock = threading.Lock()
-        self._loaded = LoadedSessions(s.max_loaded_memory, self._release_hold)
+        self._sessions: LoadedSessions | None = None
 
     @classmethod
     def get_instance(cls) -> ModelRegistry:
@@ -133,7 +123,7 @@ class ModelRegistry:
     # -- catalog ---------------------------------------------------------------------------------
     async def initialize(self) -> None:
         """Read the built-in and user catalogs (idempotent; raises InvalidCatalogError)."""
-        await asyncio.to_thread(self.catalog.load)
+        await _in_thread(self.catalog.load)
 
     def load_catalogs(self) -> None:
         self.catalog.load()
@@ -206,6 +196,18 @@ class ModelRegistry:
             return self._cache
 
     @property
+    def _loaded(self) -> LoadedSessions:
+        """The models loaded into runtimes (made on first use: the runtimes' package is not
+        imported for an answer from the catalog or the cache)."""
+        with self._parts_lock:
+            if self._sessions is None:
+                from .runtimes.loaded import LoadedSessions
+
+                self._sessions = LoadedSessions(self.settings.max_loaded_memory,
+                                                self._release_hold)
+            return self._sessions
+
+    @property
     def loader(self) -> ModelLoader:
         cache = self.cache
         with self._parts_lock:
@@ -219,11 +221,11 @@ class ModelRegistry:
     # Opening the cache may wait out another process's lock or rebuild the index: never on
     # the event loop.
     async def _open_cache(self) -> ModelCache:
-        return self._cache if self._cache is not None else await asyncio.to_thread(
+        return self._cache if self._cache is not None else await _in_thread(
             lambda: self.cache)
 
     async def _open_loader(self) -> ModelLoader:
-        return self._loader if self._loader is not None else await asyncio.to_thread(
+        return self._loader if self._loader is not None else await _in_thread(
             lambda: self.loader)
 
     # -- the design note's API ---------------------------------------------------------------------
@@ -243,7 +245,7 @@ class ModelRegistry:
             loader = await self._open_loader()
             path = await loader.load_model(meta, progress_callback(on_progress, on_detail))
             if self._size_unknown(meta):
-                await asyncio.to_thread(self._remember_size, meta, path)
+                await _in_thread(self._remember_size, meta, path)
             return Result.ok(path)
         except ModelError as e:
             return Result.err(e)
@@ -252,6 +254,8 @@ class ModelRegistry:
                       ) -> dict[str, Result[Path, ModelError]]:
         """Download several models at once; one result per model (an unknown id or a failed
         download does not stop the others)."""
+        import asyncio
+
         ids = list(dict.fromkeys(model_ids))
         results = await asyncio.gather(*(self.download_model(i, on_progress) for i in ids))
         return dict(zip(ids, results, strict=True))
@@ -267,7 +271,9 @@ class ModelRegistry:
         if model_id.startswith("hf://"):  # its reference names it too: one session, one id
             found = self.get_model(model_id)
             model_id = found.id if found is not None else model_id
-        key = _session_key(model_id, runtime, options)
+        from .runtimes.loaded import closer, memory_cost, session_key
+
+        key = session_key(model_id, runtime, options)
         session = self._loaded.get(key)
         if session is not None:
             return Result.ok(session)
@@ -287,15 +293,15 @@ class ModelRegistry:
             await _hold(cache, model_id)
             try:
                 path = (await self.download_model(model_id, on_progress)).unwrap()
-                session = await asyncio.to_thread(rt.load, path, meta, **options)
+                session = await _in_thread(rt.load, path, meta, **options)
             except BaseException:
                 cache.release(model_id)
                 raise
-            kept = self._loaded.add(key, session, _memory_cost(rt, session, meta),
-                                    _closer(rt, session))
+            kept = self._loaded.add(key, session, memory_cost(rt, session, meta),
+                                    closer(rt, session))
             if kept is not session:  # a concurrent call loaded it first: one session, one hold
                 cache.release(model_id)
-                close = _closer(rt, session)
+                close = closer(rt, session)
                 if close is not None:
                     close()
             return Result.ok(kept)
@@ -332,21 +338,21 @@ class ModelRegistry:
             self._cache.release(model_id)
 
     async def get_cached_models(self) -> list[CacheEntry]:
-        return await asyncio.to_thread(lambda: self.cache.entries())
+        return await _in_thread(lambda: self.cache.entries())
 
     async def get_cache_size(self) -> int:
-        return await asyncio.to_thread(lambda: self.cache.size())
+        return await _in_thread(lambda: self.cache.size())
 
     async def clear_cache(self, model_id: str | None = None) -> int:
         """Remove one model (or all) from the cache; returns the bytes freed."""
         if model_id is None:
             for mid in self._loaded.models():
                 self.unload_model(mid)
-            return await asyncio.to_thread(lambda: self.cache.clear())
+            return await _in_thread(lambda: self.cache.clear())
         found = self.get_model(model_id)
         model_id = found.id if found is not None else model_id  # an hf:// reference names it
         self.unload_model(model_id)
-        return await asyncio.to_thread(lambda: self.cache.delete(model_id))
+        return await _in_thread(lambda: self.cache.delete(model_id))
 
     # -- models from a URL or the Hub ------------------------------------------------------------
     def add_source(self, source: str, *, sha256: str | None = None, size: int | None = None,
@@ -449,7 +455,7 @@ class ModelRegistry:
         ``hf://`` file, folder or repository, through the same verified, resumable, cached pull
         as a catalog model. A second call is a cache hit."""
         try:
-            meta = await asyncio.to_thread(
+            meta = await _in_thread(
                 self.add_source, source, sha256=sha256, size=size, model_id=model_id,
                 include=include, exclude=exclude, trust_first_use=trust_first_use)
         except ModelError as e:
@@ -486,6 +492,8 @@ class BlockingRegistry:
     def __init__(self, registry: ModelRegistry | None = None, **kwargs: Any) -> None:
         self.registry = registry or (ModelRegistry(**kwargs) if kwargs
                                      else ModelRegistry.get_instance())
+        from .bridge import Bridge  # asyncio: only for blocking callers
+
         self._bridge = Bridge()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:

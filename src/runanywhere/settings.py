@@ -47,6 +47,11 @@ def _size(env: Mapping[str, str], name: str) -> int | None:
         raise ValueError(f"{name}: {e}") from None
 
 
+def env_disk_limit(env: Mapping[str, str] | None = None) -> int | None:
+    """``RUNANYWHERE_DISK_LIMIT`` in bytes (None: no limit), as ``Settings.from_env`` reads it."""
+    return _size(os.environ if env is None else env, "RUNANYWHERE_DISK_LIMIT")
+
+
 def check_connections(n: int, name: str = "connections") -> int:
     """Parallel streams per file: 1 to :data:`MAX_CONNECTIONS`."""
     if not 1 <= n <= MAX_CONNECTIONS:
@@ -139,7 +144,7 @@ class Settings:
             catalogs=catalogs,
             offline=_flag(env, "RUNANYWHERE_OFFLINE"),
             durable=_flag(env, "RUNANYWHERE_DURABLE", "1"),
-            disk_limit=_size(env, "RUNANYWHERE_DISK_LIMIT"),
+            disk_limit=env_disk_limit(env),
             connections=_connections(env),
             memory_limit=DEFAULT_MEMORY_LIMIT if mem is None else mem,
             max_loaded_memory=DEFAULT_MAX_LOADED_MEMORY if loaded is None else loaded,

@@ -127,7 +127,7 @@ def adapter_choice(name: str | None) -> AdapterChoice:
     """Whether the adapter ``name`` (a model's ``adapter_name``) is installed, and from where."""
     if name is None:
         return AdapterChoice(None, False)
-    for info in ADAPTERS.describe():
+    for info in ADAPTERS.describe(only=name):
         if info.name == name:
             return AdapterChoice(name, True, info.distribution, info.version)
     return AdapterChoice(name, False, install=ADAPTERS.install_command(name))
@@ -139,7 +139,7 @@ def require_adapter(name: str, model_id: str) -> None:
     for it, without importing anything heavy."""
     from ..errors import RuntimeUnavailableError
 
-    for info in ADAPTERS.describe():
+    for info in ADAPTERS.describe(only=name):
         if info.name == name:
             if info.missing:
                 raise RuntimeUnavailableError(

@@ -12,7 +12,6 @@ registry's fetches it and keeps a copy for when the server is away). Without one
 
 from __future__ import annotations
 
-import difflib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -109,6 +108,8 @@ class Catalog:
         return meta
 
     def suggest(self, model_id: str, n: int = 3) -> list[str]:
+        import difflib  # an unknown id's suggestions: not on a known id's path
+
         self.load()
         ids = list(self._models)
         close = difflib.get_close_matches(model_id.lower(), ids, n=n, cutoff=0.4)

@@ -439,7 +439,11 @@ def load_catalog_file(path: Path | str, source: str | None = None) -> list[Model
 
 def load_builtin() -> list[ModelMetadata]:
     """The catalog shipped inside the package."""
-    from importlib.resources import files
+    path = Path(__file__).with_name("builtin.json")
+    if path.is_file():  # installed as files: importlib.resources (zipfile...) is not needed
+        text = path.read_text(encoding="utf-8")
+    else:  # pragma: no cover - imported from a zip
+        from importlib.resources import files
 
-    text = files("runanywhere.catalog").joinpath("builtin.json").read_text(encoding="utf-8")
+        text = files("runanywhere.catalog").joinpath("builtin.json").read_text(encoding="utf-8")
     return parse_catalog(json.loads(text), "builtin")

@@ -13,7 +13,6 @@ from ..errors import (
 from ..redact import redact
 from ..registry import ModelRegistry
 from ..units import human_size, parse_size
-from .interrupt import run_interruptible
 from .messages import say
 from .render import human_age, print_json, print_table
 
@@ -147,6 +146,8 @@ def model_id_of(reg: ModelRegistry, name: str) -> str:
 def _cache_rm(args: argparse.Namespace, reg: ModelRegistry) -> int:
     """Remove each model named (all are checked first: a typo removes nothing); one pulled
     from a URL or hf:// reference also releases its id."""
+    from .interrupt import run_interruptible  # asyncio: for the commands that need it
+
     ids = list(dict.fromkeys(model_id_of(reg, i) for i in args.ids))
     cached = _cached_ids(reg)
     missing = [i for i in ids if i not in cached and not _pulled_from_source(reg, i)]
@@ -174,6 +175,8 @@ def _pulled_from_source(reg: ModelRegistry, model_id: str) -> bool:
 
 
 def _cache_clear(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from .interrupt import run_interruptible
+
     reg.cache.require_writable()
     freed = run_interruptible(reg.clear_cache(None))
     _report_freed(args, freed, "cleared the cache")

@@ -7,13 +7,11 @@ returns the exit status; messages and progress go to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..adapters.inventory import adapter_choice
 from ..catalog import ModelMetadata
 from ..errors import (
     DownloadCancelledError,
@@ -21,15 +19,17 @@ from ..errors import (
     RuntimeUnavailableError,
     install_hint,
 )
-from ..progress import DownloadProgress
+from ..progress import DownloadProgress, cache_hit
 from ..redact import redact, redact_url
 from ..registry import ModelRegistry
 from ..settings import Settings
 from ..units import human_size
 from .cache_commands import cmd_cache, model_id_of, no_cache_yet
-from .interrupt import run_interruptible
 from .messages import UsageError, say
 from .render import error_fields, print_json, print_table
+
+if TYPE_CHECKING:
+    from .progress_view import PullProgress
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,6 +104,8 @@ def cmd_info(args: argparse.Namespace, reg: ModelRegistry) -> int:
     entry = None if fresh else reg.cache.entry(m.id)
     recorded = {} if fresh else {r.path: r for r in reg.cache.trusted_hashes(m.id)}
     details = _details(m, entry.path if entry else None)
+    from ..adapters.inventory import adapter_choice  # the plugin tables: not for list or pull
+
     if args.json:
         doc = _model_summary(m)
         doc["cached"] = entry.to_dict() if entry else None
@@ -247,8 +249,51 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
         p.id, p.size = meta.id, meta.size
         metas.append(meta)
     by_id = {p.id: p for p in pulled.values()}
+    interrupted = False
+    try:
+        with PullProgress([(m.id, m.size) for m in metas],
+                          quiet=args.quiet or args.json) as view:
+            rest = [m for m in metas if not _answer_from_cache(reg, m, by_id[m.id], view)]
+            if rest:
+                _pull_all(reg, rest, by_id, view)
+    except KeyboardInterrupt:
+        interrupted = True
+    _report_pull(args, list(pulled.values()))
+    if interrupted:
+        return 130
+    return 1 if any(not p.ok for p in pulled.values()) else 0
 
-    async def one(meta: ModelMetadata, view: PullProgress) -> None:
+
+def _answer_from_cache(reg: ModelRegistry, meta: ModelMetadata, p: _Pulled,
+                       view: PullProgress) -> bool:
+    """A model the cache holds as the catalog describes it now is answered here, without an
+    event loop: asyncio (ssl, subprocess...) and the loader cost more than the answer (issue
+    26). The same report as ``download_model``'s hit; False leaves the model to it (a remote
+    model's error, a URL whose size its first pull records, and whatever would wait here: a
+    re-hash that is due, an index another thread holds, as the loader's own hit path)."""
+    if meta.endpoint is not None or (meta.single_file and meta.files[0].size is None):
+        return False
+    t0 = time.perf_counter()
+    _, entry = reg.cache.entry_matching_nowait(meta)
+    if entry is None:
+        return False
+    done = cache_hit(meta.id, meta.size)
+    p.kept = done.bytes_loaded
+    view.update(done)
+    p.cached_before, p.ok, p.path = True, True, entry.path
+    p.seconds = time.perf_counter() - t0
+    return True
+
+
+def _pull_all(reg: ModelRegistry, metas: list[ModelMetadata], by_id: dict[str, _Pulled],
+              view: PullProgress) -> None:
+    """Pull ``metas`` at once through the registry's async API; Ctrl-C cancels them all
+    (each reports) and raises ``KeyboardInterrupt``."""
+    import asyncio
+
+    from .interrupt import run_interruptible
+
+    async def one(meta: ModelMetadata) -> None:
         p = by_id[meta.id]
         t0 = time.perf_counter()
         # Cached as the catalog (or a moved branch) describes it now, or an older version.
@@ -273,26 +318,15 @@ def cmd_pull(args: argparse.Namespace, reg: ModelRegistry) -> int:
             p.size = learned.size if learned is not None else p.size
 
     async def run() -> None:
-        with PullProgress([(m.id, m.size) for m in metas],
-                          quiet=args.quiet or args.json) as view:
-            # return_exceptions: a Ctrl-C cancels every model, and gather then waits for each
-            # to report (without it, the first cancelled one ended the wait and the others
-            # were never heard from: "not downloaded").
-            outcomes = await asyncio.gather(*(one(m, view) for m in metas),
-                                            return_exceptions=True)
+        # return_exceptions: a Ctrl-C cancels every model, and gather then waits for each to
+        # report (without it, the first cancelled one ended the wait and the others were
+        # never heard from: "not downloaded").
+        outcomes = await asyncio.gather(*(one(m) for m in metas), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    interrupted = False
-    try:
-        run_interruptible(run())
-    except KeyboardInterrupt:
-        interrupted = True
-    _report_pull(args, list(pulled.values()))
-    if interrupted:
-        return 130
-    return 1 if any(not p.ok for p in pulled.values()) else 0
+    run_interruptible(run())
 
 
 def _report_pull(args: argparse.Namespace, pulled: list[_Pulled]) -> None:
@@ -351,6 +385,8 @@ def cmd_import(args: argparse.Namespace, reg: ModelRegistry) -> int:
 
 
 def cmd_load(args: argparse.Namespace, reg: ModelRegistry) -> int:
+    from .interrupt import run_interruptible
+
     t0 = time.perf_counter()
     session = run_interruptible(reg.load_model(args.id, args.runtime)).unwrap()
     dt = time.perf_counter() - t0

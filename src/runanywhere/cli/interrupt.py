@@ -7,7 +7,6 @@ then waits again for the tasks it cancels; a second Ctrl-C must not wait for any
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -22,6 +21,8 @@ def run_interruptible(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion. Ctrl-C cancels it (its own ``except CancelledError`` blocks
     run and may report) and then raises ``KeyboardInterrupt``; a second Ctrl-C ends the process
     with status 130 without waiting."""
+    import asyncio  # here, not at import: the commands that answer without a loop skip it
+
     if threading.current_thread() is not threading.main_thread():
         return asyncio.run(coro)
     loop = asyncio.new_event_loop()

@@ -15,7 +15,7 @@ import logging
 import os
 import select
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,9 +25,38 @@ from ..settings import Settings, check_connections
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with usage errors as one JSON document too when ``--json`` was asked for."""
+    """argparse, with usage errors as one JSON document too when ``--json`` was asked for.
+
+    ``fill`` adds a command's arguments when the parser is first used (parsing, usage, help),
+    not when it is made: a run parses one command, and building all the others (their
+    modules imported, the global options copied into each) cost more than a cached answer."""
 
     json_errors = False
+
+    def __init__(self, *args: Any, fill: Callable[[Parser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fill = fill
+
+    def filled(self) -> None:
+        """Add the command's arguments now, if they are not there yet."""
+        fill, self._fill = self._fill, None
+        if fill is not None:
+            fill(self)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        self.filled()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.filled()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.filled()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         if Parser.json_errors:
@@ -54,11 +83,10 @@ class RuntimeNames:
         return iter(self._names())
 
 
-def _common(top: bool) -> argparse.ArgumentParser:
+def _add_common(p: argparse.ArgumentParser, top: bool) -> None:
     """The global options. At the top level they carry defaults; after a command they default
     to nothing (and collect into ``*_after`` where they add up), so a value given before the
     command is not overwritten."""
-    p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("global options")
 
     def opt(*names: str, default: Any = None, after: str | None = None, **kw: Any) -> None:
@@ -84,34 +112,21 @@ def _common(top: bool) -> argparse.ArgumentParser:
     opt("-q", "--quiet", action="store_true", default=False,
         help="print only the results (pull: one path per model)")
     opt("--debug", action="store_true", default=False, help="show tracebacks")
-    return p
 
 
-def build_parser() -> Parser:
+Fill = Callable[[Parser], None]
+
+
+def _list(s: Parser) -> None:
     from ..catalog.parse import FORMATS, TYPES
 
-    p = Parser(prog="runanywhere", parents=[_common(top=True)],
-               description="Find, download, verify, cache and load the models of on-device AI"
-                           " apps.")
-    p.add_argument("--version", action="version", version=f"runanywhere {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                           parser_class=Parser)
-    after = [_common(top=False)]
-
-    def command(parent: Any, name: str, help: str) -> Parser:
-        parser: Parser = parent.add_parser(name, help=help, description=help, parents=after)
-        return parser
-
-    s = command(sub, "list", "list the models every catalog knows")
     s.add_argument("--type", choices=sorted(TYPES), help="only models of this type")
     s.add_argument("--format", choices=sorted(FORMATS), help="only models in this format")
     s.add_argument("--search", metavar="TEXT", help="only models whose id, name, provider or"
                    " description contains TEXT")
 
-    s = command(sub, "info", "show one model: files, hashes, sizes, cache state")
-    s.add_argument("id", help="model id")
 
-    s = command(sub, "pull", "download models into the cache (verified, resumable)")
+def _pull(s: Parser) -> None:
     s.add_argument("ids", nargs="+", metavar="ID|URL|hf://...",
                    help="catalog ids, http(s) URLs (with --sha256) or hf://OWNER/REPO[@REV][/PATH]"
                         " references, in the order to report them")
@@ -127,46 +142,67 @@ def build_parser() -> Parser:
                    help="pull a URL without --sha256: record the first download's hash and"
                         " hold every later one to it")
 
-    c = command(sub, "cache", "inspect and manage the cache")
-    csub = c.add_subparsers(dest="cache_command", required=True, metavar="ACTION",
-                            parser_class=Parser)
-    command(csub, "ls", "list cached models").add_argument(
-        "--shared", action="store_true",
-        help="also ask the shared S3 tier which models it holds (one HEAD per blob)")
-    command(csub, "size", "total bytes on disk, each blob counted once")
-    command(csub, "verify", "re-hash cached files; corrupt ones are quarantined").add_argument(
-        "id", nargs="?", help="one model (default: all)")
-    command(csub, "rm", "remove models from the cache (a model pulled by URL or hf:// also"
-            " releases its id)").add_argument("ids", nargs="+", metavar="ID",
-                                               help="model ids (or hf:// references)")
-    command(csub, "clear", "remove every model nobody is using")
-    x = command(csub, "prune", "evict least-recently-used models and remove orphans")
+
+def _prune(x: Parser) -> None:
     x.add_argument("--max-size", metavar="SIZE",
                    help="target size, e.g. 2GiB or 500MB (default: only orphans)")
     x.add_argument("--orphan-age", type=float, default=24 * 3600, metavar="SECONDS",
                    help="how long an abandoned partial, orphan blob, old version or quarantined"
                         " file must be idle (default 86400)")
     x.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
-    x = command(csub, "pin", "never evict this model")
+
+
+def _pin(x: Parser) -> None:
     x.add_argument("id", help="model id")
     x.add_argument("--off", action="store_true", help="unpin instead")
-    command(csub, "forget", "forget the sha256 recorded at a model's first download (trust on"
-            " first use) and the URL or hf:// reference it was pulled from, releasing its id;"
-            " the cached copy stays").add_argument("id", help="model id")
-    command(csub, "push", "upload cached models to the shared S3 tier").add_argument(
-        "id", nargs="?", help="one model (default: all)")
 
-    s = command(sub, "import", "sideload a file or folder, verified against the catalog")
+
+def _one(*names: str, **kw: Any) -> Fill:
+    """A command with one argument (or option)."""
+    def fill(s: Parser) -> None:
+        s.add_argument(*names, **kw)
+    return fill
+
+
+def _cache(command: Callable[..., None]) -> Fill:
+    def fill(c: Parser) -> None:
+        csub = c.add_subparsers(dest="cache_command", required=True, metavar="ACTION",
+                                parser_class=Parser)
+        command(csub, "ls", "list cached models", _one(
+            "--shared", action="store_true",
+            help="also ask the shared S3 tier which models it holds (one HEAD per blob)"))
+        command(csub, "size", "total bytes on disk, each blob counted once")
+        command(csub, "verify", "re-hash cached files; corrupt ones are quarantined",
+                _one("id", nargs="?", help="one model (default: all)"))
+        command(csub, "rm", "remove models from the cache (a model pulled by URL or hf:// also"
+                " releases its id)", _one("ids", nargs="+", metavar="ID",
+                                          help="model ids (or hf:// references)"))
+        command(csub, "clear", "remove every model nobody is using")
+        command(csub, "prune", "evict least-recently-used models and remove orphans", _prune)
+        command(csub, "pin", "never evict this model", _pin)
+        command(csub, "forget", "forget the sha256 recorded at a model's first download (trust"
+                " on first use) and the URL or hf:// reference it was pulled from, releasing its"
+                " id; the cached copy stays", _one("id", help="model id"))
+        command(csub, "push", "upload cached models to the shared S3 tier",
+                _one("id", nargs="?", help="one model (default: all)"))
+    return fill
+
+
+def _import(s: Parser) -> None:
     s.add_argument("id", help="model id")
     s.add_argument("path", type=Path, help="the model's file (or the folder holding its files)")
 
-    s = command(sub, "load", "load a model into a runtime and describe its inputs and outputs")
-    s.add_argument("id", help="model id")
-    s.add_argument("--runtime", choices=RuntimeNames(),
-                   help="runtime (default: the one for the model's format)")
 
-    s = command(sub, "serve", "serve the cache over HTTP: browsers, other machines,"
-                " huggingface_hub (HF_ENDPOINT)")
+def _load(s: Parser) -> None:
+    s.add_argument("id", help="model id")
+    runtime = s.add_argument("--runtime", choices=RuntimeNames(), metavar="RUNTIME",
+                             help="runtime (default: the one for the model's format)")
+    # add_argument checks a metavar it formats from the choices (reading the plugins' entry
+    # points, ~20 ms): given one, it does not; help and usage still list the choices.
+    runtime.metavar = None
+
+
+def _serve(s: Parser) -> None:
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; any other needs a token)")
     s.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free)")
@@ -188,35 +224,76 @@ def build_parser() -> Parser:
     s.add_argument("--max-queue", type=int, default=32, metavar="N",
                    help="requests that may wait for one busy model (default 32); more get 429")
 
+
+def _speak(s: Parser) -> None:
+    from .speak import add_arguments
+
+    add_arguments(s)
+
+
+def _transcribe(s: Parser) -> None:
+    from .transcribe import add_arguments
+
+    add_arguments(s)
+
+
+def _run(s: Parser) -> None:
+    from .run import add_arguments
+
+    add_arguments(s)
+
+
+def build_parser(*, lazy: bool = False) -> Parser:
+    """The whole command line. ``lazy``: each command's arguments are added when that command
+    is parsed or its help shown (``main`` parses one command); else all at once (the docs and
+    tests walk every parser)."""
+    p = Parser(prog="runanywhere",
+               description="Find, download, verify, cache and load the models of on-device AI"
+                           " apps.")
+    _add_common(p, top=True)
+    p.add_argument("--version", action="version", version=f"runanywhere {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=Parser)
+
+    def command(parent: Any, name: str, help: str, fill: Fill | None = None) -> None:
+        def filled(s: Parser) -> None:
+            _add_common(s, top=False)  # first, where ``parents=`` put them
+            if fill is not None:
+                fill(s)
+
+        parser: Parser = parent.add_parser(name, help=help, description=help, fill=filled)
+        if not lazy:
+            parser.filled()
+
+    command(sub, "list", "list the models every catalog knows", _list)
+    command(sub, "info", "show one model: files, hashes, sizes, cache state",
+            _one("id", help="model id"))
+    command(sub, "pull", "download models into the cache (verified, resumable)", _pull)
+    command(sub, "cache", "inspect and manage the cache", _cache(command))
+    command(sub, "import", "sideload a file or folder, verified against the catalog", _import)
+    command(sub, "load", "load a model into a runtime and describe its inputs and outputs",
+            _load)
+    command(sub, "serve", "serve the cache over HTTP: browsers, other machines,"
+            " huggingface_hub (HF_ENDPOINT)", _serve)
     command(sub, "adapters", "list the installed adapters and runtimes: what each handles, the"
             " package that provides it, whether its dependencies import")
-
     command(sub, "doctor", "check the cache folder (the folder, permissions, index, paths"
             " leading outside it, models, orphans, quarantine, free space, recorded hashes);"
             " changes nothing")
-
-    from .speak import add_arguments as speak_arguments
-
-    speak_arguments(command(sub, "speak", "text-to-speech into an audio file (pulls the model"
-                            " first when it is not cached)"))
-
-    from .transcribe import add_parser as add_transcribe
-
-    add_transcribe(command, sub)
-
-    from .run import add_parser as add_run
-
-    add_run(command, sub)
-
-    s = command(sub, "demo", "offline end-to-end demo with a real model")
-    s.add_argument("--keep", action="store_true", help="keep the demo's cache folder")
+    command(sub, "speak", "text-to-speech into an audio file (pulls the model first when it is"
+            " not cached)", _speak)
+    command(sub, "transcribe", "speech to text: the words spoken in an audio file", _transcribe)
+    command(sub, "run", "chat with an LLM: its answer streamed to stdout (the prompt from the"
+            " argument or stdin; a chat at a terminal)", _run)
+    command(sub, "demo", "offline end-to-end demo with a real model", _one(
+        "--keep", action="store_true", help="keep the demo's cache folder"))
     return p
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     Parser.json_errors = "--json" in argv
-    args = build_parser().parse_args(argv)
+    args = build_parser(lazy=True).parse_args(argv)
     # Options given after the command join those given before it.
     args.catalog = [*args.catalog, *getattr(args, "catalog_after", [])]
     args.verbose = args.verbose + getattr(args, "verbose_after", 0)
@@ -224,7 +301,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def make_settings(args: argparse.Namespace) -> Settings:
-    s = Settings.from_env()
+    # With --home the default folder (platformdirs, tempfile: milliseconds) is never looked up.
+    s = Settings.from_env({**os.environ, "RUNANYWHERE_HOME": str(args.home)} if args.home
+                          else None)
     changes: dict[str, Any] = {}
     if args.home:
         changes["home"] = args.home.expanduser()

@@ -42,10 +42,8 @@ BYE = "/bye"
 PROMPT = ">>> "
 
 
-def add_parser(command: Any, sub: Any) -> None:
-    """Register ``run`` (``command`` is main.py's helper that adds the global options)."""
-    s = command(sub, "run", "chat with an LLM: its answer streamed to stdout (the prompt from"
-                " the argument or stdin; a chat at a terminal)")
+def add_arguments(s: argparse.ArgumentParser) -> None:
+    """``run``'s own arguments (main.build_parser names the command)."""
     s.add_argument("id", help="model id (an llm model: runanywhere list --type llm)")
     s.add_argument("prompt", nargs="?", help="the prompt (default: stdin when piped, else a"
                    " chat)")

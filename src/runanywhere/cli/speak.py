@@ -18,20 +18,15 @@ and a summary line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import inspect
 import os
-import secrets
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidCatalogError, ModelError, SynthesisError
-from .interrupt import run_interruptible
 from .render import print_json
 
 if TYPE_CHECKING:  # numpy loads when audio is written, not when the parser is built
@@ -85,6 +80,8 @@ def read_text(arg: str) -> str:
 
 def adapter_options(factory: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The options given on the command line, under the names the adapter takes."""
+    import inspect
+
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # pragma: no cover - a builtin or C factory
@@ -130,6 +127,9 @@ def make_adapter(reg: ModelRegistry, model_id: str, args: argparse.Namespace) ->
 def pull_and_load(reg: ModelRegistry, adapter: Any, model_id: str, quiet: bool) -> None:
     """Pull the model (the pull's progress on stderr; nothing when it is cached) unless it
     needs none, then load it."""
+    import asyncio
+
+    from .interrupt import run_interruptible
     from .progress_view import PullProgress
 
     async def run() -> None:
@@ -153,6 +153,8 @@ class _WavSink:
     """16-bit PCM WAV through the standard library; samples as piper-tts rounds them."""
 
     def __init__(self, path: Path, sample_rate: int) -> None:
+        import wave
+
         self._w = wave.open(str(path), "wb")  # noqa: SIM115 - closed by close()
         self._w.setnchannels(1)
         self._w.setsampwidth(2)
@@ -202,6 +204,8 @@ def _temporary_beside(out: Path) -> Iterator[Path]:
 
     The name is chosen before the file is made: a Ctrl-C between the two finds it named and
     removes it (``mkstemp`` would return it only after making it)."""
+    import secrets
+
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +29,8 @@ if TYPE_CHECKING:
 VAD_MODEL = "silero-vad"
 
 
-def add_parser(command: Callable[[Any, str, str], argparse.ArgumentParser], sub: Any) -> None:
-    """Register ``transcribe`` with ``command(sub, name, help)`` (main.build_parser's helper)."""
-    s = command(sub, "transcribe", "speech to text: the words spoken in an audio file")
+def add_arguments(s: argparse.ArgumentParser) -> None:
+    """``transcribe``'s own arguments (main.build_parser names the command)."""
     s.add_argument("id", help="a speech-to-text model (catalog type stt), e.g."
                    " faster-whisper-tiny.en")
     s.add_argument("audio", type=Path, help="the audio file: WAV, FLAC, OGG, MP3, ... (anything"

@@ -19,12 +19,38 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..logs import log
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..catalog.model import ModelMetadata
+
 #: (model id, runtime, options): one session per model, runtime and options.
 SessionKey = tuple[str, str, str]
+
+
+def session_key(model_id: str, runtime: str | None, options: Mapping[str, Any]) -> SessionKey:
+    return model_id, runtime or "", repr(sorted(options.items()))
+
+
+def memory_cost(runtime: Any, session: Any, meta: ModelMetadata) -> int:
+    """The bytes a loaded session counts against the budget: the runtime's estimate where it
+    gives one, else the catalog's run-time memory, else the download size."""
+    estimate = getattr(runtime, "memory_estimate", None)
+    if callable(estimate):
+        n = estimate(session)
+        if n:
+            return int(n)
+    return meta.requirements.memory if meta.requirements else meta.size
+
+
+def closer(runtime: Any, session: Any) -> Callable[[], None] | None:
+    """How to free ``session``: its runtime's ``close``, where it has one."""
+    close = getattr(runtime, "close", None)
+    return (lambda: close(session)) if callable(close) else None
 
 
 @dataclass

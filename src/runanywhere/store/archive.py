@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
@@ -123,6 +121,8 @@ def extract(archive: Path, kind: str, dest: Path, *, limit: int | None = None,
 
 
 def _extract_tar(archive: Path, kind: str, dest: Path, budget: Budget) -> list[Extracted]:
+    import tarfile  # here: tarfile and zipfile (bz2, lzma) are for archives, not a cache read
+
     mode = {"tar.gz": "r:gz", "tar.bz2": "r:bz2", "tar.xz": "r:xz"}.get(kind)
     if mode is None:
         raise ValueError(f"unknown archive kind {kind!r}")
@@ -166,6 +166,8 @@ def _extract_tar(archive: Path, kind: str, dest: Path, budget: Budget) -> list[E
 
 
 def _extract_zip(archive: Path, dest: Path, budget: Budget) -> list[Extracted]:
+    import zipfile
+
     done: dict[str, Extracted] = {}
     try:
         with zipfile.ZipFile(archive) as zf:

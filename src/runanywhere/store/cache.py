@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..settings import DEFAULT_MEMORY_LIMIT, Settings
+from ..settings import DEFAULT_MEMORY_LIMIT, Settings, env_disk_limit
 from .disk import DiskTier
 from .entry import CacheEntry, DiskUsage, StagedFile, VerifyResult
 from .holds import Holds
@@ -37,9 +37,7 @@ from .index import TrustRecord
 from .layout import Layout
 from .memory import MemoryLRU
 from .modes import CacheModes
-from .prune import PrunePlan
 from .reads import CacheHit, Reader
-from .sideload import import_into
 from .sources import SourcesFile
 from .stats import HitStats
 from .upkeep import Upkeep
@@ -47,6 +45,7 @@ from .writer import ModelWriter
 
 if TYPE_CHECKING:
     from ..catalog import ModelFile, ModelMetadata
+    from .prune import PrunePlan
 
 __all__ = ["CacheHit", "ModelCache"]
 
@@ -81,10 +80,10 @@ class ModelCache:
         read-only: what it holds stays usable, and anything that would add to it raises
         ``CacheError``. With ``scratch_fallback=True`` new models go to a temporary folder for
         this process instead (deleted when it ends)."""
-        if directory is None or disk_limit is None:
-            env = Settings.from_env()
-            directory = env.home if directory is None else directory
-            disk_limit = env.disk_limit if disk_limit is None else disk_limit
+        if directory is None:
+            directory = Settings.from_env().home
+        if disk_limit is None:  # not Settings.from_env(): its default home costs milliseconds
+            disk_limit = env_disk_limit()
         self.directory = Path(directory)
         self.durable = durable
         self.disk_limit = disk_limit
@@ -208,6 +207,8 @@ class ModelCache:
 
     def import_path(self, meta: ModelMetadata, path: Path | str) -> CacheEntry:
         """Sideload a local file or folder, verified against ``meta`` before it is visible."""
+        from .sideload import import_into  # on use, as prune.py (upkeep.py): not for a read
+
         return import_into(self.writer, meta, Path(path))
 
     def _published(self, model_id: str) -> None:

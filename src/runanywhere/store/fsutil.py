@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CacheError, InsufficientStorageError
 from ..settings import TEST_HOOKS
+
+
+def random_hex(n: int) -> str:
+    """``n`` random hex digits for a temporary name (``uuid4().hex[:n]`` without importing
+    uuid: a cached answer's start pays for every module the cache imports)."""
+    return os.urandom((n + 1) // 2).hex()[:n]
 
 
 def crash_point(step: str) -> None:
@@ -40,6 +44,8 @@ def disk_error(e: OSError, doing: str, where: Path | None = None
         free = 0
         if where is not None:
             with contextlib.suppress(OSError):
+                import shutil  # shutil (bz2, lzma, fnmatch): on use, as below
+
                 free = shutil.disk_usage(where).free
         return InsufficientStorageError(
             f"disk full: no space left in {where or 'the cache'} while {doing}"
@@ -73,7 +79,7 @@ def fsync_file(path: Path) -> None:
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new file, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{random_hex(8)}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -91,7 +97,9 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
 
 def copy_file(src: Path, dst: Path, *, durable: bool = True) -> None:
     """Copy through a temporary name (readers never see half a file), keeping the mtime."""
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{random_hex(8)}.tmp")
+    import shutil
+
     try:
         with open(src, "rb") as fi, open(tmp, "wb") as fo:
             shutil.copyfileobj(fi, fo, 4 << 20)
@@ -123,7 +131,7 @@ def link_or_copy(src: Path, dst: Path, *, durable: bool = True) -> None:
 
 def replace_with_link(src: Path, dst: Path) -> None:
     """Atomically make ``dst`` another name of ``src`` (a copy where links are impossible)."""
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{random_hex(8)}.tmp")
     try:
         link_or_copy(src, tmp)
         os.replace(tmp, dst)
@@ -134,6 +142,8 @@ def replace_with_link(src: Path, dst: Path) -> None:
 
 
 def remove_tree(path: Path) -> None:
+    import shutil
+
     with contextlib.suppress(FileNotFoundError):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -216,7 +226,7 @@ def is_writable_dir(path: Path) -> bool:
     """Can we create files in ``path`` (creating it if needed)? Tests real writes, not modes."""
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o755)  # never world-writable, whatever
-        probe = path / f".probe-{uuid.uuid4().hex[:8]}"
+        probe = path / f".probe-{random_hex(8)}"
         probe.write_bytes(b"")
         probe.unlink()
         return True

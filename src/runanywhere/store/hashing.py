@@ -9,7 +9,6 @@ sizes, like S3 parts, gets them), and hashes exactly what it hands on.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,8 @@ def copy_hashing(src: Readable, sink: Callable[[memoryview], object] | None = No
                  chunk: int = 4 * MiB) -> tuple[str, int]:
     """Read ``src`` to its end, hashing it; each full chunk (the last may be short) goes to
     ``sink`` (valid only during the call). Returns ``(sha256 hex, bytes read)``."""
+    import hashlib  # OpenSSL's library loads when something is hashed, not with the store
+
     h = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
@@ -69,6 +70,8 @@ def write_all(fd: int, data: memoryview, offset: int | None = None) -> int:
 def git_blob_sha1(fd: int, size: int) -> str:
     """The id git (and the Hugging Face Hub) gives a file: sha1 of ``blob <size>\\0`` and the
     bytes, read from ``fd`` (the first ``size`` bytes)."""
+    import hashlib
+
     h = hashlib.sha1(b"blob %d\x00" % size)
     buf = bytearray(4 * MiB)
     view = memoryview(buf)

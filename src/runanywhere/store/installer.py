@@ -22,7 +22,6 @@ import os
 import sqlite3
 import stat
 import time
-import uuid
 from pathlib import Path
 
 from ..errors import CacheBusy, CacheError, InsufficientStorageError
@@ -35,6 +34,7 @@ from .fsutil import (
     is_enospc,
     link_or_copy,
     planted_link,
+    random_hex,
     real_dirs,
     regular_stat,
     remove_tree,
@@ -214,7 +214,7 @@ class Installer:
         # never written through.
         real_dirs(self.layout.root, final.parent,
                   lambda p: self.quarantine.put(p, f"{p.name}.planted"))
-        tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+        tmp = final.parent / f".tmp-{random_hex(8)}"
         tmp.mkdir()
         try:
             for f in files:
@@ -243,7 +243,7 @@ class Installer:
         ``flock`` silently grants every lock (some network filesystems): there two processes
         can both find no folder and rename at once, and the loser sees ENOTEMPTY."""
         for attempt in range(3):
-            old = final.parent / f".old-{uuid.uuid4().hex[:8]}"
+            old = final.parent / f".old-{random_hex(8)}"
             try:
                 if final.exists() or final.is_symlink():
                     os.replace(final, old)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ..errors import CacheBusy, CacheError
 from ..logs import warn_once
@@ -33,6 +32,9 @@ from .entry import CacheEntry, Prepared
 from .fsutil import is_writable_dir
 from .index import dump_manifest, is_busy
 from .layout import Layout
+
+if TYPE_CHECKING:
+    import tempfile
 
 T = TypeVar("T")
 Action = Literal["retry", "degrade", "raise"]
@@ -133,6 +135,8 @@ class CacheModes:
         self.warn("degraded", mode.describe(reason, served))
         # The writable tier is a scratch folder either way; require_writable() refuses every
         # addition unless scratch_fallback asked for one.
+        import tempfile  # only when degraded to a scratch folder
+
         self._scratch = tempfile.TemporaryDirectory(prefix="runanywhere-scratch-")
         return DiskTier(Path(self._scratch.name), durable=False, busy_timeout=self.lock_timeout)
 

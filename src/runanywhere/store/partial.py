@@ -19,17 +19,14 @@ never write the same file even where ``flock`` silently grants everyone.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
-import socket
 import struct
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .fsutil import random_hex
 from .ranges import RangeSet
 
 _REC = struct.Struct("<QQ")
@@ -48,8 +45,14 @@ class PartialMeta:
     pid: int = 0
 
 
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 def new_owner() -> str:
-    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{os.getpid()}-{random_hex(8)}"
 
 
 def partial_key(url: str, size: int, sha256: str | None) -> str:
@@ -57,6 +60,8 @@ def partial_key(url: str, size: int, sha256: str | None) -> str:
     (so an unverified source never resumes into another's bytes)."""
     if sha256:
         return sha256
+    import hashlib  # on use (as socket and shutil here): a cached read opens no partial
+
     return "url-" + hashlib.sha256(f"{url}|{size}".encode()).hexdigest()[:40]
 
 
@@ -79,7 +84,7 @@ class Partial:
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self, meta: PartialMeta) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        meta.host, meta.pid = socket.gethostname(), os.getpid()
+        meta.host, meta.pid = _host(), os.getpid()
         self.meta = meta
         _ACTIVE.add(self.owner)
         # Never through a link planted in a partial's place: that would write elsewhere.
@@ -159,7 +164,7 @@ _ACTIVE: set[str] = set()
 
 def _is_live(meta: dict[str, object], idle: float, stale_after: float) -> bool:
     """Is some writer still working on this partial?"""
-    if meta.get("host") != socket.gethostname():
+    if meta.get("host") != _host():
         return idle < stale_after  # another machine: only the heartbeat tells
     pid = meta.get("pid")
     if not isinstance(pid, int) or pid <= 0:
@@ -241,7 +246,7 @@ def link_for_publish(folder: Path, blob: Path, sha256: str, size: int) -> Path:
     process, so a concurrent ``prune`` sees a live writer; ``OSError`` if the blob went away."""
     part = Partial(folder, f"{REUSE_PREFIX}{sha256}", new_owner())
     part.meta = PartialMeta(url=f"blob:{sha256}", size=size, sha256=sha256,
-                            host=socket.gethostname(), pid=os.getpid())
+                            host=_host(), pid=os.getpid())
     _ACTIVE.add(part.owner)
     try:
         part.save_meta()
@@ -250,6 +255,8 @@ def link_for_publish(folder: Path, blob: Path, sha256: str, size: int) -> Path:
         except FileNotFoundError:
             raise
         except OSError:  # no hard links here: a copy is still cheaper than the network
+            import shutil
+
             shutil.copyfile(blob, part.data_path)
     except BaseException:
         release_link(part.data_path)

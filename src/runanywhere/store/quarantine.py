@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import uuid
 from pathlib import Path
 
+from .fsutil import random_hex
 from .layout import Layout
 
 
@@ -25,4 +25,4 @@ class Quarantine:
         folder = self.layout.quarantine_dir
         folder.mkdir(parents=True, exist_ok=True, mode=0o755)
         with contextlib.suppress(OSError):
-            os.replace(path, folder / f"{name}-{stamp}-{uuid.uuid4().hex[:4]}")
+            os.replace(path, folder / f"{name}-{stamp}-{random_hex(4)}")

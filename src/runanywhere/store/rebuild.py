@@ -12,11 +12,10 @@ import contextlib
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 
 from ..errors import UnsafeCacheError
-from .fsutil import planted_link, real_dirs, regular_stat, replace_with_link, same_file
+from .fsutil import planted_link, random_hex, real_dirs, regular_stat, replace_with_link, same_file
 from .hashing import file_sha256
 from .index import Index
 from .layout import Layout
@@ -46,7 +45,7 @@ def set_aside(path: Path, damaged: bool) -> Path | None:
     """Move a damaged index (and its journal files) aside, or drop an empty one; returns where
     the damaged copy went (None if there was none)."""
     aside = path.with_name(f"index.db.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-                           f"-{uuid.uuid4().hex[:4]}")
+                           f"-{random_hex(4)}")
     moved = None
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):

@@ -10,12 +10,12 @@ leaves orphans it removes.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, ModelError
 from .entry import CacheEntry, StagedFile
+from .fsutil import random_hex
 from .hashing import copy_hashing, git_blob_sha1, write_all
 from .partial import Partial, PartialMeta, new_owner
 from .writer import ModelWriter
@@ -64,7 +64,7 @@ def _stage(writer: ModelWriter, meta: ModelMetadata, f: ModelFile, src: Path,
         raise IntegrityError(f"{src}: {actual_size} bytes, the catalog says {f.size}",
                              expected=str(f.size), actual=str(actual_size))
     want = writer.expected_sha256(meta.id, f)
-    part = Partial(writer.partial_dir(), f"import-{uuid.uuid4().hex[:16]}", new_owner())
+    part = Partial(writer.partial_dir(), f"import-{random_hex(16)}", new_owner())
     partials.append(part)
     part.open(PartialMeta(url=f"file://{src}", size=actual_size, sha256=want))
     with open(src, "rb", buffering=0) as fi:

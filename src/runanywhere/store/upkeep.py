@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import CacheError
 from .entry import VerifyResult
@@ -16,9 +17,11 @@ from .holds import Holds
 from .layout import is_model_id
 from .memory import MemoryLRU
 from .modes import CacheModes
-from .prune import PrunePlan, evict_unused, plan_prune
 from .stats import HitStats
 from .verifier import NOT_CACHED
+
+if TYPE_CHECKING:
+    from .prune import PrunePlan
 
 log = logging.getLogger("runanywhere")
 
@@ -63,6 +66,8 @@ class Upkeep:
         if unsafe:  # planted rows: they go from the index; no path is built from them
             disk.index.delete_models(unsafe)
             ids = [i for i in ids if i not in unsafe]
+        from .prune import evict_unused  # prune.py on use: a cached read never needs it
+
         freed, removed = evict_unused(disk, ids, keep_pinned=False)
         left = sorted(set(ids) - set(removed))
         if left:
@@ -80,6 +85,8 @@ class Upkeep:
 
     def plan_prune(self, max_size: int | None, *, orphan_age: float) -> PrunePlan:
         """What ``prune`` would remove (nothing changes until ``plan.execute()``)."""
+        from .prune import plan_prune
+
         self.stats.flush()
         return plan_prune(self.modes.disk, max_size=max_size, orphan_age=orphan_age,
                           in_use=self.holds.ids(), on_evict=self.forget)
@@ -88,6 +95,8 @@ class Upkeep:
         """Evict least-recently-used models until ``limit`` holds; returns bytes freed."""
         if limit is None:
             return 0
+        from .prune import plan_prune
+
         self.stats.flush()
         plan = plan_prune(self.modes.disk, max_size=limit, orphan_age=float("inf"),
                           in_use=self.holds.ids() | (protect or set()), on_evict=self.forget)

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CacheBusy, InsufficientStorageError, IntegrityError
-from .archive import extract, unpack_bound
 from .entry import CacheEntry, Prepared, StagedFile
-from .fsutil import disk_error
+from .fsutil import disk_error, random_hex
 from .modes import CacheModes
 from .partial import is_reuse_link, release_link
 
@@ -81,6 +78,8 @@ class ModelWriter:
         lower bound; the unpacker enforces the real bound member by member)."""
         if not todo and not unpacked:
             return
+        import shutil  # for a download's space and an archive's work: not a cached read
+
         folder = self.partial_dir()
         need = sum(size for _, size in todo) - self.bytes_in_partials(todo)
         free = shutil.disk_usage(folder).free
@@ -129,12 +128,16 @@ class ModelWriter:
         The archive's blob is kept while it is unpacked (``after_publish`` gets its path, to
         share it) and dropped afterwards unless some model uses the same bytes.
         """
+        import shutil
+
+        from .archive import extract, unpack_bound  # tar and zip: for archives only
+
         self.modes.require_writable()
         blobs = self.modes.disk.blobs
         blob = blobs.store(archive)
         if on_extract is not None:
             on_extract()
-        work = self.partial_dir() / f"unpack-{meta.id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        work = self.partial_dir() / f"unpack-{meta.id}-{os.getpid()}-{random_hex(8)}"
         try:
             assert meta.archive is not None
             free = shutil.disk_usage(work.parent).free - SPACE_MARGIN

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING
 from ..catalog import Catalog, ModelMetadata
 from ..errors import DownloadCancelledError, ModelError
 from ..logs import logger
-from ..progress import HEARTBEAT, DownloadProgress, ProgressCallback, ProgressTracker, Stage
+from ..progress import (
+    HEARTBEAT,
+    DownloadProgress,
+    ProgressCallback,
+    ProgressTracker,
+    Stage,
+    cache_hit,
+)
 from ..settings import Settings
 from ..store import ModelCache
 from ..store.fsutil import disk_error
@@ -163,10 +170,7 @@ class ModelLoader:
             _, entry = self.cache.entry_matching_nowait(meta)
             if entry is not None:
                 if on_progress is not None:
-                    done = ProgressTracker(meta.id, meta.size, None)
-                    done.add_resumed(meta.size)
-                    done.stage = Stage.DONE
-                    deliver(_Listener(on_progress, None), done.snapshot("already in the cache"))
+                    deliver(_Listener(on_progress, None), cache_hit(meta.id, meta.size))
                 return entry.path
         job = self._submit(meta, on_progress, loop)
         return await self._wait(job, loop)

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..catalog import ModelFile, ModelMetadata
 from ..catalog.hub import is_hub_url
@@ -26,13 +27,15 @@ from ..errors import DownloadCancelledError, IntegrityError, ModelError, Offline
 from ..progress import ProgressTracker, Stage
 from ..redact import redact_url
 from ..settings import Settings
-from ..shared import SharedTier, shared_origin, upload_after_publish
 from ..store import ModelCache, StagedFile, partial_key
 from ..store.fsutil import crash_point, disk_error
 from .config import FetchConfig
 from .fetch import FetchedFile, FileFetch
 from .hub import download_url
 from .sources import fetch_file
+
+if TYPE_CHECKING:
+    from ..shared import SharedTier
 
 
 @dataclass(frozen=True)
@@ -252,19 +255,36 @@ def _publish(pull: Pull, meta: ModelMetadata, files: list[StagedFile],
     if meta.archive:
         archive = files[0]
         entry = cache.publish_archive(
-            meta, archive, origin=shared_origin(shared, [archive.sha256]),
+            meta, archive, origin=_origin(shared, [archive.sha256]),
             on_extract=lambda: tracker.set_stage(Stage.EXTRACTING, f"unpacking {meta.archive}"),
-            after_publish=lambda blob: upload_after_publish(
-                shared, [(archive.sha256, blob, archive.size)]))
+            after_publish=lambda blob: _upload(shared, [(archive.sha256, blob, archive.size)]))
         return entry.path
     tracker.set_stage(Stage.VERIFYING, "publishing")
     entry = cache.publish(meta.id, meta.version, files,
                           kind="file" if meta.single_file else "dir",
                           source_sha256=files[0].sha256 if meta.single_file else None,
-                          origin=shared_origin(shared, [f.sha256 for f in files]))
-    upload_after_publish(shared, [(f.sha256, cache.blob_path(f.sha256), f.size) for f in files])
+                          origin=_origin(shared, [f.sha256 for f in files]))
+    _upload(shared, [(f.sha256, cache.blob_path(f.sha256), f.size) for f in files])
     crash_point("download:published")  # visible; the partial's journal not yet dropped
     return entry.path
+
+
+def _origin(shared: SharedTier | None, shas: list[str]) -> str:
+    """The ``origin`` to record (``shared.shared_origin``). Without a shared tier (most pulls)
+    it is ``"download"`` and the tier's package is never imported."""
+    if shared is None:
+        return "download"
+    from ..shared import shared_origin
+
+    return shared_origin(shared, shas)
+
+
+def _upload(shared: SharedTier | None, blobs: list[tuple[str, Path, int]]) -> None:
+    """Offer published blobs to the shared tier, if there is one (``upload_after_publish``)."""
+    if shared is not None:
+        from ..shared import upload_after_publish
+
+        upload_after_publish(shared, blobs)
 
 
 def _drop_leases(shared: SharedTier | None, fetched: Iterable[FetchedFile]) -> None:

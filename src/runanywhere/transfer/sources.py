@@ -15,14 +15,17 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DownloadCancelledError, IntegrityError
 from ..logs import logger
 from ..progress import ProgressTracker, Stage
-from ..shared import PUBLISH_GRACE, SharedTier
 from .config import Auth, FetchConfig
 from .fetch import FetchedFile, FileFetch
 from .response import one_line
+
+if TYPE_CHECKING:  # the tier's package loads only when a tier is configured
+    from ..shared import SharedTier
 
 log = logger(__name__)
 
@@ -132,5 +135,7 @@ def fetch_file(tier: SharedTier | None, fetch: FileFetch) -> FetchedFile:
     except BaseException:
         tier.release(sha)
         raise
+    from ..shared import PUBLISH_GRACE
+
     tier.hold(sha, PUBLISH_GRACE)
     return result
