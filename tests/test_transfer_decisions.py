@@ -224,10 +224,11 @@ def test_schedule_plans_pieces_in_file_order(size: int, connections: int, piece:
 #: (id, size, connections, max_connections, wide_start) -> streams a file starts with.
 START: list[tuple[str, int, int, int, int | None, int]] = [
     ("one per 8 MiB", 100 * MiB, 8, 32, 8 * MiB, 12),
-    ("never past max_connections", 2048 * MiB, 8, 32, 8 * MiB, 32),
+    ("never past max_connections", 512 * MiB, 8, 32, 8 * MiB, 32),
+    ("a long download widens by measurement", 1024 * MiB, 8, 32, 8 * MiB, 8),
     ("never below connections", 40 * MiB, 8, 32, 8 * MiB, 8),
     ("a fixed number stays fixed", 2048 * MiB, 4, 4, 8 * MiB, 4),
-    ("wide_start None: connections", 2048 * MiB, 8, 32, None, 8),
+    ("wide_start None: connections", 512 * MiB, 8, 32, None, 8),
     ("a larger share per stream", 256 * MiB, 8, 32, 16 * MiB, 16),
 ]
 

@@ -37,9 +37,13 @@ class Streams:
     #: ``connections`` and ``max_connections`` (None: with ``connections``). CDNs that cap each
     #: connection are common, and a download of a few seconds is over before growing by
     #: measurement reaches its width (256 MiB behind 20 MiB/s per connection: 2.3 s from 8
-    #: streams, 1.2 s from 32); on a link with no cap the extra streams cost little
-    #: (``bench/PERFORMANCE.md``). hf_transfer and aria2c also decide up front.
+    #: streams, 1.2 s from 32). hf_transfer and aria2c also decide up front.
     wide_start: int | None = 8 * MiB
+    #: ... but a file this large starts with ``connections`` and widens by measurement: its
+    #: download lasts long enough for that (8 capped streams take 6 s for 1 GiB, a doubling
+    #: under one), and where the link is not the limit 32 streams cost CPU, ours and the
+    #: server's (2 GiB over HTTPS on 2 cores: 2.53 CPU s per GiB from 32, 2.2 from 8).
+    wide_below: int = 1024 * MiB
     #: Files smaller than this use one connection.
     split_threshold: int = 32 * MiB
     min_part: int = 8 * MiB
@@ -53,7 +57,8 @@ class Streams:
 
     def start_for(self, size: int) -> int:
         """How many streams a file of ``size`` bytes starts with."""
-        if self.wide_start is None or self.max_connections <= self.connections:
+        if (self.wide_start is None or self.max_connections <= self.connections
+                or size >= self.wide_below):
             return self.connections
         return max(self.connections, min(self.max_connections, size // self.wide_start))
 
@@ -101,7 +106,8 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
 
 #: Settings newer than the groups, which tools (``replace_flat``) reach by a flat name too; code
 #: names their group (``Streams(wide_start=...)``).
-TOOL_NAMES: dict[str, tuple[str, str]] = {"wide_start": ("streams", "wide_start")}
+TOOL_NAMES: dict[str, tuple[str, str]] = {"wide_start": ("streams", "wide_start"),
+                                          "wide_below": ("streams", "wide_below")}
 
 _GROUP_TYPES = {"streams": "Streams", "retry": "RetryPolicy", "stalls": "Stalls", "auth": "Auth"}
 

@@ -6,13 +6,13 @@ its body read into the partial) is a :class:`~.stream.Stream`, and what the stre
 
 * Which ranges each connection fetches is ``schedule.py``'s job: one range first, then pieces of
   at least 8 MiB after a ``206`` on as many streams as the file starts with (one per 8 MiB,
-  8 to 32: ``Streams.start_for``); a ``200`` means the server ignores ``Range`` and the same
-  response is streamed from byte 0 instead. If the first request is redirected (a Hub's 302
-  to its CDN), the other streams connect there while its answer is awaited. While doubling the
-  streams raises the rate (a CDN that caps each connection), more are opened, up to 32; a
-  ``429`` or ``503`` sheds streams down to the host's limit (``streams.py``). If a server stops
-  honouring ``Range`` midway (same validator), one worker becomes that single stream and skips
-  the bytes already held; the others stop.
+  8 to 32, for a file under 1 GiB: ``Streams.start_for``); a ``200`` means the server ignores
+  ``Range`` and the same response is streamed from byte 0 instead. If the first request is
+  redirected (a Hub's 302 to its CDN), the other streams connect there while its answer is
+  awaited. While doubling the streams raises the rate (a CDN that caps each connection), more
+  are opened, up to 32; a ``429`` or ``503`` sheds streams down to the host's limit
+  (``streams.py``). If a server stops honouring ``Range`` midway (same validator), one worker
+  becomes that single stream and skips the bytes already held; the others stop.
 * Every range carries ``If-Range`` with the validator (strong ETag, else Last-Modified) seen first,
   so all bytes come from one version of the file; a change restarts cleanly from zero (once).
 * Bytes are ``pwrite``-n into one sparse partial file and journaled (see ``store/partial.py``),

@@ -3,11 +3,12 @@
 CDNs often cap each connection (20 MiB/s is common); then the way to go faster is more
 connections, which aria2c and hf_transfer open up front. So does a fetch, as far as the file's
 size says (``Streams.start_for``: one stream per 8 MiB, 8 to 32), since a download of a few
-seconds is over before measuring could widen it; a file under 256 MiB starts with fewer and
-may grow here. A link or a server that is the limit as a whole gains nothing from more streams,
-and neither does a download whose own CPU (TLS, sha256, copies) is the limit. Other work on the
-machine is no reason to hold back: it slows every stream alike, and only the rate says whether
-more streams help. So a fetch measures, window by window:
+seconds is over before measuring could widen it; a file under 256 MiB starts with fewer, and
+one of 1 GiB or more (whose download lasts long enough) with 8, and they may grow here. A link
+or a server that is the limit as a whole gains nothing from more streams, and neither does a
+download whose own CPU (TLS, sha256, copies) is the limit. Other work on the machine is no
+reason to hold back: it slows every stream alike, and only the rate says whether more streams
+help. So a fetch measures, window by window:
 
 * after a settle time (connects, TLS handshakes and the first answers say nothing about the
   link; on a far server they take several round trips, so the settle time follows the first
