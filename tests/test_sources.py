@@ -98,11 +98,10 @@ def hub() -> Iterator[HubServer]:
 
 
 @pytest.fixture
-def hf_env(hub: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HubServer:
+def hf_env(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
+    """The Hub stand-in as ``HF_ENDPOINT`` (no token and a fresh ``HF_HOME`` already:
+    ``support/isolation.py``, autouse)."""
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_TOKEN_PATH"):
-        monkeypatch.delenv(var, raising=False)
     hub.clear_requests()
     return hub
 
